@@ -1,0 +1,1 @@
+"""The `secretaries` admin CLI: parse, call `secretaries_core`, print."""

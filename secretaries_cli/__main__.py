@@ -1,0 +1,5 @@
+"""`python -m secretaries_cli`."""
+
+from secretaries_cli.app import main
+
+main()

@@ -1,0 +1,58 @@
+"""The root `secretaries` command: global options, then the command groups."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from secretaries_cli.commands import catalog, database, links, users
+from secretaries_cli.runtime import App, Runtime, guarded
+from secretaries_core.config import Settings
+
+app = App(
+    name="secretaries",
+    help="Manage AI secretaries, their users and conversation contexts.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+@guarded
+def root(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="SECRETARIES_DATABASE_URL",
+            metavar="URL",
+            help="SQLAlchemy URL (default: SQLite under the user data dir).",
+            show_envvar=True,
+        ),
+    ] = None,
+    context_url: Annotated[
+        str | None,
+        typer.Option(
+            "--context-url",
+            envvar="SECRETARIES_CONTEXT_URL",
+            metavar="URL",
+            help="Where contexts live: the database (default), redis://… or redis+cluster://…",
+            show_envvar=True,
+        ),
+    ] = None,
+) -> None:
+    """Manage AI secretaries, their users and conversation contexts."""
+    ctx.obj = Runtime(Settings.load(database_url=database_url, context_url=context_url))
+
+
+app.add_typer(database.app, name="db")
+catalog.register(app)
+app.add_typer(users.app, name="users")
+links.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

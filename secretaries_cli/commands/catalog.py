@@ -1,0 +1,201 @@
+"""Catalog commands: create, update, list, show, set-default, deactivate, activate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from secretaries_cli import output
+from secretaries_cli.runtime import App, runtime
+from secretaries_core.errors import InvalidInput
+from secretaries_core.models import AssistantCreate, AssistantUpdate
+from secretaries_core.refs import parse_params
+from secretaries_core.registry import Change
+from secretaries_core.schemas import SecretaryDetail, SecretaryOut
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+SecArg = Annotated[str, typer.Argument(help="Secretary name or UUID.")]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", metavar="KEY=VALUE", help="Model parameter; VALUE is JSON or text."),
+]
+PromptFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--prompt-file", exists=True, dir_okay=False, readable=True, help="Read the prompt."
+    ),
+]
+
+
+def _params(items: list[str] | None) -> dict[str, Any] | None:
+    if not items:
+        return None
+    try:
+        return parse_params(items)
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc), param_hint="--param") from None
+
+
+def _prompt(prompt: str | None, prompt_file: Path | None, *, required: bool) -> str | None:
+    if prompt is not None and prompt_file is not None:
+        raise typer.BadParameter("give --prompt or --prompt-file, not both", param_hint="--prompt")
+    if prompt_file is not None:
+        return prompt_file.read_text(encoding="utf-8")
+    if prompt is None and required:
+        raise typer.BadParameter("give --prompt TEXT or --prompt-file PATH", param_hint="--prompt")
+    return prompt
+
+
+def _print_secretaries(rows: list[SecretaryOut]) -> None:
+    output.table(
+        None,
+        ["name", "model", "default", "active", "version", "users", "description"],
+        (
+            (
+                r.name,
+                r.model,
+                output.yes_no(r.is_default),
+                output.yes_no(r.is_active),
+                r.version,
+                r.users,
+                r.description,
+            )
+            for r in rows
+        ),
+    )
+
+
+def _report(change: Change, did: str, json: bool, ctx: typer.Context) -> None:
+    if json:
+        output.emit_json(runtime(ctx).registry().secretary_detail(change.secretary.id))
+        return
+    name = change.secretary.name
+    if not change.changed and not change.moved_users:
+        output.say(f"Nothing changed: {name} was already {did}.")
+        return
+    if change.changed:
+        output.say(f"{name} {did}.")
+    if change.moved_users:
+        output.say(f"Moved {change.moved_users} user(s) off {name}.")
+
+
+def register(app: App) -> None:
+    """Add the catalog commands to the root app."""
+
+    @app.command("create")
+    def create(
+        ctx: typer.Context,
+        name: Annotated[str, typer.Argument(help="Unique name of the secretary.")],
+        model: Annotated[
+            str, typer.Option("--model", help="Model, e.g. echo or openai/gpt-4o-mini.")
+        ],
+        prompt: Annotated[str | None, typer.Option("--prompt", help="The system prompt.")] = None,
+        prompt_file: PromptFileOpt = None,
+        description: Annotated[str, typer.Option("--description")] = "",
+        param: ParamOpt = None,
+        default: Annotated[bool, typer.Option("--default", help="Make it the default.")] = False,
+        json: JsonFlag = False,
+    ) -> None:
+        """Add a secretary to the catalog."""
+        text = _prompt(prompt, prompt_file, required=True)
+        assert text is not None
+        data = AssistantCreate(
+            name=name,
+            model=model,
+            prompt=text,
+            description=description,
+            params=_params(param) or {},
+            is_default=default,
+        )
+        registry = runtime(ctx).registry()
+        secretary = registry.create_secretary(data)
+        if json:
+            output.emit_json(registry.secretary_detail(secretary.id))
+        else:
+            suffix = " (default)" if secretary.is_default else ""
+            output.say(f"Created secretary {secretary.name}{suffix}, id {secretary.id}.")
+
+    @app.command("update")
+    def update(
+        ctx: typer.Context,
+        sec: SecArg,
+        name: Annotated[str | None, typer.Option("--name")] = None,
+        model: Annotated[str | None, typer.Option("--model")] = None,
+        prompt: Annotated[str | None, typer.Option("--prompt")] = None,
+        prompt_file: PromptFileOpt = None,
+        description: Annotated[str | None, typer.Option("--description")] = None,
+        param: ParamOpt = None,
+        json: JsonFlag = False,
+    ) -> None:
+        """Change a secretary; its version goes up when model, prompt or params change."""
+        changes = AssistantUpdate(
+            name=name,
+            model=model,
+            description=description,
+            prompt=_prompt(prompt, prompt_file, required=False),
+            params=_params(param),
+        )
+        change = runtime(ctx).registry().update_secretary(sec, changes)
+        if json:
+            _report(change, "", True, ctx)
+        elif change.changed:
+            output.say(f"Updated {change.secretary.name}, now version {change.secretary.version}.")
+        else:
+            output.say(f"Nothing changed: {change.secretary.name} already has these values.")
+
+    @app.command("list")
+    def list_(
+        ctx: typer.Context,
+        all_: Annotated[bool, typer.Option("--all", help="Include inactive secretaries.")] = False,
+        json: JsonFlag = False,
+    ) -> None:
+        """List active secretaries (all with --all)."""
+        rows = runtime(ctx).registry().list_secretaries(include_inactive=all_)
+        if json:
+            output.emit_json(rows)
+        elif not rows:
+            output.say("No secretaries yet; add one with `secretaries create`.")
+        else:
+            _print_secretaries(rows)
+
+    @app.command("show")
+    def show(ctx: typer.Context, sec: SecArg, json: JsonFlag = False) -> None:
+        """Show one secretary with its prompt and number of users."""
+        detail: SecretaryDetail = runtime(ctx).registry().secretary_detail(sec)
+        if json:
+            output.emit_json(detail)
+            return
+        _print_secretaries([detail])
+        output.say(f"id: {detail.id}")
+        output.say(f"params: {detail.params}")
+        output.say(
+            f"created: {detail.created_at.isoformat()}  updated: {detail.updated_at.isoformat()}"
+        )
+        output.say("prompt:")
+        output.say(detail.prompt)
+
+    @app.command("set-default")
+    def set_default(ctx: typer.Context, sec: SecArg, json: JsonFlag = False) -> None:
+        """Make SEC the default secretary."""
+        _report(runtime(ctx).registry().set_default(sec), "the default", json, ctx)
+
+    @app.command("deactivate")
+    def deactivate(
+        ctx: typer.Context,
+        sec: SecArg,
+        reassign_to: Annotated[
+            str | None,
+            typer.Option("--reassign-to", metavar="SEC2", help="Move its users to SEC2 first."),
+        ] = None,
+        json: JsonFlag = False,
+    ) -> None:
+        """Deactivate SEC (never the default); its users fall back to the default unless moved."""
+        change = runtime(ctx).registry().deactivate(sec, reassign_to=reassign_to)
+        _report(change, "deactivated", json, ctx)
+
+    @app.command("activate")
+    def activate(ctx: typer.Context, sec: SecArg, json: JsonFlag = False) -> None:
+        """Make SEC available again."""
+        _report(runtime(ctx).registry().activate(sec), "activated", json, ctx)

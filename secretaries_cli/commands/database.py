@@ -1,0 +1,56 @@
+"""`db` commands: Alembic upgrade, downgrade and current on the configured database."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from secretaries_cli import output
+from secretaries_cli.runtime import new_app, runtime
+from secretaries_core import schema
+from secretaries_core.db import check_reachable, make_engine, mask_url
+
+app = new_app("Schema migrations (Alembic) on the configured database.")
+
+
+def _engine(ctx: typer.Context):  # type: ignore[no-untyped-def]
+    engine = make_engine(runtime(ctx).settings.database_url)
+    check_reachable(engine)
+    return engine
+
+
+@app.command("upgrade")
+def upgrade(
+    ctx: typer.Context, revision: Annotated[str, typer.Argument(metavar="[REV]")] = "head"
+) -> None:
+    """Upgrade the schema to REV (default: head)."""
+    engine = _engine(ctx)
+    before = schema.current_revision(engine)
+    schema.upgrade(engine, revision)
+    after = schema.current_revision(engine)
+    where = mask_url(engine.url)
+    if before == after:
+        output.say(f"{where} is already at {after}.")
+    else:
+        output.say(f"Upgraded {where} from {before or 'an empty database'} to {after}.")
+
+
+@app.command("downgrade")
+def downgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument(metavar="REV")]) -> None:
+    """Downgrade the schema to REV (`base` removes every table)."""
+    engine = _engine(ctx)
+    schema.downgrade(engine, revision)
+    output.say(f"Downgraded {mask_url(engine.url)} to {schema.current_revision(engine) or 'base'}.")
+
+
+@app.command("current")
+def current(ctx: typer.Context, json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show the schema revision of the database and the newest one known."""
+    engine = _engine(ctx)
+    now, head = schema.current_revision(engine), schema.head_revision(engine)
+    if json:
+        output.emit_json({"current": now, "head": head, "up_to_date": now == head})
+    else:
+        state = "up to date" if now == head else "run `secretaries db upgrade`"
+        output.say(f"{now or '(empty)'} (head {head}, {state})")

@@ -1,0 +1,111 @@
+"""Link commands: assign, current, history, migrate-users."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from secretaries_cli import output
+from secretaries_cli.runtime import App, runtime, user_arg
+from secretaries_core.schemas import CurrentOut, UserOut
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+UserArg = Annotated[
+    Any, typer.Argument(parser=user_arg, help="Telegram id or @username.")
+]
+
+
+def register(app: App) -> None:
+    """Add the link commands to the root app."""
+
+    @app.command("assign")
+    def assign(
+        ctx: typer.Context,
+        user: UserArg,
+        sec: Annotated[str, typer.Argument()],
+        json: JsonFlag = False,
+    ) -> None:
+        """Switch USER to SEC."""
+        result = runtime(ctx).registry().assign(user, sec)
+        if json:
+            output.emit_json(result)
+        elif not result.changed:
+            output.say(f"Nothing changed: user {user} already has {result.secretary}.")
+        else:
+            was = f" (was {result.previous})" if result.previous else ""
+            output.say(f"User {user} now has {result.secretary}{was}.")
+
+    @app.command("current")
+    def current(ctx: typer.Context, user: UserArg, json: JsonFlag = False) -> None:
+        """Show USER's resolved secretary and where it comes from."""
+        found, secretary = runtime(ctx).registry().current(user)
+        doc = CurrentOut(user=UserOut.of(found.user), secretary=secretary, source=found.source)
+        if json:
+            output.emit_json(doc)
+        else:
+            output.say(f"{user}: {secretary.name} ({found.source}), model {secretary.model}")
+
+    @app.command("history")
+    def history(ctx: typer.Context, user: UserArg, json: JsonFlag = False) -> None:
+        """Show USER's secretary links, newest first."""
+        rows = runtime(ctx).registry().history(user)
+        if json:
+            output.emit_json(rows)
+            return
+        output.table(
+            None,
+            ["since", "until", "secretary", "active"],
+            (
+                (
+                    r.created_at.isoformat(timespec="seconds"),
+                    "" if r.is_active else r.updated_at.isoformat(timespec="seconds"),
+                    r.secretary,
+                    output.yes_no(r.is_active),
+                )
+                for r in rows
+            ),
+        )
+
+    @app.command("migrate-users")
+    def migrate_users(
+        ctx: typer.Context,
+        to: Annotated[
+            str | None, typer.Option("--to", metavar="SEC", help="Target (default: the default).")
+        ] = None,
+        from_: Annotated[
+            str | None, typer.Option("--from", metavar="SEC", help="Move the users now on SEC.")
+        ] = None,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Count only, write nothing.")
+        ] = False,
+        batch_size: Annotated[
+            int, typer.Option("--batch-size", min=1, help="Users per transaction.")
+        ] = 1000,
+        json: JsonFlag = False,
+    ) -> None:
+        """Give every user without an active link (or, with --from, on SEC) an explicit link."""
+        registry = runtime(ctx).registry()
+        if json or dry_run or not sys.stdout.isatty():
+            result = registry.migrate_users(
+                to=to, from_=from_, dry_run=dry_run, batch_size=batch_size
+            )
+        else:
+            from rich.progress import Progress
+
+            with Progress(transient=False) as bar:
+                task = bar.add_task("migrating users", total=None)
+
+                def progress(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                result = registry.migrate_users(
+                    to=to, from_=from_, batch_size=batch_size, progress=progress
+                )
+        if json:
+            output.emit_json(result)
+        elif dry_run:
+            output.say(f"Dry run: {result.migrated} user(s) would be linked to {result.secretary}.")
+        else:
+            output.say(f"Linked {result.migrated} user(s) to {result.secretary}.")

@@ -1,0 +1,90 @@
+"""`users` commands: add, import, list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from secretaries_cli import output
+from secretaries_cli.runtime import new_app, runtime
+from secretaries_core.errors import InvalidInput
+from secretaries_core.refs import validate_telegram_id
+from secretaries_core.schemas import UserOut
+from secretaries_core.users_csv import parse_users_csv
+
+app = new_app("Register and list users.")
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+def _telegram_id(value: int) -> int:
+    try:
+        return validate_telegram_id(value)
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    telegram_id: Annotated[int, typer.Argument(callback=_telegram_id)],
+    username: Annotated[str | None, typer.Option("--username")] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Register a user (idempotent)."""
+    user, status = runtime(ctx).registry().add_user(telegram_id, username)
+    if json:
+        output.emit_json({**UserOut.of(user).model_dump(mode="json"), "status": status})
+    else:
+        output.say(f"User {user.telegram_id} {status}.")
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    json: JsonFlag = False,
+) -> None:
+    """Register users from a CSV file with the header telegram_id,username; all or nothing."""
+    try:
+        with file.open(encoding="utf-8", newline="") as handle:
+            rows = parse_users_csv(handle)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{file} is not UTF-8 text: {exc}") from None
+    result = runtime(ctx).registry().import_users(rows)
+    if json:
+        output.emit_json(result)
+    else:
+        output.say(
+            f"Imported {len(rows)} row(s): {result.created} created, "
+            f"{result.updated} updated, {result.unchanged} unchanged."
+        )
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    secretary: Annotated[
+        str | None, typer.Option("--secretary", metavar="SEC", help="Only users linked to SEC.")
+    ] = None,
+    json: JsonFlag = False,
+) -> None:
+    """List users with the secretary of their active link."""
+    rows = runtime(ctx).registry().list_users(secretary=secretary)
+    if json:
+        output.emit_json(rows)
+        return
+    output.table(
+        None,
+        ["telegram_id", "username", "secretary", "registered"],
+        (
+            (
+                r.telegram_id,
+                r.username and f"@{r.username}",
+                r.secretary or "(default)",
+                r.created_at.date(),
+            )
+            for r in rows
+        ),
+    )

@@ -1,0 +1,51 @@
+"""Printing: JSON documents for programs, Rich tables for people, `Error:` lines on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+
+def emit_json(data: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
+    """Print exactly one JSON document on stdout."""
+    if isinstance(data, BaseModel):
+        payload: Any = data.model_dump(mode="json")
+    elif isinstance(data, dict):
+        payload = data
+    else:
+        payload = [item.model_dump(mode="json") for item in data]
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+
+
+def say(message: str) -> None:
+    """A plain line for people on stdout (never used with --json)."""
+    typer.echo(message)
+
+
+def error(message: str, details: Iterable[str] = ()) -> None:
+    """The one `Error:` line on stderr, then any details (bad rows, ...) one per line."""
+    typer.echo(f"Error: {message}", err=True)
+    for line in details:
+        typer.echo(f"  {line}", err=True)
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Render rows as a Rich table on stdout."""
+    grid = Table(title=title, show_lines=False)
+    for column in columns:
+        grid.add_column(column, overflow="fold")
+    for row in rows:
+        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+    Console().print(grid)
+
+
+def yes_no(flag: bool) -> str:
+    """A boolean for a table cell."""
+    return "yes" if flag else "no"

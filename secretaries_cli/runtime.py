@@ -1,0 +1,96 @@
+"""What every command shares: the settings, a lazily opened registry, and error mapping."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+
+from secretaries_cli import output
+from secretaries_core.config import Settings
+from secretaries_core.errors import BackendUnavailable, InvalidInput, SecretariesError
+from secretaries_core.refs import UserRef, parse_user_ref
+from secretaries_core.registry import SecretaryRegistry
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+@dataclass
+class Runtime:
+    """Per-invocation state, stored on Typer's context object."""
+
+    settings: Settings
+    _registry: SecretaryRegistry | None = field(default=None, repr=False)
+
+    def registry(self) -> SecretaryRegistry:
+        """The registry on the configured database, opened (and checked) on first use."""
+        if self._registry is None:
+            from secretaries_core.schema import open_database
+
+            self._registry = SecretaryRegistry(open_database(self.settings))
+        return self._registry
+
+
+def runtime(ctx: typer.Context) -> Runtime:
+    """The runtime the root callback stored."""
+    found = ctx.find_object(Runtime)
+    assert found is not None, "root callback did not run"
+    return found
+
+
+def exit_code_for(exc: SecretariesError) -> int:
+    """SPEC.md exit codes: 3 for an unreachable backend, 1 for everything else refused."""
+    return EXIT_UNAVAILABLE if isinstance(exc, BackendUnavailable) else EXIT_FAILED
+
+
+def guarded(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn library errors into an `Error:` line and the SPEC.md exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except SecretariesError as exc:
+            problems = exc.problems if isinstance(exc, InvalidInput) else []
+            output.error(str(exc), problems)
+            raise typer.Exit(exit_code_for(exc)) from None
+        except KeyboardInterrupt:
+            output.error("interrupted; finished batches are kept, run the command again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+class App(typer.Typer):
+    """A Typer app whose commands all go through `guarded`."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:  # type: ignore[override]
+        """Register a command wrapped by `guarded`."""
+        register = super().command(*args, **kwargs)
+
+        def decorator(fn: Callable[P, R]) -> Callable[P, R]:
+            register(guarded(fn))
+            return fn
+
+        return decorator
+
+
+def new_app(help_text: str) -> App:
+    """A sub-app with the project's defaults."""
+    return App(help=help_text, no_args_is_help=True, pretty_exceptions_show_locals=False)
+
+
+def user_arg(value: str) -> UserRef:
+    """Typer parser for USER: a positive Telegram id or @username, else a usage error (exit 2)."""
+    try:
+        return parse_user_ref(value)
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc)) from None

@@ -1,0 +1,76 @@
+"""Settings: CLI options override environment variables, which override defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from platformdirs import user_data_dir
+
+from secretaries_core.errors import InvalidInput
+
+APP_NAME = "secretaries"
+DEFAULT_CONTEXT_TTL_SECONDS = 7 * 24 * 3600
+DEFAULT_CONTEXT_MAX_MESSAGES = 100
+DEFAULT_REDIS_PREFIX = "secretaries:"
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be an integer, got {raw!r}") from None
+    if value <= 0:
+        raise InvalidInput(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the data lives and how contexts are kept; build it with `Settings.load`."""
+
+    home: Path
+    database_url: str
+    context_url: str | None = None
+    database_url_is_default: bool = True
+    context_ttl_seconds: int = DEFAULT_CONTEXT_TTL_SECONDS
+    context_max_messages: int = DEFAULT_CONTEXT_MAX_MESSAGES
+    redis_prefix: str = DEFAULT_REDIS_PREFIX
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        database_url: str | None = None,
+        context_url: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Resolve settings: explicit arguments > `SECRETARIES_*` env vars > defaults."""
+        env = os.environ if env is None else env
+        home_raw = env.get("SECRETARIES_HOME")
+        home = Path(home_raw).expanduser() if home_raw else Path(user_data_dir(APP_NAME))
+        url = database_url or env.get("SECRETARIES_DATABASE_URL") or None
+        return cls(
+            home=home,
+            database_url=url or f"sqlite:///{home / 'secretaries.db'}",
+            database_url_is_default=url is None,
+            context_url=context_url or env.get("SECRETARIES_CONTEXT_URL") or None,
+            context_ttl_seconds=_env_int(
+                env, "SECRETARIES_CONTEXT_TTL", DEFAULT_CONTEXT_TTL_SECONDS
+            ),
+            context_max_messages=_env_int(
+                env, "SECRETARIES_CONTEXT_MAX_MESSAGES", DEFAULT_CONTEXT_MAX_MESSAGES
+            ),
+            redis_prefix=env.get("SECRETARIES_REDIS_PREFIX") or DEFAULT_REDIS_PREFIX,
+        )
+
+    @property
+    def is_embedded_default(self) -> bool:
+        """True when no database URL was given, so the SQLite file under `home` is used."""
+        return self.database_url_is_default

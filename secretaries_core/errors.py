@@ -1,0 +1,47 @@
+"""The typed errors of the library: everything it raises derives from `SecretariesError`."""
+
+from __future__ import annotations
+
+
+class SecretariesError(Exception):
+    """Base of every error the library raises on purpose."""
+
+
+class NotFound(SecretariesError):
+    """Something referred to does not exist."""
+
+
+class UnknownUser(NotFound):
+    """No registered user matches the reference."""
+
+
+class UnknownSecretary(NotFound):
+    """No secretary matches the name or id."""
+
+
+class InactiveSecretary(SecretariesError):
+    """The secretary exists but is deactivated."""
+
+
+class NoDefaultSecretary(SecretariesError):
+    """No secretary could be resolved because there is no active default."""
+
+
+class Conflict(SecretariesError):
+    """The request contradicts the current state (duplicate name, default deactivation, race)."""
+
+
+class InvalidInput(SecretariesError):
+    """A value given to the library is malformed (bad CSV row, bad duration, bad parameter)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = problems or []
+
+
+class SchemaOutOfDate(SecretariesError):
+    """The database schema is not at the latest migration."""
+
+
+class BackendUnavailable(SecretariesError):
+    """A database or context store cannot be reached; the message names the masked URL."""

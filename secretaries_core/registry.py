@@ -1,0 +1,658 @@
+"""`SecretaryRegistry`: the catalog, users, their links, resolution and bulk migration."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from secretaries_core import linksql
+from secretaries_core.db import session_scope
+from secretaries_core.errors import (
+    Conflict,
+    InactiveSecretary,
+    InvalidInput,
+    NoDefaultSecretary,
+    UnknownSecretary,
+    UnknownUser,
+)
+from secretaries_core.models import (
+    Assistant,
+    AssistantCreate,
+    AssistantUpdate,
+    TelegramUser,
+    UserSecretaryLink,
+)
+from secretaries_core.refs import UserRef, normalize_username, validate_telegram_id
+from secretaries_core.schemas import (
+    AssignOut,
+    ImportOut,
+    LinkOut,
+    MigrationOut,
+    SecretaryDetail,
+    SecretaryOut,
+    Source,
+    UserListItem,
+    UserOut,
+)
+from secretaries_core.timeutil import utcnow
+from secretaries_core.users_csv import UserRow
+
+T = TypeVar("T")
+UserStatus = Literal["created", "updated", "unchanged"]
+ProgressCallback = Callable[[int, int], None]
+"""Called as `progress(done, total)` after every committed batch."""
+
+ASSIGN_ATTEMPTS = 5
+# Keeps each statement's IN list well below every driver's parameter limit.
+LOOKUP_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The secretary a user gets right now, and why."""
+
+    user: TelegramUser
+    secretary: Assistant
+    source: Source
+
+
+@dataclass(frozen=True)
+class Change:
+    """Result of a catalog operation: the secretary after it, and whether anything changed."""
+
+    secretary: Assistant
+    changed: bool
+    moved_users: int = 0
+
+
+def _as_uuid(ref: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(ref)
+    except ValueError:
+        return None
+
+
+class SecretaryRegistry:
+    """Every catalog, user and link operation, each in its own transaction on `engine`."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._listeners: list[Callable[[str], None]] = []
+
+    # -- change notification (caches in the orchestrator subscribe here) -----------------
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(event)` after every committed change of the catalog or of links."""
+        self._listeners.append(listener)
+
+    def _changed(self, event: str) -> None:
+        for listener in self._listeners:
+            listener(event)
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def _secretary(
+        self, session: Session, ref: str | uuid.UUID, *, lock: bool = False
+    ) -> Assistant:
+        sec_id = ref if isinstance(ref, uuid.UUID) else _as_uuid(ref)
+        query = select(Assistant).where(Assistant.is_secretary)  # type: ignore[arg-type]
+        if sec_id is not None:
+            query = query.where(Assistant.id == sec_id)
+        else:
+            query = query.where(Assistant.name == ref)
+        if lock:
+            query = query.with_for_update()
+        found = session.scalars(query).one_or_none()
+        if found is None:
+            raise UnknownSecretary(
+                f"no secretary {str(ref)!r}; see `secretaries list --all` for the catalog"
+            )
+        return found
+
+    def _user(self, session: Session, ref: UserRef, *, lock: bool = False) -> TelegramUser:
+        query = select(TelegramUser)
+        if isinstance(ref, int):
+            query = query.where(TelegramUser.telegram_id == ref)
+        else:
+            name = normalize_username(ref)
+            query = query.where(func.lower(TelegramUser.username) == (name or "").lower())
+        if lock:
+            query = query.with_for_update()
+        found = session.scalars(query.limit(2)).all()
+        if not found:
+            raise UnknownUser(f"no user {ref}; register it with `secretaries users add`")
+        if len(found) > 1:
+            raise Conflict(f"several users are named {ref}; use the Telegram id instead")
+        return found[0]
+
+    def _active_secretary(self, session: Session, ref: str | uuid.UUID) -> Assistant:
+        secretary = self._secretary(session, ref)
+        if not secretary.is_active:
+            raise InactiveSecretary(
+                f"secretary {secretary.name!r} is inactive; "
+                f"run `secretaries activate {secretary.name}` first"
+            )
+        return secretary
+
+    def _user_counts(
+        self, session: Session, ids: Iterable[uuid.UUID] | None = None
+    ) -> dict[uuid.UUID, int]:
+        link = UserSecretaryLink
+        query = (
+            select(link.secretary_id, func.count())
+            .where(link.is_active)  # type: ignore[arg-type]
+            .group_by(link.secretary_id)
+        )
+        if ids is not None:
+            query = query.where(link.secretary_id.in_(list(ids)))  # type: ignore[attr-defined]
+        return {sec_id: n for sec_id, n in session.execute(query).tuples()}
+
+    def _default(self, session: Session) -> Assistant | None:
+        return session.scalars(
+            select(Assistant).where(
+                Assistant.is_default,  # type: ignore[arg-type]
+                Assistant.is_active,  # type: ignore[arg-type]
+                Assistant.is_secretary,  # type: ignore[arg-type]
+            )
+        ).one_or_none()
+
+    def _read(self, work: Callable[[Session], T]) -> T:
+        with session_scope(self.engine) as session:
+            return work(session)
+
+    def _write(self, work: Callable[[Session], T], *, conflict: str) -> T:
+        try:
+            with session_scope(self.engine, write=True) as session:
+                result = work(session)
+        except IntegrityError as exc:
+            raise Conflict(conflict) from exc
+        self._changed("catalog")
+        return result
+
+    # -- catalog ---------------------------------------------------------------------------
+
+    def get_secretary(self, ref: str | uuid.UUID) -> Assistant:
+        """The secretary named `ref` (or with that UUID), active or not."""
+        return self._read(lambda s: self._secretary(s, ref))
+
+    def secretary_detail(self, ref: str | uuid.UUID) -> SecretaryDetail:
+        """The secretary with its prompt and its number of users."""
+
+        def work(session: Session) -> SecretaryDetail:
+            secretary = self._secretary(session, ref)
+            users = self._user_counts(session, [secretary.id]).get(secretary.id, 0)
+            return SecretaryDetail.of(secretary, users)
+
+        return self._read(work)
+
+    def list_secretaries(self, *, include_inactive: bool = False) -> list[SecretaryOut]:
+        """The catalog ordered by name, each with its count of users."""
+
+        def work(session: Session) -> list[SecretaryOut]:
+            query = select(Assistant).where(Assistant.is_secretary)  # type: ignore[arg-type]
+            if not include_inactive:
+                query = query.where(Assistant.is_active)  # type: ignore[arg-type]
+            rows = session.scalars(query.order_by(Assistant.name)).all()
+            counts = self._user_counts(session)
+            return [SecretaryOut.of(row, counts.get(row.id, 0)) for row in rows]
+
+        return self._read(work)
+
+    def create_secretary(self, data: AssistantCreate) -> Assistant:
+        """Add a secretary; with `is_default` it replaces the current default."""
+        _check_secretary_fields(data.name, data.model, data.prompt)
+
+        def work(session: Session) -> Assistant:
+            if session.scalars(select(Assistant.id).where(Assistant.name == data.name)).first():
+                raise Conflict(f"a secretary named {data.name!r} already exists")
+            now = self.clock()
+            if data.is_default:
+                _clear_default(session, now)
+            secretary = Assistant(
+                **data.model_dump(exclude={"is_default"}),
+                is_default=data.is_default,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(secretary)
+            session.flush()
+            return secretary
+
+        return self._write(work, conflict=f"a secretary named {data.name!r} already exists")
+
+    def update_secretary(self, ref: str | uuid.UUID, changes: AssistantUpdate) -> Change:
+        """Apply `changes`; `params` merge into the old ones (a `None` value removes a key).
+
+        `version` goes up by one when the model, the prompt or the params really change.
+        """
+
+        def work(session: Session) -> Change:
+            secretary = self._secretary(session, ref, lock=True)
+            new: dict[str, Any] = {}
+            for field in ("name", "description", "model", "prompt"):
+                value = getattr(changes, field)
+                if value is not None and value != getattr(secretary, field):
+                    new[field] = value
+            if changes.params is not None:
+                merged = {**secretary.params, **changes.params}
+                merged = {k: v for k, v in merged.items() if v is not None}
+                if merged != secretary.params:
+                    new["params"] = merged
+            if not new:
+                return Change(secretary, changed=False)
+            _check_secretary_fields(
+                new.get("name", secretary.name),
+                new.get("model", secretary.model),
+                new.get("prompt", secretary.prompt),
+            )
+            if (
+                "name" in new
+                and session.scalars(
+                    select(Assistant.id).where(Assistant.name == new["name"])
+                ).first()
+            ):
+                raise Conflict(f"a secretary named {new['name']!r} already exists")
+            if new.keys() & {"model", "prompt", "params"}:
+                new["version"] = secretary.version + 1
+            for field, value in new.items():
+                setattr(secretary, field, value)
+            secretary.updated_at = self.clock()
+            session.flush()
+            return Change(secretary, changed=True)
+
+        return self._write(work, conflict="the secretary changed concurrently; try again")
+
+    def set_default(self, ref: str | uuid.UUID) -> Change:
+        """Make `ref` the one default secretary."""
+
+        def work(session: Session) -> Change:
+            secretary = self._active_secretary(session, ref)
+            if secretary.is_default:
+                return Change(secretary, changed=False)
+            now = self.clock()
+            _clear_default(session, now)
+            secretary.is_default = True
+            secretary.updated_at = now
+            session.flush()
+            return Change(secretary, changed=True)
+
+        return self._write(work, conflict="the default changed concurrently; try again")
+
+    def deactivate(
+        self, ref: str | uuid.UUID, *, reassign_to: str | uuid.UUID | None = None
+    ) -> Change:
+        """Deactivate a secretary that is not the default; optionally move its users first.
+
+        Without `reassign_to` its users keep their links and fall back to the default.
+        """
+
+        def work(session: Session) -> Change:
+            secretary = self._secretary(session, ref, lock=True)
+            if secretary.is_default:
+                raise Conflict(
+                    f"{secretary.name!r} is the default secretary; "
+                    "make another one the default first (`secretaries set-default SEC`)"
+                )
+            moved = 0
+            now = self.clock()
+            if reassign_to is not None:
+                target = self._active_secretary(session, reassign_to)
+                if target.id == secretary.id:
+                    raise Conflict("cannot reassign a secretary's users to itself")
+                moved = linksql.move_links(session.connection(), secretary.id, target.id, now)
+            if not secretary.is_active:
+                return Change(secretary, changed=False, moved_users=moved)
+            secretary.is_active = False
+            secretary.updated_at = now
+            session.flush()
+            return Change(secretary, changed=True, moved_users=moved)
+
+        return self._write(work, conflict="links changed concurrently; try again")
+
+    def activate(self, ref: str | uuid.UUID) -> Change:
+        """Make a secretary available again."""
+
+        def work(session: Session) -> Change:
+            secretary = self._secretary(session, ref, lock=True)
+            if secretary.is_active:
+                return Change(secretary, changed=False)
+            secretary.is_active = True
+            secretary.updated_at = self.clock()
+            session.flush()
+            return Change(secretary, changed=True)
+
+        return self._write(work, conflict="the secretary changed concurrently; try again")
+
+    # -- users -----------------------------------------------------------------------------
+
+    def get_user(self, ref: UserRef) -> TelegramUser:
+        """The registered user with that Telegram id or @username."""
+        return self._read(lambda s: self._user(s, ref))
+
+    def add_user(
+        self, telegram_id: int, username: str | None = None
+    ) -> tuple[TelegramUser, UserStatus]:
+        """Register a user; an existing one keeps their row and gets the new username if given."""
+        validate_telegram_id(telegram_id)
+        name = normalize_username(username)
+
+        def work(session: Session) -> tuple[TelegramUser, UserStatus]:
+            user = session.scalars(
+                select(TelegramUser).where(TelegramUser.telegram_id == telegram_id)
+            ).one_or_none()
+            now = self.clock()
+            if user is None:
+                user = TelegramUser(
+                    telegram_id=telegram_id, username=name, created_at=now, updated_at=now
+                )
+                session.add(user)
+                session.flush()
+                return user, "created"
+            if name is None or name == user.username:
+                return user, "unchanged"
+            user.username = name
+            user.updated_at = now
+            session.flush()
+            return user, "updated"
+
+        try:
+            return self._write(work, conflict="")
+        except Conflict:
+            # Another process registered the same id between our read and insert.
+            return self._write(work, conflict=f"user {telegram_id} changed concurrently; try again")
+
+    def import_users(self, rows: list[UserRow]) -> ImportOut:
+        """Register many users in one transaction: new ones inserted, others updated or kept."""
+
+        def work(session: Session) -> ImportOut:
+            conn = session.connection()
+            user = linksql.USER
+            existing: dict[int, str | None] = {}
+            ids = [row.telegram_id for row in rows]
+            for start in range(0, len(ids), LOOKUP_CHUNK):
+                chunk = ids[start : start + LOOKUP_CHUNK]
+                found = conn.execute(
+                    select(user.c.telegram_id, user.c.username).where(user.c.telegram_id.in_(chunk))
+                )
+                existing.update((tid, name) for tid, name in found)
+            now = self.clock()
+            fresh = [
+                {
+                    "telegram_id": r.telegram_id,
+                    "username": r.username,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for r in rows
+                if r.telegram_id not in existing
+            ]
+            renamed = [
+                {"tid": r.telegram_id, "uname": r.username}
+                for r in rows
+                if r.telegram_id in existing
+                and r.username is not None
+                and r.username != existing[r.telegram_id]
+            ]
+            if fresh:
+                conn.execute(insert(user), fresh)
+            if renamed:
+                conn.execute(
+                    update(user)
+                    .where(user.c.telegram_id == bindparam("tid"))
+                    .values(username=bindparam("uname"), updated_at=now),
+                    renamed,
+                )
+            return ImportOut(
+                created=len(fresh),
+                updated=len(renamed),
+                unchanged=len(rows) - len(fresh) - len(renamed),
+            )
+
+        return self._write(work, conflict="users were added concurrently; run the import again")
+
+    def list_users(self, *, secretary: str | uuid.UUID | None = None) -> list[UserListItem]:
+        """Users by Telegram id, each with the secretary of their active link (if any)."""
+
+        def work(session: Session) -> list[UserListItem]:
+            link, user = linksql.LINK, linksql.USER
+            sec = Assistant.__table__
+            query = (
+                select(user.c.telegram_id, user.c.username, user.c.created_at, sec.c.name)
+                .select_from(user)
+                .outerjoin(link, (link.c.user_id == user.c.id) & link.c.is_active)
+                .outerjoin(sec, sec.c.id == link.c.secretary_id)
+                .order_by(user.c.telegram_id)
+            )
+            if secretary is not None:
+                query = query.where(link.c.secretary_id == self._secretary(session, secretary).id)
+            return [
+                UserListItem(telegram_id=tid, username=name, created_at=created, secretary=sec_name)
+                for tid, name, created, sec_name in session.execute(query).tuples()
+            ]
+
+        return self._read(work)
+
+    # -- links -----------------------------------------------------------------------------
+
+    def assign(self, user_ref: UserRef, secretary_ref: str | uuid.UUID) -> AssignOut:
+        """Switch the user to the secretary: close the old link, open a new one, atomically.
+
+        Assigning the current secretary again changes nothing. Racing writers are
+        serialised by a row lock (PostgreSQL) or the write lock (SQLite); if the partial
+        unique index still rejects one, it is retried before reporting a conflict.
+        """
+
+        def work(session: Session) -> AssignOut:
+            user = self._user(session, user_ref, lock=True)
+            secretary = self._active_secretary(session, secretary_ref)
+            current = session.execute(
+                select(UserSecretaryLink, Assistant.name)
+                .join(Assistant, Assistant.id == UserSecretaryLink.secretary_id)  # type: ignore[arg-type]
+                .where(UserSecretaryLink.user_id == user.id, UserSecretaryLink.is_active)  # type: ignore[arg-type]
+            ).one_or_none()
+            previous = current[1] if current else None
+            if current is not None and current[0].secretary_id == secretary.id:
+                return AssignOut(
+                    user=UserOut.of(user),
+                    secretary=secretary.name,
+                    previous=previous,
+                    changed=False,
+                )
+            now = self.clock()
+            session.execute(
+                update(UserSecretaryLink)
+                .where(UserSecretaryLink.user_id == user.id, UserSecretaryLink.is_active)  # type: ignore[arg-type]
+                .values(is_active=False, updated_at=now)
+            )
+            assert user.id is not None
+            session.add(
+                UserSecretaryLink(
+                    user_id=user.id,
+                    secretary_id=secretary.id,
+                    is_active=True,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            session.flush()
+            return AssignOut(
+                user=UserOut.of(user), secretary=secretary.name, previous=previous, changed=True
+            )
+
+        for attempt in range(ASSIGN_ATTEMPTS):
+            try:
+                with session_scope(self.engine, write=True) as session:
+                    result = work(session)
+            except IntegrityError:
+                time.sleep(0.01 * (attempt + 1))
+                continue
+            if result.changed:
+                self._changed("link")
+            return result
+        raise Conflict(f"user {user_ref} was reassigned concurrently; try again")
+
+    def resolve(self, user_ref: UserRef) -> Resolution:
+        """The user's secretary: the active link's if active, else the default, else an error."""
+        return self._read(lambda s: self._resolve(s, user_ref))
+
+    def _resolve(self, session: Session, user_ref: UserRef) -> Resolution:
+        user = self._user(session, user_ref)
+        linked = session.scalars(
+            select(Assistant)
+            .join(UserSecretaryLink, Assistant.id == UserSecretaryLink.secretary_id)  # type: ignore[arg-type]
+            .where(UserSecretaryLink.user_id == user.id, UserSecretaryLink.is_active)  # type: ignore[arg-type]
+        ).one_or_none()
+        if linked is not None and linked.is_active:
+            return Resolution(user, linked, "assigned")
+        default = self._default(session)
+        if default is None:
+            raise NoDefaultSecretary(
+                "no secretary available: the user has no active secretary and there is no default; "
+                "run `secretaries set-default SEC`"
+            )
+        return Resolution(user, default, "default" if linked is None else "fallback")
+
+    def current(self, user_ref: UserRef) -> tuple[Resolution, SecretaryOut]:
+        """`resolve` plus the resolved secretary's public shape (with its user count)."""
+
+        def work(session: Session) -> tuple[Resolution, SecretaryOut]:
+            found = self._resolve(session, user_ref)
+            users = self._user_counts(session, [found.secretary.id]).get(found.secretary.id, 0)
+            return found, SecretaryOut.of(found.secretary, users)
+
+        return self._read(work)
+
+    def history(self, user_ref: UserRef) -> list[LinkOut]:
+        """Every link of the user, newest first."""
+
+        def work(session: Session) -> list[LinkOut]:
+            user = self._user(session, user_ref)
+            rows = session.execute(
+                select(UserSecretaryLink, Assistant.name)
+                .join(Assistant, Assistant.id == UserSecretaryLink.secretary_id)  # type: ignore[arg-type]
+                .where(UserSecretaryLink.user_id == user.id)
+                .order_by(
+                    UserSecretaryLink.created_at.desc(),  # type: ignore[attr-defined]
+                    UserSecretaryLink.is_active.desc(),  # type: ignore[attr-defined]
+                )
+            ).tuples()
+            return [
+                LinkOut(
+                    secretary_id=link.secretary_id,
+                    secretary=name,
+                    is_active=link.is_active,
+                    created_at=link.created_at,
+                    updated_at=link.updated_at,
+                )
+                for link, name in rows
+            ]
+
+        return self._read(work)
+
+    # -- bulk migration --------------------------------------------------------------------
+
+    def migrate_users(
+        self,
+        *,
+        to: str | uuid.UUID | None = None,
+        from_: str | uuid.UUID | None = None,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+        progress: ProgressCallback | None = None,
+    ) -> MigrationOut:
+        """Give users an explicit link to `to` (default: the default secretary), batch by batch.
+
+        Without `from_`: every user with no active link. With `from_`: every user whose
+        active link is on `from_`. Each batch is one committed set-based statement pair, so
+        a run killed half way is finished by running it again, with no duplicates.
+        """
+        if batch_size <= 0:
+            raise InvalidInput("batch size must be positive")
+
+        def plan(session: Session) -> tuple[Assistant, Assistant | None, int]:
+            if to is None:
+                target = self._default(session)
+                if target is None:
+                    raise NoDefaultSecretary(
+                        "there is no default secretary; pass --to SEC or set a default"
+                    )
+            else:
+                target = self._active_secretary(session, to)
+            source = self._secretary(session, from_) if from_ is not None else None
+            if source is not None and source.id == target.id:
+                raise Conflict(f"--from and --to are both {target.name!r}")
+            eligible = linksql.has_active_link(source.id if source else None)
+            total = linksql.count_eligible(session.connection(), eligible if source else ~eligible)
+            return target, source, total
+
+        target, source, total = self._read(plan)
+        if dry_run:
+            return MigrationOut(secretary=target.name, migrated=total, dry_run=True)
+        eligible = (
+            linksql.has_active_link(source.id) if source is not None else ~linksql.has_active_link()
+        )
+        migrated, lo = 0, 0
+        if progress:
+            progress(0, total)
+        while True:
+            done = self._migrate_batch(
+                target.id, source.id if source else None, eligible, lo, batch_size
+            )
+            if done is None:
+                break
+            lo, count = done
+            migrated += count
+            if progress:
+                progress(migrated, max(total, migrated))
+        if migrated:
+            self._changed("link")
+        return MigrationOut(secretary=target.name, migrated=migrated, dry_run=False)
+
+    def _migrate_batch(
+        self, to_id: uuid.UUID, from_id: uuid.UUID | None, eligible: Any, lo: int, size: int
+    ) -> tuple[int, int] | None:
+        for attempt in range(ASSIGN_ATTEMPTS):
+            try:
+                with session_scope(self.engine, write=True) as session:
+                    conn = session.connection()
+                    hi = linksql.next_window(conn, eligible, lo, size)
+                    if hi is None:
+                        return None
+                    now = self.clock()
+                    if from_id is None:
+                        count = linksql.link_unlinked_users(conn, to_id, now, lo, hi)
+                    else:
+                        count = linksql.move_links(conn, from_id, to_id, now, lo, hi)
+                    return hi, count
+            except IntegrityError:
+                # A concurrent assign gave one of these users a link: redo the batch.
+                time.sleep(0.01 * (attempt + 1))
+        raise Conflict("users were reassigned concurrently during migration; run it again")
+
+
+def _clear_default(session: Session, now: datetime) -> None:
+    session.execute(
+        update(Assistant)
+        .where(Assistant.is_default)  # type: ignore[arg-type]
+        .values(is_default=False, updated_at=now)
+    )
+
+
+def _check_secretary_fields(name: str, model: str, prompt: str) -> None:
+    if not name.strip():
+        raise InvalidInput("a secretary needs a non-empty name")
+    if _as_uuid(name) is not None:
+        raise InvalidInput("a secretary's name cannot look like a UUID")
+    if not model.strip():
+        raise InvalidInput("a secretary needs a model")
+    if not prompt.strip():
+        raise InvalidInput("a secretary needs a non-empty prompt")

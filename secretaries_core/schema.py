@@ -1,0 +1,112 @@
+"""Alembic, driven from code: upgrade, downgrade, current revision and the up-to-date check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from secretaries_core.config import Settings
+from secretaries_core.db import check_reachable, make_engine, unavailable
+from secretaries_core.errors import InvalidInput, SchemaOutOfDate
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+
+def migrations_dir() -> Path:
+    """Where the Alembic scripts are: inside the installed package, or at the checkout's top."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "migrations", here.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise FileNotFoundError("the Alembic migrations directory is missing from this installation")
+
+
+def alembic_config(engine: Engine) -> Config:
+    """An Alembic config whose env.py runs on `engine` instead of reading a URL."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    config.attributes["engine"] = engine
+    return config
+
+
+def _script(engine: Engine) -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(engine))
+
+
+def head_revision(engine: Engine) -> str:
+    """The newest revision the installed code knows."""
+    head = _script(engine).get_current_head()
+    assert head is not None, "the migration chain is empty"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None for a blank database."""
+    from alembic.migration import MigrationContext
+
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except DBAPIError as exc:
+        raise unavailable(engine, exc) from exc
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Run migrations forward to `revision`."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    try:
+        command.upgrade(alembic_config(engine), revision)
+    except CommandError as exc:
+        raise InvalidInput(f"cannot upgrade to {revision!r}: {exc}") from exc
+    except DBAPIError as exc:
+        raise unavailable(engine, exc) from exc
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Run migrations backward to `revision` (`base` removes every table)."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    try:
+        command.downgrade(alembic_config(engine), revision)
+    except CommandError as exc:
+        raise InvalidInput(f"cannot downgrade to {revision!r}: {exc}") from exc
+    except DBAPIError as exc:
+        raise unavailable(engine, exc) from exc
+
+
+def ensure_current(engine: Engine, *, auto_upgrade: bool) -> None:
+    """Make sure the schema is at head: upgrade it when allowed, otherwise refuse."""
+    current = current_revision(engine)
+    head = head_revision(engine)
+    if current == head:
+        return
+    if auto_upgrade:
+        upgrade(engine, "head")
+        return
+    state = "has no schema" if current is None else f"is at revision {current}, not {head}"
+    raise SchemaOutOfDate(f"the database {state}; run `secretaries db upgrade`")
+
+
+def open_database(settings: Settings) -> Engine:
+    """An engine for the configured database, checked reachable and at the latest schema.
+
+    The embedded default is created and upgraded on the spot; any other database must be
+    upgraded explicitly, so a shared server is never migrated behind its operator's back.
+    """
+    engine = make_engine(settings.database_url)
+    check_reachable(engine)
+    ensure_current(engine, auto_upgrade=settings.is_embedded_default)
+    return engine
