@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Insert,
+    Select,
     Uuid,
-    and_,
     exists,
     func,
     insert,
@@ -45,12 +46,9 @@ def new_uuid_sql(conn: Connection) -> ColumnElement[Any]:
     raise NotImplementedError(f"no UUID generator for {conn.dialect.name}")
 
 
-def has_active_link(secretary_id: uuid.UUID | None = None) -> ColumnElement[bool]:
-    """Correlated EXISTS: the outer user row has an active link (to `secretary_id` if given)."""
-    cond = and_(LINK.c.user_id == USER.c.id, LINK.c.is_active)
-    if secretary_id is not None:
-        cond = and_(cond, LINK.c.secretary_id == secretary_id)
-    return exists().where(cond)
+def has_active_link() -> ColumnElement[bool]:
+    """Correlated EXISTS: the outer user row has an active link."""
+    return exists().where(LINK.c.user_id == USER.c.id, LINK.c.is_active)
 
 
 def link_values(
@@ -64,6 +62,11 @@ def link_values(
 LINK_COLUMNS = ["id", "user_id", "secretary_id", "is_active", "created_at", "updated_at"]
 
 
+def _inserted(conn: Connection, statement: Insert) -> int:
+    # Without preserve_rowcount some drivers (psycopg) report -1 for INSERT ... SELECT.
+    return conn.execute(statement, execution_options={"preserve_rowcount": True}).rowcount
+
+
 def link_unlinked_users(
     conn: Connection, secretary_id: uuid.UUID, now: datetime, lo: int, hi: int
 ) -> int:
@@ -71,7 +74,7 @@ def link_unlinked_users(
     rows = select(*link_values(conn, USER.c.id, secretary_id, now)).where(
         USER.c.id > lo, USER.c.id <= hi, ~has_active_link()
     )
-    return conn.execute(insert(LINK).from_select(LINK_COLUMNS, rows)).rowcount
+    return _inserted(conn, insert(LINK).from_select(LINK_COLUMNS, rows))
 
 
 def move_links(
@@ -104,17 +107,34 @@ def move_links(
         *window,
         ~exists().where(active.c.user_id == LINK.c.user_id, active.c.is_active),
     )
-    return conn.execute(insert(LINK).from_select(LINK_COLUMNS, released)).rowcount
+    return _inserted(conn, insert(LINK).from_select(LINK_COLUMNS, released))
 
 
-def next_window(conn: Connection, eligible: ColumnElement[bool], lo: int, size: int) -> int | None:
-    """The highest user id among the next `size` eligible users after `lo`, or None when done."""
-    ids = (
-        select(USER.c.id).where(USER.c.id > lo, eligible).order_by(USER.c.id).limit(size)
-    ).subquery()
-    return conn.execute(select(func.max(ids.c.id))).scalar_one_or_none()
+def unlinked_user_ids(lo: int) -> Select[tuple[int]]:
+    """Ids above `lo` of users with no active link, in id order."""
+    return select(USER.c.id).where(USER.c.id > lo, ~has_active_link()).order_by(USER.c.id)
 
 
-def count_eligible(conn: Connection, eligible: ColumnElement[bool]) -> int:
-    """How many users satisfy `eligible`."""
-    return conn.execute(select(func.count()).select_from(USER).where(eligible)).scalar_one()
+def linked_user_ids(secretary_id: uuid.UUID, lo: int) -> Select[tuple[int]]:
+    """Ids above `lo` of users whose active link is on `secretary_id`, in id order.
+
+    Walks the (secretary_id, is_active, user_id) index rather than probing every user.
+    """
+    return (
+        select(LINK.c.user_id)
+        .where(LINK.c.secretary_id == secretary_id, LINK.c.is_active, LINK.c.user_id > lo)
+        .order_by(LINK.c.user_id)
+    )
+
+
+def next_window(conn: Connection, ids: Select[tuple[int]], size: int) -> int | None:
+    """The highest id among the first `size` rows of `ids`, or None when there are none."""
+    window = ids.limit(size).subquery()
+    return conn.execute(select(func.max(window.c[0]))).scalar_one_or_none()
+
+
+def count_rows(conn: Connection, ids: Select[tuple[int]]) -> int:
+    """How many rows `ids` selects."""
+    return conn.execute(
+        select(func.count()).select_from(ids.order_by(None).subquery())
+    ).scalar_one()

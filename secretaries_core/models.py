@@ -106,7 +106,8 @@ class UserSecretaryLink(SQLModel, table=True):
             postgresql_where=text("is_active"),
         ),
         Index("ix_link_user_created", "user_id", "created_at"),
-        Index("ix_link_secretary_active", "secretary_id", "is_active"),
+        # Serves per-secretary counts and walking one secretary's users in id order.
+        Index("ix_link_secretary_active", "secretary_id", "is_active", "user_id"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy import Engine, Select, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -154,7 +154,7 @@ class SecretaryRegistry:
         )
         if ids is not None:
             query = query.where(link.secretary_id.in_(list(ids)))  # type: ignore[attr-defined]
-        return {sec_id: n for sec_id, n in session.execute(query).tuples()}
+        return {sec_id: n for sec_id, n in session.execute(query)}
 
     def _default(self, session: Session) -> Assistant | None:
         return session.scalars(
@@ -436,7 +436,7 @@ class SecretaryRegistry:
                 query = query.where(link.c.secretary_id == self._secretary(session, secretary).id)
             return [
                 UserListItem(telegram_id=tid, username=name, created_at=created, secretary=sec_name)
-                for tid, name, created, sec_name in session.execute(query).tuples()
+                for tid, name, created, sec_name in session.execute(query)
             ]
 
         return self._read(work)
@@ -544,7 +544,7 @@ class SecretaryRegistry:
                     UserSecretaryLink.created_at.desc(),  # type: ignore[attr-defined]
                     UserSecretaryLink.is_active.desc(),  # type: ignore[attr-defined]
                 )
-            ).tuples()
+            )
             return [
                 LinkOut(
                     secretary_id=link.secretary_id,
@@ -578,7 +578,7 @@ class SecretaryRegistry:
         if batch_size <= 0:
             raise InvalidInput("batch size must be positive")
 
-        def plan(session: Session) -> tuple[Assistant, Assistant | None, int]:
+        def plan(session: Session) -> tuple[Assistant, uuid.UUID | None, int]:
             if to is None:
                 target = self._default(session)
                 if target is None:
@@ -587,28 +587,19 @@ class SecretaryRegistry:
                     )
             else:
                 target = self._active_secretary(session, to)
-            source = self._secretary(session, from_) if from_ is not None else None
-            if source is not None and source.id == target.id:
+            source = self._secretary(session, from_).id if from_ is not None else None
+            if source == target.id:
                 raise Conflict(f"--from and --to are both {target.name!r}")
-            eligible = linksql.has_active_link(source.id if source else None)
-            total = linksql.count_eligible(session.connection(), eligible if source else ~eligible)
+            total = linksql.count_rows(session.connection(), _eligible(source, 0))
             return target, source, total
 
         target, source, total = self._read(plan)
         if dry_run:
             return MigrationOut(secretary=target.name, migrated=total, dry_run=True)
-        eligible = (
-            linksql.has_active_link(source.id) if source is not None else ~linksql.has_active_link()
-        )
         migrated, lo = 0, 0
         if progress:
             progress(0, total)
-        while True:
-            done = self._migrate_batch(
-                target.id, source.id if source else None, eligible, lo, batch_size
-            )
-            if done is None:
-                break
+        while (done := self._migrate_batch(target.id, source, lo, batch_size)) is not None:
             lo, count = done
             migrated += count
             if progress:
@@ -618,13 +609,14 @@ class SecretaryRegistry:
         return MigrationOut(secretary=target.name, migrated=migrated, dry_run=False)
 
     def _migrate_batch(
-        self, to_id: uuid.UUID, from_id: uuid.UUID | None, eligible: Any, lo: int, size: int
+        self, to_id: uuid.UUID, from_id: uuid.UUID | None, lo: int, size: int
     ) -> tuple[int, int] | None:
+        """One committed batch: returns (highest user id covered, links made) or None at the end."""
         for attempt in range(ASSIGN_ATTEMPTS):
             try:
                 with session_scope(self.engine, write=True) as session:
                     conn = session.connection()
-                    hi = linksql.next_window(conn, eligible, lo, size)
+                    hi = linksql.next_window(conn, _eligible(from_id, lo), size)
                     if hi is None:
                         return None
                     now = self.clock()
@@ -637,6 +629,12 @@ class SecretaryRegistry:
                 # A concurrent assign gave one of these users a link: redo the batch.
                 time.sleep(0.01 * (attempt + 1))
         raise Conflict("users were reassigned concurrently during migration; run it again")
+
+
+def _eligible(from_id: uuid.UUID | None, lo: int) -> Select[tuple[int]]:
+    return (
+        linksql.unlinked_user_ids(lo) if from_id is None else linksql.linked_user_ids(from_id, lo)
+    )
 
 
 def _clear_default(session: Session, now: datetime) -> None:

@@ -83,7 +83,9 @@ def upgrade() -> None:
         postgresql_where=sa.text("is_active"),
     )
     op.create_index("ix_link_user_created", "usersecretarylink", ["user_id", "created_at"])
-    op.create_index("ix_link_secretary_active", "usersecretarylink", ["secretary_id", "is_active"])
+    op.create_index(
+        "ix_link_secretary_active", "usersecretarylink", ["secretary_id", "is_active", "user_id"]
+    )
 
 
 def downgrade() -> None:

@@ -1,0 +1,119 @@
+"""Private PostgreSQL and Redis servers for the suite, started from the installed binaries.
+
+Each server listens on a free loopback port and lives in a temporary directory that is
+removed afterwards. A URL in the environment replaces the private server. If neither
+works the suite fails: a missing backend is an error, never a skip.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class ServerError(RuntimeError):
+    """A test server could not be started."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _find(binary: str, patterns: list[str]) -> str:
+    found = shutil.which(binary)
+    if found:
+        return found
+    for pattern in patterns:
+        hits = sorted(glob.glob(pattern))
+        if hits:
+            return hits[-1]
+    raise ServerError(f"{binary} not found; install it (Debian: see .ci/run)")
+
+
+def _as_postgres_user(cmd: list[str]) -> list[str]:
+    # initdb and postgres refuse to run as root.
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Yield an admin URL (database `postgres`) of a private PostgreSQL server."""
+    pg_ctl = _find("pg_ctl", ["/usr/lib/postgresql/*/bin/pg_ctl"])
+    bindir = Path(os.path.realpath(pg_ctl)).parent
+    root = Path(tempfile.mkdtemp(prefix="secretaries-pg-"))
+    data, port = root / "data", free_port()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    try:
+        subprocess.run(
+            _as_postgres_user([str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
+                               "-A", "trust", "-E", "UTF8", "--no-sync", "--no-locale"]),
+            check=True, capture_output=True,
+        )
+        opts = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        subprocess.run(
+            _as_postgres_user([str(bindir / "pg_ctl"), "-D", str(data), "-o", opts,
+                               "-l", str(root / "log"), "-w", "-t", "60", "start"]),
+            check=True, capture_output=True,
+        )
+    except subprocess.CalledProcessError as exc:
+        log = (root / "log").read_text() if (root / "log").exists() else ""
+        shutil.rmtree(root, ignore_errors=True)
+        raise ServerError(f"PostgreSQL did not start: {exc.stderr!r} {log}") from exc
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            _as_postgres_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def redis_server(*extra: str) -> Iterator[tuple[int, Path]]:
+    """Yield (port, directory) of a private, non-persistent redis-server."""
+    binary = _find("redis-server", [])
+    root = Path(tempfile.mkdtemp(prefix="secretaries-redis-"))
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(root), *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(port, proc)
+        yield port, root
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerError(f"server on port {port} exited with {proc.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise ServerError(f"nothing listens on port {port} after {timeout}s")
