@@ -44,7 +44,9 @@ def root(
     ] = None,
 ) -> None:
     """Manage AI secretaries, their users and conversation contexts."""
-    ctx.obj = Runtime(Settings.load(database_url=database_url, context_url=context_url))
+    state = Runtime(Settings.load(database_url=database_url, context_url=context_url))
+    ctx.obj = state
+    ctx.call_on_close(state.close)
 
 
 app.add_typer(database.app, name="db")

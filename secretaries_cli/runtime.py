@@ -38,6 +38,12 @@ class Runtime:
             self._registry = SecretaryRegistry(open_database(self.settings))
         return self._registry
 
+    def close(self) -> None:
+        """Release the database connections (the CLI runs one command per process)."""
+        if self._registry is not None:
+            self._registry.engine.dispose()
+            self._registry = None
+
 
 def runtime(ctx: typer.Context) -> Runtime:
     """The runtime the root callback stored."""

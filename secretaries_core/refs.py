@@ -18,8 +18,7 @@ UserRef = int | str
 def parse_user_ref(text: str) -> UserRef:
     """Turn `123` into 123 and `@name` into "@name"; anything else is `InvalidInput`."""
     text = text.strip()
-    if text.startswith("@"):
-        normalize_username(text[1:])
+    if text.startswith("@") and normalize_username(text[1:]) is not None:
         return text
     if text.isdigit():
         return validate_telegram_id(int(text))
