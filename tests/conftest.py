@@ -86,3 +86,21 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
             name: sorted(tuple(map(repr, row)) for row in conn.execute(select(table)))
             for name, table in meta.tables.items()
         }
+
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember skipped tests so that CI can refuse them."""
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With SECRETARIES_NO_SKIP=1 (CI), any skipped test fails the run."""
+    if _skipped and os.environ.get("SECRETARIES_NO_SKIP") == "1":
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(  # type: ignore[union-attr]
+            f"FAILED: {len(_skipped)} test(s) skipped, which CI does not allow: {_skipped[:5]}"
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
