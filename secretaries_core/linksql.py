@@ -22,11 +22,11 @@ from sqlalchemy import (
     update,
 )
 
-from secretaries_core.models import TelegramUser, UserSecretaryLink
+from secretaries_core.models import LINK_TABLE, TELEGRAMUSER_TABLE
 from secretaries_core.timeutil import UTCDateTime
 
-LINK = UserSecretaryLink.__table__
-USER = TelegramUser.__table__
+LINK = LINK_TABLE
+USER = TELEGRAMUSER_TABLE
 
 # SQLite has no UUID generator: build a version-4 UUID in SQL, as 32 hex digits, the way
 # SQLAlchemy's Uuid type stores it there.

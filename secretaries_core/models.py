@@ -12,6 +12,7 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Index,
+    Table,
     Text,
     UniqueConstraint,
     Uuid,
@@ -122,3 +123,9 @@ class UserSecretaryLink(SQLModel, table=True):
     is_active: bool = Field(default=True, nullable=False)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
+
+
+# Core tables for set-based SQL (the ORM classes' `__table__`, typed for mypy).
+TELEGRAMUSER_TABLE: Table = TelegramUser.__table__  # type: ignore[attr-defined]
+ASSISTANT_TABLE: Table = Assistant.__table__  # type: ignore[attr-defined]
+LINK_TABLE: Table = UserSecretaryLink.__table__  # type: ignore[attr-defined]

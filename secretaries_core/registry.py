@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 from sqlalchemy import Engine, Select, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from secretaries_core import linksql
 from secretaries_core.db import session_scope
@@ -24,6 +25,7 @@ from secretaries_core.errors import (
     UnknownUser,
 )
 from secretaries_core.models import (
+    ASSISTANT_TABLE,
     Assistant,
     AssistantCreate,
     AssistantUpdate,
@@ -104,11 +106,11 @@ class SecretaryRegistry:
         self, session: Session, ref: str | uuid.UUID, *, lock: bool = False
     ) -> Assistant:
         sec_id = ref if isinstance(ref, uuid.UUID) else _as_uuid(ref)
-        query = select(Assistant).where(Assistant.is_secretary)  # type: ignore[arg-type]
+        query = select(Assistant).where(col(Assistant.is_secretary))
         if sec_id is not None:
-            query = query.where(Assistant.id == sec_id)
+            query = query.where(col(Assistant.id) == sec_id)
         else:
-            query = query.where(Assistant.name == ref)
+            query = query.where(col(Assistant.name) == ref)
         if lock:
             query = query.with_for_update()
         found = session.scalars(query).one_or_none()
@@ -121,10 +123,10 @@ class SecretaryRegistry:
     def _user(self, session: Session, ref: UserRef, *, lock: bool = False) -> TelegramUser:
         query = select(TelegramUser)
         if isinstance(ref, int):
-            query = query.where(TelegramUser.telegram_id == ref)
+            query = query.where(col(TelegramUser.telegram_id) == ref)
         else:
             name = normalize_username(ref)
-            query = query.where(func.lower(TelegramUser.username) == (name or "").lower())
+            query = query.where(func.lower(col(TelegramUser.username)) == (name or "").lower())
         if lock:
             query = query.with_for_update()
         found = session.scalars(query.limit(2)).all()
@@ -146,22 +148,22 @@ class SecretaryRegistry:
     def _user_counts(
         self, session: Session, ids: Iterable[uuid.UUID] | None = None
     ) -> dict[uuid.UUID, int]:
-        link = UserSecretaryLink
+        link = linksql.LINK
         query = (
-            select(link.secretary_id, func.count())
-            .where(link.is_active)  # type: ignore[arg-type]
-            .group_by(link.secretary_id)
+            select(link.c.secretary_id, func.count())
+            .where(link.c.is_active)
+            .group_by(link.c.secretary_id)
         )
         if ids is not None:
-            query = query.where(link.secretary_id.in_(list(ids)))  # type: ignore[attr-defined]
+            query = query.where(link.c.secretary_id.in_(list(ids)))
         return {sec_id: n for sec_id, n in session.execute(query)}
 
     def _default(self, session: Session) -> Assistant | None:
         return session.scalars(
             select(Assistant).where(
-                Assistant.is_default,  # type: ignore[arg-type]
-                Assistant.is_active,  # type: ignore[arg-type]
-                Assistant.is_secretary,  # type: ignore[arg-type]
+                col(Assistant.is_default),
+                col(Assistant.is_active),
+                col(Assistant.is_secretary),
             )
         ).one_or_none()
 
@@ -198,10 +200,10 @@ class SecretaryRegistry:
         """The catalog ordered by name, each with its count of users."""
 
         def work(session: Session) -> list[SecretaryOut]:
-            query = select(Assistant).where(Assistant.is_secretary)  # type: ignore[arg-type]
+            query = select(Assistant).where(col(Assistant.is_secretary))
             if not include_inactive:
-                query = query.where(Assistant.is_active)  # type: ignore[arg-type]
-            rows = session.scalars(query.order_by(Assistant.name)).all()
+                query = query.where(col(Assistant.is_active))
+            rows = session.scalars(query.order_by(col(Assistant.name))).all()
             counts = self._user_counts(session)
             return [SecretaryOut.of(row, counts.get(row.id, 0)) for row in rows]
 
@@ -212,7 +214,9 @@ class SecretaryRegistry:
         _check_secretary_fields(data.name, data.model, data.prompt)
 
         def work(session: Session) -> Assistant:
-            if session.scalars(select(Assistant.id).where(Assistant.name == data.name)).first():
+            if session.scalars(
+                select(col(Assistant.id)).where(col(Assistant.name) == data.name)
+            ).first():
                 raise Conflict(f"a secretary named {data.name!r} already exists")
             now = self.clock()
             if data.is_default:
@@ -257,7 +261,7 @@ class SecretaryRegistry:
             if (
                 "name" in new
                 and session.scalars(
-                    select(Assistant.id).where(Assistant.name == new["name"])
+                    select(col(Assistant.id)).where(col(Assistant.name) == new["name"])
                 ).first()
             ):
                 raise Conflict(f"a secretary named {new['name']!r} already exists")
@@ -347,7 +351,7 @@ class SecretaryRegistry:
 
         def work(session: Session) -> tuple[TelegramUser, UserStatus]:
             user = session.scalars(
-                select(TelegramUser).where(TelegramUser.telegram_id == telegram_id)
+                select(TelegramUser).where(col(TelegramUser.telegram_id) == telegram_id)
             ).one_or_none()
             now = self.clock()
             if user is None:
@@ -424,7 +428,7 @@ class SecretaryRegistry:
 
         def work(session: Session) -> list[UserListItem]:
             link, user = linksql.LINK, linksql.USER
-            sec = Assistant.__table__
+            sec = ASSISTANT_TABLE
             query = (
                 select(user.c.telegram_id, user.c.username, user.c.created_at, sec.c.name)
                 .select_from(user)
@@ -455,9 +459,9 @@ class SecretaryRegistry:
             user = self._user(session, user_ref, lock=True)
             secretary = self._active_secretary(session, secretary_ref)
             current = session.execute(
-                select(UserSecretaryLink, Assistant.name)
-                .join(Assistant, Assistant.id == UserSecretaryLink.secretary_id)  # type: ignore[arg-type]
-                .where(UserSecretaryLink.user_id == user.id, UserSecretaryLink.is_active)  # type: ignore[arg-type]
+                select(UserSecretaryLink, col(Assistant.name))
+                .join(Assistant, col(Assistant.id) == col(UserSecretaryLink.secretary_id))
+                .where(col(UserSecretaryLink.user_id) == user.id, col(UserSecretaryLink.is_active))
             ).one_or_none()
             previous = current[1] if current else None
             if current is not None and current[0].secretary_id == secretary.id:
@@ -470,7 +474,7 @@ class SecretaryRegistry:
             now = self.clock()
             session.execute(
                 update(UserSecretaryLink)
-                .where(UserSecretaryLink.user_id == user.id, UserSecretaryLink.is_active)  # type: ignore[arg-type]
+                .where(col(UserSecretaryLink.user_id) == user.id, col(UserSecretaryLink.is_active))
                 .values(is_active=False, updated_at=now)
             )
             assert user.id is not None
@@ -508,8 +512,8 @@ class SecretaryRegistry:
         user = self._user(session, user_ref)
         linked = session.scalars(
             select(Assistant)
-            .join(UserSecretaryLink, Assistant.id == UserSecretaryLink.secretary_id)  # type: ignore[arg-type]
-            .where(UserSecretaryLink.user_id == user.id, UserSecretaryLink.is_active)  # type: ignore[arg-type]
+            .join(UserSecretaryLink, col(Assistant.id) == col(UserSecretaryLink.secretary_id))
+            .where(col(UserSecretaryLink.user_id) == user.id, col(UserSecretaryLink.is_active))
         ).one_or_none()
         if linked is not None and linked.is_active:
             return Resolution(user, linked, "assigned")
@@ -537,12 +541,12 @@ class SecretaryRegistry:
         def work(session: Session) -> list[LinkOut]:
             user = self._user(session, user_ref)
             rows = session.execute(
-                select(UserSecretaryLink, Assistant.name)
-                .join(Assistant, Assistant.id == UserSecretaryLink.secretary_id)  # type: ignore[arg-type]
-                .where(UserSecretaryLink.user_id == user.id)
+                select(UserSecretaryLink, col(Assistant.name))
+                .join(Assistant, col(Assistant.id) == col(UserSecretaryLink.secretary_id))
+                .where(col(UserSecretaryLink.user_id) == user.id)
                 .order_by(
-                    UserSecretaryLink.created_at.desc(),  # type: ignore[attr-defined]
-                    UserSecretaryLink.is_active.desc(),  # type: ignore[attr-defined]
+                    col(UserSecretaryLink.created_at).desc(),
+                    col(UserSecretaryLink.is_active).desc(),
                 )
             )
             return [
@@ -639,9 +643,7 @@ def _eligible(from_id: uuid.UUID | None, lo: int) -> Select[tuple[int]]:
 
 def _clear_default(session: Session, now: datetime) -> None:
     session.execute(
-        update(Assistant)
-        .where(Assistant.is_default)  # type: ignore[arg-type]
-        .values(is_default=False, updated_at=now)
+        update(Assistant).where(col(Assistant.is_default)).values(is_default=False, updated_at=now)
     )
 
 

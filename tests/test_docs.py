@@ -1,9 +1,8 @@
-"""docs/cli.md documents every command the CLI has; the README names the two quick-start commands."""
+"""docs/cli.md has a section for every command the CLI has."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 
 import typer

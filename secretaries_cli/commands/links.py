@@ -12,9 +12,7 @@ from secretaries_cli.runtime import App, runtime, user_arg
 from secretaries_core.schemas import CurrentOut, UserOut
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-UserArg = Annotated[
-    Any, typer.Argument(parser=user_arg, help="Telegram id or @username.")
-]
+UserArg = Annotated[Any, typer.Argument(parser=user_arg, help="Telegram id or @username.")]
 
 
 def register(app: App) -> None:

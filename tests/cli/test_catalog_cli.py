@@ -10,15 +10,38 @@ from sqlalchemy import Engine
 from tests.cli.conftest import Run, as_json, failed, ok
 from tests.conftest import snapshot
 
-SECRETARY_KEYS = {"id", "name", "description", "model", "params", "is_active", "is_default",
-                  "version", "users"}
+SECRETARY_KEYS = {
+    "id",
+    "name",
+    "description",
+    "model",
+    "params",
+    "is_active",
+    "is_default",
+    "version",
+    "users",
+}
 
 
 @pytest.fixture
 def catalog(cli: Run) -> Run:
     ok(cli("create", "alice", "--model", "echo", "--prompt", "You are Alice.", "--default"))
-    ok(cli("create", "bob", "--model", "echo", "--prompt", "You are Bob.",
-           "--param", "temperature=0.3", "--param", "style=brief", "--description", "terse"))
+    ok(
+        cli(
+            "create",
+            "bob",
+            "--model",
+            "echo",
+            "--prompt",
+            "You are Bob.",
+            "--param",
+            "temperature=0.3",
+            "--param",
+            "style=brief",
+            "--description",
+            "terse",
+        )
+    )
     return cli
 
 

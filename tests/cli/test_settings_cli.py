@@ -58,7 +58,9 @@ def test_unreachable_database_exits_3_with_masked_password(cli_default: Run) -> 
 
 def _installed_executable() -> str:
     candidate = Path(sys.executable).parent / "secretaries"
-    assert candidate.is_file(), "the `secretaries` console script is not installed in this environment"
+    assert candidate.is_file(), (
+        "the `secretaries` console script is not installed in this environment"
+    )
     return str(candidate)
 
 
@@ -75,9 +77,16 @@ def test_installed_executable_runs_a_session(tmp_path: Path) -> None:
     current = run("current", "@seven", "--json")
     assert current.returncode == 0 and json.loads(current.stdout)["source"] == "default"
     bad = run("assign", "7", "nobody")
-    assert bad.returncode == 1 and bad.stderr.startswith("Error: ") and "Traceback" not in bad.stderr
+    assert (
+        bad.returncode == 1 and bad.stderr.startswith("Error: ") and "Traceback" not in bad.stderr
+    )
     usage = run("current", "not-a-user")
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
-    module = subprocess.run([sys.executable, "-m", "secretaries_cli", "list", "--json"],
-                            env=env, capture_output=True, text=True, timeout=60)
+    module = subprocess.run(
+        [sys.executable, "-m", "secretaries_cli", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert module.returncode == 0 and json.loads(module.stdout)[0]["name"] == "alice"

@@ -45,9 +45,12 @@ def test_users_list_and_add_idempotent(world: Run) -> None:
     ok(world("assign", "43", "bob"))
     rows = as_json(world("users", "list", "--json"))
     assert [(r["telegram_id"], r["username"], r["secretary"]) for r in rows] == [
-        (42, "anna", None), (43, None, "bob")
+        (42, "anna", None),
+        (43, None, "bob"),
     ]
-    assert [r["telegram_id"] for r in as_json(world("users", "list", "--secretary", "bob", "--json"))] == [43]
+    assert [
+        r["telegram_id"] for r in as_json(world("users", "list", "--secretary", "bob", "--json"))
+    ] == [43]
     assert "43" in ok(world("users", "list")).stdout
 
 
@@ -114,7 +117,9 @@ def test_no_default_secretary(cli: Run, engine: Engine) -> None:
     assert snapshot(engine) == before
 
 
-@pytest.mark.parametrize("user", ["abc", "0", "-5", "@", "@bad name", "1.5", "99999999999999999999"])
+@pytest.mark.parametrize(
+    "user", ["abc", "0", "-5", "@", "@bad name", "1.5", "99999999999999999999"]
+)
 def test_malformed_user_exits_2(world: Run, engine: Engine, user: str) -> None:
     before = snapshot(engine)
     for command in (["assign", user, "bob"], ["current", user], ["history", user]):
@@ -129,10 +134,14 @@ def test_migrate_users_cli(world: Run, engine: Engine) -> None:
     assert doc == {"secretary": "alice", "migrated": 1, "dry_run": True}
     assert snapshot(engine) == before
     assert as_json(world("migrate-users", "--json", "--batch-size", "1")) == {
-        "secretary": "alice", "migrated": 1, "dry_run": False
+        "secretary": "alice",
+        "migrated": 1,
+        "dry_run": False,
     }
     assert as_json(world("migrate-users", "--json")) == {
-        "secretary": "alice", "migrated": 0, "dry_run": False
+        "secretary": "alice",
+        "migrated": 0,
+        "dry_run": False,
     }
     doc = as_json(world("migrate-users", "--from", "bob", "--to", "alice", "--json"))
     assert doc["migrated"] == 1

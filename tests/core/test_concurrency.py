@@ -51,11 +51,13 @@ def test_processes_racing_assign_leave_one_active_link(
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, db_url, str(start_at), str(me), str(ROUNDS)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for me in range(PROCESSES)
     ]
-    outcomes = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    outcomes = [(*p.communicate(timeout=120), p.returncode) for p in procs]
     for out, err, code in outcomes:
         assert code == 0 and out.strip() == "ok", err
     active, total = _links(engine)
@@ -65,19 +67,32 @@ def test_processes_racing_assign_leave_one_active_link(
     assert sum(h.is_active for h in history) == 1 and history[0].is_active
 
 
-def test_cli_processes_racing_assign(registry: SecretaryRegistry, engine: Engine, db_url: str) -> None:
+def test_cli_processes_racing_assign(
+    registry: SecretaryRegistry, engine: Engine, db_url: str
+) -> None:
     for i in range(PROCESSES):
         registry.create_secretary(AssistantCreate(name=f"s{i}", model="echo", prompt="p"))
     registry.add_user(42)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "secretaries_cli", "--database-url", db_url, "assign", "42", f"s{i}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "secretaries_cli",
+                "--database-url",
+                db_url,
+                "assign",
+                "42",
+                f"s{i}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(PROCESSES)
     ]
     for proc in procs:
-        out, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         assert "Traceback" not in err
     assert _links(engine) == (1, PROCESSES)

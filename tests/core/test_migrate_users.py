@@ -1,4 +1,4 @@
-"""migrate-users on 10,000 users: counts, idempotency, --from, dry run, and resuming after a kill."""
+"""migrate-users on 10,000 users: counts, idempotency, --from, dry run, resuming after a kill."""
 
 from __future__ import annotations
 
@@ -75,7 +75,9 @@ def test_migrate_counts_idempotent_and_from(seeded: SecretaryRegistry, engine: E
     assert moved.migrated == N - 2
     assert _active_counts(engine) == (N, N, 1)
     assert {s.name: s.users for s in seeded.list_secretaries()} == {
-        "alice": 0, "bob": N - 2, "carol": 2
+        "alice": 0,
+        "bob": N - 2,
+        "carol": 2,
     }
     assert seeded.migrate_users(from_="alice", to="bob").migrated == 0
 

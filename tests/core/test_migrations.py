@@ -35,8 +35,10 @@ def test_blank_upgrade_creates_schema_with_partial_unique_indexes(blank_url: str
     assert cols == {"id", "user_id", "secretary_id", "is_active", "created_at", "updated_at"}
     fks = {fk["referred_table"] for fk in insp.get_foreign_keys("usersecretarylink")}
     assert fks == {"telegramuser", "assistant"}
-    for name, column in [("uq_link_one_active_per_user", "is_active"),
-                         ("uq_assistant_single_default", "is_default")]:
+    for name, column in [
+        ("uq_link_one_active_per_user", "is_active"),
+        ("uq_assistant_single_default", "is_default"),
+    ]:
         sql = _partial_index_sql(engine, name).upper()
         assert "UNIQUE" in sql and "WHERE" in sql and column.upper() in sql.split("WHERE")[1]
     engine.dispose()
@@ -45,8 +47,9 @@ def test_blank_upgrade_creates_schema_with_partial_unique_indexes(blank_url: str
 def test_no_drift_between_models_and_migrations(db_url: str) -> None:
     engine = make_engine(db_url)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
-                                SQLModel.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata
+        )
     assert diff == []
     engine.dispose()
 
@@ -62,8 +65,8 @@ def test_downgrade_to_base_and_upgrade_again(db_url: str) -> None:
 
 
 def test_database_enforces_one_active_link_and_one_default(db_url: str) -> None:
-    from datetime import UTC, datetime
     import uuid
+    from datetime import UTC, datetime
 
     import pytest
     from sqlalchemy.exc import IntegrityError
@@ -73,16 +76,29 @@ def test_database_enforces_one_active_link_and_one_default(db_url: str) -> None:
     sec = [uuid.uuid4().hex for _ in range(2)]
     with engine.begin() as conn:
         for i, s in enumerate(sec):
-            conn.execute(text(
-                "INSERT INTO assistant (id, name, description, model, prompt, params, is_secretary,"
-                " is_active, is_default, version, created_at, updated_at) VALUES"
-                " (:id, :n, '', 'echo', 'p', '{}', true, true, :d, 1, :t, :t)"),
-                {"id": uuid.UUID(s) if engine.dialect.name == "postgresql" else s,
-                 "n": f"s{i}", "d": i == 0, "t": now})
-        conn.execute(text("INSERT INTO telegramuser (telegram_id, created_at, updated_at)"
-                          " VALUES (1, :t, :t)"), {"t": now})
-    link = ("INSERT INTO usersecretarylink (id, user_id, secretary_id, is_active, created_at,"
-            " updated_at) SELECT :id, id, :s, true, :t, :t FROM telegramuser")
+            conn.execute(
+                text(
+                    "INSERT INTO assistant (id, name, description, model, prompt, params,"
+                    " is_secretary, is_active, is_default, version, created_at, updated_at) VALUES"
+                    " (:id, :n, '', 'echo', 'p', '{}', true, true, :d, 1, :t, :t)"
+                ),
+                {
+                    "id": uuid.UUID(s) if engine.dialect.name == "postgresql" else s,
+                    "n": f"s{i}",
+                    "d": i == 0,
+                    "t": now,
+                },
+            )
+        conn.execute(
+            text(
+                "INSERT INTO telegramuser (telegram_id, created_at, updated_at) VALUES (1, :t, :t)"
+            ),
+            {"t": now},
+        )
+    link = (
+        "INSERT INTO usersecretarylink (id, user_id, secretary_id, is_active, created_at,"
+        " updated_at) SELECT :id, id, :s, true, :t, :t FROM telegramuser"
+    )
     conv = (lambda s: uuid.UUID(s)) if engine.dialect.name == "postgresql" else (lambda s: s)
     with engine.begin() as conn:
         conn.execute(text(link), {"id": conv(uuid.uuid4().hex), "s": conv(sec[0]), "t": now})

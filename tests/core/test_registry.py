@@ -21,8 +21,9 @@ from secretaries_core.users_csv import UserRow
 
 def make(registry: SecretaryRegistry, name: str, *, default: bool = False, **params: object):  # type: ignore[no-untyped-def]
     return registry.create_secretary(
-        AssistantCreate(name=name, model="echo", prompt=f"I am {name}", params=dict(params),
-                        is_default=default)
+        AssistantCreate(
+            name=name, model="echo", prompt=f"I am {name}", params=dict(params), is_default=default
+        )
     )
 
 
@@ -66,11 +67,15 @@ def test_update_bumps_version_only_for_model_prompt_params(registry: SecretaryRe
     assert change.changed and change.secretary.version == 1
     change = registry.update_secretary("alicia", AssistantUpdate(prompt="new prompt"))
     assert change.secretary.version == 2
-    change = registry.update_secretary("alicia", AssistantUpdate(params={"temperature": 0.5, "top_p": None}))
+    change = registry.update_secretary(
+        "alicia", AssistantUpdate(params={"temperature": 0.5, "top_p": None})
+    )
     assert change.secretary.version == 3 and change.secretary.params == {"temperature": 0.5}
     change = registry.update_secretary("alicia", AssistantUpdate(model="openai/gpt-4o-mini"))
     assert change.secretary.version == 4
-    same = registry.update_secretary("alicia", AssistantUpdate(model="openai/gpt-4o-mini", prompt="new prompt"))
+    same = registry.update_secretary(
+        "alicia", AssistantUpdate(model="openai/gpt-4o-mini", prompt="new prompt")
+    )
     assert not same.changed and same.secretary.version == 4
     with pytest.raises(UnknownSecretary):
         registry.get_secretary("alice")
@@ -190,7 +195,9 @@ def test_list_users_by_secretary(registry: SecretaryRegistry) -> None:
     registry.assign(2, "bob")
     assert [u.telegram_id for u in registry.list_users(secretary="bob")] == [2]
     assert [(u.telegram_id, u.secretary) for u in registry.list_users()] == [
-        (1, None), (2, "bob"), (3, None)
+        (1, None),
+        (2, "bob"),
+        (3, None),
     ]
 
 
