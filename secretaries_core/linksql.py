@@ -30,10 +30,9 @@ USER = TELEGRAMUSER_TABLE
 
 # SQLite has no UUID generator: build a version-4 UUID in SQL, as 32 hex digits, the way
 # SQLAlchemy's Uuid type stores it there.
-_SQLITE_UUID4 = (
-    "lower(hex(randomblob(4)) || hex(randomblob(2)) || '4' || substr(hex(randomblob(2)), 2)"
-    " || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2)"
-    " || hex(randomblob(6)))"
+SQLITE_UUID4_SQL = (
+    "lower(hex(randomblob(6)) || '4' || substr(hex(randomblob(2)), 2)"
+    " || substr('89ab', 1 + (random() & 3), 1) || substr(hex(randomblob(8)), 2))"
 )
 
 
@@ -42,7 +41,7 @@ def new_uuid_sql(conn: Connection) -> ColumnElement[Any]:
     if conn.dialect.name == "postgresql":
         return func.gen_random_uuid()
     if conn.dialect.name == "sqlite":
-        return literal_column(_SQLITE_UUID4, Uuid())
+        return literal_column(SQLITE_UUID4_SQL, Uuid())
     raise NotImplementedError(f"no UUID generator for {conn.dialect.name}")
 
 
@@ -108,6 +107,15 @@ def move_links(
         ~exists().where(active.c.user_id == LINK.c.user_id, active.c.is_active),
     )
     return _inserted(conn, insert(LINK).from_select(LINK_COLUMNS, released))
+
+
+def user_ids(lo: int) -> Select[tuple[int]]:
+    """Ids of all users above `lo`, in id order: a pure primary-key range scan.
+
+    Windows for "users with no active link" are cut on this, and the INSERT applies the
+    eligibility test once, so each batch probes the link table once per user, not twice.
+    """
+    return select(USER.c.id).where(USER.c.id > lo).order_by(USER.c.id)
 
 
 def unlinked_user_ids(lo: int) -> Select[tuple[int]]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Engine, Select, bindparam, func, insert, select, update
+from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -594,7 +594,12 @@ class SecretaryRegistry:
             source = self._secretary(session, from_).id if from_ is not None else None
             if source == target.id:
                 raise Conflict(f"--from and --to are both {target.name!r}")
-            total = linksql.count_rows(session.connection(), _eligible(source, 0))
+            eligible = (
+                linksql.unlinked_user_ids(0)
+                if source is None
+                else linksql.linked_user_ids(source, 0)
+            )
+            total = linksql.count_rows(session.connection(), eligible)
             return target, source, total
 
         target, source, total = self._read(plan)
@@ -620,7 +625,12 @@ class SecretaryRegistry:
             try:
                 with session_scope(self.engine, write=True) as session:
                     conn = session.connection()
-                    hi = linksql.next_window(conn, _eligible(from_id, lo), size)
+                    ids = (
+                        linksql.user_ids(lo)
+                        if from_id is None
+                        else linksql.linked_user_ids(from_id, lo)
+                    )
+                    hi = linksql.next_window(conn, ids, size)
                     if hi is None:
                         return None
                     now = self.clock()
@@ -633,12 +643,6 @@ class SecretaryRegistry:
                 # A concurrent assign gave one of these users a link: redo the batch.
                 time.sleep(0.01 * (attempt + 1))
         raise Conflict("users were reassigned concurrently during migration; run it again")
-
-
-def _eligible(from_id: uuid.UUID | None, lo: int) -> Select[tuple[int]]:
-    return (
-        linksql.unlinked_user_ids(lo) if from_id is None else linksql.linked_user_ids(from_id, lo)
-    )
 
 
 def _clear_default(session: Session, now: datetime) -> None:

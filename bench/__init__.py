@@ -1,0 +1,1 @@
+"""Benchmarks: each prints the project's figure next to a baseline measured in the same run."""
