@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from platformdirs import user_data_dir
 
+from secretaries_core.context.base import ContextPolicy
 from secretaries_core.errors import InvalidInput
 
 APP_NAME = "secretaries"
@@ -69,6 +71,11 @@ class Settings:
             ),
             redis_prefix=env.get("SECRETARIES_REDIS_PREFIX") or DEFAULT_REDIS_PREFIX,
         )
+
+    @property
+    def context_policy(self) -> ContextPolicy:
+        """Retention and message cap for contexts, before per-secretary overrides."""
+        return ContextPolicy(timedelta(seconds=self.context_ttl_seconds), self.context_max_messages)
 
     @property
     def is_embedded_default(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,13 +18,14 @@ from secretaries_core.errors import BackendUnavailable, InvalidInput
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+_USERINFO_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
 def mask_url(url: str | URL) -> str:
     """Render a URL with its password replaced by `***`, safe for messages and logs."""
-    try:
-        parsed = make_url(url) if isinstance(url, str) else url
-    except ArgumentError:
-        return str(url)
-    return parsed.render_as_string(hide_password=True)
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    return _USERINFO_PASSWORD.sub(r"\1***@", url)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

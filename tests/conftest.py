@@ -104,3 +104,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             f"FAILED: {len(_skipped)} test(s) skipped, which CI does not allow: {_skipped[:5]}"
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+from tests.context_fixtures import cluster_url, handle, redis_url  # noqa: E402, F401

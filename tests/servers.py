@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import glob
 import os
+import random
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 
@@ -114,12 +115,30 @@ def postgres_server() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        if _port_is_free(port) and _port_is_free(port + 10000):
+            return port
+    raise ServerError("no free port pair for a cluster node")
+
+
 @contextmanager
-def redis_server(*extra: str) -> Iterator[tuple[int, Path]]:
+def redis_server(*extra: str, port: int | None = None) -> Iterator[tuple[int, Path]]:
     """Yield (port, directory) of a private, non-persistent redis-server."""
     binary = _find("redis-server", [])
     root = Path(tempfile.mkdtemp(prefix="secretaries-redis-"))
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen(
         [
             binary,
@@ -160,3 +179,54 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20
                 return
         time.sleep(0.05)
     raise ServerError(f"nothing listens on port {port} after {timeout}s")
+
+
+@contextmanager
+def redis_cluster(masters: int = 3) -> Iterator[list[int]]:
+    """Yield the ports of a private Redis Cluster of `masters` primaries, no replicas."""
+    cli = _find("redis-cli", [])
+    with ExitStack() as stack:
+        ports = []
+        for _ in range(masters):
+            port, _root = stack.enter_context(
+                redis_server(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                    port=free_cluster_port(),
+                )
+            )
+            ports.append(port)
+        create = subprocess.run(
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if create.returncode != 0:
+            raise ServerError(f"redis-cli --cluster create failed: {create.stdout}{create.stderr}")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            states = [
+                subprocess.run(
+                    [cli, "-p", str(p), "cluster", "info"], capture_output=True, text=True
+                ).stdout
+                for p in ports
+            ]
+            if all("cluster_state:ok" in s for s in states):
+                break
+            time.sleep(0.1)
+        else:
+            raise ServerError("Redis Cluster did not reach cluster_state:ok")
+        yield ports

@@ -1,0 +1,155 @@
+"""The `ContextStore` interface and the values it speaks in."""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from secretaries_core.errors import InvalidInput
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as `progress(done, total)` while a purge works through its batches."""
+
+PARAM_TTL = "context_ttl"
+PARAM_MAX_MESSAGES = "context_max_messages"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of a conversation."""
+
+    role: str
+    content: str
+    at: datetime
+    metadata: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ContextPolicy:
+    """How long an idle context lives and how many messages it keeps."""
+
+    ttl: timedelta
+    max_messages: int
+
+    def __post_init__(self) -> None:
+        if self.ttl <= timedelta(0):
+            raise InvalidInput("a context TTL must be positive")
+        if self.max_messages <= 0:
+            raise InvalidInput("a context must keep at least one message")
+
+    def for_secretary(self, params: Mapping[str, Any]) -> ContextPolicy:
+        """This policy with a secretary's `context_ttl` (seconds) / `context_max_messages`."""
+        ttl, cap = self.ttl, self.max_messages
+        try:
+            if params.get(PARAM_TTL) is not None:
+                ttl = timedelta(seconds=float(params[PARAM_TTL]))
+            if params.get(PARAM_MAX_MESSAGES) is not None:
+                cap = int(params[PARAM_MAX_MESSAGES])
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"bad context parameter in secretary params: {exc}") from exc
+        return ContextPolicy(ttl, cap)
+
+
+@dataclass(frozen=True)
+class ContextSummary:
+    """One stored context, for admin display."""
+
+    user_id: int
+    secretary_id: uuid.UUID
+    messages: int
+    last_activity: datetime
+
+
+@dataclass(frozen=True)
+class ContextStats:
+    """Counts of live contexts and messages, in total and per secretary id."""
+
+    contexts: int = 0
+    messages: int = 0
+    by_secretary: dict[uuid.UUID, tuple[int, int]] = field(default_factory=dict)
+
+
+class ContextStore(ABC):
+    """Per-(user, secretary) conversation context with a retention TTL and a message cap.
+
+    `user_id` is the Telegram user id. Every write refreshes the context's expiry; reads
+    never see an expired context; no call reaches another pair's messages.
+    """
+
+    policy: ContextPolicy
+
+    @abstractmethod
+    def append(
+        self,
+        user_id: int,
+        secretary_id: uuid.UUID,
+        message: Message,
+        *,
+        policy: ContextPolicy | None = None,
+    ) -> None:
+        """Add a message, drop the oldest beyond the cap and refresh the expiry."""
+
+    def append_many(
+        self,
+        items: Iterable[tuple[int, uuid.UUID, Message]],
+        *,
+        policy: ContextPolicy | None = None,
+    ) -> int:
+        """Append many messages (imports, seeding); backends batch the round trips."""
+        count = 0
+        for user_id, secretary_id, message in items:
+            self.append(user_id, secretary_id, message, policy=policy)
+            count += 1
+        return count
+
+    @abstractmethod
+    def read(
+        self, user_id: int, secretary_id: uuid.UUID, limit: int | None = None
+    ) -> list[Message]:
+        """The last `limit` messages (all kept ones by default), oldest first."""
+
+    @abstractmethod
+    def clear(self, user_id: int, secretary_id: uuid.UUID) -> bool:
+        """Forget one context; True if there was one."""
+
+    @abstractmethod
+    def purge(
+        self,
+        *,
+        older_than: timedelta | None = None,
+        user_id: int | None = None,
+        secretary_id: uuid.UUID | None = None,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+        progress: ProgressCallback | None = None,
+    ) -> int:
+        """Delete contexts and return how many (or, dry, would be).
+
+        With `older_than`: those idle longer. With `user_id` and/or `secretary_id` and no
+        `older_than`: all of them. With nothing: those idle longer than the retention.
+        """
+
+    def erase_user(self, user_id: int) -> int:
+        """Delete every context of one user."""
+        return self.purge(user_id=user_id)
+
+    def erase_secretary(self, secretary_id: uuid.UUID) -> int:
+        """Delete every context of one secretary."""
+        return self.purge(secretary_id=secretary_id)
+
+    @abstractmethod
+    def stats(self) -> ContextStats:
+        """Live contexts and messages, per secretary."""
+
+    @abstractmethod
+    def iter_contexts(
+        self, *, user_id: int | None = None, secretary_id: uuid.UUID | None = None
+    ) -> Iterator[ContextSummary]:
+        """Live contexts, optionally of one user and/or one secretary."""
+
+    def close(self) -> None:  # noqa: B027  (optional for backends without resources)
+        """Release connections the store opened itself."""

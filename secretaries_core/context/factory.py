@@ -1,0 +1,79 @@
+"""`open_context_store`: the configured database, Redis or Redis Cluster, chosen by URL."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from sqlalchemy import Engine
+
+from secretaries_core.context.base import ContextPolicy, ContextStore
+from secretaries_core.context.redis_store import _UNAVAILABLE, RedisContextStore
+from secretaries_core.context.sql import SqlContextStore
+from secretaries_core.db import mask_url
+from secretaries_core.errors import BackendUnavailable, InvalidInput
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+CLUSTER_SCHEME = "redis+cluster"
+CONNECT_TIMEOUT_S = 5.0
+SOCKET_TIMEOUT_S = 10.0
+
+
+def open_context_store(
+    url: str | None,
+    *,
+    policy: ContextPolicy,
+    engine: Engine | None = None,
+    prefix: str = "secretaries:",
+) -> ContextStore:
+    """Open the store `url` names; None (or empty) means the database `engine` points at.
+
+    `redis://`, `rediss://` and `unix://` open Redis; `redis+cluster://[:pw@]h1:p1,h2:p2`
+    opens Redis Cluster from those seed nodes. Any other scheme is `InvalidInput`.
+    """
+    if not url:
+        if engine is None:
+            raise InvalidInput("the embedded context store needs the database engine")
+        return SqlContextStore(engine, policy)
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    masked = mask_url(url)
+    if scheme in REDIS_SCHEMES:
+        from redis import Redis
+
+        client = Redis.from_url(
+            url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S
+        )
+        return RedisContextStore(client, policy, prefix=prefix, url=masked, owns_client=True)
+    if scheme == CLUSTER_SCHEME:
+        return RedisContextStore(
+            _cluster_client(url, masked), policy, prefix=prefix, url=masked, owns_client=True
+        )
+    raise InvalidInput(
+        f"unknown context store URL {masked!r}: use redis://, rediss://, redis+cluster:// "
+        "or leave it unset to keep contexts in the database"
+    )
+
+
+def _cluster_client(url: str, masked: str):  # type: ignore[no-untyped-def]
+    from redis.cluster import ClusterNode, RedisCluster
+
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":") if userinfo else ("", "", "")
+    nodes = []
+    for hostport in hosts.split(","):
+        host, _, port = hostport.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise InvalidInput(f"bad cluster node {hostport!r} in {masked}: use host:port")
+        nodes.append(ClusterNode(host, int(port)))  # type: ignore[no-untyped-call]
+    tls = parse_qs(parts.query).get("ssl", ["false"])[0].lower() in ("1", "true", "yes")
+    try:
+        return RedisCluster(
+            startup_nodes=nodes,
+            username=unquote(username) or None,
+            password=unquote(password) or None,
+            ssl=tls,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=SOCKET_TIMEOUT_S,
+        )
+    except _UNAVAILABLE as exc:
+        raise BackendUnavailable(f"cannot reach the context store {masked}: {exc}") from exc
