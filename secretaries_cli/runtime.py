@@ -5,12 +5,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import typer
 
 from secretaries_cli import output
 from secretaries_core.config import Settings
+from secretaries_core.context.base import ContextStore
+from secretaries_core.durations import parse_duration
 from secretaries_core.errors import BackendUnavailable, InvalidInput, SecretariesError
 from secretaries_core.refs import UserRef, parse_user_ref
 from secretaries_core.registry import SecretaryRegistry
@@ -29,6 +32,7 @@ class Runtime:
 
     settings: Settings
     _registry: SecretaryRegistry | None = field(default=None, repr=False)
+    _contexts: ContextStore | None = field(default=None, repr=False)
 
     def registry(self) -> SecretaryRegistry:
         """The registry on the configured database, opened (and checked) on first use."""
@@ -38,8 +42,25 @@ class Runtime:
             self._registry = SecretaryRegistry(open_database(self.settings))
         return self._registry
 
+    def contexts(self) -> ContextStore:
+        """The context store of the settings (the database unless --context-url says otherwise)."""
+        if self._contexts is None:
+            from secretaries_core.context import open_context_store
+
+            url = self.settings.context_url
+            self._contexts = open_context_store(
+                url,
+                policy=self.settings.context_policy,
+                engine=None if url else self.registry().engine,
+                prefix=self.settings.redis_prefix,
+            )
+        return self._contexts
+
     def close(self) -> None:
         """Release the database connections (the CLI runs one command per process)."""
+        if self._contexts is not None:
+            self._contexts.close()
+            self._contexts = None
         if self._registry is not None:
             self._registry.engine.dispose()
             self._registry = None
@@ -92,6 +113,14 @@ class App(typer.Typer):
 def new_app(help_text: str) -> App:
     """A sub-app with the project's defaults."""
     return App(help=help_text, no_args_is_help=True, pretty_exceptions_show_locals=False)
+
+
+def duration_arg(value: str) -> timedelta:
+    """Typer parser for DURATION (`90s`, `90m`, `12h`, `7d`); a bad one is exit 2."""
+    try:
+        return parse_duration(value)
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def user_arg(value: str) -> UserRef:

@@ -124,3 +124,50 @@ class AssignOut(BaseModel):
     secretary: str
     previous: str | None
     changed: bool
+
+
+class PurgeOut(BaseModel):
+    """What `contexts purge` did (or, dry, would do)."""
+
+    purged: int
+    dry_run: bool
+
+
+class CountsOut(BaseModel):
+    """Contexts and messages of one secretary."""
+
+    contexts: int
+    messages: int
+
+
+class ContextStatsOut(BaseModel):
+    """`contexts stats`: totals and per secretary name."""
+
+    contexts: int
+    messages: int
+    by_secretary: dict[str, CountsOut]
+
+
+class MessageOut(BaseModel):
+    """One stored message."""
+
+    role: str
+    content: str
+    at: datetime
+    metadata: dict[str, Any] | None = None
+
+
+class ContextOut(BaseModel):
+    """One context of a user with its messages, oldest first."""
+
+    secretary_id: uuid.UUID
+    secretary: str
+    last_activity: datetime
+    messages: list[MessageOut]
+
+
+class UserContextsOut(BaseModel):
+    """`contexts show`: a user's contexts."""
+
+    user: UserOut
+    contexts: list[ContextOut]
