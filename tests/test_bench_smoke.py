@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import migrate_users
+from bench import context_redis, migrate_users
 
 
 def test_migrate_users_bench_runs(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -12,3 +12,9 @@ def test_migrate_users_bench_runs(pg_admin_url: str, monkeypatch: pytest.MonkeyP
     rows = migrate_users.run(users=300, batch_size=70, backends=["sqlite", "postgresql"])
     assert [r.name.split(":")[0] for r in rows] == ["sqlite", "postgresql"]
     assert all(r.ours > 0 and r.baseline > 0 for r in rows)
+
+
+def test_context_redis_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRETARIES_BENCH_REDIS_URL", redis_url.rsplit("/", 1)[0] + "/1")
+    rows = context_redis.run(contexts=2_000, appends=50)
+    assert len(rows) == 3 and all(r.ours > 0 and r.baseline > 0 for r in rows)
