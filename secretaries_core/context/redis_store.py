@@ -89,9 +89,41 @@ for i = 1, #KEYS, 2 do
 end
 return out
 """
+# One whole purge batch server-side, for a single server only (it derives keys from the
+# index members, which a cluster forbids). It mirrors the key templates of the class:
+# ARGV = prefix, source index, cutoff, batch size, and the secretary hex when the source
+# is a secretary's index (its members are bare user ids). Returns {examined, deleted}.
+_PURGE_BATCH = """
+local p, src, cutoff, n, only_sec = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local members = redis.call('ZRANGEBYSCORE', src, '-inf', cutoff, 'LIMIT', 0, n)
+local deleted = 0
+for _, m in ipairs(members) do
+  local user, sec = m, only_sec
+  if only_sec == '' then user, sec = string.match(m, '^(%d+):(%x+)$') end
+  local uidx = p .. 'user:{u:' .. user .. '}'
+  local pair, sidx = user .. ':' .. sec, p .. 'sec:{s:' .. sec .. '}'
+  local score = redis.call('ZSCORE', uidx, sec)
+  if score and tonumber(score) > cutoff then
+    redis.call('ZADD', p .. 'activity', 'XX', score, pair)
+    redis.call('ZADD', sidx, 'XX', score, user)
+  else
+    redis.call('UNLINK', p .. 'ctx:{u:' .. user .. '}:' .. sec)
+    redis.call('ZREM', uidx, sec)
+    redis.call('ZREM', p .. 'activity', pair)
+    redis.call('ZREM', sidx, user)
+    deleted = deleted + 1
+  end
+end
+return {#members, deleted}
+"""
 _SCRIPTS = {
     name: (body, hashlib.sha1(body.encode()).hexdigest())
-    for name, body in (("push", _PUSH_AND_TOUCH), ("touch", _TOUCH), ("delete", _DELETE_IF_IDLE))
+    for name, body in (
+        ("push", _PUSH_AND_TOUCH),
+        ("touch", _TOUCH),
+        ("delete", _DELETE_IF_IDLE),
+        ("purge", _PURGE_BATCH),
+    )
 }
 # A cutoff above every real timestamp: delete regardless of age.
 _ANY_AGE = 1e15
@@ -450,6 +482,8 @@ class RedisContextStore(ContextStore):
             done = 0
             if progress:
                 progress(0, total)
+            if not self.cluster:
+                return self._purge_on_server(key, cutoff, batch_size, secretary_id, total, progress)
             while True:
                 members = self.client.zrangebyscore(key, "-inf", cutoff, start=0, num=batch_size)
                 if not members:
@@ -459,6 +493,31 @@ class RedisContextStore(ContextStore):
                     progress(done, max(total, done))
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
+
+    def _purge_on_server(
+        self,
+        key: str,
+        cutoff: float,
+        batch_size: int,
+        secretary_id: uuid.UUID | None,
+        total: int,
+        progress: ProgressCallback | None,
+    ) -> int:
+        """Single server: each batch is one script call that reads, checks and deletes."""
+        done = 0
+        only = secretary_id.hex if secretary_id is not None else ""
+        while True:
+            reply = self._run(
+                lambda pipe: self._call(
+                    pipe, "purge", [], [self.prefix, key, repr(cutoff), batch_size, only]
+                )
+            )
+            examined, deleted = reply[0]
+            if not examined:
+                return done
+            done += int(deleted)
+            if progress:
+                progress(done, max(total, done))
 
     def close(self) -> None:
         """Close the client if this store created it."""
