@@ -6,12 +6,15 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 
 from secretaries_cli import output
 from secretaries_core.config import Settings
+
+if TYPE_CHECKING:
+    from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.context.base import ContextStore
 from secretaries_core.durations import parse_duration
 from secretaries_core.errors import BackendUnavailable, InvalidInput, SecretariesError
@@ -55,6 +58,12 @@ class Runtime:
                 prefix=self.settings.redis_prefix,
             )
         return self._contexts
+
+    def orchestrator(self) -> Orchestrator:
+        """An orchestrator on the registry and the context store."""
+        from secretaries_core.orchestrator import Orchestrator
+
+        return Orchestrator(self.registry(), self.contexts(), self.settings)
 
     def close(self) -> None:
         """Release the database connections (the CLI runs one command per process)."""

@@ -17,9 +17,11 @@ APP_NAME = "secretaries"
 DEFAULT_CONTEXT_TTL_SECONDS = 7 * 24 * 3600
 DEFAULT_CONTEXT_MAX_MESSAGES = 100
 DEFAULT_REDIS_PREFIX = "secretaries:"
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+INSTANCE_MODES = ("shared", "per-user")
 
 
-def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -27,8 +29,28 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise InvalidInput(f"{name} must be an integer, got {raw!r}") from None
-    if value <= 0:
-        raise InvalidInput(f"{name} must be positive, got {value}")
+    if value < minimum:
+        raise InvalidInput(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise InvalidInput(f"{name} cannot be negative, got {value}")
+    return value
+
+
+def _env_choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or choices[0]
+    if value not in choices:
+        raise InvalidInput(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
@@ -43,7 +65,14 @@ class Settings:
     context_ttl_seconds: int = DEFAULT_CONTEXT_TTL_SECONDS
     context_max_messages: int = DEFAULT_CONTEXT_MAX_MESSAGES
     redis_prefix: str = DEFAULT_REDIS_PREFIX
-    extra: Mapping[str, str] = field(default_factory=dict)
+    instance_mode: str = "shared"
+    pool_capacity: int = 1000
+    pool_idle_seconds: int = 900
+    resolution_ttl_seconds: float = 5.0
+    openai_base_url: str = DEFAULT_OPENAI_BASE_URL
+    openai_api_key: str | None = field(default=None, repr=False)
+    model_timeout_seconds: float = 60.0
+    model_max_retries: int = 3
 
     @classmethod
     def load(
@@ -70,6 +99,16 @@ class Settings:
                 env, "SECRETARIES_CONTEXT_MAX_MESSAGES", DEFAULT_CONTEXT_MAX_MESSAGES
             ),
             redis_prefix=env.get("SECRETARIES_REDIS_PREFIX") or DEFAULT_REDIS_PREFIX,
+            instance_mode=_env_choice(env, "SECRETARIES_INSTANCE_MODE", INSTANCE_MODES),
+            pool_capacity=_env_int(env, "SECRETARIES_POOL_CAPACITY", 1000),
+            pool_idle_seconds=_env_int(env, "SECRETARIES_POOL_IDLE", 900),
+            resolution_ttl_seconds=_env_float(env, "SECRETARIES_RESOLUTION_TTL", 5.0),
+            openai_base_url=(
+                env.get("SECRETARIES_OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL
+            ).rstrip("/"),
+            openai_api_key=env.get("SECRETARIES_OPENAI_API_KEY") or env.get("OPENAI_API_KEY"),
+            model_timeout_seconds=_env_float(env, "SECRETARIES_MODEL_TIMEOUT", 60.0),
+            model_max_retries=_env_int(env, "SECRETARIES_MODEL_RETRIES", 3, minimum=0),
         )
 
     @property

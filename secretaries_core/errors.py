@@ -45,3 +45,11 @@ class SchemaOutOfDate(SecretariesError):
 
 class BackendUnavailable(SecretariesError):
     """A database or context store cannot be reached; the message names the masked URL."""
+
+
+class ModelError(SecretariesError):
+    """The secretary's model could not produce a reply (HTTP error, timeout, bad response)."""
+
+
+class ModelUnavailable(ModelError, BackendUnavailable):
+    """The model's server could not be reached or kept failing (timeouts, 429, 5xx)."""

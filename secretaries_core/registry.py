@@ -24,6 +24,7 @@ from secretaries_core.errors import (
     UnknownSecretary,
     UnknownUser,
 )
+from secretaries_core.llm.providers import validate_model
 from secretaries_core.models import (
     ASSISTANT_TABLE,
     Assistant,
@@ -88,17 +89,21 @@ class SecretaryRegistry:
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.clock = clock
-        self._listeners: list[Callable[[str], None]] = []
+        self._listeners: list[Callable[[str, uuid.UUID | None], None]] = []
 
     # -- change notification (caches in the orchestrator subscribe here) -----------------
 
-    def subscribe(self, listener: Callable[[str], None]) -> None:
-        """Call `listener(event)` after every committed change of the catalog or of links."""
+    def subscribe(self, listener: Callable[[str, uuid.UUID | None], None]) -> None:
+        """Call `listener(event, secretary_id)` after every committed change.
+
+        Events: `catalog` (any secretary change), `deactivated` (with the secretary's id),
+        `link` (assignments, migrations).
+        """
         self._listeners.append(listener)
 
-    def _changed(self, event: str) -> None:
+    def _changed(self, event: str, secretary_id: uuid.UUID | None = None) -> None:
         for listener in self._listeners:
-            listener(event)
+            listener(event, secretary_id)
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -320,7 +325,10 @@ class SecretaryRegistry:
             session.flush()
             return Change(secretary, changed=True, moved_users=moved)
 
-        return self._write(work, conflict="links changed concurrently; try again")
+        change = self._write(work, conflict="links changed concurrently; try again")
+        if change.changed:
+            self._changed("deactivated", change.secretary.id)
+        return change
 
     def activate(self, ref: str | uuid.UUID) -> Change:
         """Make a secretary available again."""
@@ -658,5 +666,6 @@ def _check_secretary_fields(name: str, model: str, prompt: str) -> None:
         raise InvalidInput("a secretary's name cannot look like a UUID")
     if not model.strip():
         raise InvalidInput("a secretary needs a model")
+    validate_model(model)
     if not prompt.strip():
         raise InvalidInput("a secretary needs a non-empty prompt")

@@ -1,0 +1,37 @@
+"""`chat USER MESSAGE`: handle a message as if the user had sent it to the bot."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from secretaries_cli import output
+from secretaries_cli.runtime import App, runtime, user_arg
+
+
+def register(app: App) -> None:
+    """Add `chat` to the root app."""
+
+    @app.command("chat")
+    def chat(
+        ctx: typer.Context,
+        user: Annotated[Any, typer.Argument(parser=user_arg, help="Telegram id or @username.")],
+        message: Annotated[str, typer.Argument(help="The text the user sends.")],
+        json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    ) -> None:
+        """Send MESSAGE as USER (an unknown numeric id is registered) and print the reply."""
+        rt = runtime(ctx)
+        # An @username must be known; a numeric id may be new and is registered by handle().
+        telegram_id = rt.registry().get_user(user).telegram_id if isinstance(user, str) else user
+        orchestrator = rt.orchestrator()
+        try:
+            reply = orchestrator.handle(telegram_id, message)
+        finally:
+            orchestrator.close()
+        if json:
+            output.emit_json(
+                {"reply": reply.text, "secretary": reply.secretary, "source": reply.source}
+            )
+        else:
+            output.say(reply.text)

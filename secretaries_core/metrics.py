@@ -1,0 +1,44 @@
+"""Prometheus metrics of one orchestrator, on its own registry (nothing process-global)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    """Messages, resolutions, instance pool and model latency, by secretary where it matters."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.messages = Counter(
+            "secretaries_messages", "Messages handled, by secretary.", ["secretary"], registry=r
+        )
+        self.resolutions = Counter(
+            "secretaries_resolutions", "Secretary resolutions, by source.", ["source"], registry=r
+        )
+        self.resolution_cache = Counter(
+            "secretaries_resolution_cache", "Resolution cache lookups.", ["result"], registry=r
+        )
+        self.pool_hits = Counter("secretaries_pool_hits", "Instance pool hits.", registry=r)
+        self.pool_misses = Counter("secretaries_pool_misses", "Instance pool misses.", registry=r)
+        self.pool_evictions = Counter(
+            "secretaries_pool_evictions", "Instances evicted, by reason.", ["reason"], registry=r
+        )
+        self.pool_size = Gauge("secretaries_pool_size", "Instances in the pool.", registry=r)
+        self.model_latency = Histogram(
+            "secretaries_model_latency_seconds",
+            "Time the model took to reply, by secretary.",
+            ["secretary"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "secretaries_errors", "Failed messages, by error type.", ["type"], registry=r
+        )
+
+    def exposition(self) -> bytes:
+        """The Prometheus text exposition of every metric here."""
+        return generate_latest(self.registry)
