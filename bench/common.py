@@ -37,13 +37,24 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def seconds(value: float) -> str:
+    """A duration with a unit that keeps three significant places."""
+    if value >= 1:
+        return f"{value:.3f} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.3f} ms"
+    return f"{value * 1e6:.1f} us"
+
+
 def print_table(title: str, rows: list[Row]) -> None:
     """Print rows as a fixed-width table."""
+    width = max([44, *(len(r.name) for r in rows)])
     print(f"\n{title}")
-    print(f"{'case':<44} {'ours':>10} {'baseline':>10} {'ratio':>7}  baseline is")
+    print(f"{'case':<{width}} {'ours':>11} {'baseline':>11} {'ratio':>7}  baseline is")
     for r in rows:
         print(
-            f"{r.name:<44} {r.ours:>9.3f}s {r.baseline:>9.3f}s {r.ratio:>6.2f}x  {r.baseline_name}"
+            f"{r.name:<{width}} {seconds(r.ours):>11} {seconds(r.baseline):>11} "
+            f"{r.ratio:>6.2f}x  {r.baseline_name}"
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import context_redis, migrate_users
+from bench import context_redis, migrate_users, orchestrator
 
 
 def test_migrate_users_bench_runs(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -18,3 +18,9 @@ def test_context_redis_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SECRETARIES_BENCH_REDIS_URL", redis_url.rsplit("/", 1)[0] + "/1")
     rows = context_redis.run(contexts=2_000, appends=50)
     assert len(rows) == 3 and all(r.ours > 0 and r.baseline > 0 for r in rows)
+
+
+def test_orchestrator_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRETARIES_BENCH_REDIS_URL", redis_url.rsplit("/", 1)[0] + "/3")
+    rows = orchestrator.run(messages=100, users=300)
+    assert len(rows) == 9 and all(r.ours > 0 and r.baseline > 0 for r in rows)
