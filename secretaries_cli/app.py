@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from secretaries_cli.commands import catalog, chat, contexts, database, links, users
+from secretaries_cli.commands import catalog, chat, contexts, database, links, serve, users
 from secretaries_cli.runtime import App, Runtime, guarded
 from secretaries_core.config import Settings
 
@@ -55,6 +55,7 @@ app.add_typer(users.app, name="users")
 links.register(app)
 app.add_typer(contexts.app, name="contexts")
 chat.register(app)
+serve.register(app)
 
 
 def main() -> None:

@@ -89,6 +89,8 @@ class Orchestrator:
         try:
             if not text.strip():
                 raise InvalidInput("the message is empty")
+            if "\x00" in text:
+                raise InvalidInput("the message contains a NUL character")
             resolved = self.resolve(telegram_id, username=username)
             secretary = resolved.secretary
             instance = self.instance_for(secretary, telegram_id)

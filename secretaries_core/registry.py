@@ -216,7 +216,7 @@ class SecretaryRegistry:
 
     def create_secretary(self, data: AssistantCreate) -> Assistant:
         """Add a secretary; with `is_default` it replaces the current default."""
-        _check_secretary_fields(data.name, data.model, data.prompt)
+        _check_secretary_fields(data.name, data.model, data.prompt, data.description)
 
         def work(session: Session) -> Assistant:
             if session.scalars(
@@ -262,6 +262,7 @@ class SecretaryRegistry:
                 new.get("name", secretary.name),
                 new.get("model", secretary.model),
                 new.get("prompt", secretary.prompt),
+                new.get("description", secretary.description),
             )
             if (
                 "name" in new
@@ -659,7 +660,10 @@ def _clear_default(session: Session, now: datetime) -> None:
     )
 
 
-def _check_secretary_fields(name: str, model: str, prompt: str) -> None:
+def _check_secretary_fields(name: str, model: str, prompt: str, description: str = "") -> None:
+    if any("\x00" in value for value in (name, model, prompt, description)):
+        # PostgreSQL text cannot hold NUL; refuse it everywhere so behaviour is the same.
+        raise InvalidInput("text fields cannot contain NUL characters")
     if not name.strip():
         raise InvalidInput("a secretary needs a non-empty name")
     if _as_uuid(name) is not None:

@@ -1,0 +1,56 @@
+"""`create_app`: the FastAPI application, its auth, error handlers and routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from secretaries_api import errors
+from secretaries_api.auth import require_token
+from secretaries_api.routes import catalog, contexts, ops, users
+from secretaries_api.services import Services
+from secretaries_core.config import Settings
+
+
+def create_app(
+    services: Services | None = None,
+    *,
+    settings: Settings | None = None,
+    api_token: str | None,
+) -> FastAPI:
+    """Build the app on `services` (or open them from `settings` at startup).
+
+    `api_token=None` switches auth off; only `secretaries serve --no-auth` on loopback
+    does that.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        opened = None
+        if app.state.services is None:
+            opened = Services.from_settings(settings or Settings.load())
+            app.state.services = opened
+        try:
+            yield
+        finally:
+            if opened is not None:
+                opened.close()
+
+    app = FastAPI(
+        title="secretaries",
+        version="0.1.0",
+        description="Per-user AI secretaries: catalog, assignment, contexts and messages.",
+        lifespan=lifespan,
+        responses=errors.ERROR_RESPONSES,
+    )
+    app.state.services = services
+    app.state.api_token = api_token
+    errors.install(app)
+    protected = [Depends(require_token)]
+    app.include_router(catalog.router, dependencies=protected)
+    app.include_router(users.router, dependencies=protected)
+    app.include_router(contexts.router, dependencies=protected)
+    app.include_router(ops.router)
+    return app

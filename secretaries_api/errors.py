@@ -1,0 +1,82 @@
+"""Library and request errors as JSON `{"error": {"code", "message"}}` with fitting statuses."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from secretaries_api.schemas import ErrorOut
+from secretaries_core.errors import (
+    BackendUnavailable,
+    Conflict,
+    InactiveSecretary,
+    InvalidInput,
+    ModelError,
+    NoDefaultSecretary,
+    NotFound,
+    SchemaOutOfDate,
+    SecretariesError,
+)
+
+# Most specific first: ModelUnavailable is both a ModelError and a BackendUnavailable.
+STATUS_BY_ERROR: list[tuple[type[SecretariesError], int]] = [
+    (BackendUnavailable, 503),
+    (SchemaOutOfDate, 503),
+    (NotFound, 404),
+    (Conflict, 409),
+    (InactiveSecretary, 409),
+    (NoDefaultSecretary, 409),
+    (InvalidInput, 422),
+    (ModelError, 502),
+]
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in [
+        (401, "Missing or bad bearer token"),
+        (404, "Unknown user or secretary"),
+        (409, "Conflicts with the current state"),
+        (422, "Invalid input"),
+        (502, "The secretary's model failed"),
+        (503, "A backend cannot be reached"),
+    ]
+}
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    """The one error shape."""
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def status_for(exc: SecretariesError) -> int:
+    """The HTTP status of a library error."""
+    for kind, status in STATUS_BY_ERROR:
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on `app`."""
+
+    @app.exception_handler(SecretariesError)
+    async def library_error(_request: Request, exc: SecretariesError) -> JSONResponse:
+        return error_response(status_for(exc), type(exc).__name__, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(422, "InvalidInput", f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed"}.get(
+            exc.status_code, "HTTPError"
+        )
+        response = error_response(exc.status_code, code, str(exc.detail))
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response

@@ -1,0 +1,51 @@
+"""Health and metrics, open without a token so probes and Prometheus can reach them."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from secretaries_api.routes.common import Svc
+from secretaries_api.schemas import HealthOut
+from secretaries_core.db import check_reachable
+from secretaries_core.errors import SecretariesError
+
+router = APIRouter(tags=["operations"])
+PROBE_SECRETARY = uuid.UUID(int=0)
+
+
+@router.get(
+    "/healthz",
+    response_model=HealthOut,
+    operation_id="health",
+    responses={503: {"model": HealthOut, "description": "A backend is down"}},
+)
+def health(svc: Svc) -> JSONResponse:
+    """`ok` or the error for the database and the context store; 503 if either fails."""
+    checks = {}
+    for name, probe in (
+        ("database", lambda: check_reachable(svc.registry.engine)),
+        # Reading a pair that never exists costs one round trip and touches no data.
+        ("contexts", lambda: svc.contexts.read(0, PROBE_SECRETARY)),
+    ):
+        try:
+            probe()
+            checks[name] = "ok"
+        except SecretariesError as exc:
+            checks[name] = str(exc)
+    healthy = all(v == "ok" for v in checks.values())
+    return JSONResponse(checks, status_code=200 if healthy else 503)
+
+
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus"}},
+)
+def metrics(svc: Svc) -> Response:
+    """Prometheus exposition of the orchestrator's metrics."""
+    return Response(svc.orchestrator.metrics_text(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,71 @@
+"""/api/users: registration, resolution, assignment, history, migration."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response, status
+
+from secretaries_api.routes.common import SecretaryPath, Svc, UserPath, user_ref
+from secretaries_api.schemas import MigrateIn, RegisteredOut, UserIn
+from secretaries_core.schemas import (
+    AssignOut,
+    CurrentOut,
+    LinkOut,
+    MigrationOut,
+    UserListItem,
+    UserOut,
+)
+
+router = APIRouter(prefix="/api", tags=["users"])
+
+
+@router.post(
+    "/users/",
+    response_model=RegisteredOut,
+    operation_id="register_user",
+    responses={201: {"model": RegisteredOut, "description": "Created"}},
+)
+def register_user(svc: Svc, body: UserIn, response: Response) -> RegisteredOut:
+    """Register a user (idempotent): 201 when created, 200 when it already existed."""
+    user, state = svc.registry.add_user(body.telegram_id, body.username)
+    if state == "created":
+        response.status_code = status.HTTP_201_CREATED
+    return RegisteredOut(telegram_id=user.telegram_id, username=user.username, status=state)
+
+
+@router.get("/users/", response_model=list[UserListItem], operation_id="list_users")
+def list_users(
+    svc: Svc, secretary: str | None = Query(None, max_length=100, description="Only users on it")
+) -> list[UserListItem]:
+    """Users with the secretary of their active link."""
+    return svc.registry.list_users(secretary=secretary)
+
+
+@router.get("/users/{user_id}/secretary", response_model=CurrentOut, operation_id="current")
+def current(svc: Svc, user_id: UserPath) -> CurrentOut:
+    """The user's resolved secretary and its source (assigned, default, fallback)."""
+    found, secretary = svc.registry.current(user_ref(user_id))
+    return CurrentOut(user=UserOut.of(found.user), secretary=secretary, source=found.source)
+
+
+@router.post(
+    "/users/{user_id}/secretary/{secretary_id}", response_model=AssignOut, operation_id="assign"
+)
+def assign(svc: Svc, user_id: UserPath, secretary_id: SecretaryPath) -> AssignOut:
+    """Switch the user to this secretary (no change if it already is theirs)."""
+    result = svc.registry.assign(user_ref(user_id), secretary_id)
+    svc.orchestrator.cache.invalidate()
+    return result
+
+
+@router.get("/users/{user_id}/history", response_model=list[LinkOut], operation_id="history")
+def history(svc: Svc, user_id: UserPath) -> list[LinkOut]:
+    """The user's links, newest first."""
+    return svc.registry.history(user_ref(user_id))
+
+
+@router.post("/migrate-users", response_model=MigrationOut, operation_id="migrate_users")
+def migrate_users(svc: Svc, body: MigrateIn) -> MigrationOut:
+    """Give users without an active link (or, with `from`, on that secretary) a link to `to`."""
+    return svc.registry.migrate_users(
+        to=body.to, from_=body.from_, dry_run=body.dry_run, batch_size=body.batch_size
+    )

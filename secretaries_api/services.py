@@ -1,0 +1,48 @@
+"""What the routes call: the registry, the context store and the orchestrator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from secretaries_core.config import Settings
+from secretaries_core.context import ContextStore, open_context_store
+from secretaries_core.orchestrator import Orchestrator
+from secretaries_core.registry import SecretaryRegistry
+from secretaries_core.schema import open_database
+
+
+@dataclass
+class Services:
+    """The library objects one API process uses."""
+
+    settings: Settings
+    registry: SecretaryRegistry
+    contexts: ContextStore
+    orchestrator: Orchestrator
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        """Open the database (checked at head) and the context store of `settings`."""
+        engine = open_database(settings)
+        registry = SecretaryRegistry(engine)
+        contexts = open_context_store(
+            settings.context_url,
+            policy=settings.context_policy,
+            engine=None if settings.context_url else engine,
+            prefix=settings.redis_prefix,
+        )
+        return cls(settings, registry, contexts, Orchestrator(registry, contexts, settings))
+
+    def close(self) -> None:
+        """Release pooled instances and connections."""
+        self.orchestrator.close()
+        self.contexts.close()
+        self.registry.engine.dispose()
+
+
+def services(request: Request) -> Services:
+    """FastAPI dependency: the app's services."""
+    found: Services = request.app.state.services
+    return found

@@ -1,0 +1,66 @@
+"""`serve`: run the REST API with uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Annotated
+
+import typer
+
+from secretaries_cli.runtime import App, runtime
+from secretaries_core.errors import InvalidInput
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def register(app: App) -> None:
+    """Add `serve` to the root app."""
+
+    @app.command("serve")
+    def serve(
+        ctx: typer.Context,
+        host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+        no_auth: Annotated[
+            bool, typer.Option("--no-auth", help="No token (only allowed on loopback).")
+        ] = False,
+    ) -> None:
+        """Serve the REST API (needs `secretaries[api]` and SECRETARIES_API_TOKEN)."""
+        token = os.environ.get("SECRETARIES_API_TOKEN") or None
+        if no_auth:
+            if not _is_loopback(host):
+                raise InvalidInput(f"--no-auth is only allowed on a loopback address, not {host}")
+            token = None
+        elif token is None:
+            raise InvalidInput(
+                "set SECRETARIES_API_TOKEN (or use --no-auth on 127.0.0.1) to start the API"
+            )
+        try:
+            import uvicorn
+
+            from secretaries_api.app import create_app
+            from secretaries_api.services import Services
+        except ImportError as exc:
+            raise InvalidInput(
+                f"the API needs its extra: pip install 'secretaries[api]' ({exc.name} missing)"
+            ) from None
+        rt = runtime(ctx)
+        services = Services.from_settings(rt.settings)  # fail here, before binding, if down
+        try:
+            uvicorn.run(
+                create_app(services, api_token=token),
+                host=host,
+                port=port,
+                log_level="info",
+                access_log=True,
+            )
+        finally:
+            services.close()

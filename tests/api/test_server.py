@@ -1,0 +1,123 @@
+"""The real `secretaries serve` process over HTTP, its refusals, and 8 racing clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from secretaries_core.db import make_engine
+from secretaries_core.models import LINK_TABLE, AssistantCreate
+from secretaries_core.registry import SecretaryRegistry
+from tests.servers import free_port
+
+TOKEN = "s3rve-token"
+
+
+def call(url: str, method: str = "GET", token: str | None = TOKEN) -> tuple[int, object]:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def serve(db_url: str, *args: str, token: str | None = TOKEN) -> subprocess.Popen[str]:
+    env = {**os.environ, "SECRETARIES_DATABASE_URL": db_url}
+    env.pop("SECRETARIES_API_TOKEN", None)
+    if token:
+        env["SECRETARIES_API_TOKEN"] = token
+    return subprocess.Popen(
+        [sys.executable, "-m", "secretaries_cli", "serve", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture
+def server(db_url: str) -> Iterator[str]:
+    registry = SecretaryRegistry(make_engine(db_url))
+    registry.create_secretary(
+        AssistantCreate(name="alice", model="echo", prompt="A", is_default=True)
+    )
+    for i in range(8):
+        registry.create_secretary(AssistantCreate(name=f"s{i}", model="echo", prompt="p"))
+    registry.add_user(42, "racer")
+    registry.engine.dispose()
+    port = free_port()
+    proc = serve(db_url, "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if call(f"{base}/healthz", token=None)[0] == 200:
+                break
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise AssertionError(f"serve did not come up: {proc.communicate()}")
+    yield base
+    proc.terminate()
+    _, err = proc.communicate(timeout=30)
+    assert TOKEN not in err  # the token never reaches the log
+
+
+def test_real_server_over_http(server: str) -> None:
+    status, body = call(f"{server}/api/secretaries/")
+    assert status == 200 and body[0]["name"] == "alice"  # type: ignore[index]
+    assert call(f"{server}/api/secretaries/", token=None)[0] == 401
+    status, body = call(f"{server}/api/users/42/secretary")
+    assert status == 200 and body["source"] == "default"  # type: ignore[index]
+    status, body = call(f"{server}/api/users/@racer/secretary/s3", "POST")
+    assert status == 200 and body["secretary"] == "s3"  # type: ignore[index]
+    assert call(f"{server}/api/users/77/secretary")[0] == 404
+
+
+def test_eight_clients_assigning_one_user(server: str, db_url: str) -> None:
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def client(i: int) -> None:
+        barrier.wait()
+        for round_ in range(5):
+            statuses.append(call(f"{server}/api/users/42/secretary/s{(i + round_) % 8}", "POST")[0])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(statuses) == {200}
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        active = conn.execute(
+            select(func.count()).select_from(LINK_TABLE).where(LINK_TABLE.c.is_active)
+        ).scalar_one()
+    engine.dispose()
+    assert active == 1
+
+
+def test_serve_refuses_without_token(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    proc = serve(url, "--port", str(free_port()), token=None)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and err.startswith("Error: ") and "SECRETARIES_API_TOKEN" in err
+    proc = serve(url, "--host", "0.0.0.0", "--no-auth", token=None)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and "loopback" in err
