@@ -68,14 +68,6 @@ class MessageIn(BaseModel):
     username: str | None = Field(default=None, max_length=65)
 
 
-class ReplyOut(BaseModel):
-    """The orchestrator's answer, as `chat --json` prints it."""
-
-    reply: str
-    secretary: str
-    source: str
-
-
 class HealthOut(BaseModel):
     """Backend checks."""
 

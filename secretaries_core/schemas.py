@@ -171,3 +171,11 @@ class UserContextsOut(BaseModel):
 
     user: UserOut
     contexts: list[ContextOut]
+
+
+class ReplyOut(BaseModel):
+    """The orchestrator's answer, as `chat --json` prints it and `POST /api/messages` returns it."""
+
+    reply: str
+    secretary: str
+    source: Source

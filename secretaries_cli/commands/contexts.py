@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -11,16 +9,7 @@ import typer
 
 from secretaries_cli import output
 from secretaries_cli.runtime import duration_arg, new_app, runtime, user_arg
-from secretaries_core.context.base import ProgressCallback
-from secretaries_core.schemas import (
-    ContextOut,
-    ContextStatsOut,
-    CountsOut,
-    MessageOut,
-    PurgeOut,
-    UserContextsOut,
-    UserOut,
-)
+from secretaries_core import admin
 
 app = new_app("Conversation contexts: statistics, contents and purge.")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
@@ -28,24 +17,11 @@ UserArg = Annotated[Any, typer.Argument(parser=user_arg, help="Telegram id or @u
 SecOpt = Annotated[str | None, typer.Option("--secretary", metavar="SEC", help="Name or UUID.")]
 
 
-def _names(ctx: typer.Context) -> dict[uuid.UUID, str]:
-    secretaries = runtime(ctx).registry().list_secretaries(include_inactive=True)
-    return {s.id: s.name for s in secretaries}
-
-
 @app.command("stats")
 def stats(ctx: typer.Context, json: JsonFlag = False) -> None:
     """Count contexts and messages, per secretary."""
-    found = runtime(ctx).contexts().stats()
-    names = _names(ctx)
-    doc = ContextStatsOut(
-        contexts=found.contexts,
-        messages=found.messages,
-        by_secretary={
-            names.get(sid, str(sid)): CountsOut(contexts=c, messages=m)
-            for sid, (c, m) in sorted(found.by_secretary.items(), key=lambda i: names.get(i[0], ""))
-        },
-    )
+    rt = runtime(ctx)
+    doc = admin.context_stats(rt.registry(), rt.contexts())
     if json:
         output.emit_json(doc)
         return
@@ -62,34 +38,13 @@ def show(
 ) -> None:
     """Show USER's stored messages (every secretary's, or one with --secretary)."""
     rt = runtime(ctx)
-    person = rt.registry().get_user(user)
-    sec_id = rt.registry().get_secretary(secretary).id if secretary else None
-    names = _names(ctx)
-    store = rt.contexts()
-    contexts = [
-        ContextOut(
-            secretary_id=summary.secretary_id,
-            secretary=names.get(summary.secretary_id, str(summary.secretary_id)),
-            last_activity=summary.last_activity,
-            messages=[
-                MessageOut(
-                    role=m.role,
-                    content=m.content,
-                    at=m.at,
-                    metadata=dict(m.metadata) if m.metadata else None,
-                )
-                for m in store.read(person.telegram_id, summary.secretary_id)
-            ],
-        )
-        for summary in store.iter_contexts(user_id=person.telegram_id, secretary_id=sec_id)
-    ]
-    doc = UserContextsOut(user=UserOut.of(person), contexts=contexts)
+    doc = admin.user_contexts(rt.registry(), rt.contexts(), user, secretary)
     if json:
         output.emit_json(doc)
         return
-    if not contexts:
+    if not doc.contexts:
         output.say(f"No stored context for {user}.")
-    for item in contexts:
+    for item in doc.contexts:
         output.table(
             f"{item.secretary} — last active {item.last_activity.isoformat(timespec='seconds')}",
             ["at", "role", "content"],
@@ -118,30 +73,19 @@ def purge(
 ) -> None:
     """Delete idle contexts, or all of one user's / one secretary's."""
     rt = runtime(ctx)
-    user_id = rt.registry().get_user(user).telegram_id if user is not None else None
-    sec_id = rt.registry().get_secretary(secretary).id if secretary else None
-    store = rt.contexts()
-
-    def run(progress: ProgressCallback | None) -> int:
-        return store.purge(
+    with output.progress_bar("purging contexts", enabled=not (json or dry_run)) as progress:
+        result = admin.purge_contexts(
+            rt.registry(),
+            rt.contexts(),
             older_than=older_than,
-            user_id=user_id,
-            secretary_id=sec_id,
+            user=user,
+            secretary=secretary,
             dry_run=dry_run,
             progress=progress,
         )
-
-    if json or dry_run or not sys.stdout.isatty():
-        purged = run(None)
-    else:
-        from rich.progress import Progress
-
-        with Progress(transient=True) as bar:
-            task = bar.add_task("purging contexts", total=None)
-            purged = run(lambda done, total: bar.update(task, completed=done, total=total))
     if json:
-        output.emit_json(PurgeOut(purged=purged, dry_run=dry_run))
+        output.emit_json(result)
     elif dry_run:
-        output.say(f"Dry run: {purged} context(s) would be purged.")
+        output.say(f"Dry run: {result.purged} context(s) would be purged.")
     else:
-        output.say(f"Purged {purged} context(s).")
+        output.say(f"Purged {result.purged} context(s).")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -85,22 +84,10 @@ def register(app: App) -> None:
     ) -> None:
         """Give every user without an active link (or, with --from, on SEC) an explicit link."""
         registry = runtime(ctx).registry()
-        if json or dry_run or not sys.stdout.isatty():
+        with output.progress_bar("migrating users", enabled=not (json or dry_run)) as progress:
             result = registry.migrate_users(
-                to=to, from_=from_, dry_run=dry_run, batch_size=batch_size
+                to=to, from_=from_, dry_run=dry_run, batch_size=batch_size, progress=progress
             )
-        else:
-            from rich.progress import Progress
-
-            with Progress(transient=False) as bar:
-                task = bar.add_task("migrating users", total=None)
-
-                def progress(done: int, total: int) -> None:
-                    bar.update(task, completed=done, total=total)
-
-                result = registry.migrate_users(
-                    to=to, from_=from_, batch_size=batch_size, progress=progress
-                )
         if json:
             output.emit_json(result)
         elif dry_run:

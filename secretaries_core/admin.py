@@ -1,0 +1,90 @@
+"""Context use cases shared by the CLI and the REST API, returning the SPEC.md shapes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from secretaries_core.context.base import ContextStore, ProgressCallback
+from secretaries_core.refs import UserRef
+from secretaries_core.registry import SecretaryRegistry
+from secretaries_core.schemas import (
+    ContextOut,
+    ContextStatsOut,
+    CountsOut,
+    MessageOut,
+    PurgeOut,
+    UserContextsOut,
+    UserOut,
+)
+
+
+def _names(registry: SecretaryRegistry) -> dict[uuid.UUID, str]:
+    return {s.id: s.name for s in registry.list_secretaries(include_inactive=True)}
+
+
+def context_stats(registry: SecretaryRegistry, store: ContextStore) -> ContextStatsOut:
+    """Contexts and messages in total and per secretary name (id for unknown secretaries)."""
+    found = store.stats()
+    names = _names(registry)
+    per = sorted(found.by_secretary.items(), key=lambda item: names.get(item[0], str(item[0])))
+    return ContextStatsOut(
+        contexts=found.contexts,
+        messages=found.messages,
+        by_secretary={
+            names.get(sid, str(sid)): CountsOut(contexts=c, messages=m) for sid, (c, m) in per
+        },
+    )
+
+
+def user_contexts(
+    registry: SecretaryRegistry,
+    store: ContextStore,
+    user: UserRef,
+    secretary: str | None = None,
+) -> UserContextsOut:
+    """A registered user's contexts with their messages, oldest message first."""
+    person = registry.get_user(user)
+    sec_id = registry.get_secretary(secretary).id if secretary else None
+    names = _names(registry)
+    contexts = [
+        ContextOut(
+            secretary_id=summary.secretary_id,
+            secretary=names.get(summary.secretary_id, str(summary.secretary_id)),
+            last_activity=summary.last_activity,
+            messages=[
+                MessageOut(
+                    role=m.role,
+                    content=m.content,
+                    at=m.at,
+                    metadata=dict(m.metadata) if m.metadata else None,
+                )
+                for m in store.read(person.telegram_id, summary.secretary_id)
+            ],
+        )
+        for summary in store.iter_contexts(user_id=person.telegram_id, secretary_id=sec_id)
+    ]
+    return UserContextsOut(user=UserOut.of(person), contexts=contexts)
+
+
+def purge_contexts(
+    registry: SecretaryRegistry,
+    store: ContextStore,
+    *,
+    older_than: timedelta | None = None,
+    user: UserRef | None = None,
+    secretary: str | None = None,
+    dry_run: bool = False,
+    progress: ProgressCallback | None = None,
+) -> PurgeOut:
+    """Resolve USER and SEC through the registry, then purge the store."""
+    user_id = registry.get_user(user).telegram_id if user is not None else None
+    sec_id = registry.get_secretary(secretary).id if secretary else None
+    purged = store.purge(
+        older_than=older_than,
+        user_id=user_id,
+        secretary_id=sec_id,
+        dry_run=dry_run,
+        progress=progress,
+    )
+    return PurgeOut(purged=purged, dry_run=dry_run)
