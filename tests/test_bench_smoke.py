@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import context_redis, migrate_users, orchestrator
+from bench import api, context_redis, migrate_users, orchestrator
 
 
 def test_migrate_users_bench_runs(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,3 +24,8 @@ def test_orchestrator_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("SECRETARIES_BENCH_REDIS_URL", redis_url.rsplit("/", 1)[0] + "/3")
     rows = orchestrator.run(messages=100, users=300)
     assert len(rows) == 9 and all(r.ours > 0 and r.baseline > 0 for r in rows)
+
+
+def test_api_bench_runs() -> None:
+    rows = api.run(clients=4, seconds=0.5, users=20)
+    assert len(rows) == 1 and rows[0].ours > 0 and rows[0].baseline > 0
