@@ -6,12 +6,31 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from secretaries_api import errors
 from secretaries_api.auth import require_token
 from secretaries_api.routes import catalog, contexts, ops, users
 from secretaries_api.services import Services
 from secretaries_core.config import Settings
+
+
+class RejectControlCharacters:
+    """404 for paths with control characters.
+
+    Starlette matches routes with `re.match(...$)`, and `$` also matches before a final
+    newline, so `/api/secretaries/%0A` would otherwise be served by the list route.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and any(ord(c) < 0x20 or c == "\x7f" for c in scope["path"]):
+            response = errors.error_response(404, "NotFound", "Not Found")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def create_app(
@@ -48,6 +67,7 @@ def create_app(
     app.state.services = services
     app.state.api_token = api_token
     errors.install(app)
+    app.add_middleware(RejectControlCharacters)
     protected = [Depends(require_token)]
     app.include_router(catalog.router, dependencies=protected)
     app.include_router(users.router, dependencies=protected)

@@ -9,14 +9,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import typer
-from pydantic import BaseModel
-from rich.console import Console
-from rich.table import Table
 
 
-def emit_json(data: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
-    """Print exactly one JSON document on stdout."""
-    if isinstance(data, BaseModel):
+def emit_json(data: Any) -> None:
+    """Print exactly one JSON document on stdout: a pydantic model, a list of them, or a dict."""
+    if hasattr(data, "model_dump"):
         payload: Any = data.model_dump(mode="json")
     elif isinstance(data, dict):
         payload = data
@@ -39,6 +36,9 @@ def error(message: str, details: Iterable[str] = ()) -> None:
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Render rows as a Rich table on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
     grid = Table(title=title, show_lines=False)
     for column in columns:
         grid.add_column(column, overflow="fold")

@@ -14,12 +14,12 @@ from secretaries_cli import output
 from secretaries_core.config import Settings
 
 if TYPE_CHECKING:
+    from secretaries_core.context.base import ContextStore
     from secretaries_core.orchestrator import Orchestrator
-from secretaries_core.context.base import ContextStore
+    from secretaries_core.registry import SecretaryRegistry
 from secretaries_core.durations import parse_duration
 from secretaries_core.errors import BackendUnavailable, InvalidInput, SecretariesError
 from secretaries_core.refs import UserRef, parse_user_ref
-from secretaries_core.registry import SecretaryRegistry
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -40,6 +40,8 @@ class Runtime:
     def registry(self) -> SecretaryRegistry:
         """The registry on the configured database, opened (and checked) on first use."""
         if self._registry is None:
+            # Imported here so that `--help` and usage errors never load SQLAlchemy.
+            from secretaries_core.registry import SecretaryRegistry
             from secretaries_core.schema import open_database
 
             self._registry = SecretaryRegistry(open_database(self.settings))

@@ -1,23 +1,39 @@
-"""secretaries: per-user AI secretaries for chat bots — catalog, assignment and context."""
+"""secretaries: per-user AI secretaries for chat bots — catalog, assignment and context.
 
-from secretaries_core.config import Settings
-from secretaries_core.context import ContextPolicy, ContextStore, Message, open_context_store
-from secretaries_core.errors import (
-    BackendUnavailable,
-    Conflict,
-    InactiveSecretary,
-    InvalidInput,
-    ModelError,
-    NoDefaultSecretary,
-    NotFound,
-    SchemaOutOfDate,
-    SecretariesError,
-    UnknownSecretary,
-    UnknownUser,
-)
-from secretaries_core.models import Assistant, TelegramUser, UserSecretaryLink
-from secretaries_core.orchestrator import Orchestrator, Reply
-from secretaries_core.registry import SecretaryRegistry
+Names are imported on first use (PEP 562), so `import secretaries_core` stays cheap and
+touches no database, network or heavy dependency until something is actually used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Settings": "secretaries_core.config",
+    "SecretariesError": "secretaries_core.errors",
+    "NotFound": "secretaries_core.errors",
+    "UnknownUser": "secretaries_core.errors",
+    "UnknownSecretary": "secretaries_core.errors",
+    "InactiveSecretary": "secretaries_core.errors",
+    "NoDefaultSecretary": "secretaries_core.errors",
+    "Conflict": "secretaries_core.errors",
+    "InvalidInput": "secretaries_core.errors",
+    "SchemaOutOfDate": "secretaries_core.errors",
+    "BackendUnavailable": "secretaries_core.errors",
+    "ModelError": "secretaries_core.errors",
+    "ModelUnavailable": "secretaries_core.errors",
+    "TelegramUser": "secretaries_core.models",
+    "Assistant": "secretaries_core.models",
+    "UserSecretaryLink": "secretaries_core.models",
+    "SecretaryRegistry": "secretaries_core.registry",
+    "ContextStore": "secretaries_core.context.base",
+    "ContextPolicy": "secretaries_core.context.base",
+    "Message": "secretaries_core.context.base",
+    "open_context_store": "secretaries_core.context.factory",
+    "Orchestrator": "secretaries_core.orchestrator",
+    "Reply": "secretaries_core.orchestrator",
+}
 
 __all__ = [
     "Assistant",
@@ -29,6 +45,7 @@ __all__ = [
     "InvalidInput",
     "Message",
     "ModelError",
+    "ModelUnavailable",
     "NoDefaultSecretary",
     "NotFound",
     "Orchestrator",
@@ -43,3 +60,36 @@ __all__ = [
     "UserSecretaryLink",
     "open_context_store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name on first access."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'secretaries_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from secretaries_core.config import Settings
+    from secretaries_core.context.base import ContextPolicy, ContextStore, Message
+    from secretaries_core.context.factory import open_context_store
+    from secretaries_core.errors import (
+        BackendUnavailable,
+        Conflict,
+        InactiveSecretary,
+        InvalidInput,
+        ModelError,
+        ModelUnavailable,
+        NoDefaultSecretary,
+        NotFound,
+        SchemaOutOfDate,
+        SecretariesError,
+        UnknownSecretary,
+        UnknownUser,
+    )
+    from secretaries_core.models import Assistant, TelegramUser, UserSecretaryLink
+    from secretaries_core.orchestrator import Orchestrator, Reply
+    from secretaries_core.registry import SecretaryRegistry

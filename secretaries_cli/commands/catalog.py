@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from secretaries_cli import output
 from secretaries_cli.runtime import App, runtime
 from secretaries_core.errors import InvalidInput
-from secretaries_core.models import AssistantCreate, AssistantUpdate
 from secretaries_core.refs import parse_params
-from secretaries_core.registry import Change
-from secretaries_core.schemas import SecretaryDetail, SecretaryOut
+
+if TYPE_CHECKING:
+    from secretaries_core.registry import Change
+    from secretaries_core.schemas import SecretaryOut
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 SecArg = Annotated[str, typer.Argument(help="Secretary name or UUID.")]
@@ -99,6 +100,8 @@ def register(app: App) -> None:
         json: JsonFlag = False,
     ) -> None:
         """Add a secretary to the catalog."""
+        from secretaries_core.models import AssistantCreate
+
         text = _prompt(prompt, prompt_file, required=True)
         assert text is not None
         data = AssistantCreate(
@@ -130,6 +133,8 @@ def register(app: App) -> None:
         json: JsonFlag = False,
     ) -> None:
         """Change a secretary; its version goes up when model, prompt or params change."""
+        from secretaries_core.models import AssistantUpdate
+
         changes = AssistantUpdate(
             name=name,
             model=model,
@@ -163,7 +168,7 @@ def register(app: App) -> None:
     @app.command("show")
     def show(ctx: typer.Context, sec: SecArg, json: JsonFlag = False) -> None:
         """Show one secretary with its prompt and number of users."""
-        detail: SecretaryDetail = runtime(ctx).registry().secretary_detail(sec)
+        detail = runtime(ctx).registry().secretary_detail(sec)
         if json:
             output.emit_json(detail)
             return

@@ -30,8 +30,10 @@ def register(app: App) -> None:
         finally:
             orchestrator.close()
         if json:
+            from secretaries_core.schemas import ReplyOut
+
             output.emit_json(
-                {"reply": reply.text, "secretary": reply.secretary, "source": reply.source}
+                ReplyOut(reply=reply.text, secretary=reply.secretary, source=reply.source)
             )
         else:
             output.say(reply.text)

@@ -9,7 +9,6 @@ import typer
 
 from secretaries_cli import output
 from secretaries_cli.runtime import duration_arg, new_app, runtime, user_arg
-from secretaries_core import admin
 
 app = new_app("Conversation contexts: statistics, contents and purge.")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
@@ -20,6 +19,8 @@ SecOpt = Annotated[str | None, typer.Option("--secretary", metavar="SEC", help="
 @app.command("stats")
 def stats(ctx: typer.Context, json: JsonFlag = False) -> None:
     """Count contexts and messages, per secretary."""
+    from secretaries_core import admin
+
     rt = runtime(ctx)
     doc = admin.context_stats(rt.registry(), rt.contexts())
     if json:
@@ -37,6 +38,8 @@ def show(
     ctx: typer.Context, user: UserArg, secretary: SecOpt = None, json: JsonFlag = False
 ) -> None:
     """Show USER's stored messages (every secretary's, or one with --secretary)."""
+    from secretaries_core import admin
+
     rt = runtime(ctx)
     doc = admin.user_contexts(rt.registry(), rt.contexts(), user, secretary)
     if json:
@@ -72,6 +75,8 @@ def purge(
     json: JsonFlag = False,
 ) -> None:
     """Delete idle contexts, or all of one user's / one secretary's."""
+    from secretaries_core import admin
+
     rt = runtime(ctx)
     with output.progress_bar("purging contexts", enabled=not (json or dry_run)) as progress:
         result = admin.purge_contexts(

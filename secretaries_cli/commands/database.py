@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from secretaries_cli import output
 from secretaries_cli.runtime import new_app, runtime
-from secretaries_core import schema
-from secretaries_core.db import check_reachable, make_engine, mask_url
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = new_app("Schema migrations (Alembic) on the configured database.")
 
 
-def _engine(ctx: typer.Context):  # type: ignore[no-untyped-def]
+def _engine(ctx: typer.Context) -> Engine:
+    from secretaries_core.db import check_reachable, make_engine
+
     engine = make_engine(runtime(ctx).settings.database_url)
     check_reachable(engine)
     return engine
@@ -25,6 +28,9 @@ def upgrade(
     ctx: typer.Context, revision: Annotated[str, typer.Argument(metavar="[REV]")] = "head"
 ) -> None:
     """Upgrade the schema to REV (default: head)."""
+    from secretaries_core import schema
+    from secretaries_core.db import mask_url
+
     engine = _engine(ctx)
     before = schema.current_revision(engine)
     schema.upgrade(engine, revision)
@@ -39,6 +45,9 @@ def upgrade(
 @app.command("downgrade")
 def downgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument(metavar="REV")]) -> None:
     """Downgrade the schema to REV (`base` removes every table)."""
+    from secretaries_core import schema
+    from secretaries_core.db import mask_url
+
     engine = _engine(ctx)
     schema.downgrade(engine, revision)
     output.say(f"Downgraded {mask_url(engine.url)} to {schema.current_revision(engine) or 'base'}.")
@@ -47,6 +56,8 @@ def downgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument(metava
 @app.command("current")
 def current(ctx: typer.Context, json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show the schema revision of the database and the newest one known."""
+    from secretaries_core import schema
+
     engine = _engine(ctx)
     now, head = schema.current_revision(engine), schema.head_revision(engine)
     if json:

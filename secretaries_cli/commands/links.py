@@ -8,7 +8,6 @@ import typer
 
 from secretaries_cli import output
 from secretaries_cli.runtime import App, runtime, user_arg
-from secretaries_core.schemas import CurrentOut, UserOut
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 UserArg = Annotated[Any, typer.Argument(parser=user_arg, help="Telegram id or @username.")]
@@ -37,6 +36,8 @@ def register(app: App) -> None:
     @app.command("current")
     def current(ctx: typer.Context, user: UserArg, json: JsonFlag = False) -> None:
         """Show USER's resolved secretary and where it comes from."""
+        from secretaries_core.schemas import CurrentOut, UserOut
+
         found, secretary = runtime(ctx).registry().current(user)
         doc = CurrentOut(user=UserOut.of(found.user), secretary=secretary, source=found.source)
         if json:

@@ -11,8 +11,6 @@ from secretaries_cli import output
 from secretaries_cli.runtime import new_app, runtime
 from secretaries_core.errors import InvalidInput
 from secretaries_core.refs import validate_telegram_id
-from secretaries_core.schemas import UserOut
-from secretaries_core.users_csv import parse_users_csv
 
 app = new_app("Register and list users.")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
@@ -33,6 +31,8 @@ def add(
     json: JsonFlag = False,
 ) -> None:
     """Register a user (idempotent)."""
+    from secretaries_core.schemas import UserOut
+
     user, status = runtime(ctx).registry().add_user(telegram_id, username)
     if json:
         output.emit_json({**UserOut.of(user).model_dump(mode="json"), "status": status})
@@ -47,6 +47,8 @@ def import_(
     json: JsonFlag = False,
 ) -> None:
     """Register users from a CSV file with the header telegram_id,username; all or nothing."""
+    from secretaries_core.users_csv import parse_users_csv
+
     try:
         with file.open(encoding="utf-8", newline="") as handle:
             rows = parse_users_csv(handle)

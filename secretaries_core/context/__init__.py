@@ -1,15 +1,23 @@
-"""Per-user, per-secretary conversation context: the interface and its backends."""
+"""Per-user, per-secretary conversation context: the interface and its backends.
 
-from secretaries_core.context.base import (
-    ContextPolicy,
-    ContextStats,
-    ContextStore,
-    ContextSummary,
-    Message,
-)
-from secretaries_core.context.factory import open_context_store
-from secretaries_core.context.redis_store import RedisContextStore
-from secretaries_core.context.sql import SqlContextStore
+Backends are imported on first use, so the interface does not drag in redis or SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "ContextPolicy": "secretaries_core.context.base",
+    "ContextStats": "secretaries_core.context.base",
+    "ContextStore": "secretaries_core.context.base",
+    "ContextSummary": "secretaries_core.context.base",
+    "Message": "secretaries_core.context.base",
+    "open_context_store": "secretaries_core.context.factory",
+    "RedisContextStore": "secretaries_core.context.redis_store",
+    "SqlContextStore": "secretaries_core.context.sql",
+}
 
 __all__ = [
     "ContextPolicy",
@@ -21,3 +29,26 @@ __all__ = [
     "SqlContextStore",
     "open_context_store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name on first access."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'secretaries_core.context' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from secretaries_core.context.base import (
+        ContextPolicy,
+        ContextStats,
+        ContextStore,
+        ContextSummary,
+        Message,
+    )
+    from secretaries_core.context.factory import open_context_store
+    from secretaries_core.context.redis_store import RedisContextStore
+    from secretaries_core.context.sql import SqlContextStore

@@ -170,6 +170,7 @@ def test_error_statuses_change_nothing(seeded: TestClient, engine: Engine) -> No
     error(seeded.post("/api/messages", json={"user_id": 1, "text": "a\x00b"}), 422)
     error(seeded.post("/api/migrate-users", json={"from": "bob", "to": "bob"}), 409)
     error(seeded.get("/nowhere"), 404, "NotFound")
+    error(seeded.get("/api/secretaries/%0A"), 404, "NotFound")  # not the list route
     assert snapshot(engine) == before
     seeded.post("/api/secretaries/bob/deactivate")
     before = snapshot(engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -80,7 +81,10 @@ def test_every_operation(api_schema: schemathesis.BaseSchema) -> None:
 
         @given(case=operation.as_strategy())
         @settings(
-            max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+            max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")),
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
         )
         def run(case: schemathesis.Case) -> None:
             case.call_and_validate(headers=AUTH, checks=CHECKS)
