@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, Select, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlmodel import col
 
 from secretaries_core import linksql
@@ -125,21 +126,26 @@ class SecretaryRegistry:
             )
         return found
 
-    def _user(self, session: Session, ref: UserRef, *, lock: bool = False) -> TelegramUser:
-        query = select(TelegramUser)
+    @staticmethod
+    def _user_condition(ref: UserRef) -> ColumnElement[bool]:
         if isinstance(ref, int):
-            query = query.where(col(TelegramUser.telegram_id) == ref)
-        else:
-            name = normalize_username(ref)
-            query = query.where(func.lower(col(TelegramUser.username)) == (name or "").lower())
-        if lock:
-            query = query.with_for_update()
-        found = session.scalars(query.limit(2)).all()
+            return col(TelegramUser.telegram_id) == ref
+        name = normalize_username(ref)
+        return func.lower(col(TelegramUser.username)) == (name or "").lower()
+
+    @staticmethod
+    def _one_user(found: Sequence[T], ref: UserRef) -> T:
         if not found:
             raise UnknownUser(f"no user {ref}; register it with `secretaries users add`")
         if len(found) > 1:
             raise Conflict(f"several users are named {ref}; use the Telegram id instead")
         return found[0]
+
+    def _user(self, session: Session, ref: UserRef, *, lock: bool = False) -> TelegramUser:
+        query = select(TelegramUser).where(self._user_condition(ref))
+        if lock:
+            query = query.with_for_update()
+        return self._one_user(session.scalars(query.limit(2)).all(), ref)
 
     def _active_secretary(self, session: Session, ref: str | uuid.UUID) -> Assistant:
         secretary = self._secretary(session, ref)
@@ -515,31 +521,34 @@ class SecretaryRegistry:
 
     def resolve(self, user_ref: UserRef) -> Resolution:
         """The user's secretary: the active link's if active, else the default, else an error."""
-        return self._read(lambda s: self._resolve(s, user_ref))
+        return self._read(lambda s: self._resolve(s, user_ref)[0])
 
-    def _resolve(self, session: Session, user_ref: UserRef) -> Resolution:
-        user = self._user(session, user_ref)
-        linked = session.scalars(
-            select(Assistant)
-            .join(UserSecretaryLink, col(Assistant.id) == col(UserSecretaryLink.secretary_id))
-            .where(col(UserSecretaryLink.user_id) == user.id, col(UserSecretaryLink.is_active))
-        ).one_or_none()
-        if linked is not None and linked.is_active:
-            return Resolution(user, linked, "assigned")
-        default = self._default(session)
-        if default is None:
+    def _resolve(self, session: Session, user_ref: UserRef) -> tuple[Resolution, int]:
+        """One query: the user, their active link's secretary, the default, and both counts.
+
+        Returns the resolution and the resolved secretary's number of users.
+        """
+        by_name = not isinstance(user_ref, int)
+        value = (normalize_username(str(user_ref)) or "").lower() if by_name else user_ref
+        query = _resolution_query(by_name)
+        user, mine, fallback, mine_users, default_users = self._one_user(
+            session.execute(query, {"ref": value}).all(), user_ref
+        )
+        if mine is not None and mine.is_active:
+            return Resolution(user, mine, "assigned"), mine_users
+        if fallback is None:
             raise NoDefaultSecretary(
                 "no secretary available: the user has no active secretary and there is no default; "
                 "run `secretaries set-default SEC`"
             )
-        return Resolution(user, default, "default" if linked is None else "fallback")
+        source: Source = "default" if mine is None else "fallback"
+        return Resolution(user, fallback, source), default_users
 
     def current(self, user_ref: UserRef) -> tuple[Resolution, SecretaryOut]:
         """`resolve` plus the resolved secretary's public shape (with its user count)."""
 
         def work(session: Session) -> tuple[Resolution, SecretaryOut]:
-            found = self._resolve(session, user_ref)
-            users = self._user_counts(session, [found.secretary.id]).get(found.secretary.id, 0)
+            found, users = self._resolve(session, user_ref)
             return found, SecretaryOut.of(found.secretary, users)
 
         return self._read(work)
@@ -652,6 +661,38 @@ class SecretaryRegistry:
                 # A concurrent assign gave one of these users a link: redo the batch.
                 time.sleep(0.01 * (attempt + 1))
         raise Conflict("users were reassigned concurrently during migration; run it again")
+
+
+@functools.cache
+def _resolution_query(by_name: bool) -> Select[Any]:
+    """Built once per lookup kind: constructing aliases per call costs more than running it."""
+    linked = aliased(Assistant, name="linked")
+    default = aliased(Assistant, name="current_default")
+    link, counted = linksql.LINK.alias("l"), linksql.LINK.alias("c")
+
+    def users_of(secretary: Any) -> Any:
+        return (
+            select(func.count())
+            .where(counted.c.secretary_id == secretary.id, counted.c.is_active)
+            .scalar_subquery()
+        )
+
+    who = (
+        func.lower(col(TelegramUser.username)) == bindparam("ref")
+        if by_name
+        else col(TelegramUser.telegram_id) == bindparam("ref")
+    )
+    return (
+        select(TelegramUser, linked, default, users_of(linked), users_of(default))
+        .outerjoin(link, (link.c.user_id == col(TelegramUser.id)) & link.c.is_active)
+        .outerjoin(linked, col(linked.id) == link.c.secretary_id)
+        .outerjoin(
+            default,
+            col(default.is_default) & col(default.is_active) & col(default.is_secretary),
+        )
+        .where(who)
+        .limit(2)
+    )
 
 
 def _clear_default(session: Session, now: datetime) -> None:
