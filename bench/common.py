@@ -43,7 +43,9 @@ def seconds(value: float) -> str:
         return f"{value:.3f} s"
     if value >= 1e-3:
         return f"{value * 1e3:.3f} ms"
-    return f"{value * 1e6:.1f} us"
+    if value >= 1e-5:
+        return f"{value * 1e6:.1f} us"
+    return f"{value * 1e6:.2f} us"
 
 
 def print_table(title: str, rows: list[Row]) -> None:

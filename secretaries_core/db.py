@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
@@ -116,3 +116,20 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def transaction(engine: Engine, *, write: bool = False) -> Iterator[Connection]:
+    """A Core connection in one transaction (no ORM session): for hot paths.
+
+    Same rules as `session_scope`: SQLite writers take the write lock at BEGIN, and a
+    lost server becomes `BackendUnavailable`.
+    """
+    bind = engine.execution_options(sqlite_begin="IMMEDIATE") if write else engine
+    try:
+        with bind.begin() as conn:
+            yield conn
+    except DBAPIError as exc:
+        if is_disconnect(exc):
+            raise unavailable(engine, exc) from exc
+        raise

@@ -17,10 +17,15 @@ class Metrics:
             "secretaries_messages", "Messages handled, by secretary.", ["secretary"], registry=r
         )
         self.resolutions = Counter(
-            "secretaries_resolutions", "Secretary resolutions, by source.", ["source"], registry=r
+            "secretaries_resolutions",
+            "Messages resolved to a secretary, by source (cached or not).",
+            ["source"],
+            registry=r,
         )
-        self.resolution_cache = Counter(
-            "secretaries_resolution_cache", "Resolution cache lookups.", ["result"], registry=r
+        self.resolution_cache_misses = Counter(
+            "secretaries_resolution_cache_misses",
+            "Resolutions that went to the database; hits = resolutions - misses.",
+            registry=r,
         )
         self.pool_hits = Counter("secretaries_pool_hits", "Instance pool hits.", registry=r)
         self.pool_misses = Counter("secretaries_pool_misses", "Instance pool misses.", registry=r)
@@ -38,6 +43,12 @@ class Metrics:
         self.errors = Counter(
             "secretaries_errors", "Failed messages, by error type.", ["type"], registry=r
         )
+        # Label children bound once: `labels()` takes a lock and a dict lookup per call,
+        # which would dominate the cached-resolution hot path.
+        self.by_source = {
+            source: self.resolutions.labels(source=source)
+            for source in ("assigned", "default", "fallback")
+        }
 
     def exposition(self) -> bytes:
         """The Prometheus text exposition of every metric here."""

@@ -126,10 +126,10 @@ class Orchestrator:
         """The user's secretary from the cache, else from the database (registering them)."""
         cached = self.cache.get(telegram_id)
         if cached is not None:
-            self.metrics.resolution_cache.labels(result="hit").inc()
-            self.metrics.resolutions.labels(source=cached.source).inc()
+            # One counter on the hot path: hits = resolutions_total - resolution_cache_misses.
+            self.metrics.by_source[cached.source].inc()
             return cached
-        self.metrics.resolution_cache.labels(result="miss").inc()
+        self.metrics.resolution_cache_misses.inc()
         try:
             found = self.registry.resolve(telegram_id)
         except UnknownUser:
@@ -137,7 +137,7 @@ class Orchestrator:
             found = self.registry.resolve(telegram_id)
         resolved = Resolved(snapshot(found.secretary), found.source)
         self.cache.put(telegram_id, resolved)
-        self.metrics.resolutions.labels(source=resolved.source).inc()
+        self.metrics.by_source[resolved.source].inc()
         return resolved
 
     def instance_for(self, secretary: SecretarySnapshot, telegram_id: int) -> SecretaryInstance:

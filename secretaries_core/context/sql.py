@@ -12,6 +12,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -31,7 +32,7 @@ from secretaries_core.context.base import (
 )
 from secretaries_core.context.sql_tables import CONTEXT_TABLE as CTX
 from secretaries_core.context.sql_tables import MESSAGE_TABLE as MSG
-from secretaries_core.db import session_scope
+from secretaries_core.db import session_scope, transaction
 from secretaries_core.errors import Conflict
 from secretaries_core.timeutil import UTCDateTime, utcnow
 
@@ -55,6 +56,7 @@ class SqlContextStore(ContextStore):
         self.engine = engine
         self.policy = policy
         self.clock = clock
+        self._sql = _Statements(engine.dialect.name == "postgresql")
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -80,8 +82,7 @@ class SqlContextStore(ContextStore):
         batch = list(items)
         for attempt in range(APPEND_ATTEMPTS):
             try:
-                with session_scope(self.engine, write=True) as session:
-                    conn = session.connection()
+                with transaction(self.engine, write=True) as conn:
                     for user_id, secretary_id, message in batch:
                         self._append(conn, user_id, secretary_id, message, rules)
                 return len(batch)
@@ -98,60 +99,34 @@ class SqlContextStore(ContextStore):
         message: Message,
         rules: ContextPolicy,
     ) -> None:
+        sql = self._sql
         now = self.clock()
-        expires = now + rules.ttl
-        pair = and_(CTX.c.user_id == user_id, CTX.c.secretary_id == secretary_id)
-        query = select(CTX.c.id, CTX.c.expires_at, CTX.c.message_count).where(pair)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).one_or_none()
+        pair = {"u": user_id, "s": secretary_id}
+        row = conn.execute(sql.find, pair).one_or_none()
         if row is None:
-            context_id = conn.execute(
-                insert(CTX)
-                .values(
-                    user_id=user_id,
-                    secretary_id=secretary_id,
-                    last_activity=now,
-                    expires_at=expires,
-                    message_count=0,
-                )
-                .returning(CTX.c.id)
-            ).scalar_one()
+            context_id = conn.execute(sql.insert_context, {**pair, "now": now}).scalar_one()
             count = 0
         else:
             context_id, old_expiry, count = row
             if old_expiry <= now:
                 # Idle past its retention: it is gone even if purge has not run yet.
-                conn.execute(delete(MSG).where(MSG.c.context_id == context_id))
+                conn.execute(sql.clear_messages, {"c": context_id})
                 count = 0
         conn.execute(
-            insert(MSG).values(
-                context_id=context_id,
-                role=message.role,
-                content=message.content,
-                meta=dict(message.metadata) if message.metadata else None,
-                created_at=message.at,
-            )
+            sql.insert_message,
+            {
+                "c": context_id,
+                "role": message.role,
+                "content": message.content,
+                "meta": dict(message.metadata) if message.metadata else None,
+                "at": message.at,
+            },
         )
         count += 1
         if count > rules.max_messages:
-            newest_dropped = (
-                select(MSG.c.id)
-                .where(MSG.c.context_id == context_id)
-                .order_by(MSG.c.id.desc())
-                .offset(rules.max_messages)
-                .limit(1)
-                .scalar_subquery()
-            )
-            conn.execute(
-                delete(MSG).where(MSG.c.context_id == context_id, MSG.c.id <= newest_dropped)
-            )
+            conn.execute(sql.trim, {"c": context_id, "keep": rules.max_messages})
             count = rules.max_messages
-        conn.execute(
-            update(CTX)
-            .where(CTX.c.id == context_id)
-            .values(last_activity=now, expires_at=expires, message_count=count)
-        )
+        conn.execute(sql.touch, {"c": context_id, "now": now, "exp": now + rules.ttl, "n": count})
 
     def clear(self, user_id: int, secretary_id: uuid.UUID) -> bool:
         """Delete one context and its messages."""
@@ -163,20 +138,10 @@ class SqlContextStore(ContextStore):
         self, user_id: int, secretary_id: uuid.UUID, limit: int | None = None
     ) -> list[Message]:
         """The last `limit` messages of a live context, oldest first, in one query."""
-        query = (
-            select(MSG.c.role, MSG.c.content, MSG.c.created_at, MSG.c.meta)
-            .join(CTX, CTX.c.id == MSG.c.context_id)
-            .where(
-                CTX.c.user_id == user_id,
-                CTX.c.secretary_id == secretary_id,
-                CTX.c.expires_at > literal(self.clock(), UTCDateTime()),
-            )
-            .order_by(MSG.c.id.desc())
-        )
-        if limit is not None:
-            query = query.limit(limit)
+        params = {"u": user_id, "s": secretary_id, "now": self.clock(), "lim": limit}
+        query = self._sql.read if limit is not None else self._sql.read_all
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(query, params).all()
         return [Message(role, content, at, meta) for role, content, at, meta in reversed(rows)]
 
     def stats(self) -> ContextStats:
@@ -269,3 +234,60 @@ class SqlContextStore(ContextStore):
             if progress:
                 progress(done, max(total, done))
         return done
+
+
+class _Statements:
+    """The store's statements, built once: building them per call costs more than running."""
+
+    def __init__(self, postgresql: bool) -> None:
+        now = bindparam("now", type_=UTCDateTime())
+        pair = and_(CTX.c.user_id == bindparam("u"), CTX.c.secretary_id == bindparam("s"))
+        find = select(CTX.c.id, CTX.c.expires_at, CTX.c.message_count).where(pair)
+        # A row lock on PostgreSQL serialises two appends to one context.
+        self.find = find.with_for_update() if postgresql else find
+        self.insert_context = (
+            insert(CTX)
+            .values(
+                user_id=bindparam("u"),
+                secretary_id=bindparam("s"),
+                last_activity=now,
+                expires_at=now,
+                message_count=0,
+            )
+            .returning(CTX.c.id)
+        )
+        self.clear_messages = delete(MSG).where(MSG.c.context_id == bindparam("c"))
+        self.insert_message = insert(MSG).values(
+            context_id=bindparam("c"),
+            role=bindparam("role"),
+            content=bindparam("content"),
+            meta=bindparam("meta", type_=MSG.c.meta.type),
+            created_at=bindparam("at", type_=UTCDateTime()),
+        )
+        newest_dropped = (
+            select(MSG.c.id)
+            .where(MSG.c.context_id == bindparam("c"))
+            .order_by(MSG.c.id.desc())
+            .offset(bindparam("keep"))
+            .limit(1)
+            .scalar_subquery()
+        )
+        self.trim = delete(MSG).where(
+            MSG.c.context_id == bindparam("c"), MSG.c.id <= newest_dropped
+        )
+        self.touch = (
+            update(CTX)
+            .where(CTX.c.id == bindparam("c"))
+            .values(
+                last_activity=now,
+                expires_at=bindparam("exp", type_=UTCDateTime()),
+                message_count=bindparam("n"),
+            )
+        )
+        self.read_all = (
+            select(MSG.c.role, MSG.c.content, MSG.c.created_at, MSG.c.meta)
+            .join(CTX, CTX.c.id == MSG.c.context_id)
+            .where(pair, CTX.c.expires_at > now)
+            .order_by(MSG.c.id.desc())
+        )
+        self.read = self.read_all.limit(bindparam("lim"))
