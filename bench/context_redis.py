@@ -126,6 +126,22 @@ def bench_append(client: Redis, store: RedisContextStore, appends: int) -> Row:
     )
 
 
+def bench_read(client: Redis, store: RedisContextStore, reads: int) -> Row:
+    """`read` (one LRANGE plus JSON decoding) vs a raw LRANGE of the same key."""
+    client.flushdb()
+    at = datetime.now(UTC)
+    sec = SECRETARIES[0]
+    store.append_many(
+        (u, sec, Message("user", f"message {i}", at)) for u in range(100) for i in range(20)
+    )
+    keys = [store.context_key(u, sec) for u in range(100)]
+    mine = timed(lambda: [store.read(i % 100, sec) for i in range(reads)])
+    raw = timed(lambda: [client.lrange(keys[i % 100], 0, -1) for i in range(reads)])
+    return Row(
+        f"read x{reads:,} (20 messages each)", mine / reads, raw / reads, "raw redis-py LRANGE"
+    )
+
+
 def raw_zset_purge(client: Redis, cutoff: float, batch: int = 1000) -> int:
     """The floor for an index-driven purge: no re-check, no repair, plain pipelines."""
     done = 0
@@ -197,7 +213,7 @@ def run(contexts: int, appends: int) -> list[Row]:
     with redis_client() as client:
         policy = ContextPolicy(TTL, 100)
         store = RedisContextStore(client, policy, prefix=PREFIX)
-        rows = [bench_append(client, store, appends)]
+        rows = [bench_append(client, store, appends), bench_read(client, store, appends)]
         rows += bench_purge(client, store, contexts)
         client.flushdb()
     return rows

@@ -46,7 +46,7 @@ class MigrateIn(BaseModel):
     to: str | None = Field(default=None, max_length=100)
     from_: str | None = Field(default=None, alias="from", max_length=100)
     dry_run: bool = False
-    batch_size: int = Field(default=1000, gt=0, le=1_000_000)
+    batch_size: int = Field(default=10_000, gt=0, le=1_000_000)
 
     model_config = {"populate_by_name": True}
 

@@ -588,7 +588,7 @@ class SecretaryRegistry:
         to: str | uuid.UUID | None = None,
         from_: str | uuid.UUID | None = None,
         dry_run: bool = False,
-        batch_size: int = 1000,
+        batch_size: int = 10_000,
         progress: ProgressCallback | None = None,
     ) -> MigrationOut:
         """Give users an explicit link to `to` (default: the default secretary), batch by batch.

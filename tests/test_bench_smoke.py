@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from bench import api, context_redis, migrate_users, orchestrator
+from bench import (
+    api,
+    context_redis,
+    context_sql,
+    instances,
+    migrate_users,
+    orchestrator,
+    resolution,
+    startup,
+)
 
 
 def test_migrate_users_bench_runs(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -17,7 +26,7 @@ def test_migrate_users_bench_runs(pg_admin_url: str, monkeypatch: pytest.MonkeyP
 def test_context_redis_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SECRETARIES_BENCH_REDIS_URL", redis_url.rsplit("/", 1)[0] + "/1")
     rows = context_redis.run(contexts=2_000, appends=50)
-    assert len(rows) == 3 and all(r.ours > 0 and r.baseline > 0 for r in rows)
+    assert len(rows) == 4 and all(r.ours > 0 and r.baseline > 0 for r in rows)
 
 
 def test_orchestrator_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,3 +38,23 @@ def test_orchestrator_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch
 def test_api_bench_runs() -> None:
     rows = api.run(clients=4, seconds=0.5, users=20)
     assert len(rows) == 1 and rows[0].ours > 0 and rows[0].baseline > 0
+
+
+def test_resolution_bench_runs() -> None:
+    rows = resolution.run(lookups=200, queries=20)
+    assert len(rows) == 3 and all(r.ours > 0 and r.baseline > 0 for r in rows)
+
+
+def test_context_sql_bench_runs() -> None:
+    rows = context_sql.run(ops=20, contexts=200)
+    assert len(rows) == 3 and all(r.ours > 0 and r.baseline > 0 for r in rows)
+
+
+def test_instances_bench_runs() -> None:
+    rows = instances.run([100, 1500])
+    assert len(rows) == 3 and all(r.ours > 0 and r.baseline > 0 for r in rows)
+
+
+def test_startup_bench_runs() -> None:
+    rows = startup.run(runs=1)
+    assert len(rows) == 3 and all(r.ours > 0 for r in rows)

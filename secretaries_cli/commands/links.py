@@ -80,7 +80,7 @@ def register(app: App) -> None:
         ] = False,
         batch_size: Annotated[
             int, typer.Option("--batch-size", min=1, help="Users per transaction.")
-        ] = 1000,
+        ] = 10_000,
         json: JsonFlag = False,
     ) -> None:
         """Give every user without an active link (or, with --from, on SEC) an explicit link."""

@@ -107,3 +107,9 @@ def test_database_enforces_one_active_link_and_one_default(db_url: str) -> None:
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(text("UPDATE assistant SET is_default = true"))
     engine.dispose()
+
+
+def test_head_constant_matches_the_scripts(db_url: str) -> None:
+    engine = make_engine(db_url)
+    assert schema.script_head(engine) == schema.HEAD_REVISION == schema.current_revision(engine)
+    engine.dispose()
