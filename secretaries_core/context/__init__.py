@@ -5,8 +5,9 @@ Backends are imported on first use, so the interface does not drag in redis or S
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from secretaries_core._lazy import lazy_exports
 
 _EXPORTS = {
     "ContextPolicy": "secretaries_core.context.base",
@@ -31,15 +32,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import an exported name on first access."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'secretaries_core.context' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from secretaries_core.context.base import (
