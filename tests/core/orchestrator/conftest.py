@@ -43,8 +43,9 @@ def make_orchestrator(
 ) -> Iterator[MakeOrchestrator]:
     made: list[Orchestrator] = []
 
-    def make(**overrides: Any) -> Orchestrator:
-        orchestrator = Orchestrator(registry, store, replace(settings, **overrides))
+    def make(clock: Any = None, **overrides: Any) -> Orchestrator:
+        extra = {"clock": clock} if clock is not None else {}
+        orchestrator = Orchestrator(registry, store, replace(settings, **overrides), **extra)
         made.append(orchestrator)
         return orchestrator
 
