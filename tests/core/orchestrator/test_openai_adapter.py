@@ -103,7 +103,7 @@ def test_model_strings() -> None:
     assert parse_model("echo") == ("echo", "echo")
     assert parse_model("openai/gpt-4o-mini") == ("openai", "gpt-4o-mini")
     assert parse_model("llama3") == ("openai", "llama3")
-    for bad in ("anthropic/claude", "openai/", "x/y/z"):
+    for bad in ("acme/model-x", "openai/", "x/y/z"):
         with pytest.raises(InvalidInput, match="unknown model provider"):
             parse_model(bad)
     settings = replace(Settings.load(env={}), openai_base_url="http://h:1/v1")
