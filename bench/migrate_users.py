@@ -13,14 +13,14 @@ from sqlalchemy import Engine, text
 from bench.common import Row, database_urls, print_table, timed
 from secretaries_core import schema
 from secretaries_core.db import make_engine
-from secretaries_core.linksql import SQLITE_UUID4_SQL
+from secretaries_core.linksql import SQLITE_UUID7_SQL
 from secretaries_core.models import AssistantCreate
 from secretaries_core.registry import SecretaryRegistry
 
 # The same valid version-4 UUIDs the library generates.
 UUID_SQL = {
     "postgresql": "gen_random_uuid()",
-    "sqlite": SQLITE_UUID4_SQL,
+    "sqlite": SQLITE_UUID7_SQL,
 }
 
 
@@ -48,7 +48,20 @@ def seed(engine: Engine, users: int) -> SecretaryRegistry:
                 ),
                 {"n": users},
             )
+    analyze(engine)
     return registry
+
+
+def analyze(engine: Engine) -> None:
+    """Fresh planner statistics, as autovacuum would have them on a live database.
+
+    Without them PostgreSQL plans the anti-join against an "empty" link table as a
+    nested loop over a sequential scan, which turns quadratic while the INSERT fills it.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE telegramuser"))
+            conn.execute(text("ANALYZE usersecretarylink"))
 
 
 def clear_links(engine: Engine) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -21,6 +23,19 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 from secretaries_core.timeutil import UTCDateTime, utcnow
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered (version 7) UUID: 48-bit Unix milliseconds, then random bits.
+
+    Link ids are made in SQL the same way during bulk migration; ordered keys keep
+    primary-key inserts at the end of the index.
+    """
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis & ((1 << 48) - 1)) << 80 | 0x7 << 76 | ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62 | (rand & ((1 << 62) - 1))
+    return uuid.UUID(int=value)
 
 
 def _timestamp() -> Any:
@@ -111,7 +126,7 @@ class UserSecretaryLink(SQLModel, table=True):
         Index("ix_link_secretary_active", "secretary_id", "is_active", "user_id"),
     )
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)
     user_id: int = Field(
         sa_column=Column(
             ForeignKey("telegramuser.id", ondelete="CASCADE", name="fk_link_user"), nullable=False
