@@ -103,21 +103,32 @@ def is_disconnect(exc: DBAPIError) -> bool:
 
 
 @contextmanager
-def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
-    """One transaction: committed on success, rolled back on error.
-
-    `write=True` takes SQLite's write lock at BEGIN so that two writers queue on the busy
-    timeout instead of one failing half way with "database is locked".
-    """
-    bind = engine.execution_options(sqlite_begin="IMMEDIATE") if write else engine
-    session = Session(bind=bind, expire_on_commit=False)
+def _translated(engine: Engine) -> Iterator[None]:
+    """A lost server becomes `BackendUnavailable`; other driver errors pass through."""
     try:
-        with session.begin():
-            yield session
+        yield
     except DBAPIError as exc:
         if is_disconnect(exc):
             raise unavailable(engine, exc) from exc
         raise
+
+
+def _bind(engine: Engine, write: bool) -> Engine:
+    # IMMEDIATE: SQLite writers take the write lock at BEGIN and queue on the busy timeout.
+    return engine.execution_options(sqlite_begin="IMMEDIATE") if write else engine
+
+
+@contextmanager
+def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
+    """One ORM transaction: committed on success, rolled back on error.
+
+    `write=True` takes SQLite's write lock at BEGIN so that two writers queue on the busy
+    timeout instead of one failing half way with "database is locked".
+    """
+    session = Session(bind=_bind(engine, write), expire_on_commit=False)
+    try:
+        with _translated(engine), session.begin():
+            yield session
     finally:
         session.close()
 
@@ -126,14 +137,7 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
 def transaction(engine: Engine, *, write: bool = False) -> Iterator[Connection]:
     """A Core connection in one transaction (no ORM session): for hot paths.
 
-    Same rules as `session_scope`: SQLite writers take the write lock at BEGIN, and a
-    lost server becomes `BackendUnavailable`.
+    Same rules as `session_scope`.
     """
-    bind = engine.execution_options(sqlite_begin="IMMEDIATE") if write else engine
-    try:
-        with bind.begin() as conn:
-            yield conn
-    except DBAPIError as exc:
-        if is_disconnect(exc):
-            raise unavailable(engine, exc) from exc
-        raise
+    with _translated(engine), _bind(engine, write).begin() as conn:
+        yield conn

@@ -52,9 +52,8 @@ def current(svc: Svc, user_id: UserPath) -> CurrentOut:
 )
 def assign(svc: Svc, user_id: UserPath, secretary_id: SecretaryPath) -> AssignOut:
     """Switch the user to this secretary (no change if it already is theirs)."""
-    result = svc.registry.assign(user_ref(user_id), secretary_id)
-    svc.orchestrator.cache.invalidate()
-    return result
+    # The orchestrator hears of the change through the registry's subscription.
+    return svc.registry.assign(user_ref(user_id), secretary_id)
 
 
 @router.get("/users/{user_id}/history", response_model=list[LinkOut], operation_id="history")

@@ -360,13 +360,11 @@ class RedisContextStore(ContextStore):
 
         try:
             for rows in self._zrange_batches(key, 1000):
-                pairs = [to_pair(member) for member, _ in rows]
-                if secretary_id is not None and user_id is not None:
-                    pairs = [p for p in pairs if p[1] == secretary_id]
-                    rows = [r for r in rows if to_pair(r[0])[1] == secretary_id]
-                for (uid, sid), (_, score), length in zip(
-                    pairs, rows, self._lengths(pairs), strict=True
-                ):
+                scored = [(to_pair(member), score) for member, score in rows]
+                if secretary_id is not None:
+                    scored = [item for item in scored if item[0][1] == secretary_id]
+                pairs = [pair for pair, _ in scored]
+                for ((uid, sid), score), length in zip(scored, self._lengths(pairs), strict=True):
                     if length:
                         yield ContextSummary(uid, sid, length, _from_score(score))
         except _UNAVAILABLE as exc:
