@@ -19,6 +19,8 @@ DEFAULT_CONTEXT_MAX_MESSAGES = 100
 DEFAULT_REDIS_PREFIX = "secretaries:"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 INSTANCE_MODES = ("shared", "per-user")
+DOUBLE_TEXTING = ("enqueue", "reject", "interrupt")
+DEFAULT_MAX_MESSAGE_CHARS = 16_000
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
@@ -73,6 +75,10 @@ class Settings:
     openai_api_key: str | None = field(default=None, repr=False)
     model_timeout_seconds: float = 60.0
     model_max_retries: int = 3
+    model_max_connections: int = 1000
+    double_texting: str = "enqueue"
+    max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS
+    db_threads: int = 8
 
     @classmethod
     def load(
@@ -109,6 +115,12 @@ class Settings:
             openai_api_key=env.get("SECRETARIES_OPENAI_API_KEY") or env.get("OPENAI_API_KEY"),
             model_timeout_seconds=_env_float(env, "SECRETARIES_MODEL_TIMEOUT", 60.0),
             model_max_retries=_env_int(env, "SECRETARIES_MODEL_RETRIES", 3, minimum=0),
+            model_max_connections=_env_int(env, "SECRETARIES_MODEL_MAX_CONNECTIONS", 1000),
+            double_texting=_env_choice(env, "SECRETARIES_DOUBLE_TEXTING", DOUBLE_TEXTING),
+            max_message_chars=_env_int(
+                env, "SECRETARIES_MAX_MESSAGE_CHARS", DEFAULT_MAX_MESSAGE_CHARS
+            ),
+            db_threads=_env_int(env, "SECRETARIES_DB_THREADS", 8),
         )
 
     @property

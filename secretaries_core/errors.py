@@ -53,3 +53,15 @@ class ModelError(SecretariesError):
 
 class ModelUnavailable(ModelError, BackendUnavailable):
     """The model's server could not be reached or kept failing (timeouts, 429, 5xx)."""
+
+
+class Busy(Conflict):
+    """The user's previous message is still being answered and the policy is `reject`."""
+
+
+class Interrupted(SecretariesError):
+    """A newer message of the same user superseded this one (policy `interrupt`)."""
+
+
+class QuotaExceeded(SecretariesError):
+    """The user has used up a daily quota; the message says when it resets."""

@@ -6,12 +6,12 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from secretaries_core.context.base import ContextPolicy
-from secretaries_core.llm.base import ChatTurn, ModelAdapter
+from secretaries_core.llm.base import ChatRequest, ChatTurn, ModelAdapter
 from secretaries_core.metrics import Metrics
 
 PARAM_INSTANCE_MODE = "instance_mode"
@@ -44,21 +44,28 @@ class SecretaryInstance:
     state: dict[str, Any] = field(default_factory=dict)
     closed: bool = False
 
-    def reply(self, history: Sequence[ChatTurn], text: str) -> str:
-        """Ask the model for the reply to `text` after `history`."""
-        return self.adapter.complete(
+    def request(self, history: Sequence[ChatTurn], texts: Sequence[str]) -> ChatRequest:
+        """The model call for `texts` (oldest first) after `history`."""
+        return ChatRequest(
             secretary=self.secretary.name,
             prompt=self.secretary.prompt,
             history=history,
-            text=text,
+            texts=texts,
             params=self.secretary.params,
         )
 
+    def reply(self, request: ChatRequest, *, stream: bool) -> AsyncIterator[str]:
+        """The model's reply to `request`, in pieces."""
+        return self.adapter.pieces(request, stream=stream)
+
     def close(self) -> None:
-        """Release the adapter; the pool calls this when it evicts the instance."""
+        """Forget per-user state; the pool calls this when it evicts the instance.
+
+        Connections are not the instance's: the orchestrator's model clients are shared.
+        """
         if not self.closed:
             self.closed = True
-            self.adapter.close()
+            self.state.clear()
 
 
 PoolKey = tuple[uuid.UUID, int, int | None]

@@ -1,17 +1,33 @@
-"""`Orchestrator`: one incoming message → the user's secretary → a reply, with context kept."""
+"""`Orchestrator`: one incoming message → the user's secretary → a reply, with context kept.
+
+One asynchronous path serves every entry point: `ahandle` and `astream` run it on the
+caller's event loop; `handle` runs it on a private loop thread for synchronous callers.
+Per message: check the input → resolve (cached) → wait for the user's turn → read the
+context → ask the model (under the deadline) → store the whole turn in one write.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, cast
 
-from secretaries_core.config import Settings
+from secretaries_core.config import DOUBLE_TEXTING, Settings
 from secretaries_core.context.base import ContextStore, Message
-from secretaries_core.errors import InvalidInput, SecretariesError, UnknownUser
+from secretaries_core.errors import (
+    Interrupted,
+    InvalidInput,
+    ModelUnavailable,
+    SecretariesError,
+    UnknownUser,
+)
+from secretaries_core.hops import Hops
 from secretaries_core.instances import (
     PARAM_INSTANCE_MODE,
     InstancePool,
@@ -19,13 +35,23 @@ from secretaries_core.instances import (
     SecretarySnapshot,
 )
 from secretaries_core.llm.base import ChatTurn
+from secretaries_core.llm.openai_client import OpenAIClients
 from secretaries_core.llm.providers import build_adapter
+from secretaries_core.loops import LoopThread
 from secretaries_core.metrics import Metrics
 from secretaries_core.models import Assistant
+from secretaries_core.ordering import Policy, Ticket, UserGate
 from secretaries_core.registry import SecretaryRegistry
 from secretaries_core.resolution_cache import ResolutionCache, Resolved
 from secretaries_core.schemas import Source
+from secretaries_core.text import check_incoming, storable
 from secretaries_core.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+log = logging.getLogger(__name__)
+PARAM_DOUBLE_TEXTING = "double_texting"
 
 
 @dataclass(frozen=True)
@@ -50,11 +76,28 @@ def snapshot(secretary: Assistant) -> SecretarySnapshot:
     )
 
 
+@dataclass
+class _Turn:
+    """One message between taking its user's turn and storing its answer."""
+
+    telegram_id: int
+    text: str
+    resolved: Resolved
+    instance: SecretaryInstance
+    ticket: Ticket
+    history: list[Message]
+
+    @property
+    def texts(self) -> list[str]:
+        """The user messages this turn answers: superseded earlier ones, then its own."""
+        return [*self.ticket.carried, self.text]
+
+
 class Orchestrator:
     """Routes messages: resolve (cached) → instance (pooled) → context → model → store the turn.
 
-    `handle` is thread-safe; `ahandle` runs it in a worker thread so an asyncio bot's event
-    loop never blocks on the database, the store or the model.
+    Safe to share between threads and event loops. Build it with `from_settings()` (it then
+    owns and closes the database and the store) or from parts you own.
     """
 
     def __init__(
@@ -66,6 +109,7 @@ class Orchestrator:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utcnow,
+        model_clients: OpenAIClients | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -80,63 +124,234 @@ class Orchestrator:
             metrics=self.metrics,
             clock=clock,
         )
+        self.gate = UserGate()
+        self.model_clients = model_clients or OpenAIClients(
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key,
+            timeout=settings.model_timeout_seconds,
+            max_retries=settings.model_max_retries,
+            max_connections=settings.model_max_connections,
+        )
+        # Registry lookups on a cache miss: millisecond SQL calls, run off the event loop.
+        self._hops = Hops(settings.db_threads, name="secretaries-db")
+        self._sync = LoopThread()
+        self._owned_engine: Engine | None = None
+        self._closed = False
         registry.subscribe(self._on_change)
 
-    # -- the hot path ---------------------------------------------------------------------
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Orchestrator:
+        """Open the database, the context store and the model clients that `settings` name.
+
+        `settings` defaults to `Settings.load()` (the environment). The embedded SQLite
+        database is created or upgraded; any other database must be at the latest schema.
+        """
+        from secretaries_core.context.factory import open_context_store
+        from secretaries_core.schema import open_database
+
+        settings = settings or Settings.load()
+        engine = open_database(settings)
+        try:
+            store = open_context_store(
+                settings.context_url,
+                policy=settings.context_policy,
+                engine=None if settings.context_url else engine,
+                prefix=settings.redis_prefix,
+            )
+        except BaseException:
+            engine.dispose()
+            raise
+        orchestrator = cls(SecretaryRegistry(engine), store, settings)
+        orchestrator._owned_engine = engine
+        return orchestrator
+
+    # -- entry points ---------------------------------------------------------------------
 
     def handle(self, telegram_id: int, text: str, *, username: str | None = None) -> Reply:
-        """Answer `text` from the user, registering them on their first message."""
-        try:
-            if not text.strip():
-                raise InvalidInput("the message is empty")
-            if "\x00" in text:
-                raise InvalidInput("the message contains a NUL character")
-            resolved = self.resolve(telegram_id, username=username)
-            secretary = resolved.secretary
-            instance = self.instance_for(secretary, telegram_id)
-            history = self.store.read(telegram_id, secretary.id)
-            started = time.perf_counter()
-            answer = instance.reply([ChatTurn(m.role, m.content) for m in history], text)
-            self.metrics.model_latency.labels(secretary=secretary.name).observe(
-                time.perf_counter() - started
-            )
-            # Both halves of the turn in one write, after the model answered: a model
-            # failure leaves the context exactly as it was.
-            at = self.now()
-            self.store.append_many(
-                [
-                    (telegram_id, secretary.id, Message("user", text, at)),
-                    (telegram_id, secretary.id, Message("assistant", answer, self.now())),
-                ],
-                policy=instance.policy,
-            )
-        except SecretariesError as exc:
-            self.metrics.errors.labels(type=type(exc).__name__).inc()
-            raise
-        self.metrics.messages.labels(secretary=secretary.name).inc()
-        return Reply(answer, secretary.name, secretary.id, resolved.source)
+        """Answer `text` from the user (registering them on their first message); blocking."""
+        return self._sync.run(self.ahandle(telegram_id, text, username=username))
 
     async def ahandle(self, telegram_id: int, text: str, *, username: str | None = None) -> Reply:
-        """`handle` for asyncio bots, run in a worker thread."""
-        return await asyncio.to_thread(self.handle, telegram_id, text, username=username)
+        """Answer `text` from the user without holding a thread while the model works."""
+        try:
+            turn = await self._begin(telegram_id, text, username)
+            try:
+                answer = await self._ask(turn, None)
+                return await self._finish(turn, answer)
+            finally:
+                self.gate.release(turn.ticket)
+        except SecretariesError as exc:
+            self._count(exc)
+            raise
+        except Exception as exc:
+            raise self._count(self._translate(exc)) from exc
+
+    async def astream(
+        self, telegram_id: int, text: str, *, username: str | None = None
+    ) -> AsyncIterator[str]:
+        """Yield the reply in pieces as the model produces them; store the turn at the end.
+
+        A stream that fails, or that the caller stops early, stores nothing.
+        """
+        try:
+            turn = await self._begin(telegram_id, text, username)
+            try:
+                pieces: asyncio.Queue[str | None] = asyncio.Queue()
+                task = asyncio.ensure_future(self._ask(turn, pieces.put_nowait))
+                task.add_done_callback(lambda _done: pieces.put_nowait(None))
+                try:
+                    while (piece := await pieces.get()) is not None:
+                        yield piece
+                    answer = await task
+                finally:
+                    if not task.done():
+                        task.cancel()
+                await self._finish(turn, answer)
+            finally:
+                self.gate.release(turn.ticket)
+        except SecretariesError as exc:
+            self._count(exc)
+            raise
+        except Exception as exc:
+            raise self._count(self._translate(exc)) from exc
+
+    # -- the one path ---------------------------------------------------------------------
+
+    async def _begin(self, telegram_id: int, text: str, username: str | None) -> _Turn:
+        name = check_incoming(
+            telegram_id, text, username, max_chars=self.settings.max_message_chars
+        )
+        # The place in line is taken before the first await: arrival order is call order.
+        ticket = self.gate.enter(telegram_id, text)
+        try:
+            resolved = await self.aresolve(telegram_id, username=name)
+            instance = self.instance_for(resolved.secretary, telegram_id)
+            await self.gate.wait(ticket, self._policy(resolved.secretary))
+            # Read after taking the turn, so the model sees every earlier answered message.
+            # It also proves the store is reachable before the model is paid for.
+            history = await self.store.aread(telegram_id, resolved.secretary.id)
+        except BaseException:
+            self.gate.release(ticket)
+            raise
+        return _Turn(telegram_id, text, resolved, instance, ticket, history)
+
+    async def _ask(self, turn: _Turn, sink: Callable[[str], None] | None) -> str:
+        """The model's answer, as a task a newer message may cancel (policy `interrupt`)."""
+        if turn.ticket.superseded:
+            raise Interrupted("a newer message of the same user took over")
+        task = asyncio.ensure_future(self._model(turn, sink))
+        turn.ticket.task = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if turn.ticket.superseded and not (current and current.cancelling()):
+                raise Interrupted("a newer message of the same user took over") from None
+            raise
+        finally:
+            turn.ticket.task = None
+
+    async def _model(self, turn: _Turn, sink: Callable[[str], None] | None) -> str:
+        secretary = turn.resolved.secretary
+        request = turn.instance.request(
+            [ChatTurn(m.role, m.content) for m in turn.history], turn.texts
+        )
+        deadline = self.settings.model_timeout_seconds
+        parts: list[str] = []
+        started = time.perf_counter()
+        try:
+            # One deadline for the whole wait, the SDK's retries and a trickling body included.
+            async with asyncio.timeout(deadline):
+                async for piece in turn.instance.reply(request, stream=sink is not None):
+                    parts.append(piece)
+                    if sink is not None:
+                        sink(piece)
+        except TimeoutError:
+            raise ModelUnavailable(
+                f"{secretary.name}: the model gave no complete reply within {deadline:g}s"
+            ) from None
+        self.metrics.model_latency.labels(secretary=secretary.name).observe(
+            time.perf_counter() - started
+        )
+        return "".join(parts)
+
+    async def _finish(self, turn: _Turn, answer: str) -> Reply:
+        if not self.gate.start_commit(turn.ticket):
+            raise Interrupted("a newer message of the same user took over")
+        secretary = turn.resolved.secretary
+        answer = storable(answer)
+        at = self.now()
+        items = [(turn.telegram_id, secretary.id, Message("user", t, at)) for t in turn.texts]
+        items.append((turn.telegram_id, secretary.id, Message("assistant", answer, self.now())))
+        # The whole turn in one write, after the model answered: a failed or interrupted
+        # call leaves the context exactly as it was.
+        await self.store.aappend_many(items, policy=turn.instance.policy)
+        self.metrics.messages.labels(secretary=secretary.name).inc()
+        return Reply(answer, secretary.name, secretary.id, turn.resolved.source)
+
+    def _count(self, exc: SecretariesError) -> SecretariesError:
+        self.metrics.errors.labels(type=type(exc).__name__).inc()
+        return exc
+
+    def _translate(self, exc: Exception) -> SecretariesError:
+        """Only our own errors leave the library: a driver's failure becomes one of them."""
+        from sqlalchemy.exc import DBAPIError
+
+        from secretaries_core.db import unavailable
+
+        if isinstance(exc, DBAPIError):
+            return unavailable(self.registry.engine, exc)
+        log.error("unexpected failure while answering a message", exc_info=exc)
+        return SecretariesError(f"internal error ({type(exc).__name__}); see the log")
 
     # -- steps ----------------------------------------------------------------------------
 
+    def _policy(self, secretary: SecretarySnapshot) -> Policy:
+        value = secretary.params.get(PARAM_DOUBLE_TEXTING) or self.settings.double_texting
+        if value not in DOUBLE_TEXTING:
+            raise InvalidInput(
+                f"secretary {secretary.name!r} has an unknown double_texting {value!r}: "
+                f"use one of {', '.join(DOUBLE_TEXTING)}"
+            )
+        return cast(Policy, value)
+
     def resolve(self, telegram_id: int, *, username: str | None = None) -> Resolved:
         """The user's secretary from the cache, else from the database (registering them)."""
+        cached = self._cached(telegram_id)
+        if cached is not None:
+            return cached
+        return self._remember(telegram_id, *self._lookup(telegram_id, username))
+
+    async def aresolve(self, telegram_id: int, *, username: str | None = None) -> Resolved:
+        """`resolve` for async callers: a cache hit costs no thread, a miss one short hop."""
+        cached = self._cached(telegram_id)
+        if cached is not None:
+            return cached
+        found = await self._hops.run(self._lookup, telegram_id, username)
+        return self._remember(telegram_id, *found)
+
+    def _cached(self, telegram_id: int) -> Resolved | None:
         cached = self.cache.get(telegram_id)
         if cached is not None:
             # One counter on the hot path: hits = resolutions_total - resolution_cache_misses.
             self.metrics.by_source[cached.source].inc()
-            return cached
-        self.metrics.resolution_cache_misses.inc()
+        else:
+            self.metrics.resolution_cache_misses.inc()
+        return cached
+
+    def _lookup(self, telegram_id: int, username: str | None) -> tuple[Resolved, int]:
+        # The cache ticket is taken before each read: an invalidation after it wins.
+        ticket = self.cache.ticket()
         try:
             found = self.registry.resolve(telegram_id)
         except UnknownUser:
             self.registry.add_user(telegram_id, username)
+            ticket = self.cache.ticket()
             found = self.registry.resolve(telegram_id)
-        resolved = Resolved(snapshot(found.secretary), found.source)
-        self.cache.put(telegram_id, resolved)
+        return Resolved(snapshot(found.secretary), found.source), ticket
+
+    def _remember(self, telegram_id: int, resolved: Resolved, ticket: int) -> Resolved:
+        self.cache.put(telegram_id, resolved, ticket)
         self.metrics.by_source[resolved.source].inc()
         return resolved
 
@@ -154,14 +369,19 @@ class Orchestrator:
     ) -> SecretaryInstance:
         return SecretaryInstance(
             secretary=secretary,
-            adapter=build_adapter(secretary.model, self.settings),
+            adapter=build_adapter(secretary.model, self.model_clients),
             policy=self.settings.context_policy.for_secretary(secretary.params),
             user_id=user_id,
         )
 
-    def _on_change(self, event: str, secretary_id: uuid.UUID | None) -> None:
-        # Any committed change of links or of the catalog: re-resolve on the next message.
-        self.cache.invalidate()
+    def _on_change(
+        self, event: str, secretary_id: uuid.UUID | None, telegram_id: int | None
+    ) -> None:
+        # One user's registration or link: that user only; anything else: everyone.
+        if event in ("user", "link") and telegram_id is not None:
+            self.cache.invalidate(telegram_id)
+        else:
+            self.cache.invalidate()
         if event == "deactivated" and secretary_id is not None:
             self.pool.evict_secretary(secretary_id)
 
@@ -170,6 +390,47 @@ class Orchestrator:
         self.pool.sweep()
         return self.metrics.exposition()
 
+    # -- lifecycle ------------------------------------------------------------------------
+
     def close(self) -> None:
-        """Close every pooled instance."""
+        """Release model clients, pooled instances, threads and what `from_settings` opened."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._sync.started:
+            try:
+                self._sync.run(self._aclose_loop_resources())
+            finally:
+                self._sync.stop()
+        self.model_clients.close()
         self.pool.close()
+        self._hops.close()
+        if self._owned_engine is not None:
+            self.store.close()
+            self._owned_engine.dispose()
+
+    async def aclose(self) -> None:
+        """`close` from async code: this loop's clients first, then the rest off the loop."""
+        await self._aclose_loop_resources()
+        await asyncio.to_thread(self.close)
+
+    async def _aclose_loop_resources(self) -> None:
+        await self.model_clients.aclose()
+        await self.store.aclose()
+
+    def __enter__(self) -> Orchestrator:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Orchestrator:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()

@@ -39,7 +39,7 @@ def normalize_username(value: str | None) -> str | None:
     value = value.strip().removeprefix("@")
     if not value:
         return None
-    if not USERNAME_RE.match(value):
+    if not USERNAME_RE.fullmatch(value):
         raise InvalidInput(f"invalid username {value!r}: use letters, digits and _ (at most 64)")
     return value
 

@@ -50,6 +50,8 @@ from secretaries_core.timeutil import utcnow
 from secretaries_core.users_csv import UserRow
 
 T = TypeVar("T")
+ChangeListener = Callable[[str, "uuid.UUID | None", "int | None"], None]
+"""`listener(event, secretary_id, telegram_id)`, called after a committed change."""
 UserStatus = Literal["created", "updated", "unchanged"]
 ProgressCallback = Callable[[int, int], None]
 """Called as `progress(done, total)` after every committed batch."""
@@ -90,21 +92,25 @@ class SecretaryRegistry:
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.clock = clock
-        self._listeners: list[Callable[[str, uuid.UUID | None], None]] = []
+        self._listeners: list[ChangeListener] = []
 
     # -- change notification (caches in the orchestrator subscribe here) -----------------
 
-    def subscribe(self, listener: Callable[[str, uuid.UUID | None], None]) -> None:
-        """Call `listener(event, secretary_id)` after every committed change.
+    def subscribe(self, listener: ChangeListener) -> None:
+        """Call `listener(event, secretary_id, telegram_id)` after every committed change.
 
         Events: `catalog` (any secretary change), `deactivated` (with the secretary's id),
-        `link` (assignments, migrations).
+        `user` (one user registered or renamed, with their Telegram id; bulk imports
+        without one), `link` (an assignment, with the user's Telegram id; migrations
+        without one). A `telegram_id` of None means "possibly every user".
         """
         self._listeners.append(listener)
 
-    def _changed(self, event: str, secretary_id: uuid.UUID | None = None) -> None:
+    def _changed(
+        self, event: str, secretary_id: uuid.UUID | None = None, telegram_id: int | None = None
+    ) -> None:
         for listener in self._listeners:
-            listener(event, secretary_id)
+            listener(event, secretary_id, telegram_id)
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -182,13 +188,20 @@ class SecretaryRegistry:
         with session_scope(self.engine) as session:
             return work(session)
 
-    def _write(self, work: Callable[[Session], T], *, conflict: str) -> T:
+    def _write(
+        self,
+        work: Callable[[Session], T],
+        *,
+        conflict: str,
+        event: str = "catalog",
+        telegram_id: int | None = None,
+    ) -> T:
         try:
             with session_scope(self.engine, write=True) as session:
                 result = work(session)
         except IntegrityError as exc:
             raise Conflict(conflict) from exc
-        self._changed("catalog")
+        self._changed(event, telegram_id=telegram_id)
         return result
 
     # -- catalog ---------------------------------------------------------------------------
@@ -384,10 +397,15 @@ class SecretaryRegistry:
             return user, "updated"
 
         try:
-            return self._write(work, conflict="")
+            return self._write(work, conflict="", event="user", telegram_id=telegram_id)
         except Conflict:
             # Another process registered the same id between our read and insert.
-            return self._write(work, conflict=f"user {telegram_id} changed concurrently; try again")
+            return self._write(
+                work,
+                conflict=f"user {telegram_id} changed concurrently; try again",
+                event="user",
+                telegram_id=telegram_id,
+            )
 
     def import_users(self, rows: list[UserRow]) -> ImportOut:
         """Register many users in one transaction: new ones inserted, others updated or kept."""
@@ -436,7 +454,9 @@ class SecretaryRegistry:
                 unchanged=len(rows) - len(fresh) - len(renamed),
             )
 
-        return self._write(work, conflict="users were added concurrently; run the import again")
+        return self._write(
+            work, conflict="users were added concurrently; run the import again", event="user"
+        )
 
     def list_users(self, *, secretary: str | uuid.UUID | None = None) -> list[UserListItem]:
         """Users by Telegram id, each with the secretary of their active link (if any)."""
@@ -515,7 +535,7 @@ class SecretaryRegistry:
                 time.sleep(0.01 * (attempt + 1))
                 continue
             if result.changed:
-                self._changed("link")
+                self._changed("link", telegram_id=result.user.telegram_id)
             return result
         raise Conflict(f"user {user_ref} was reassigned concurrently; try again")
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from secretaries_core.errors import InvalidInput
+from secretaries_core.hops import Hops
 
 ProgressCallback = Callable[[int, int], None]
 """Called as `progress(done, total)` while a purge works through its batches."""
@@ -81,6 +82,8 @@ class ContextStore(ABC):
     """
 
     policy: ContextPolicy
+    # Blocking backends answer the async methods through this pool (made on first use).
+    _hops: Hops | None = None
 
     @abstractmethod
     def append(
@@ -151,5 +154,34 @@ class ContextStore(ABC):
     ) -> Iterator[ContextSummary]:
         """Live contexts, optionally of one user and/or one secretary."""
 
-    def close(self) -> None:  # noqa: B027  (optional for backends without resources)
+    # -- the async hot path: backends with a native async client override these ---------
+
+    def hops(self) -> Hops:
+        """The thread pool that runs this store's blocking calls for async callers."""
+        if self._hops is None:
+            self._hops = Hops(name="secretaries-store")
+        return self._hops
+
+    async def aread(
+        self, user_id: int, secretary_id: uuid.UUID, limit: int | None = None
+    ) -> list[Message]:
+        """`read` for async callers."""
+        return await self.hops().run(self.read, user_id, secretary_id, limit)
+
+    async def aappend_many(
+        self,
+        items: list[tuple[int, uuid.UUID, Message]],
+        *,
+        policy: ContextPolicy | None = None,
+    ) -> int:
+        """`append_many` for async callers."""
+        return await self.hops().run(self.append_many, items, policy=policy)
+
+    async def aclose(self) -> None:  # noqa: B027  (optional: only async-client backends need it)
+        """Release what the async methods opened on the running loop."""
+
+    def close(self) -> None:
         """Release connections the store opened itself."""
+        if self._hops is not None:
+            self._hops.close()
+            self._hops = None

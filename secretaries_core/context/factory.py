@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sqlalchemy import Engine
@@ -42,10 +43,30 @@ def open_context_store(
         client = Redis.from_url(
             url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S
         )
-        return RedisContextStore(client, policy, prefix=prefix, url=masked, owns_client=True)
+
+        def async_client() -> Any:
+            from redis.asyncio import Redis as AsyncRedis
+
+            return AsyncRedis.from_url(
+                url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S
+            )
+
+        return RedisContextStore(
+            client,
+            policy,
+            prefix=prefix,
+            url=masked,
+            owns_client=True,
+            async_client=async_client,
+        )
     if scheme == CLUSTER_SCHEME:
         return RedisContextStore(
-            _cluster_client(url, masked), policy, prefix=prefix, url=masked, owns_client=True
+            _cluster_client(url, masked),
+            policy,
+            prefix=prefix,
+            url=masked,
+            owns_client=True,
+            async_client=lambda: _cluster_client(url, masked, asynchronous=True),
         )
     raise InvalidInput(
         f"unknown context store URL {masked!r}: use redis://, rediss://, redis+cluster:// "
@@ -53,8 +74,11 @@ def open_context_store(
     )
 
 
-def _cluster_client(url: str, masked: str):  # type: ignore[no-untyped-def]
-    from redis.cluster import ClusterNode, RedisCluster
+def _cluster_client(url: str, masked: str, *, asynchronous: bool = False) -> Any:
+    if asynchronous:
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+    else:
+        from redis.cluster import ClusterNode, RedisCluster  # type: ignore[assignment]
 
     parts = urlsplit(url)
     userinfo, _, hosts = parts.netloc.rpartition("@")
@@ -64,7 +88,7 @@ def _cluster_client(url: str, masked: str):  # type: ignore[no-untyped-def]
         host, _, port = hostport.strip().rpartition(":")
         if not host or not port.isdigit():
             raise InvalidInput(f"bad cluster node {hostport!r} in {masked}: use host:port")
-        nodes.append(ClusterNode(host, int(port)))  # type: ignore[no-untyped-call]
+        nodes.append(ClusterNode(host, int(port)))
     tls = parse_qs(parts.query).get("ssl", ["false"])[0].lower() in ("1", "true", "yes")
     try:
         return RedisCluster(

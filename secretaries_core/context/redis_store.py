@@ -28,7 +28,7 @@ from typing import Any, ParamSpec, TypeVar
 from redis import Redis
 from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, ResponseError
+from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from secretaries_core.context.base import (
@@ -40,6 +40,7 @@ from secretaries_core.context.base import (
     ProgressCallback,
 )
 from secretaries_core.errors import BackendUnavailable
+from secretaries_core.loops import PerLoop
 from secretaries_core.timeutil import utcnow
 
 P = ParamSpec("P")
@@ -156,6 +157,7 @@ class RedisContextStore(ContextStore):
         url: str = "redis",
         clock: Callable[[], datetime] = utcnow,
         owns_client: bool = False,
+        async_client: Callable[[], Any] | None = None,
     ) -> None:
         # Typed loosely: redis-py's reply types differ between Redis and RedisCluster.
         self.client: Any = client
@@ -166,6 +168,11 @@ class RedisContextStore(ContextStore):
         self.cluster = isinstance(client, RedisCluster)
         self._owns_client = owns_client
         self._scripts_loaded = False
+        # redis.asyncio clients, one per event loop, when the store knows how to make them;
+        # without a factory the async methods hop to threads like any blocking backend.
+        self._async_clients: PerLoop[Any] | None = (
+            PerLoop(async_client) if async_client is not None else None
+        )
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -220,7 +227,28 @@ class RedisContextStore(ContextStore):
                 build(pipe)
                 return list(pipe.execute())
             except ResponseError as exc:
-                if "NOSCRIPT" not in str(exc) or attempt == 2:
+                if not _lost_scripts(exc) or attempt == 2:
+                    raise
+                self._scripts_loaded = False
+            except _UNAVAILABLE as exc:
+                raise self._unavailable(exc) from exc
+        raise AssertionError("unreachable")
+
+    async def _arun(self, build: Callable[[Any], None]) -> list[Any]:
+        """`_run` on this loop's redis.asyncio client (same pipeline, same script reload)."""
+        assert self._async_clients is not None
+        client = self._async_clients.get()
+        for attempt in (1, 2):
+            try:
+                if not self._scripts_loaded:
+                    for body, _sha in _SCRIPTS.values():
+                        await client.script_load(body)
+                    self._scripts_loaded = True
+                pipe = client.pipeline(transaction=False)
+                build(pipe)
+                return list(await pipe.execute())
+            except ResponseError as exc:
+                if not _lost_scripts(exc) or attempt == 2:
                     raise
                 self._scripts_loaded = False
             except _UNAVAILABLE as exc:
@@ -316,11 +344,39 @@ class RedisContextStore(ContextStore):
             raw = self.client.lrange(self.context_key(user_id, secretary_id), start, -1)
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
-        messages = []
-        for item in raw:
-            data = json.loads(item)
-            messages.append(Message(data["r"], data["c"], _from_score(data["t"]), data.get("m")))
-        return messages
+        return _decode(raw)
+
+    async def aread(
+        self, user_id: int, secretary_id: uuid.UUID, limit: int | None = None
+    ) -> list[Message]:
+        """One LRANGE on this loop's async client."""
+        if self._async_clients is None:
+            return await super().aread(user_id, secretary_id, limit)
+        start = -limit if limit is not None else 0
+        try:
+            client = self._async_clients.get()
+            raw = await client.lrange(self.context_key(user_id, secretary_id), start, -1)
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+        return _decode(raw)
+
+    async def aappend_many(
+        self,
+        items: list[tuple[int, uuid.UUID, Message]],
+        *,
+        policy: ContextPolicy | None = None,
+    ) -> int:
+        """All of `items` in one pipelined round trip on this loop's async client."""
+        if self._async_clients is None:
+            return await super().aappend_many(items, policy=policy)
+        rules = policy or self.policy
+
+        def queue(pipe: Any) -> None:
+            for user_id, secretary_id, message in items:
+                self._queue_append(pipe, user_id, secretary_id, message, rules)
+
+        await self._arun(queue)
+        return len(items)
 
     def _lengths(self, pairs: list[tuple[int, uuid.UUID]]) -> list[int]:
         pipe = self.client.pipeline(transaction=False)
@@ -517,7 +573,32 @@ class RedisContextStore(ContextStore):
             if progress:
                 progress(done, max(total, done))
 
+    async def aclose(self) -> None:
+        """Close the running loop's async client."""
+        if self._async_clients is not None:
+            await self._async_clients.aclose_current(_aclose_client)
+
     def close(self) -> None:
-        """Close the client if this store created it."""
+        """Close the clients if this store created them."""
+        super().close()
+        if self._async_clients is not None:
+            self._async_clients.close_all(_aclose_client)
         if self._owns_client:
             self.client.close()
+
+
+async def _aclose_client(client: Any) -> None:
+    await client.aclose()
+
+
+def _lost_scripts(exc: ResponseError) -> bool:
+    # redis-py maps the NOSCRIPT reply to NoScriptError, whose text no longer says NOSCRIPT.
+    return isinstance(exc, NoScriptError) or "NOSCRIPT" in str(exc)
+
+
+def _decode(raw: list[bytes]) -> list[Message]:
+    messages = []
+    for item in raw:
+        data = json.loads(item)
+        messages.append(Message(data["r"], data["c"], _from_score(data["t"]), data.get("m")))
+    return messages

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -15,21 +15,34 @@ class ChatTurn:
     content: str
 
 
+@dataclass(frozen=True)
+class ChatRequest:
+    """One model call: the system prompt, the stored history, then the new user text(s).
+
+    `texts` holds more than one message when newer messages interrupted older ones
+    (double-texting policy `interrupt`): they are all answered together, oldest first.
+    """
+
+    secretary: str
+    prompt: str
+    history: Sequence[ChatTurn]
+    texts: Sequence[str]
+    params: Mapping[str, Any]
+
+    def messages(self) -> list[dict[str, str]]:
+        """The chat-completions `messages` list."""
+        out = [{"role": "system", "content": self.prompt}]
+        out += [{"role": turn.role, "content": turn.content} for turn in self.history]
+        out += [{"role": "user", "content": text} for text in self.texts]
+        return out
+
+
 class ModelAdapter(Protocol):
-    """Turns (system prompt, history, new message, params) into a reply."""
+    """Turns a `ChatRequest` into the reply, as pieces."""
 
-    def complete(
-        self,
-        *,
-        secretary: str,
-        prompt: str,
-        history: Sequence[ChatTurn],
-        text: str,
-        params: Mapping[str, Any],
-    ) -> str:
-        """The model's reply to `text`, given the prompt and the earlier turns."""
-        ...
+    def pieces(self, request: ChatRequest, *, stream: bool) -> AsyncIterator[str]:
+        """The reply: piece by piece as produced when `stream`, else in one piece.
 
-    def close(self) -> None:
-        """Release anything the adapter holds (connections)."""
+        Failures are `ModelError` / `ModelUnavailable`; nothing else escapes.
+        """
         ...

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import asyncio
+import re
+from collections.abc import AsyncIterator
 
-from secretaries_core.llm.base import ChatTurn
+from secretaries_core.llm.base import ChatRequest
+
+_WORDS = re.compile(r"\S+\s*|\s+")
+
+
+def echo_text(request: ChatRequest) -> str:
+    """`[<secretary>] <text> (context: <n> messages)`, n counting every earlier message."""
+    earlier = len(request.history) + len(request.texts) - 1
+    return f"[{request.secretary}] {request.texts[-1]} (context: {earlier} messages)"
 
 
 class EchoAdapter:
     """Replies by naming the secretary, echoing the text and counting the context."""
 
-    def complete(
-        self,
-        *,
-        secretary: str,
-        prompt: str,
-        history: Sequence[ChatTurn],
-        text: str,
-        params: Mapping[str, Any],
-    ) -> str:
-        """`[<secretary>] <text> (context: <n> messages)`."""
-        return f"[{secretary}] {text} (context: {len(history)} messages)"
-
-    def close(self) -> None:
-        """Nothing to release."""
+    async def pieces(self, request: ChatRequest, *, stream: bool) -> AsyncIterator[str]:
+        """The whole reply at once, or word by word (yielding to the loop between words)."""
+        text = echo_text(request)
+        if not stream:
+            yield text
+            return
+        for word in _WORDS.findall(text):
+            yield word
+            await asyncio.sleep(0)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from secretaries_core.config import Settings
 from secretaries_core.errors import InvalidInput
 from secretaries_core.llm.base import ModelAdapter
+from secretaries_core.llm.openai_client import OpenAIClients
 
 PROVIDERS = ("echo", "openai")
 
@@ -34,19 +34,13 @@ def validate_model(model: str) -> None:
     parse_model(model)
 
 
-def build_adapter(model: str, settings: Settings) -> ModelAdapter:
+def build_adapter(model: str, clients: OpenAIClients) -> ModelAdapter:
     """A ready adapter for `model` (no network until the first call)."""
     provider, name = parse_model(model)
     if provider == "echo":
         from secretaries_core.llm.echo import EchoAdapter
 
         return EchoAdapter()
-    from secretaries_core.llm.openai_compat import OpenAICompatAdapter
+    from secretaries_core.llm.openai_client import OpenAIAdapter
 
-    return OpenAICompatAdapter(
-        name,
-        base_url=settings.openai_base_url,
-        api_key=settings.openai_api_key,
-        timeout=settings.model_timeout_seconds,
-        max_retries=settings.model_max_retries,
-    )
+    return OpenAIAdapter(name, clients)

@@ -203,7 +203,7 @@ def test_list_users_by_secretary(registry: SecretaryRegistry) -> None:
 
 def test_change_listeners_hear_commits(registry: SecretaryRegistry) -> None:
     events: list[str] = []
-    registry.subscribe(lambda event, _sec: events.append(event))
+    registry.subscribe(lambda event, _sec, _user: events.append(event))
     make(registry, "alice", default=True)
     registry.add_user(1)
     registry.assign(1, "alice")

@@ -1,0 +1,54 @@
+"""Short, bounded hops from an event loop to a thread for millisecond-long blocking calls.
+
+SQL (SQLite through the stdlib driver, PostgreSQL through psycopg's sync API) runs in a
+small private pool of threads: the call takes a thread only for the query itself, never
+across a model call, and the pool's size bounds how many queries one process runs at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_HOP_THREADS = 8
+
+
+class Hops:
+    """A lazily started thread pool for blocking calls made from async code."""
+
+    def __init__(
+        self, max_workers: int = DEFAULT_HOP_THREADS, *, name: str = "secretaries"
+    ) -> None:
+        self.max_workers = max_workers
+        self.name = name
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        pool = self._pool
+        if pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix=self.name)
+                pool = self._pool
+        return pool
+
+    async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run `fn(*args, **kwargs)` in the pool and await its result."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
+        return await loop.run_in_executor(self._executor(), call)
+
+    def close(self) -> None:
+        """Stop the pool's threads once their current calls finish."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)

@@ -1,0 +1,182 @@
+"""OpenAI-compatible chat completions through the official `openai` SDK (async client).
+
+One `AsyncOpenAI` per event loop (its connection pool belongs to that loop) is shared by
+every secretary of an orchestrator. The SDK's own retries (429, 5xx, connection errors,
+with its backoff and `Retry-After`) and per-request timeout apply inside the call; the
+orchestrator's deadline bounds the whole of it. SDK errors are mapped onto ours here and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from secretaries_core.db import mask_url
+from secretaries_core.errors import ModelError, ModelUnavailable
+from secretaries_core.llm.base import ChatRequest
+from secretaries_core.loops import PerLoop
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+# Params that configure this library, not the model: never sent to the API.
+LOCAL_PARAMS = frozenset(
+    {
+        "context_ttl",
+        "context_max_messages",
+        "instance_mode",
+        "double_texting",
+        "max_context_tokens",
+        "summarize",
+        "summary_model",
+        "messages_per_day",
+        "tokens_per_day",
+        "price_prompt",
+        "price_completion",
+    }
+)
+# Phrases providers use when the prompt does not fit the model's window.
+_TOO_LONG_HINTS = ("context_length_exceeded", "context length", "too long", "maximum context")
+NO_KEY = "unused"  # local servers need none; the SDK refuses an empty one
+MAX_DETAIL_CHARS = 160
+
+
+class ContextTooLong(ModelError):
+    """The provider refused the request because the prompt does not fit the model."""
+
+
+class OpenAIClients:
+    """The SDK clients of one orchestrator, one per event loop, made on first use."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None,
+        timeout: float,
+        max_retries: int,
+        max_connections: int = 1000,
+    ) -> None:
+        self.base_url = base_url
+        self.masked_url = mask_url(base_url)
+        self.api_key = api_key
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.max_connections = max_connections
+        self._clients: PerLoop[AsyncOpenAI] = PerLoop(self._make)
+
+    def _make(self) -> AsyncOpenAI:
+        import httpx2
+        import openai
+
+        limits = httpx2.Limits(
+            max_connections=self.max_connections,
+            max_keepalive_connections=self.max_connections,
+        )
+        try:
+            # aiohttp's transport costs about a third less CPU per call than httpx's.
+            http_client = openai.DefaultAioHttpClient(limits=limits, timeout=self.timeout)
+        except RuntimeError:
+            http_client = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout)
+        return openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=self.api_key or NO_KEY,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            http_client=http_client,
+        )
+
+    def get(self) -> AsyncOpenAI:
+        """The running loop's client."""
+        return self._clients.get()
+
+    async def aclose(self) -> None:
+        """Close the running loop's client."""
+        await self._clients.aclose_current(lambda client: client.close())
+
+    def close(self) -> None:
+        """Close every loop's client (from outside any loop)."""
+        self._clients.close_all(lambda client: client.close())
+
+
+class OpenAIAdapter:
+    """One model on an OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp, ...)."""
+
+    def __init__(self, model: str, clients: OpenAIClients) -> None:
+        self.model = model
+        self.clients = clients
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        extra = {k: v for k, v in request.params.items() if k not in LOCAL_PARAMS}
+        # Everything through extra_body: secretaries may carry params this SDK version
+        # does not know as keyword arguments, and the server is the judge of them.
+        return {"model": self.model, "messages": request.messages(), "extra_body": extra}
+
+    async def pieces(self, request: ChatRequest, *, stream: bool) -> AsyncIterator[str]:
+        """Ask the server; stream with SSE when `stream`, else one JSON reply."""
+        client = self.clients.get()
+        body = self._body(request)
+        produced = False
+        try:
+            if not stream:
+                completion = await client.chat.completions.create(**body)
+                choices = completion.choices
+                content = choices[0].message.content if choices else None
+                if not isinstance(content, str) or not content:
+                    raise ModelError(f"{self.model}: the reply has no text")
+                yield content
+                return
+            response = await client.chat.completions.create(
+                **body, stream=True, stream_options={"include_usage": True}
+            )
+            async with response:
+                async for chunk in response:
+                    for choice in chunk.choices:
+                        if choice.delta is not None and choice.delta.content:
+                            produced = True
+                            yield choice.delta.content
+            if not produced:
+                raise ModelError(f"{self.model}: the reply has no text")
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: Exception) -> ModelError:
+        import openai
+
+        where = f"{self.model} at {self.clients.masked_url}"
+        if isinstance(exc, openai.APITimeoutError):
+            return ModelUnavailable(f"{where}: no reply within {self.clients.timeout:g}s")
+        if isinstance(exc, openai.APIConnectionError):
+            return ModelUnavailable(f"{where}: unreachable ({_cause(exc)})")
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            detail = _detail(exc.body)
+            if status == 429 or status >= 500:
+                return ModelUnavailable(
+                    f"{where}: HTTP {status} after {self.clients.max_retries + 1} attempt(s)"
+                    f"{detail}"
+                )
+            if status in (400, 413) and any(h in detail.lower() for h in _TOO_LONG_HINTS):
+                return ContextTooLong(f"{where}: HTTP {status}, the prompt is too long{detail}")
+            return ModelError(f"{where}: HTTP {status}{detail}")
+        if isinstance(exc, json.JSONDecodeError | openai.APIResponseValidationError):
+            return ModelError(f"{where}: the response is not a chat completion")
+        return ModelError(f"{where}: bad response ({type(exc).__name__})")
+
+
+def _cause(exc: BaseException) -> str:
+    inner = exc.__cause__ or exc.__context__
+    return type(inner).__name__ if inner is not None else "connection error"
+
+
+def _detail(body: object) -> str:
+    """The provider's error message, short and on one line (never the raw body)."""
+    message = body.get("message") if isinstance(body, dict) else None
+    if not isinstance(message, str) or not message:
+        return ""
+    flat = "".join(ch if ch.isprintable() else " " for ch in message)[:MAX_DETAIL_CHARS]
+    return f": {flat}"

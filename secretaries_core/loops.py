@@ -1,0 +1,116 @@
+"""Event-loop plumbing: resources kept per loop, and a private loop for synchronous callers.
+
+Async clients (redis.asyncio, the OpenAI SDK's HTTP pool) belong to the loop they were
+first used on. An orchestrator serves the bot's own loop natively and runs `handle()`
+callers on one private loop thread, so each client is made once per loop it meets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+CLOSE_WAIT_S = 5.0
+
+
+class PerLoop(Generic[T]):
+    """One `T` per running event loop, made by `factory` on first use in that loop."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self.factory = factory
+        self._items: dict[asyncio.AbstractEventLoop, T] = {}
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        """This loop's item (made now if it is the first use here)."""
+        loop = asyncio.get_running_loop()
+        found = self._items.get(loop)
+        if found is None:
+            with self._lock:
+                found = self._items.get(loop)
+                if found is None:
+                    found = self._items[loop] = self.factory()
+        return found
+
+    def close_all(self, close: Callable[[T], Awaitable[Any]]) -> None:
+        """Close every item from a thread with no running loop (best effort per loop)."""
+        with self._lock:
+            items, self._items = dict(self._items), {}
+        for loop, item in items.items():
+            if loop.is_closed():
+                continue  # its sockets went with the loop
+            if loop.is_running():
+                try:
+                    asyncio.run_coroutine_threadsafe(_awaited(close(item)), loop).result(
+                        CLOSE_WAIT_S
+                    )
+                except Exception:
+                    # Shutting down: one loop's failed close must not keep the others open.
+                    log.warning("closing a client on another event loop failed", exc_info=True)
+            else:
+                loop.run_until_complete(_awaited(close(item)))
+
+    async def aclose_current(self, close: Callable[[T], Awaitable[Any]]) -> None:
+        """Close the running loop's item."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            item = self._items.pop(loop, None)
+        if item is not None:
+            await close(item)
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+class LoopThread:
+    """A private event loop in a daemon thread, started on first use, for sync callers."""
+
+    def __init__(self, name: str = "secretaries-loop") -> None:
+        self.name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop, started if needed."""
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name=self.name, daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the private loop and wait for its result in this thread."""
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    @property
+    def started(self) -> bool:
+        """Whether the loop thread is running."""
+        return self._loop is not None
+
+    def stop(self) -> None:
+        """Stop the loop and join its thread."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(CLOSE_WAIT_S)
+        if not thread.is_alive():
+            loop.close()

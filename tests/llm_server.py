@@ -1,0 +1,226 @@
+"""An OpenAI-compatible chat-completions server on loopback, scripted by tests and benchmarks.
+
+Real HTTP (aiohttp), real SSE: the `openai` SDK talks to it exactly as to a provider.
+Each reply says how many messages the request held, so tests can prove what the model saw:
+`<system prompt> re: <last message> (<n> earlier)`.
+
+Behaviours (per request, from `steps` first, then `default`): `ok`, an HTTP status as a
+string (`"500"`, `"429"`, `"400"`), `too-long` (400 "context_length_exceeded"), `malformed`
+(200 with a body that is not JSON), `empty` (no choices), `close` (connection dropped half
+way through the body), `trickle` (one byte every 0.5 s), `hang` (never answers).
+
+Run alone for benchmarks: `python -m tests.llm_server --port 8001 --latency 1.0`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Script:
+    """What the server does, and what it saw."""
+
+    latency: float = 0.0
+    default: str = "ok"
+    steps: list[str] = field(default_factory=list)
+    chunk_delay: float = 0.0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    first_byte_at: list[float] = field(default_factory=list)
+    record: bool = True
+
+    def next_behaviour(self) -> str:
+        """The behaviour for the next request."""
+        return self.steps.pop(0) if self.steps else self.default
+
+
+def reply_text(body: dict[str, Any]) -> str:
+    """Name the system prompt and the last message, and count the ones between."""
+    messages = body["messages"]
+    return f"<{messages[0]['content']}> re: {messages[-1]['content']} ({len(messages) - 2} earlier)"
+
+
+def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
+    prompt = sum(len(str(m.get("content", ""))) // 4 + 4 for m in body["messages"])
+    completion = len(text) // 4 + 1
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def make_app(script: Script) -> web.Application:
+    """The aiohttp application serving `/v1/chat/completions`."""
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if script.record:
+            script.requests.append(body)
+            script.headers.append(dict(request.headers))
+        behaviour = script.next_behaviour()
+        script.in_flight += 1
+        script.peak_in_flight = max(script.peak_in_flight, script.in_flight)
+        try:
+            if behaviour == "hang":
+                await asyncio.sleep(3600)
+            if script.latency:
+                await asyncio.sleep(script.latency)
+            return await _answer(request, body, behaviour, script)
+        finally:
+            script.in_flight -= 1
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/v1/chat/completions", completions)
+    return app
+
+
+async def _answer(
+    request: web.Request, body: dict[str, Any], behaviour: str, script: Script
+) -> web.StreamResponse:
+    text = reply_text(body)
+    if behaviour.isdigit():
+        status = int(behaviour)
+        headers = {"Retry-After": "0"} if status == 429 else {}
+        return web.json_response(
+            {"error": {"message": f"scripted {status}", "type": "scripted"}},
+            status=status,
+            headers=headers,
+        )
+    if behaviour == "too-long":
+        return web.json_response(
+            {
+                "error": {
+                    "message": "This model's maximum context length is 100 tokens",
+                    "code": "context_length_exceeded",
+                }
+            },
+            status=400,
+        )
+    if behaviour == "malformed":
+        return web.Response(text="{not json", content_type="application/json")
+    completion: dict[str, Any] = {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body.get("model", "test"),
+        "choices": []
+        if behaviour == "empty"
+        else [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": _usage(body, text),
+    }
+    if behaviour in ("close", "trickle"):
+        data = json.dumps(completion).encode()
+        response = web.StreamResponse(
+            headers={"Content-Type": "application/json", "Content-Length": str(len(data))}
+        )
+        await response.prepare(request)
+        if behaviour == "close":
+            await response.write(data[: len(data) // 2])
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        for i in range(len(data)):
+            await response.write(data[i : i + 1])
+            await asyncio.sleep(0.5)
+        return response
+    if body.get("stream"):
+        return await _stream(request, body, completion, text, script)
+    return web.json_response(completion)
+
+
+async def _stream(
+    request: web.Request,
+    body: dict[str, Any],
+    completion: dict[str, Any],
+    text: str,
+    script: Script,
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    loop = asyncio.get_running_loop()
+    words = [w + " " for w in text.split(" ")]
+    words[-1] = words[-1][:-1]
+
+    async def send(payload: dict[str, Any]) -> None:
+        await response.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+
+    base = {k: completion[k] for k in ("id", "created", "model")}
+    base["object"] = "chat.completion.chunk"
+    if completion["choices"]:
+        for i, word in enumerate(words):
+            await send({**base, "choices": [{"index": 0, "delta": {"content": word}}]})
+            if i == 0:
+                script.first_byte_at.append(loop.time())
+            if script.chunk_delay:
+                await asyncio.sleep(script.chunk_delay)
+    await send({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if (body.get("stream_options") or {}).get("include_usage"):
+        await send({**base, "choices": [], "usage": completion["usage"]})
+    await response.write(b"data: [DONE]\n\n")
+    return response
+
+
+@contextmanager
+def llm_server(script: Script | None = None) -> Iterator[tuple[str, Script]]:
+    """Run the server on a free loopback port in a thread; yield (base URL, script)."""
+    script = script or Script()
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def start() -> None:
+        runner = web.AppRunner(make_app(script), access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
+        await site.start()
+        state["runner"] = runner
+        state["port"] = runner.addresses[0][1]
+        started.set()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True, name="llm-server")
+    thread.start()
+    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    try:
+        yield f"http://127.0.0.1:{state['port']}/v1", script
+    finally:
+        asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+def main() -> None:
+    """Serve until killed (for benchmarks, in a process of its own)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency", type=float, default=1.0)
+    parser.add_argument("--chunk-delay", type=float, default=0.0)
+    args = parser.parse_args()
+    script = Script(latency=args.latency, chunk_delay=args.chunk_delay, record=False)
+
+    async def peak(request: web.Request) -> web.Response:
+        if request.method == "DELETE":
+            script.peak_in_flight = 0
+        return web.json_response({"peak_in_flight": script.peak_in_flight})
+
+    app = make_app(script)
+    app.router.add_route("*", "/peak", peak)
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None, backlog=4096)
+
+
+if __name__ == "__main__":
+    main()
