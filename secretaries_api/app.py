@@ -55,7 +55,7 @@ def create_app(
             yield
         finally:
             if opened is not None:
-                opened.close()
+                await opened.aclose()
 
     app = FastAPI(
         title="secretaries",

@@ -36,8 +36,15 @@ class Services:
         return cls(settings, registry, contexts, Orchestrator(registry, contexts, settings))
 
     def close(self) -> None:
-        """Release pooled instances and connections."""
+        """Release everything once the server's event loop has ended."""
         self.orchestrator.close()
+        self.contexts.close()
+        self.registry.engine.dispose()
+
+    async def aclose(self) -> None:
+        """Release model clients, pooled instances and connections (from the server's loop)."""
+        await self.orchestrator.aclose()
+        await self.contexts.aclose()
         self.contexts.close()
         self.registry.engine.dispose()
 

@@ -22,6 +22,23 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
 
 
+_CONTROL = [*range(0x20), 0x7F, *range(0x80, 0xA0)]
+_TERMINAL_UNSAFE = {c: "\ufffd" for c in _CONTROL if c not in (9, 10)}
+
+
+def for_terminal(text: str) -> str:
+    """Text with control characters (ESC sequences included) made visible and harmless."""
+    return text.translate(_TERMINAL_UNSAFE)
+
+
+def stream_text(pieces: Iterable[str]) -> None:
+    """Write pieces to stdout as they come, flushed, then end the line."""
+    for piece in pieces:
+        sys.stdout.write(for_terminal(piece))
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
 def say(message: str) -> None:
     """A plain line for people on stdout (never used with --json)."""
     typer.echo(message)

@@ -42,9 +42,17 @@ class PerLoop(Generic[T]):
         """Close every item from a thread with no running loop (best effort per loop)."""
         with self._lock:
             items, self._items = dict(self._items), {}
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
         for loop, item in items.items():
             if loop.is_closed():
                 continue  # its sockets went with the loop
+            if loop is current:
+                # Waiting here would block the very loop that must run the close.
+                log.warning("close() called on a running loop; use `await aclose()` there")
+                continue
             if loop.is_running():
                 try:
                     asyncio.run_coroutine_threadsafe(_awaited(close(item)), loop).result(

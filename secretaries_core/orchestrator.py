@@ -12,11 +12,11 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from secretaries_core.config import DOUBLE_TEXTING, Settings
 from secretaries_core.context.base import ContextStore, Message
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 PARAM_DOUBLE_TEXTING = "double_texting"
 
 
@@ -64,6 +65,10 @@ class Reply:
     source: Source
 
 
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
 def snapshot(secretary: Assistant) -> SecretarySnapshot:
     """Copy what the hot path needs out of a database row."""
     return SecretarySnapshot(
@@ -74,6 +79,26 @@ def snapshot(secretary: Assistant) -> SecretarySnapshot:
         params=dict(secretary.params),
         version=secretary.version,
     )
+
+
+class ReplyStream:
+    """The pieces of one streamed reply (an async iterator); `reply` once it has ended."""
+
+    def __init__(self) -> None:
+        self.reply: Reply | None = None
+        self._pieces: AsyncIterator[str] | None = None
+
+    def __aiter__(self) -> ReplyStream:
+        return self
+
+    async def __anext__(self) -> str:
+        assert self._pieces is not None
+        return await anext(self._pieces)
+
+    async def aclose(self) -> None:
+        """Stop early: the model call is cancelled and nothing is stored."""
+        if self._pieces is not None:
+            await self._pieces.aclose()  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -171,6 +196,10 @@ class Orchestrator:
         """Answer `text` from the user (registering them on their first message); blocking."""
         return self._sync.run(self.ahandle(telegram_id, text, username=username))
 
+    def run_sync(self, awaitable: Awaitable[T]) -> T:
+        """Await `awaitable` on the orchestrator's private loop (for synchronous callers)."""
+        return self._sync.run(_awaited(awaitable))
+
     async def ahandle(self, telegram_id: int, text: str, *, username: str | None = None) -> Reply:
         """Answer `text` from the user without holding a thread while the model works."""
         try:
@@ -186,13 +215,21 @@ class Orchestrator:
         except Exception as exc:
             raise self._count(self._translate(exc)) from exc
 
-    async def astream(
+    def astream(
         self, telegram_id: int, text: str, *, username: str | None = None
-    ) -> AsyncIterator[str]:
+    ) -> ReplyStream:
         """Yield the reply in pieces as the model produces them; store the turn at the end.
 
-        A stream that fails, or that the caller stops early, stores nothing.
+        A stream that fails, or that the caller stops early, stores nothing. Once it is
+        exhausted, the returned iterator's `reply` holds the stored `Reply`.
         """
+        stream = ReplyStream()
+        stream._pieces = self._stream(telegram_id, text, username, stream)
+        return stream
+
+    async def _stream(
+        self, telegram_id: int, text: str, username: str | None, out: ReplyStream
+    ) -> AsyncIterator[str]:
         try:
             turn = await self._begin(telegram_id, text, username)
             try:
@@ -206,7 +243,7 @@ class Orchestrator:
                 finally:
                     if not task.done():
                         task.cancel()
-                await self._finish(turn, answer)
+                out.reply = await self._finish(turn, answer)
             finally:
                 self.gate.release(turn.ticket)
         except SecretariesError as exc:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+import json
+from collections.abc import AsyncIterator
 
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from secretaries_api.errors import status_for
 from secretaries_api.routes.common import Svc, UserPath, user_ref
 from secretaries_api.schemas import MessageIn, PurgeIn
 from secretaries_core import admin
 from secretaries_core.durations import parse_duration
+from secretaries_core.errors import SecretariesError
+from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.schemas import ContextStatsOut, PurgeOut, ReplyOut, UserContextsOut
 
 router = APIRouter(prefix="/api", tags=["contexts"])
@@ -42,8 +49,45 @@ def purge_contexts(svc: Svc, body: PurgeIn) -> PurgeOut:
     )
 
 
-@router.post("/messages", response_model=ReplyOut, operation_id="handle_message")
-def handle_message(svc: Svc, body: MessageIn) -> ReplyOut:
-    """Handle a message as the bot would: resolve, ask the model, keep the context."""
-    reply = svc.orchestrator.handle(body.user_id, body.text, username=body.username)
-    return ReplyOut(reply=reply.text, secretary=reply.secretary, source=reply.source)
+@router.post(
+    "/messages",
+    response_model=ReplyOut,
+    operation_id="handle_message",
+    responses={200: {"content": {"text/event-stream": {}}, "description": "With ?stream=true"}},
+)
+async def handle_message(svc: Svc, body: MessageIn, stream: bool = False) -> Response:
+    """Handle a message as the bot would: resolve, ask the model, keep the context.
+
+    With `?stream=true` the reply comes as Server-Sent Events: `piece` events with the text
+    as it is produced, then one `done` event (the `ReplyOut` document) or one `error` event.
+    """
+    if not stream:
+        reply = await svc.orchestrator.ahandle(body.user_id, body.text, username=body.username)
+        out = ReplyOut(reply=reply.text, secretary=reply.secretary, source=reply.source)
+        return JSONResponse(out.model_dump())
+    return StreamingResponse(
+        sse_reply(svc.orchestrator, body), media_type="text/event-stream"
+    )
+
+
+def _event(name: str, data: object) -> bytes:
+    # JSON in the data line: newlines and control characters in the text stay escaped.
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+async def sse_reply(orchestrator: Orchestrator, body: MessageIn) -> AsyncIterator[bytes]:
+    """The reply as Server-Sent Events: `piece`..., then `done` or `error`."""
+    stream = orchestrator.astream(body.user_id, body.text, username=body.username)
+    try:
+        async for piece in stream:
+            yield _event("piece", {"text": piece})
+    except SecretariesError as exc:
+        error = {"code": type(exc).__name__, "message": str(exc), "status": status_for(exc)}
+        yield _event("error", error)
+        return
+    finally:
+        await stream.aclose()
+    assert stream.reply is not None
+    reply = stream.reply
+    done = ReplyOut(reply=reply.text, secretary=reply.secretary, source=reply.source)
+    yield _event("done", done.model_dump())

@@ -7,6 +7,7 @@ import uuid
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
 
 from secretaries_api.routes.common import Svc
 from secretaries_api.schemas import HealthOut
@@ -23,16 +24,19 @@ PROBE_SECRETARY = uuid.UUID(int=0)
     operation_id="health",
     responses={503: {"model": HealthOut, "description": "A backend is down"}},
 )
-def health(svc: Svc) -> JSONResponse:
-    """`ok` or the error for the database and the context store; 503 if either fails."""
+async def health(svc: Svc) -> JSONResponse:
+    """`ok` or the error for the database and the context store; 503 if either fails.
+
+    The store is probed through the same async client the message path uses.
+    """
     checks = {}
     for name, probe in (
-        ("database", lambda: check_reachable(svc.registry.engine)),
+        ("database", lambda: run_in_threadpool(check_reachable, svc.registry.engine)),
         # Reading a pair that never exists costs one round trip and touches no data.
-        ("contexts", lambda: svc.contexts.read(0, PROBE_SECRETARY)),
+        ("contexts", lambda: svc.contexts.aread(0, PROBE_SECRETARY)),
     ):
         try:
-            probe()
+            await probe()
             checks[name] = "ok"
         except SecretariesError as exc:
             checks[name] = str(exc)

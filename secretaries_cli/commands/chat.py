@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from secretaries_cli import output
 from secretaries_cli.runtime import App, runtime, user_arg
+
+if TYPE_CHECKING:
+    from secretaries_core.orchestrator import Orchestrator
 
 
 def register(app: App) -> None:
@@ -26,6 +31,10 @@ def register(app: App) -> None:
         telegram_id = rt.registry().get_user(user).telegram_id if isinstance(user, str) else user
         orchestrator = rt.orchestrator()
         try:
+            if not json and sys.stdout.isatty():
+                # On a terminal the reply appears as the model writes it.
+                output.stream_text(_pieces(orchestrator, telegram_id, message))
+                return
             reply = orchestrator.handle(telegram_id, message)
         finally:
             orchestrator.close()
@@ -36,4 +45,14 @@ def register(app: App) -> None:
                 ReplyOut(reply=reply.text, secretary=reply.secretary, source=reply.source)
             )
         else:
-            output.say(reply.text)
+            output.say(output.for_terminal(reply.text) if sys.stdout.isatty() else reply.text)
+
+
+def _pieces(orchestrator: Orchestrator, telegram_id: int, message: str) -> Iterator[str]:
+    """The streamed reply as a plain iterator, driven on the orchestrator's own loop."""
+    stream = orchestrator.astream(telegram_id, message)
+    while True:
+        try:
+            yield orchestrator.run_sync(anext(stream))
+        except StopAsyncIteration:
+            return

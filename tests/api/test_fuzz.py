@@ -27,7 +27,7 @@ from secretaries_core.models import AssistantCreate
 from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.registry import SecretaryRegistry
 from tests.api.conftest import AUTH
-from tests.fake_llm import fake_llm
+from tests.llm_server import llm_server
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     db_schema.upgrade(engine)
     # Fuzzed updates may give a secretary any model name: a real chat-completions server
     # on loopback answers for all of them, so a 5xx can only come from the API itself.
-    llm = fake_llm()
+    llm = llm_server()
     llm_url, _script = llm.__enter__()
     settings = replace(
         Settings.load(env={}),

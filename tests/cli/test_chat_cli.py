@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.cli.conftest import Run, as_json, failed, ok
-from tests.fake_llm import fake_llm
+from tests.llm_server import llm_server
 
 
 def test_chat_on_the_embedded_default(cli_default: Run) -> None:
@@ -48,13 +48,13 @@ def test_chat_errors(cli: Run) -> None:
 
 
 def test_chat_model_failures(cli: Run, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    with fake_llm() as (url, script):
+    with llm_server() as (url, script):
         monkeypatch.setenv("SECRETARIES_OPENAI_BASE_URL", url)
         monkeypatch.setenv("SECRETARIES_MODEL_RETRIES", "0")
         ok(cli("create", "gpt", "--model", "openai/m", "--prompt", "Be nice.", "--default"))
         assert ok(cli("chat", "9", "hello")).stdout.strip() == "<Be nice.> re: hello (0 earlier)"
-        script.default = (503, 0.0)
-        failed(cli("chat", "9", "again"), 3, "giving up")
-        script.default = (400, 0.0)
+        script.default = "503"
+        failed(cli("chat", "9", "again"), 3, "HTTP 503")
+        script.default = "400"
         failed(cli("chat", "9", "again"), 1, "HTTP 400")
         assert as_json(cli("contexts", "stats", "--json"))["messages"] == 2

@@ -9,7 +9,7 @@ from secretaries_core.errors import ModelError, NoDefaultSecretary
 from secretaries_core.models import AssistantUpdate
 from secretaries_core.registry import SecretaryRegistry
 from tests.core.orchestrator.conftest import MakeOrchestrator, add
-from tests.fake_llm import fake_llm
+from tests.llm_server import llm_server
 
 
 def test_first_message_registers_the_user(
@@ -85,7 +85,7 @@ def test_other_process_changes_show_within_the_staleness_bound(
 def test_prompt_update_reaches_the_next_message(
     registry: SecretaryRegistry, make_orchestrator: MakeOrchestrator
 ) -> None:
-    with fake_llm() as (url, script):
+    with llm_server() as (url, script):
         add(registry, "alice", model="openai/test-model", default=True, temperature=0.1)
         orch = make_orchestrator(openai_base_url=url)
         assert orch.handle(4, "hi").text == "<You are alice.> re: hi (0 earlier)"
@@ -100,11 +100,11 @@ def test_prompt_update_reaches_the_next_message(
 def test_model_failure_stores_nothing(
     registry: SecretaryRegistry, store: ContextStore, make_orchestrator: MakeOrchestrator
 ) -> None:
-    with fake_llm() as (url, script):
+    with llm_server() as (url, script):
         add(registry, "alice", model="openai/test-model", default=True)
         orch = make_orchestrator(openai_base_url=url)
         orch.handle(5, "works")
-        script.default = (500, 0.0)
+        script.default = "500"
         with pytest.raises(ModelError):
             orch.handle(5, "fails")
         alice = registry.get_secretary("alice").id
