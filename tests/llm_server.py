@@ -6,7 +6,8 @@ Each reply says how many messages the request held, so tests can prove what the 
 
 Behaviours (per request, from `steps` first, then `default`): `ok`, an HTTP status as a
 string (`"500"`, `"429"`, `"400"`), `too-long` (400 "context_length_exceeded"), `malformed`
-(200 with a body that is not JSON), `empty` (no choices), `close` (connection dropped half
+(200 with a body that is not JSON), `empty` (no choices), `dirty` (a reply holding a NUL and
+a lone surrogate), `close` (connection dropped half
 way through the body), `trickle` (one byte every 0.5 s), `hang` (never answers).
 
 Run alone for benchmarks: `python -m tests.llm_server --port 8001 --latency 1.0`.
@@ -86,7 +87,7 @@ def make_app(script: Script) -> web.Application:
 async def _answer(
     request: web.Request, body: dict[str, Any], behaviour: str, script: Script
 ) -> web.StreamResponse:
-    text = reply_text(body)
+    text = "bad \ud800 and \x00 here" if behaviour == "dirty" else reply_text(body)
     if behaviour.isdigit():
         status = int(behaviour)
         headers = {"Retry-After": "0"} if status == 429 else {}

@@ -17,6 +17,7 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEME = "redis+cluster"
 CONNECT_TIMEOUT_S = 5.0
 SOCKET_TIMEOUT_S = 10.0
+ASYNC_MAX_CONNECTIONS = 64
 
 
 def open_context_store(
@@ -45,11 +46,19 @@ def open_context_store(
         )
 
         def async_client() -> Any:
+            from redis.asyncio import BlockingConnectionPool
             from redis.asyncio import Redis as AsyncRedis
 
-            return AsyncRedis.from_url(
-                url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S
+            # A burst of messages waits for a free connection instead of failing with
+            # "Too many connections"; each command holds one for a single round trip.
+            pool = BlockingConnectionPool.from_url(
+                url,
+                max_connections=ASYNC_MAX_CONNECTIONS,
+                timeout=SOCKET_TIMEOUT_S,
+                socket_connect_timeout=CONNECT_TIMEOUT_S,
+                socket_timeout=SOCKET_TIMEOUT_S,
             )
+            return AsyncRedis.from_pool(pool)
 
         return RedisContextStore(
             client,
