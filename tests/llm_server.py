@@ -56,7 +56,11 @@ def reply_text(body: dict[str, Any]) -> str:
 def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
     prompt = sum(len(str(m.get("content", ""))) // 4 + 4 for m in body["messages"])
     completion = len(text) // 4 + 1
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def make_app(script: Script) -> web.Application:

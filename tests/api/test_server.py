@@ -121,3 +121,54 @@ def test_serve_refuses_without_token(tmp_path: Path) -> None:
     proc = serve(url, "--host", "0.0.0.0", "--no-auth", token=None)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1 and "loopback" in err
+
+
+def _post_json(url: str, body: dict[str, object]) -> urllib.request.Request:
+    request = urllib.request.Request(url, method="POST", data=json.dumps(body).encode())
+    request.add_header("Authorization", f"Bearer {TOKEN}")
+    request.add_header("Content-Type", "application/json")
+    return request
+
+
+def _events(raw: str) -> list[tuple[str, dict[str, object]]]:
+    events = []
+    for block in raw.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+def test_streamed_reply_as_server_sent_events(server: str) -> None:
+    text = "hello <b>[/x]</b>\nsecond line"
+    request = _post_json(f"{server}/api/messages?stream=true", {"user_id": 77, "text": text})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        events = _events(response.read().decode())
+    pieces = [data["text"] for name, data in events if name == "piece"]
+    assert len(pieces) > 3 and events[-1][0] == "done"
+    done = events[-1][1]
+    assert "".join(pieces) == done["reply"] == f"[alice] {text} (context: 0 messages)"  # type: ignore[operator]
+    # The stored turn is the streamed text; the next plain call sees it.
+    with urllib.request.urlopen(
+        _post_json(f"{server}/api/messages", {"user_id": 77, "text": "again"})
+    ) as r:
+        assert json.load(r)["reply"] == "[alice] again (context: 2 messages)"
+    status, contexts = call(f"{server}/api/users/77/contexts")
+    stored = [m["content"] for c in contexts["contexts"] for m in c["messages"]]  # type: ignore[index]
+    assert status == 200 and stored[:2] == [text, done["reply"]]
+
+
+def test_streamed_error_is_an_event(server: str) -> None:
+    request = _post_json(f"{server}/api/messages?stream=true", {"user_id": 78, "text": "a\x00b"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        events = _events(response.read().decode())
+    assert events == [
+        (
+            "error",
+            {
+                "code": "InvalidInput",
+                "message": "the message contains a NUL character",
+                "status": 422,
+            },
+        )
+    ]

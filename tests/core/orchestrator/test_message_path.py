@@ -351,9 +351,7 @@ def test_every_model_fault_is_our_error_within_the_deadline(
         (True, "hi"),
     ],
 )
-def test_bad_input_is_refused_before_anything(
-    sqlite_rig: Rig, telegram_id: Any, text: str
-) -> None:
+def test_bad_input_is_refused_before_anything(sqlite_rig: Rig, telegram_id: Any, text: str) -> None:
     rig = sqlite_rig
     before = snapshot(rig.registry.engine)
     with pytest.raises(InvalidInput):
@@ -389,3 +387,34 @@ def test_from_settings_opens_everything(tmp_path: Path, llm: tuple[str, Script])
             return (await orch.ahandle(1, "again")).text
 
     assert asyncio.run(go()) == "<You are alice.> re: again (2 earlier)"
+
+
+# -- the resolution cache --------------------------------------------------------------------
+
+
+def test_new_users_do_not_clear_the_cache(sqlite_rig: Rig) -> None:
+    rig = sqlite_rig
+    for user in range(1, 11):
+        rig.orch.handle(user, "hi")
+    misses = rig.orch.metrics.resolution_cache_misses._value.get()
+    for round_ in range(3):
+        for user in range(1, 11):
+            rig.orch.handle(user, f"again {round_}")
+        rig.orch.handle(100 + round_, "a new user")  # registers: invalidates that user only
+    # Only the three new users went to the database.
+    assert rig.orch.metrics.resolution_cache_misses._value.get() - misses == 3
+
+
+def test_assign_invalidates_one_user_and_wins_over_a_racing_lookup(sqlite_rig: Rig) -> None:
+    rig = sqlite_rig
+    add(rig.registry, "bob", model="openai/m")
+    rig.orch.handle(1, "hi")
+    rig.orch.handle(2, "hi")
+    # A lookup that read the old link before the assignment committed...
+    stale, ticket = rig.orch._lookup(1, None)
+    rig.registry.assign(1, "bob")
+    # ...cannot put it back into the cache afterwards.
+    assert rig.orch.cache.put(1, stale, ticket) is False
+    assert rig.orch.cache.get(1) is None
+    assert rig.orch.cache.get(2) is not None  # other users keep their entries
+    assert rig.orch.handle(1, "who?").secretary == "bob"
