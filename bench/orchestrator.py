@@ -26,7 +26,7 @@ from bench.common import Row, print_table
 from bench.context_redis import redis_client
 from secretaries_core import schema
 from secretaries_core.config import Settings
-from secretaries_core.context import ContextStore, Message, RedisContextStore, SqlContextStore
+from secretaries_core.context import ContextStore, Message, SqlContextStore, open_context_store
 from secretaries_core.db import make_engine
 from secretaries_core.models import AssistantCreate
 from secretaries_core.orchestrator import Orchestrator
@@ -179,11 +179,16 @@ def run(messages: int, users: int) -> list[Row]:
         rows += overhead_rows("embedded SQLite", registry, sql, settings, messages)
         rows.append(ahandle_row("embedded SQLite", registry, sql, settings, messages))
         with redis_client() as client:
-            redis = RedisContextStore(
-                client, settings.context_policy, prefix=f"b{uuid.uuid4().hex[:4]}:"
+            # Opened from its URL, as in production: async client for ahandle included.
+            kwargs = client.connection_pool.connection_kwargs
+            redis = open_context_store(
+                f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}",
+                policy=settings.context_policy,
+                prefix=f"b{uuid.uuid4().hex[:4]}:",
             )
             rows += overhead_rows("Redis", registry, redis, settings, messages)
             rows.append(ahandle_row("Redis", registry, redis, settings, messages))
+            redis.close()
         rows += memory_rows(registry, sql, settings, users)
         registry.engine.dispose()
     return rows

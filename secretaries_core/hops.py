@@ -8,6 +8,7 @@ across a model call, and the pool's size bounds how many queries one process run
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import threading
 from collections.abc import Callable
@@ -18,6 +19,12 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_HOP_THREADS = 8
+# Set on the orchestrator's private loop, which serves only synchronous callers: there a
+# millisecond SQL call runs inline, saving two thread switches per call, as a blocking
+# `handle()` always did. Other loops (a bot's own) never block on SQL.
+RUN_INLINE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "secretaries_run_inline", default=False
+)
 
 
 class Hops:
@@ -42,6 +49,8 @@ class Hops:
 
     async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run `fn(*args, **kwargs)` in the pool and await its result."""
+        if RUN_INLINE.get():
+            return fn(*args, **kwargs)
         loop = asyncio.get_running_loop()
         call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
         return await loop.run_in_executor(self._executor(), call)

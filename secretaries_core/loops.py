@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
+from secretaries_core.hops import RUN_INLINE
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 CLOSE_WAIT_S = 5.0
@@ -77,6 +79,53 @@ async def _awaited(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
+async def _inline(coro: Coroutine[Any, Any, T]) -> T:
+    # Runs as its own task, so the flag stays in this task's context (and its children's).
+    RUN_INLINE.set(True)
+    return await coro
+
+
+class SyncRunner:
+    """Runs coroutines for blocking callers: on a loop of the calling thread's own, kept
+    between calls (no thread switch per call), or, when that thread already runs a loop,
+    on a private loop thread."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._loops: list[asyncio.AbstractEventLoop] = []
+        self._lock = threading.Lock()
+        self._thread = LoopThread()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` to completion and return its result."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return self._thread.run(coro)
+        loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = self._local.loop = asyncio.new_event_loop()
+            with self._lock:
+                self._loops.append(loop)
+        return loop.run_until_complete(_inline(coro))
+
+    def close(self, closing: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `closing()` on every loop made here, then close them."""
+        with self._lock:
+            loops, self._loops = self._loops, []
+        for loop in loops:
+            if not loop.is_closed() and not loop.is_running():
+                loop.run_until_complete(closing())
+                loop.close()
+        if self._thread.started:
+            try:
+                self._thread.run(closing())
+            finally:
+                self._thread.stop()
+
+
 class LoopThread:
     """A private event loop in a daemon thread, started on first use, for sync callers."""
 
@@ -99,7 +148,7 @@ class LoopThread:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on the private loop and wait for its result in this thread."""
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        future: Future[T] = asyncio.run_coroutine_threadsafe(_inline(coro), self.loop)
         try:
             return future.result()
         except BaseException:

@@ -37,7 +37,7 @@ from secretaries_core.instances import (
 from secretaries_core.llm.base import ChatTurn
 from secretaries_core.llm.openai_client import OpenAIClients
 from secretaries_core.llm.providers import build_adapter
-from secretaries_core.loops import LoopThread
+from secretaries_core.loops import SyncRunner
 from secretaries_core.metrics import Metrics
 from secretaries_core.models import Assistant
 from secretaries_core.ordering import Policy, Ticket, UserGate
@@ -159,7 +159,7 @@ class Orchestrator:
         )
         # Registry lookups on a cache miss: millisecond SQL calls, run off the event loop.
         self._hops = Hops(settings.db_threads, name="secretaries-db")
-        self._sync = LoopThread()
+        self._sync = SyncRunner()
         self._owned_engine: Engine | None = None
         self._closed = False
         registry.subscribe(self._on_change)
@@ -197,7 +197,7 @@ class Orchestrator:
         return self._sync.run(self.ahandle(telegram_id, text, username=username))
 
     def run_sync(self, awaitable: Awaitable[T]) -> T:
-        """Await `awaitable` on the orchestrator's private loop (for synchronous callers)."""
+        """Await `awaitable` from synchronous code (the loop `handle` uses in this thread)."""
         return self._sync.run(_awaited(awaitable))
 
     async def ahandle(self, telegram_id: int, text: str, *, username: str | None = None) -> Reply:
@@ -434,12 +434,10 @@ class Orchestrator:
         if self._closed:
             return
         self._closed = True
-        if self._sync.started:
-            try:
-                self._sync.run(self._aclose_loop_resources())
-            finally:
-                self._sync.stop()
-        self.model_clients.close()
+        try:
+            self._sync.close(self._aclose_loop_resources)
+        finally:
+            self.model_clients.close()
         self.pool.close()
         self._hops.close()
         if self._owned_engine is not None:
