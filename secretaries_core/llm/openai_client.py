@@ -68,10 +68,14 @@ class OpenAIClients:
         self._clients: PerLoop[AsyncOpenAI] = PerLoop(self._make)
 
     def _make(self) -> AsyncOpenAI:
-        import httpx2
         import openai
 
-        limits = httpx2.Limits(
+        try:
+            import httpx2 as http  # the SDK's HTTP layer from openai 3 on
+        except ImportError:  # pragma: no cover  (older SDKs are built on httpx)
+            import httpx as http  # type: ignore[no-redef]
+
+        limits = http.Limits(
             max_connections=self.max_connections,
             max_keepalive_connections=self.max_connections,
         )
