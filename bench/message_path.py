@@ -101,11 +101,15 @@ async def _awaited(awaitable: Awaitable[object]) -> object:
 
 def sdk_burst(base: str, users: int, transport: str) -> tuple[float, int]:
     """The bare SDK making `users` calls at once."""
-    import httpx2
     import openai
 
+    try:
+        import httpx2 as httpx_module
+    except ImportError:  # older SDKs
+        import httpx as httpx_module  # type: ignore[no-redef]
+
     async def calls() -> None:
-        limits = http.Limits(max_connections=users, max_keepalive_connections=users)
+        limits = httpx_module.Limits(max_connections=users, max_keepalive_connections=users)
         http = (
             openai.DefaultAioHttpClient(limits=limits)
             if transport == "aiohttp"
