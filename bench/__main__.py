@@ -16,6 +16,7 @@ from bench import (
     context_redis,
     context_sql,
     instances,
+    message_path,
     migrate_users,
     orchestrator,
     resolution,
@@ -47,6 +48,10 @@ def main() -> None:
         (
             "orchestrator",
             orchestrator.run(messages=300 if q else 3000, users=10_000 if q else 100_000),
+        ),
+        (
+            "message path",
+            message_path.run(users=200 if q else 1000, latency=1.0),
         ),
         (
             "migrate-users",

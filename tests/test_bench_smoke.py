@@ -9,6 +9,7 @@ from bench import (
     context_redis,
     context_sql,
     instances,
+    message_path,
     migrate_users,
     orchestrator,
     resolution,
@@ -58,3 +59,9 @@ def test_instances_bench_runs() -> None:
 def test_startup_bench_runs() -> None:
     rows = startup.run(runs=1)
     assert len(rows) == 3 and all(r.ours > 0 for r in rows)
+
+
+def test_message_path_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRETARIES_BENCH_REDIS_URL", redis_url.rsplit("/", 1)[0] + "/4")
+    rows = message_path.run(users=20, latency=0.05)
+    assert len(rows) == 6 and all(r.ours > 0 and r.baseline > 0 for r in rows)
