@@ -12,7 +12,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -202,18 +203,13 @@ class Orchestrator:
 
     async def ahandle(self, telegram_id: int, text: str, *, username: str | None = None) -> Reply:
         """Answer `text` from the user without holding a thread while the model works."""
-        try:
+        with self._our_errors():
             turn = await self._begin(telegram_id, text, username)
             try:
                 answer = await self._ask(turn, None)
                 return await self._finish(turn, answer)
             finally:
                 self.gate.release(turn.ticket)
-        except SecretariesError as exc:
-            self._count(exc)
-            raise
-        except Exception as exc:
-            raise self._count(self._translate(exc)) from exc
 
     def astream(
         self, telegram_id: int, text: str, *, username: str | None = None
@@ -230,7 +226,7 @@ class Orchestrator:
     async def _stream(
         self, telegram_id: int, text: str, username: str | None, out: ReplyStream
     ) -> AsyncIterator[str]:
-        try:
+        with self._our_errors():
             turn = await self._begin(telegram_id, text, username)
             try:
                 pieces: asyncio.Queue[str | None] = asyncio.Queue()
@@ -246,11 +242,6 @@ class Orchestrator:
                 out.reply = await self._finish(turn, answer)
             finally:
                 self.gate.release(turn.ticket)
-        except SecretariesError as exc:
-            self._count(exc)
-            raise
-        except Exception as exc:
-            raise self._count(self._translate(exc)) from exc
 
     # -- the one path ---------------------------------------------------------------------
 
@@ -325,6 +316,17 @@ class Orchestrator:
         await self.store.aappend_many(items, policy=turn.instance.policy)
         self.metrics.messages.labels(secretary=secretary.name).inc()
         return Reply(answer, secretary.name, secretary.id, turn.resolved.source)
+
+    @contextmanager
+    def _our_errors(self) -> Iterator[None]:
+        """Count every failure; let only our own errors leave the entry points."""
+        try:
+            yield
+        except SecretariesError as exc:
+            self._count(exc)
+            raise
+        except Exception as exc:
+            raise self._count(self._translate(exc)) from exc
 
     def _count(self, exc: SecretariesError) -> SecretariesError:
         self.metrics.errors.labels(type=type(exc).__name__).inc()
