@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,7 +87,7 @@ class ReplyStream:
 
     def __init__(self) -> None:
         self.reply: Reply | None = None
-        self._pieces: AsyncIterator[str] | None = None
+        self._pieces: AsyncGenerator[str, None] | None = None
 
     def __aiter__(self) -> ReplyStream:
         return self
@@ -99,7 +99,7 @@ class ReplyStream:
     async def aclose(self) -> None:
         """Stop early: the model call is cancelled and nothing is stored."""
         if self._pieces is not None:
-            await self._pieces.aclose()  # type: ignore[attr-defined]
+            await self._pieces.aclose()
 
 
 @dataclass
@@ -158,8 +158,10 @@ class Orchestrator:
             max_retries=settings.model_max_retries,
             max_connections=settings.model_max_connections,
         )
-        # Registry lookups on a cache miss: millisecond SQL calls, run off the event loop.
+        # Registry lookups on a cache miss and a blocking store's calls: millisecond SQL
+        # calls, run off the event loop in one pool of SECRETARIES_DB_THREADS.
         self._hops = Hops(settings.db_threads, name="secretaries-db")
+        store.use_hops(self._hops)
         self._sync = SyncRunner()
         self._owned_engine: Engine | None = None
         self._closed = False
@@ -225,7 +227,7 @@ class Orchestrator:
 
     async def _stream(
         self, telegram_id: int, text: str, username: str | None, out: ReplyStream
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         with self._our_errors():
             turn = await self._begin(telegram_id, text, username)
             try:

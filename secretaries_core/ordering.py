@@ -54,10 +54,6 @@ class UserGate:
         self._lock = threading.Lock()
         self._lines: dict[int, deque[Ticket]] = {}
 
-    def busy(self, user_id: int) -> bool:
-        """Whether a message of this user is being answered or waiting."""
-        return bool(self._lines.get(user_id))
-
     def enter(self, user_id: int, text: str) -> Ticket:
         """Take a place in the user's line now, in arrival order (call before any await)."""
         loop = asyncio.get_running_loop()

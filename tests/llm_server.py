@@ -39,7 +39,6 @@ class Script:
     headers: list[dict[str, str]] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
-    first_byte_at: list[float] = field(default_factory=list)
     record: bool = True
 
     def next_behaviour(self) -> str:
@@ -157,7 +156,6 @@ async def _stream(
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
-    loop = asyncio.get_running_loop()
     words = [w + " " for w in text.split(" ")]
     words[-1] = words[-1][:-1]
 
@@ -167,10 +165,8 @@ async def _stream(
     base = {k: completion[k] for k in ("id", "created", "model")}
     base["object"] = "chat.completion.chunk"
     if completion["choices"]:
-        for i, word in enumerate(words):
+        for word in words:
             await send({**base, "choices": [{"index": 0, "delta": {"content": word}}]})
-            if i == 0:
-                script.first_byte_at.append(loop.time())
             if script.chunk_delay:
                 await asyncio.sleep(script.chunk_delay)
     await send({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})

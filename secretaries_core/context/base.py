@@ -82,8 +82,10 @@ class ContextStore(ABC):
     """
 
     policy: ContextPolicy
-    # Blocking backends answer the async methods through this pool (made on first use).
+    # Blocking backends answer the async methods through this pool (made on first use,
+    # or the owner's, given with `use_hops`).
     _hops: Hops | None = None
+    _owns_hops: bool = True
 
     @abstractmethod
     def append(
@@ -162,6 +164,10 @@ class ContextStore(ABC):
             self._hops = Hops(name="secretaries-store")
         return self._hops
 
+    def use_hops(self, hops: Hops) -> None:
+        """Run blocking calls in the owner's pool, so one bound covers all of its SQL."""
+        self._hops, self._owns_hops = hops, False
+
     async def aread(
         self, user_id: int, secretary_id: uuid.UUID, limit: int | None = None
     ) -> list[Message]:
@@ -182,6 +188,6 @@ class ContextStore(ABC):
 
     def close(self) -> None:
         """Release connections the store opened itself."""
-        if self._hops is not None:
+        if self._hops is not None and self._owns_hops:
             self._hops.close()
-            self._hops = None
+        self._hops = None
