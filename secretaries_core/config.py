@@ -21,6 +21,8 @@ DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 INSTANCE_MODES = ("shared", "per-user")
 DOUBLE_TEXTING = ("enqueue", "reject", "interrupt")
 DEFAULT_MAX_MESSAGE_CHARS = 16_000
+DEFAULT_MAX_CONTEXT_TOKENS = 16_000
+TOKENIZERS = ("auto", "estimate")
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
@@ -47,6 +49,13 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
     if value < 0:
         raise InvalidInput(f"{name} cannot be negative, got {value}")
     return value
+
+
+def _env_limit(env: Mapping[str, str], name: str) -> int | None:
+    """An optional daily limit: unset or empty means none; 0 refuses everything."""
+    if not env.get(name):
+        return None
+    return _env_int(env, name, 0, minimum=0)
 
 
 def _env_choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
@@ -79,6 +88,10 @@ class Settings:
     double_texting: str = "enqueue"
     max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS
     db_threads: int = 8
+    max_context_tokens: int = DEFAULT_MAX_CONTEXT_TOKENS
+    messages_per_day: int | None = None
+    tokens_per_day: int | None = None
+    tokenizer: str = "auto"
 
     @classmethod
     def load(
@@ -121,6 +134,12 @@ class Settings:
                 env, "SECRETARIES_MAX_MESSAGE_CHARS", DEFAULT_MAX_MESSAGE_CHARS
             ),
             db_threads=_env_int(env, "SECRETARIES_DB_THREADS", 8),
+            max_context_tokens=_env_int(
+                env, "SECRETARIES_MAX_CONTEXT_TOKENS", DEFAULT_MAX_CONTEXT_TOKENS
+            ),
+            messages_per_day=_env_limit(env, "SECRETARIES_MESSAGES_PER_DAY"),
+            tokens_per_day=_env_limit(env, "SECRETARIES_TOKENS_PER_DAY"),
+            tokenizer=_env_choice(env, "SECRETARIES_TOKENIZER", TOKENIZERS),
         )
 
     @property

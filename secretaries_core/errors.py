@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class SecretariesError(Exception):
     """Base of every error the library raises on purpose."""
@@ -64,4 +66,8 @@ class Interrupted(SecretariesError):
 
 
 class QuotaExceeded(SecretariesError):
-    """The user has used up a daily quota; the message says when it resets."""
+    """The user has used up a daily quota; the message says when it resets (`resets_at`)."""
+
+    def __init__(self, message: str, resets_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.resets_at = resets_at

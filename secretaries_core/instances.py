@@ -11,10 +11,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from secretaries_core.context.base import ContextPolicy
-from secretaries_core.llm.base import ChatRequest, ChatTurn, ModelAdapter
+from secretaries_core.llm.base import CallUsage, ChatRequest, ChatTurn, ModelAdapter
 from secretaries_core.metrics import Metrics
 
 PARAM_INSTANCE_MODE = "instance_mode"
+SUMMARY_HEADING = "Summary of the earlier conversation:"
+
+
+def with_summary(prompt: str, summary: str | None) -> str:
+    """The system message: the secretary's prompt, then the running summary if there is one."""
+    if not summary:
+        return prompt
+    return f"{prompt}\n\n{SUMMARY_HEADING}\n{summary}"
 
 
 @dataclass(frozen=True)
@@ -44,19 +52,23 @@ class SecretaryInstance:
     state: dict[str, Any] = field(default_factory=dict)
     closed: bool = False
 
-    def request(self, history: Sequence[ChatTurn], texts: Sequence[str]) -> ChatRequest:
-        """The model call for `texts` (oldest first) after `history`."""
+    def request(
+        self, history: Sequence[ChatTurn], texts: Sequence[str], *, summary: str | None = None
+    ) -> ChatRequest:
+        """The model call for `texts` (oldest first) after `history` (and its `summary`)."""
         return ChatRequest(
             secretary=self.secretary.name,
-            prompt=self.secretary.prompt,
+            prompt=with_summary(self.secretary.prompt, summary),
             history=history,
             texts=texts,
             params=self.secretary.params,
         )
 
-    def reply(self, request: ChatRequest, *, stream: bool) -> AsyncIterator[str]:
-        """The model's reply to `request`, in pieces."""
-        return self.adapter.pieces(request, stream=stream)
+    def reply(
+        self, request: ChatRequest, *, stream: bool, usage: CallUsage | None = None
+    ) -> AsyncIterator[str]:
+        """The model's reply to `request`, in pieces (token usage into `usage` if reported)."""
+        return self.adapter.pieces(request, stream=stream, usage=usage)
 
     def close(self) -> None:
         """Forget per-user state; the pool calls this when it evicts the instance.

@@ -43,6 +43,24 @@ class Metrics:
         self.errors = Counter(
             "secretaries_errors", "Failed messages, by error type.", ["type"], registry=r
         )
+        self.tokens = Counter(
+            "secretaries_tokens",
+            "Tokens used, by secretary, model and kind (prompt or completion).",
+            ["secretary", "model", "kind"],
+            registry=r,
+        )
+        self.context_retries = Counter(
+            "secretaries_context_retries",
+            "Model calls retried with half the history after 'context too long'.",
+            ["secretary"],
+            registry=r,
+        )
+        self.summaries = Counter(
+            "secretaries_summaries",
+            "Running-summary updates, by outcome (ok, failed).",
+            ["outcome"],
+            registry=r,
+        )
         # Label children bound once: `labels()` takes a lock and a dict lookup per call,
         # which would dominate the cached-resolution hot path.
         self.by_source = {

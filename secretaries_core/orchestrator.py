@@ -3,7 +3,9 @@
 One asynchronous path serves every entry point: `ahandle` and `astream` run it on the
 caller's event loop; `handle` runs it on a private loop thread for synchronous callers.
 Per message: check the input → resolve (cached) → wait for the user's turn → read the
-context → ask the model (under the deadline) → store the whole turn in one write.
+context → fit it to the token budget → admit it under the daily quotas → ask the model
+(under the deadline) → store the whole turn in one write and its usage in one upsert →
+fold turns that fell out of the budget into the running summary, in the background.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from secretaries_core import summaries
+from secretaries_core.budget import Fit, context_limit, fit_history, group_turns, reply_room
 from secretaries_core.config import DOUBLE_TEXTING, Settings
 from secretaries_core.context.base import ContextStore, Message
 from secretaries_core.errors import (
@@ -34,9 +38,10 @@ from secretaries_core.instances import (
     InstancePool,
     SecretaryInstance,
     SecretarySnapshot,
+    with_summary,
 )
-from secretaries_core.llm.base import ChatTurn
-from secretaries_core.llm.openai_client import OpenAIClients
+from secretaries_core.llm.base import CallUsage, ChatRequest, ChatTurn, ModelAdapter
+from secretaries_core.llm.openai_client import ContextTooLong, OpenAIClients
 from secretaries_core.llm.providers import build_adapter
 from secretaries_core.loops import SyncRunner
 from secretaries_core.metrics import Metrics
@@ -47,6 +52,9 @@ from secretaries_core.resolution_cache import ResolutionCache, Resolved
 from secretaries_core.schemas import Source
 from secretaries_core.text import check_incoming, storable
 from secretaries_core.timeutil import utcnow
+from secretaries_core.tokens import TokenCounter
+from secretaries_core.usage import Limits, Quotas, Reservation, UsageBook, UsageEntry
+from secretaries_core.usage.quotas import day_of
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -112,6 +120,11 @@ class _Turn:
     instance: SecretaryInstance
     ticket: Ticket
     history: list[Message]
+    summary: summaries.RunningSummary | None = None
+    fit: Fit | None = None
+    reservation: Reservation | None = None
+    usage: CallUsage | None = None
+    recorded: bool = False
 
     @property
     def texts(self) -> list[str]:
@@ -151,6 +164,13 @@ class Orchestrator:
             clock=clock,
         )
         self.gate = UserGate()
+        self.tokens = TokenCounter(tokenizer=settings.tokenizer)
+        self.usage = UsageBook(registry.engine)
+        self.quotas = Quotas(registry.engine)
+        # Summaries being written, so close() can let them finish and one context never
+        # has two at once.
+        self._background: set[asyncio.Task[None]] = set()
+        self._summarizing: set[tuple[int, uuid.UUID]] = set()
         self.model_clients = model_clients or OpenAIClients(
             base_url=settings.openai_base_url,
             api_key=settings.openai_api_key,
@@ -208,8 +228,12 @@ class Orchestrator:
         with self._our_errors():
             turn = await self._begin(telegram_id, text, username)
             try:
+                await self._admit(turn)
                 answer = await self._ask(turn, None)
                 return await self._finish(turn, answer)
+            except BaseException:
+                await self._give_back(turn)
+                raise
             finally:
                 self.gate.release(turn.ticket)
 
@@ -231,6 +255,7 @@ class Orchestrator:
         with self._our_errors():
             turn = await self._begin(telegram_id, text, username)
             try:
+                await self._admit(turn)
                 pieces: asyncio.Queue[str | None] = asyncio.Queue()
                 task = asyncio.ensure_future(self._ask(turn, pieces.put_nowait))
                 task.add_done_callback(lambda _done: pieces.put_nowait(None))
@@ -242,6 +267,9 @@ class Orchestrator:
                     if not task.done():
                         task.cancel()
                 out.reply = await self._finish(turn, answer)
+            except BaseException:
+                await self._give_back(turn)
+                raise
             finally:
                 self.gate.release(turn.ticket)
 
@@ -259,11 +287,55 @@ class Orchestrator:
             await self.gate.wait(ticket, self._policy(resolved.secretary))
             # Read after taking the turn, so the model sees every earlier answered message.
             # It also proves the store is reachable before the model is paid for.
-            history = await self.store.aread(telegram_id, resolved.secretary.id)
+            stored = await self.store.aread(telegram_id, resolved.secretary.id)
         except BaseException:
             self.gate.release(ticket)
             raise
-        return _Turn(telegram_id, text, resolved, instance, ticket, history)
+        summary, history = summaries.split(stored)
+        return _Turn(telegram_id, text, resolved, instance, ticket, history, summary)
+
+    def _fit(self, turn: _Turn, max_turns: int | None = None) -> Fit:
+        """The newest whole turns that fit the secretary's token budget."""
+        secretary = turn.resolved.secretary
+        return fit_history(
+            group_turns(turn.history),
+            counter=self.tokens,
+            model=secretary.model,
+            system=with_summary(secretary.prompt, turn.summary.text if turn.summary else None),
+            texts=turn.texts,
+            limit=context_limit(secretary.params, self.settings.max_context_tokens),
+            reply_tokens=reply_room(secretary.params),
+            max_turns=max_turns,
+        )
+
+    def limits_for(self, resolved: Resolved) -> Limits:
+        """The user's daily limits: their overrides, else the secretary's, else the settings."""
+        return resolved.limits.over(Limits.from_params(resolved.secretary.params)).over(
+            Limits(self.settings.messages_per_day, self.settings.tokens_per_day)
+        )
+
+    async def _admit(self, turn: _Turn) -> None:
+        """Fit the context, then count the message against the user's quotas (or refuse it)."""
+        turn.fit = self._fit(turn)
+        limits = self.limits_for(turn.resolved)
+        if limits.limited:
+            turn.reservation = await self._hops.run(
+                self.quotas.admit,
+                turn.telegram_id,
+                limits,
+                tokens=turn.fit.prompt_tokens,
+                now=self.now(),
+            )
+
+    async def _give_back(self, turn: _Turn) -> None:
+        """A message that got no answer does not count against the quota."""
+        reservation, turn.reservation = turn.reservation, None
+        if reservation is None or turn.recorded:
+            return
+        try:
+            await self._hops.run(self.quotas.refund, reservation)
+        except Exception as exc:  # the message's own error is the one to report
+            log.error("could not give back a quota reservation", exc_info=exc)
 
     async def _ask(self, turn: _Turn, sink: Callable[[str], None] | None) -> str:
         """The model's answer, as a task a newer message may cancel (policy `interrupt`)."""
@@ -283,19 +355,23 @@ class Orchestrator:
 
     async def _model(self, turn: _Turn, sink: Callable[[str], None] | None) -> str:
         secretary = turn.resolved.secretary
-        request = turn.instance.request(
-            [ChatTurn(m.role, m.content) for m in turn.history], turn.texts
-        )
         deadline = self.settings.model_timeout_seconds
         parts: list[str] = []
         started = time.perf_counter()
         try:
             # One deadline for the whole wait, the SDK's retries and a trickling body included.
             async with asyncio.timeout(deadline):
-                async for piece in turn.instance.reply(request, stream=sink is not None):
-                    parts.append(piece)
-                    if sink is not None:
-                        sink(piece)
+                try:
+                    await self._call(turn, parts, sink)
+                except ContextTooLong:
+                    # Our count said it fits, the provider disagrees: once, with half the
+                    # history, so a context can never stay stuck on an oversized history.
+                    assert turn.fit is not None
+                    if parts or not turn.fit.kept:
+                        raise
+                    self.metrics.context_retries.labels(secretary=secretary.name).inc()
+                    turn.fit = self._fit(turn, max_turns=len(turn.fit.kept) // 2)
+                    await self._call(turn, parts, sink)
         except TimeoutError:
             raise ModelUnavailable(
                 f"{secretary.name}: the model gave no complete reply within {deadline:g}s"
@@ -304,6 +380,21 @@ class Orchestrator:
             time.perf_counter() - started
         )
         return "".join(parts)
+
+    async def _call(
+        self, turn: _Turn, parts: list[str], sink: Callable[[str], None] | None
+    ) -> None:
+        assert turn.fit is not None
+        request = turn.instance.request(
+            [ChatTurn(m.role, m.content) for m in turn.fit.history],
+            turn.texts,
+            summary=turn.summary.text if turn.summary else None,
+        )
+        turn.usage = CallUsage()
+        async for piece in turn.instance.reply(request, stream=sink is not None, usage=turn.usage):
+            parts.append(piece)
+            if sink is not None:
+                sink(piece)
 
     async def _finish(self, turn: _Turn, answer: str) -> Reply:
         if not self.gate.start_commit(turn.ticket):
@@ -314,10 +405,144 @@ class Orchestrator:
         items = [(turn.telegram_id, secretary.id, Message("user", t, at)) for t in turn.texts]
         items.append((turn.telegram_id, secretary.id, Message("assistant", answer, self.now())))
         # The whole turn in one write, after the model answered: a failed or interrupted
-        # call leaves the context exactly as it was.
-        await self.store.aappend_many(items, policy=turn.instance.policy)
+        # call leaves the context exactly as it was. Its usage goes to the database at the
+        # same time (the tokens were spent whether or not the context write succeeds).
+        turn.recorded = True
+        await asyncio.gather(
+            self.store.aappend_many(items, policy=turn.instance.policy),
+            self._record(turn, answer),
+        )
         self.metrics.messages.labels(secretary=secretary.name).inc()
+        self._summarize_later(turn)
         return Reply(answer, secretary.name, secretary.id, turn.resolved.source)
+
+    # -- usage and summaries ----------------------------------------------------------------
+
+    def _entry(
+        self,
+        telegram_id: int,
+        secretary: SecretarySnapshot,
+        model: str,
+        usage: CallUsage | None,
+        prompt_estimate: int,
+        answer: str,
+        *,
+        messages: int,
+    ) -> UsageEntry:
+        reported = usage is not None and usage.reported
+        prompt = usage.prompt_tokens if usage is not None and reported else prompt_estimate
+        completion = (
+            usage.completion_tokens
+            if usage is not None and reported
+            else self.tokens.count(model, answer)
+        )
+        assert prompt is not None and completion is not None
+        self.metrics.tokens.labels(secretary=secretary.name, model=model, kind="prompt").inc(
+            prompt
+        )
+        self.metrics.tokens.labels(
+            secretary=secretary.name, model=model, kind="completion"
+        ).inc(completion)
+        return UsageEntry(
+            telegram_id=telegram_id,
+            secretary_id=secretary.id,
+            model=model,
+            day=day_of(self.now()),
+            messages=messages,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            estimated=not reported,
+        )
+
+    async def _record(self, turn: _Turn, answer: str) -> None:
+        """One upsert of the call's usage (and the quota's token correction)."""
+        assert turn.fit is not None
+        secretary = turn.resolved.secretary
+        entry = self._entry(
+            turn.telegram_id,
+            secretary,
+            secretary.model,
+            turn.usage,
+            turn.fit.prompt_tokens,
+            answer,
+            messages=1,
+        )
+        quota = None
+        if turn.reservation is not None:
+            spent = entry.prompt_tokens + entry.completion_tokens
+            quota = (turn.telegram_id, turn.reservation.day, spent - turn.reservation.tokens)
+        await self._write_usage([entry], quota)
+
+    async def _write_usage(
+        self, entries: list[UsageEntry], quota: tuple[int, Any, int] | None
+    ) -> None:
+        try:
+            await self._hops.run(self.usage.record, entries, quota_tokens=quota)
+        except Exception as exc:
+            # The reply is good and already paid for: losing its usage row is logged and
+            # counted, not turned into a failed message.
+            self.metrics.errors.labels(type="UsageNotRecorded").inc()
+            log.error("could not record usage", exc_info=exc)
+
+    def _summarize_later(self, turn: _Turn) -> None:
+        secretary = turn.resolved.secretary
+        if turn.fit is None or not turn.fit.dropped or not summaries.wanted(secretary.params):
+            return
+        dropped = [m for t in turn.fit.dropped for m in t]
+        fresh = summaries.unsummarized(dropped, turn.summary)
+        key = (turn.telegram_id, secretary.id)
+        if not fresh or key in self._summarizing:
+            return
+        self._summarizing.add(key)
+        task = asyncio.ensure_future(self._summarize(turn, fresh))
+        self._background.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._background.discard(finished)
+            self._summarizing.discard(key)
+
+        task.add_done_callback(done)
+
+    async def _summarize(self, turn: _Turn, fresh: list[Message]) -> None:
+        """Fold `fresh` into the running summary; on failure keep everything as it was."""
+        secretary = turn.resolved.secretary
+        model = str(secretary.params.get(summaries.PARAM_SUMMARY_MODEL) or secretary.model)
+        request = summaries.request(secretary.name, turn.summary, fresh, secretary.params)
+        usage = CallUsage()
+        try:
+            adapter: ModelAdapter = (
+                turn.instance.adapter
+                if model == secretary.model
+                else build_adapter(model, self.model_clients)
+            )
+            async with asyncio.timeout(self.settings.model_timeout_seconds):
+                pieces = adapter.pieces(request, stream=False, usage=usage)
+                text = "".join([piece async for piece in pieces])
+            text = storable(text)
+            if not text.strip():
+                raise ModelUnavailable(f"{model}: an empty summary")
+            entry = self._entry(
+                turn.telegram_id,
+                secretary,
+                model,
+                usage,
+                self._request_tokens(model, request),
+                text,
+                messages=0,
+            )
+            await self.store.aappend_many(
+                [(turn.telegram_id, secretary.id, summaries.message(text, fresh, self.now()))],
+                policy=turn.instance.policy,
+            )
+            await self._write_usage([entry], None)
+            self.metrics.summaries.labels(outcome="ok").inc()
+        except (Exception, TimeoutError) as exc:
+            # The turns stay in the context; the next overflow tries again.
+            self.metrics.summaries.labels(outcome="failed").inc()
+            log.warning("summary for %s failed: %s", secretary.name, exc)
+
+    def _request_tokens(self, model: str, request: ChatRequest) -> int:
+        return self.tokens.messages(model, [m["content"] for m in request.messages()])
 
     @contextmanager
     def _our_errors(self) -> Iterator[None]:
@@ -389,7 +614,8 @@ class Orchestrator:
             self.registry.add_user(telegram_id, username)
             ticket = self.cache.ticket()
             found = self.registry.resolve(telegram_id)
-        return Resolved(snapshot(found.secretary), found.source), ticket
+        limits = self.quotas.overrides(telegram_id)
+        return Resolved(snapshot(found.secretary), found.source, limits), ticket
 
     def _remember(self, telegram_id: int, resolved: Resolved, ticket: int) -> Resolved:
         self.cache.put(telegram_id, resolved, ticket)
@@ -454,6 +680,11 @@ class Orchestrator:
         await asyncio.to_thread(self.close)
 
     async def _aclose_loop_resources(self) -> None:
+        # Summaries still being written on this loop get their deadline to finish.
+        loop = asyncio.get_running_loop()
+        mine = [t for t in self._background if t.get_loop() is loop]
+        if mine:
+            await asyncio.wait(mine, timeout=self.settings.model_timeout_seconds)
         await self.model_clients.aclose()
         await self.store.aclose()
 

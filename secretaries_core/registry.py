@@ -47,6 +47,7 @@ from secretaries_core.schemas import (
     UserOut,
 )
 from secretaries_core.timeutil import utcnow
+from secretaries_core.usage.quotas import Limits
 from secretaries_core.users_csv import UserRow
 
 T = TypeVar("T")
@@ -406,6 +407,47 @@ class SecretaryRegistry:
                 event="user",
                 telegram_id=telegram_id,
             )
+
+    def limits(self, user_ref: UserRef) -> Limits:
+        """The user's own daily limits (overrides; None where not overridden)."""
+        from secretaries_core.usage.quotas import Quotas
+
+        user = self.get_user(user_ref)
+        return Quotas(self.engine).overrides(user.telegram_id)
+
+    def set_limits(self, user_ref: UserRef, **changes: int | None) -> Limits:
+        """Change the user's daily limit overrides (`messages_per_day`, `tokens_per_day`).
+
+        A value of None removes that override, so the secretary's or the global limit
+        applies again. Returns the overrides after the change.
+        """
+        from secretaries_core.usage.quotas import PARAM_MESSAGES, PARAM_TOKENS, Quotas
+
+        unknown = set(changes) - {PARAM_MESSAGES, PARAM_TOKENS}
+        if unknown:
+            raise InvalidInput(f"unknown limit(s): {', '.join(sorted(unknown))}")
+        for key, value in changes.items():
+            if value is not None and (isinstance(value, bool) or value < 0):
+                raise InvalidInput(f"{key} must be a whole number >= 0, got {value!r}")
+
+        def work(session: Session) -> tuple[int, Limits]:
+            user = self._user(session, user_ref, lock=True)
+            conn = session.connection()
+            current = Quotas.read_overrides(conn, user.telegram_id)
+            merged = Limits(
+                changes.get(PARAM_MESSAGES, current.messages_per_day),
+                changes.get(PARAM_TOKENS, current.tokens_per_day),
+            )
+            Quotas.write_overrides(conn, self.engine, user.telegram_id, merged)
+            return user.telegram_id, merged
+
+        return self._read_write_user(work)[1]
+
+    def _read_write_user(self, work: Callable[[Session], tuple[int, T]]) -> tuple[int, T]:
+        with session_scope(self.engine, write=True) as session:
+            telegram_id, result = work(session)
+        self._changed("user", telegram_id=telegram_id)
+        return telegram_id, result
 
     def import_users(self, rows: list[UserRow]) -> ImportOut:
         """Register many users in one transaction: new ones inserted, others updated or kept."""

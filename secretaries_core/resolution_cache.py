@@ -5,18 +5,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from secretaries_core.instances import SecretarySnapshot
 from secretaries_core.schemas import Source
+from secretaries_core.usage.quotas import Limits
 
 
 @dataclass(frozen=True)
 class Resolved:
-    """A cached resolution: the secretary snapshot and where it came from."""
+    """A cached resolution: the secretary snapshot, where it came from, the user's limits."""
 
     secretary: SecretarySnapshot
     source: Source
+    limits: Limits = field(default_factory=lambda: Limits())
 
 
 class ResolutionCache:

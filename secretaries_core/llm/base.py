@@ -15,6 +15,19 @@ class ChatTurn:
     content: str
 
 
+@dataclass
+class CallUsage:
+    """Tokens one model call used, as the provider reported them (None: not reported)."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    @property
+    def reported(self) -> bool:
+        """True when the provider gave both counts."""
+        return self.prompt_tokens is not None and self.completion_tokens is not None
+
+
 @dataclass(frozen=True)
 class ChatRequest:
     """One model call: the system prompt, the stored history, then the new user text(s).
@@ -40,9 +53,12 @@ class ChatRequest:
 class ModelAdapter(Protocol):
     """Turns a `ChatRequest` into the reply, as pieces."""
 
-    def pieces(self, request: ChatRequest, *, stream: bool) -> AsyncIterator[str]:
+    def pieces(
+        self, request: ChatRequest, *, stream: bool, usage: CallUsage | None = None
+    ) -> AsyncIterator[str]:
         """The reply: piece by piece as produced when `stream`, else in one piece.
 
-        Failures are `ModelError` / `ModelUnavailable`; nothing else escapes.
+        When the provider reports token usage it is written into `usage`. Failures are
+        `ModelError` / `ModelUnavailable`; nothing else escapes.
         """
         ...

@@ -6,7 +6,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 
-from secretaries_core.llm.base import ChatRequest
+from secretaries_core.llm.base import CallUsage, ChatRequest
 
 _WORDS = re.compile(r"\S+\s*|\s+")
 
@@ -20,8 +20,10 @@ def echo_text(request: ChatRequest) -> str:
 class EchoAdapter:
     """Replies by naming the secretary, echoing the text and counting the context."""
 
-    async def pieces(self, request: ChatRequest, *, stream: bool) -> AsyncIterator[str]:
-        """The whole reply at once, or word by word (yielding to the loop between words)."""
+    async def pieces(
+        self, request: ChatRequest, *, stream: bool, usage: CallUsage | None = None
+    ) -> AsyncIterator[str]:
+        """The whole reply at once, or word by word; reports no usage (it is estimated)."""
         text = echo_text(request)
         if not stream:
             yield text

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from secretaries_core.db import mask_url
 from secretaries_core.errors import ModelError, ModelUnavailable
-from secretaries_core.llm.base import ChatRequest
+from secretaries_core.llm.base import CallUsage, ChatRequest
 from secretaries_core.loops import PerLoop
 
 if TYPE_CHECKING:
@@ -118,7 +118,9 @@ class OpenAIAdapter:
         # does not know as keyword arguments, and the server is the judge of them.
         return {"model": self.model, "messages": request.messages(), "extra_body": extra}
 
-    async def pieces(self, request: ChatRequest, *, stream: bool) -> AsyncIterator[str]:
+    async def pieces(
+        self, request: ChatRequest, *, stream: bool, usage: CallUsage | None = None
+    ) -> AsyncIterator[str]:
         """Ask the server; stream with SSE when `stream`, else one JSON reply."""
         client = self.clients.get()
         body = self._body(request)
@@ -126,6 +128,7 @@ class OpenAIAdapter:
         try:
             if not stream:
                 completion = await client.chat.completions.create(**body)
+                _take_usage(completion, usage)
                 choices = completion.choices
                 content = choices[0].message.content if choices else None
                 if not isinstance(content, str) or not content:
@@ -137,6 +140,8 @@ class OpenAIAdapter:
             )
             async with response:
                 async for chunk in response:
+                    # With include_usage the last chunk carries the counts and no choices.
+                    _take_usage(chunk, usage)
                     for choice in chunk.choices:
                         if choice.delta is not None and choice.delta.content:
                             produced = True
@@ -170,6 +175,17 @@ class OpenAIAdapter:
         if isinstance(exc, json.JSONDecodeError | openai.APIResponseValidationError):
             return ModelError(f"{where}: the response is not a chat completion")
         return ModelError(f"{where}: bad response ({type(exc).__name__})")
+
+
+def _take_usage(reply: Any, usage: CallUsage | None) -> None:
+    counts = getattr(reply, "usage", None)
+    if usage is None or counts is None:
+        return
+    prompt, completion = getattr(counts, "prompt_tokens", None), getattr(
+        counts, "completion_tokens", None
+    )
+    if isinstance(prompt, int) and isinstance(completion, int):
+        usage.prompt_tokens, usage.completion_tokens = prompt, completion
 
 
 def _cause(exc: BaseException) -> str:

@@ -1,0 +1,245 @@
+"""Recording usage (one upsert per message) and reading it back, summed as people ask."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select
+
+from secretaries_core.db import transaction
+from secretaries_core.models import ASSISTANT_TABLE
+from secretaries_core.usage.tables import (
+    QUOTA_DAY_TABLE,
+    USAGE_TABLE,
+    USER_LIMIT_TABLE,
+)
+from secretaries_core.usage.upsert import insert_for
+
+PRICE_PROMPT = "price_prompt"
+PRICE_COMPLETION = "price_completion"
+PER_PRICE_UNIT = 1_000_000  # prices are per million tokens
+
+
+@dataclass(frozen=True)
+class UsageEntry:
+    """What one model call used, for one (user, secretary, model, UTC day)."""
+
+    telegram_id: int
+    secretary_id: uuid.UUID
+    model: str
+    day: date
+    messages: int
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool
+
+
+@dataclass
+class Totals:
+    """Sums of messages and tokens (and cost, when the secretary has prices)."""
+
+    messages: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated_calls: int = 0
+    cost: float | None = None
+
+    def add(self, row: Any, cost: float | None) -> None:
+        """Add one usage row (and its cost)."""
+        self.messages += int(row.messages)
+        self.prompt_tokens += int(row.prompt_tokens)
+        self.completion_tokens += int(row.completion_tokens)
+        self.estimated_calls += int(row.estimated_calls)
+        if cost is not None:
+            self.cost = (self.cost or 0.0) + cost
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form: the three counts of SPEC.md, then the extras."""
+        out: dict[str, Any] = {
+            "messages": self.messages,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "estimated_calls": self.estimated_calls,
+        }
+        if self.cost is not None:
+            out["cost"] = round(self.cost, 6)
+        return out
+
+
+@dataclass
+class DayRow:
+    """One line of the report: a day, a secretary and a model."""
+
+    day: date
+    secretary: str
+    model: str
+    totals: Totals
+
+
+@dataclass
+class UsageReport:
+    """Usage summed in total, per secretary (by name) and per day."""
+
+    total: Totals = field(default_factory=Totals)
+    by_secretary: dict[str, Totals] = field(default_factory=dict)
+    days: list[DayRow] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The document of `secretaries usage --json` and `GET /api/usage`."""
+        return {
+            **self.total.as_dict(),
+            "by_secretary": {name: t.as_dict() for name, t in self.by_secretary.items()},
+            "days": [
+                {"day": r.day.isoformat(), "secretary": r.secretary, "model": r.model}
+                | r.totals.as_dict()
+                for r in self.days
+            ],
+        }
+
+
+def _price(params: Any, key: str) -> float | None:
+    value = params.get(key) if isinstance(params, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+class UsageBook:
+    """Usage rows in the catalog's database: written set-based, read summed."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._upsert: Any = None
+
+    def _statement(self) -> Any:
+        if self._upsert is None:
+            stmt = insert_for(self.engine, USAGE_TABLE)
+            excluded = stmt.excluded
+            table = USAGE_TABLE.c
+            self._upsert = stmt.on_conflict_do_update(
+                index_elements=["telegram_id", "secretary_id", "model", "day"],
+                set_={
+                    "messages": table.messages + excluded.messages,
+                    "prompt_tokens": table.prompt_tokens + excluded.prompt_tokens,
+                    "completion_tokens": table.completion_tokens + excluded.completion_tokens,
+                    "estimated_calls": table.estimated_calls + excluded.estimated_calls,
+                },
+            )
+        return self._upsert
+
+    def record(
+        self,
+        entries: Sequence[UsageEntry],
+        *,
+        quota_tokens: tuple[int, date, int] | None = None,
+    ) -> None:
+        """Add `entries` in one transaction (one upsert); settle a quota reservation too.
+
+        `quota_tokens` is (telegram id, day, tokens to add to that day's quota counter):
+        the difference between what the call used and what admission reserved.
+        """
+        rows = [
+            {
+                "telegram_id": e.telegram_id,
+                "secretary_id": e.secretary_id,
+                "model": e.model,
+                "day": e.day,
+                "messages": e.messages,
+                "prompt_tokens": e.prompt_tokens,
+                "completion_tokens": e.completion_tokens,
+                "estimated_calls": 1 if e.estimated else 0,
+            }
+            for e in entries
+        ]
+        with transaction(self.engine, write=True) as conn:
+            if rows:
+                conn.execute(self._statement(), rows)
+            if quota_tokens is not None and quota_tokens[2]:
+                telegram_id, day, delta = quota_tokens
+                q = QUOTA_DAY_TABLE.c
+                conn.execute(
+                    QUOTA_DAY_TABLE.update()
+                    .where(q.telegram_id == telegram_id, q.day == day)
+                    .values(tokens=q.tokens + delta)
+                )
+
+    def report(
+        self,
+        *,
+        telegram_id: int | None = None,
+        secretary_id: uuid.UUID | None = None,
+        since: date | None = None,
+    ) -> UsageReport:
+        """Usage summed per day, secretary and model (with the filters given)."""
+        u, a = USAGE_TABLE.c, ASSISTANT_TABLE.c
+        query = (
+            select(
+                u.day,
+                u.secretary_id,
+                u.model,
+                func.sum(u.messages).label("messages"),
+                func.sum(u.prompt_tokens).label("prompt_tokens"),
+                func.sum(u.completion_tokens).label("completion_tokens"),
+                func.sum(u.estimated_calls).label("estimated_calls"),
+            )
+            .group_by(u.day, u.secretary_id, u.model)
+            .order_by(u.day, u.secretary_id, u.model)
+        )
+        if telegram_id is not None:
+            query = query.where(u.telegram_id == telegram_id)
+        if secretary_id is not None:
+            query = query.where(u.secretary_id == secretary_id)
+        if since is not None:
+            query = query.where(u.day >= since)
+        report = UsageReport()
+        with transaction(self.engine) as conn:
+            rows = conn.execute(query).all()
+            ids = {row.secretary_id for row in rows}
+            # Names and prices of the secretaries seen (a deleted one shows as its id).
+            found = (
+                conn.execute(select(a.id, a.name, a.params).where(a.id.in_(ids))).all()
+                if ids
+                else []
+            )
+        secretaries = {r.id: (r.name, r.params) for r in found}
+        by_name: dict[str, Totals] = defaultdict(Totals)
+        for row in rows:
+            name, params = secretaries.get(row.secretary_id, (str(row.secretary_id), None))
+            cost = _cost(params, row)
+            totals = Totals()
+            totals.add(row, cost)
+            report.days.append(DayRow(row.day, name, row.model, totals))
+            by_name[name].add(row, cost)
+            report.total.add(row, cost)
+        report.days.sort(key=lambda r: (r.day, r.secretary, r.model))
+        report.by_secretary = dict(sorted(by_name.items()))
+        return report
+
+    @staticmethod
+    def erase_user(conn: Any, telegram_id: int) -> int:
+        """Delete one user's usage, quota counters and limits in `conn`'s transaction."""
+        deleted = conn.execute(
+            delete(USAGE_TABLE).where(USAGE_TABLE.c.telegram_id == telegram_id)
+        ).rowcount
+        conn.execute(delete(QUOTA_DAY_TABLE).where(QUOTA_DAY_TABLE.c.telegram_id == telegram_id))
+        conn.execute(delete(USER_LIMIT_TABLE).where(USER_LIMIT_TABLE.c.telegram_id == telegram_id))
+        return int(deleted or 0)
+
+
+def _cost(params: Any, row: Any) -> float | None:
+    prompt_price = _price(params, PRICE_PROMPT)
+    completion_price = _price(params, PRICE_COMPLETION)
+    if prompt_price is None and completion_price is None:
+        return None
+    return (
+        int(row.prompt_tokens) * (prompt_price or 0.0)
+        + int(row.completion_tokens) * (completion_price or 0.0)
+    ) / PER_PRICE_UNIT
