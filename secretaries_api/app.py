@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from secretaries_api import errors
 from secretaries_api.auth import require_token
-from secretaries_api.routes import catalog, contexts, ops, users
+from secretaries_api.routes import catalog, contexts, ops, usage, users
 from secretaries_api.services import Services
 from secretaries_core.config import Settings
 
@@ -72,5 +72,6 @@ def create_app(
     app.include_router(catalog.router, dependencies=protected)
     app.include_router(users.router, dependencies=protected)
     app.include_router(contexts.router, dependencies=protected)
+    app.include_router(usage.router, dependencies=protected)
     app.include_router(ops.router)
     return app

@@ -21,6 +21,7 @@ from secretaries_core.errors import (
     SchemaOutOfDate,
     SecretariesError,
 )
+from secretaries_core.timeutil import utcnow
 
 # Most specific first: ModelUnavailable is both a ModelError and a BackendUnavailable.
 STATUS_BY_ERROR: list[tuple[type[SecretariesError], int]] = [
@@ -68,7 +69,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(SecretariesError)
     async def library_error(_request: Request, exc: SecretariesError) -> JSONResponse:
-        return error_response(status_for(exc), type(exc).__name__, str(exc))
+        response = error_response(status_for(exc), type(exc).__name__, str(exc))
+        if isinstance(exc, QuotaExceeded) and exc.resets_at is not None:
+            # Clients (and Telegram-side retry logic) can wait exactly until the reset.
+            wait = max(0, int((exc.resets_at - utcnow()).total_seconds()))
+            response.headers["Retry-After"] = str(wait)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

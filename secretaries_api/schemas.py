@@ -73,3 +73,43 @@ class HealthOut(BaseModel):
 
     database: str
     contexts: str
+
+
+class UsageTotalsOut(BaseModel):
+    """Messages and tokens (and cost, when the secretary has prices)."""
+
+    messages: int
+    prompt_tokens: int
+    completion_tokens: int
+    estimated_calls: int = Field(description="Calls whose counts are our estimate")
+    cost: float | None = None
+
+
+class UsageDayOut(UsageTotalsOut):
+    """One UTC day of one secretary and model."""
+
+    day: str
+    secretary: str
+    model: str
+
+
+class UsageOut(UsageTotalsOut):
+    """`GET /api/usage`: totals, per secretary name and per day."""
+
+    by_secretary: dict[str, UsageTotalsOut]
+    days: list[UsageDayOut]
+
+
+class LimitsIn(BaseModel):
+    """A user's own daily limits; null removes an override, an absent key keeps it."""
+
+    messages_per_day: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    tokens_per_day: int | None = Field(default=None, ge=0, le=2**62)
+
+
+class LimitsOut(BaseModel):
+    """A user's own daily limits (null: not overridden)."""
+
+    telegram_id: int
+    messages_per_day: int | None
+    tokens_per_day: int | None

@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from secretaries_cli.commands import catalog, chat, contexts, database, links, serve, users
+from secretaries_cli.commands import (
+    catalog,
+    chat,
+    contexts,
+    database,
+    links,
+    serve,
+    usage,
+    users,
+)
 from secretaries_cli.runtime import App, Runtime, guarded
 from secretaries_core.config import Settings
 
@@ -55,6 +64,7 @@ app.add_typer(users.app, name="users")
 links.register(app)
 app.add_typer(contexts.app, name="contexts")
 chat.register(app)
+usage.register(app)
 serve.register(app)
 
 

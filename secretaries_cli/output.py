@@ -41,26 +41,31 @@ def stream_text(pieces: Iterable[str]) -> None:
 
 def say(message: str) -> None:
     """A plain line for people on stdout (never used with --json)."""
-    typer.echo(message)
+    typer.echo(for_terminal(message))
 
 
 def error(message: str, details: Iterable[str] = ()) -> None:
     """The one `Error:` line on stderr, then any details (bad rows, ...) one per line."""
-    typer.echo(f"Error: {message}", err=True)
+    typer.echo(f"Error: {for_terminal(message)}", err=True)
     for line in details:
-        typer.echo(f"  {line}", err=True)
+        typer.echo(f"  {for_terminal(line)}", err=True)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Render rows as a Rich table on stdout."""
+    """Render rows as a Rich table on stdout.
+
+    Every cell and the title are literal text: stored data (chat messages, descriptions)
+    may hold `[...]` that Rich would read as markup, or ESC sequences for the terminal.
+    """
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    grid = Table(title=title, show_lines=False)
+    grid = Table(title=Text(for_terminal(title)) if title else None, show_lines=False)
     for column in columns:
-        grid.add_column(column, overflow="fold")
+        grid.add_column(Text(column), overflow="fold")
     for row in rows:
-        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+        grid.add_row(*(Text(for_terminal("" if cell is None else str(cell))) for cell in row))
     Console().print(grid)
 
 

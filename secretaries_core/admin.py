@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from secretaries_core.context.base import ContextStore, ProgressCallback
 from secretaries_core.refs import UserRef
@@ -17,6 +17,8 @@ from secretaries_core.schemas import (
     UserContextsOut,
     UserOut,
 )
+from secretaries_core.timeutil import utcnow
+from secretaries_core.usage import UsageReport
 
 
 def _names(registry: SecretaryRegistry) -> dict[uuid.UUID, str]:
@@ -88,3 +90,27 @@ def purge_contexts(
         progress=progress,
     )
     return PurgeOut(purged=purged, dry_run=dry_run)
+
+
+def usage_report(
+    registry: SecretaryRegistry,
+    *,
+    user: UserRef | None = None,
+    secretary: str | uuid.UUID | None = None,
+    since: timedelta | None = None,
+    now: datetime | None = None,
+) -> UsageReport:
+    """Usage summed in total, per secretary and per UTC day, with the filters given.
+
+    `since` counts whole UTC days: `--since 1d` is yesterday and today.
+    """
+    from secretaries_core.usage import UsageBook
+    from secretaries_core.usage.quotas import day_of
+
+    telegram_id = registry.get_user(user).telegram_id if user is not None else None
+    secretary_id = registry.get_secretary(secretary).id if secretary is not None else None
+    first_day = day_of((now or utcnow()) - since) if since is not None else None
+    return UsageBook(registry.engine).report(
+        telegram_id=telegram_id, secretary_id=secretary_id, since=first_day
+    )
+

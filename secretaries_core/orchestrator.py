@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -467,17 +467,15 @@ class Orchestrator:
             answer,
             messages=1,
         )
-        quota = None
         if turn.reservation is not None:
-            spent = entry.prompt_tokens + entry.completion_tokens
-            quota = (turn.telegram_id, turn.reservation.day, spent - turn.reservation.tokens)
-        await self._write_usage([entry], quota)
+            # Counted on the day it was admitted, even if it finished after midnight.
+            entry = replace(entry, day=turn.reservation.day)
+        admitted = turn.reservation.tokens if turn.reservation is not None else None
+        await self._write_usage([entry], admitted)
 
-    async def _write_usage(
-        self, entries: list[UsageEntry], quota: tuple[int, Any, int] | None
-    ) -> None:
+    async def _write_usage(self, entries: list[UsageEntry], admitted_tokens: int | None) -> None:
         try:
-            await self._hops.run(self.usage.record, entries, quota_tokens=quota)
+            await self._hops.run(self.usage.record, entries, admitted_tokens=admitted_tokens)
         except Exception as exc:
             # The reply is good and already paid for: losing its usage row is logged and
             # counted, not turned into a failed message.

@@ -14,7 +14,7 @@ from secretaries_api.schemas import MessageIn, PurgeIn
 from secretaries_core import admin
 from secretaries_core.durations import parse_duration
 from secretaries_core.errors import SecretariesError
-from secretaries_core.orchestrator import Orchestrator
+from secretaries_core.orchestrator import ReplyStream
 from secretaries_core.schemas import ContextStatsOut, PurgeOut, ReplyOut, UserContextsOut
 
 router = APIRouter(prefix="/api", tags=["contexts"])
@@ -65,9 +65,17 @@ async def handle_message(svc: Svc, body: MessageIn, stream: bool = False) -> Res
         reply = await svc.orchestrator.ahandle(body.user_id, body.text, username=body.username)
         out = ReplyOut(reply=reply.text, secretary=reply.secretary, source=reply.source)
         return JSONResponse(out.model_dump())
-    return StreamingResponse(
-        sse_reply(svc.orchestrator, body), media_type="text/event-stream"
-    )
+    reply_stream = svc.orchestrator.astream(body.user_id, body.text, username=body.username)
+    # Wait for the first piece before answering: what fails before the model speaks (quota,
+    # busy, unknown secretary, model down) gets its own HTTP status, not a 200 stream.
+    try:
+        first = await anext(reply_stream)
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        await reply_stream.aclose()
+        raise
+    return StreamingResponse(sse_reply(reply_stream, first), media_type="text/event-stream")
 
 
 def _event(name: str, data: object) -> bytes:
@@ -75,10 +83,11 @@ def _event(name: str, data: object) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-async def sse_reply(orchestrator: Orchestrator, body: MessageIn) -> AsyncIterator[bytes]:
+async def sse_reply(stream: ReplyStream, first: str | None) -> AsyncIterator[bytes]:
     """The reply as Server-Sent Events: `piece`..., then `done` or `error`."""
-    stream = orchestrator.astream(body.user_id, body.text, username=body.username)
     try:
+        if first is not None:
+            yield _event("piece", {"text": first})
         async for piece in stream:
             yield _event("piece", {"text": piece})
     except SecretariesError as exc:

@@ -1,14 +1,14 @@
-"""`users` commands: add, import, list."""
+"""`users` commands: add, import, list, limit."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from secretaries_cli import output
-from secretaries_cli.runtime import new_app, runtime
+from secretaries_cli.runtime import new_app, runtime, user_arg
 from secretaries_core.errors import InvalidInput
 from secretaries_core.refs import validate_telegram_id
 
@@ -89,4 +89,64 @@ def list_(
             )
             for r in rows
         ),
+    )
+
+
+def _limit(value: str | None) -> int | str | None:
+    """A limit option: a whole number >= 0, or `none` to remove the override."""
+    if value is None:
+        return "unchanged"
+    if value.strip().lower() == "none":
+        return None
+    if not value.isascii() or not value.isdigit():
+        raise typer.BadParameter(f"expected a whole number >= 0 or 'none', got {value!r}")
+    return int(value)
+
+
+@app.command("limit")
+def limit(
+    ctx: typer.Context,
+    user: Annotated[Any, typer.Argument(parser=user_arg, help="Telegram id or @username.")],
+    messages_per_day: Annotated[
+        str | None,
+        typer.Option("--messages-per-day", metavar="N|none", help="Messages per UTC day."),
+    ] = None,
+    tokens_per_day: Annotated[
+        str | None,
+        typer.Option("--tokens-per-day", metavar="N|none", help="Tokens per UTC day."),
+    ] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Set or show USER's own daily limits (they win over the secretary's and the global)."""
+    changes = {
+        key: value
+        for key, value in (
+            ("messages_per_day", _limit(messages_per_day)),
+            ("tokens_per_day", _limit(tokens_per_day)),
+        )
+        if value != "unchanged"
+    }
+    registry = runtime(ctx).registry()
+    limits = (
+        registry.set_limits(user, **changes)  # type: ignore[arg-type]
+        if changes
+        else registry.limits(user)
+    )
+    telegram_id = registry.get_user(user).telegram_id
+    if json:
+        output.emit_json(
+            {
+                "telegram_id": telegram_id,
+                "messages_per_day": limits.messages_per_day,
+                "tokens_per_day": limits.tokens_per_day,
+            }
+        )
+        return
+
+    def shown(value: int | None, unit: str) -> str:
+        return f"{value} {unit}/day" if value is not None else f"{unit}: not overridden"
+
+    output.say(
+        f"User {telegram_id}: {shown(limits.messages_per_day, 'messages')}, "
+        f"{shown(limits.tokens_per_day, 'tokens')}."
     )

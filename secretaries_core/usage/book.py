@@ -118,6 +118,7 @@ class UsageBook:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._upsert: Any = None
+        self._day_upsert: Any = None
 
     def _statement(self) -> Any:
         if self._upsert is None:
@@ -135,17 +136,28 @@ class UsageBook:
             )
         return self._upsert
 
-    def record(
-        self,
-        entries: Sequence[UsageEntry],
-        *,
-        quota_tokens: tuple[int, date, int] | None = None,
-    ) -> None:
-        """Add `entries` in one transaction (one upsert); settle a quota reservation too.
+    def _day_statement(self) -> Any:
+        if self._day_upsert is None:
+            stmt = insert_for(self.engine, QUOTA_DAY_TABLE)
+            q = QUOTA_DAY_TABLE.c
+            self._day_upsert = stmt.on_conflict_do_update(
+                index_elements=["telegram_id", "day"],
+                set_={
+                    "messages": q.messages + stmt.excluded.messages,
+                    "tokens": q.tokens + stmt.excluded.tokens,
+                },
+            )
+        return self._day_upsert
 
-        `quota_tokens` is (telegram id, day, tokens to add to that day's quota counter):
-        the difference between what the call used and what admission reserved.
+    def record(self, entries: Sequence[UsageEntry], *, admitted_tokens: int | None = None) -> None:
+        """Add `entries` (one user's) and their user-day totals in one transaction.
+
+        The user-day row is what quotas are checked against. A message admitted under a
+        quota was already counted there with `admitted_tokens` expected: only the
+        difference is added now.
         """
+        if not entries:
+            return
         rows = [
             {
                 "telegram_id": e.telegram_id,
@@ -159,17 +171,22 @@ class UsageBook:
             }
             for e in entries
         ]
+        first = entries[0]
+        spent = sum(e.prompt_tokens + e.completion_tokens for e in entries)
+        messages = sum(e.messages for e in entries)
+        if admitted_tokens is not None:
+            spent, messages = spent - admitted_tokens, 0
         with transaction(self.engine, write=True) as conn:
-            if rows:
-                conn.execute(self._statement(), rows)
-            if quota_tokens is not None and quota_tokens[2]:
-                telegram_id, day, delta = quota_tokens
-                q = QUOTA_DAY_TABLE.c
-                conn.execute(
-                    QUOTA_DAY_TABLE.update()
-                    .where(q.telegram_id == telegram_id, q.day == day)
-                    .values(tokens=q.tokens + delta)
-                )
+            conn.execute(self._statement(), rows)
+            conn.execute(
+                self._day_statement(),
+                {
+                    "telegram_id": first.telegram_id,
+                    "day": first.day,
+                    "messages": messages,
+                    "tokens": spent,
+                },
+            )
 
     def report(
         self,

@@ -1,9 +1,11 @@
 """Daily quotas per user: admission is one conditional upsert, so races cannot overrun.
 
-A message is admitted when the user's counters for the UTC day are below both limits; the
-admission adds one message and the tokens we expect the call to use, atomically (SQLite's
-write lock, PostgreSQL's row lock on the conflicting row). When the call ends the tokens
-are corrected to what the provider reported; a call that fails gives its reservation back.
+The user-day counters (`quota_day`) are kept by every usage write, limited or not, so a
+limit set mid-day counts the whole day. A message is admitted when the counters are below
+both limits; the admission adds one message and the tokens we expect the call to use,
+atomically (SQLite's write lock, PostgreSQL's row lock on the conflicting row). When the
+call ends the tokens are corrected to what it used; a call that fails gives its
+reservation back.
 The token quota is checked before the call, so the message that crosses it completes.
 """
 

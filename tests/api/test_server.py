@@ -158,17 +158,13 @@ def test_streamed_reply_as_server_sent_events(server: str) -> None:
     assert status == 200 and stored[:2] == [text, done["reply"]]
 
 
-def test_streamed_error_is_an_event(server: str) -> None:
+def test_a_stream_that_fails_before_its_first_piece_gets_an_http_status(server: str) -> None:
+    """Refused before the model speaks: a JSON error with its status, not a 200 stream."""
     request = _post_json(f"{server}/api/messages?stream=true", {"user_id": 78, "text": "a\x00b"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        events = _events(response.read().decode())
-    assert events == [
-        (
-            "error",
-            {
-                "code": "InvalidInput",
-                "message": "the message contains a NUL character",
-                "status": 422,
-            },
-        )
-    ]
+    with pytest.raises(urllib.error.HTTPError) as failed:
+        urllib.request.urlopen(request, timeout=30)
+    assert failed.value.code == 422
+    body = json.loads(failed.value.read())
+    assert body == {
+        "error": {"code": "InvalidInput", "message": "the message contains a NUL character"}
+    }
