@@ -171,6 +171,9 @@ class Orchestrator:
         # has two at once.
         self._background: set[asyncio.Task[None]] = set()
         self._summarizing: set[tuple[int, uuid.UUID]] = set()
+        # (secretary, model) -> one less than the smallest prompt (our count) the provider
+        # refused as too long: later budgets stay below it.
+        self._refused_at: dict[tuple[uuid.UUID, str], int] = {}
         self.model_clients = model_clients or OpenAIClients(
             base_url=settings.openai_base_url,
             api_key=settings.openai_api_key,
@@ -294,18 +297,20 @@ class Orchestrator:
         summary, history = summaries.split(stored)
         return _Turn(telegram_id, text, resolved, instance, ticket, history, summary)
 
-    def _fit(self, turn: _Turn, max_turns: int | None = None) -> Fit:
-        """The newest whole turns that fit the secretary's token budget."""
+    def _fit(self, turn: _Turn, limit: int | None = None) -> Fit:
+        """The newest whole turns that fit the secretary's token budget (or `limit`)."""
         secretary = turn.resolved.secretary
+        if limit is None:
+            limit = context_limit(secretary.params, self.settings.max_context_tokens)
+            limit = min(limit, self._refused_at.get((secretary.id, secretary.model), limit))
         return fit_history(
             group_turns(turn.history),
             counter=self.tokens,
             model=secretary.model,
             system=with_summary(secretary.prompt, turn.summary.text if turn.summary else None),
             texts=turn.texts,
-            limit=context_limit(secretary.params, self.settings.max_context_tokens),
+            limit=limit,
             reply_tokens=reply_room(secretary.params),
-            max_turns=max_turns,
         )
 
     def limits_for(self, resolved: Resolved) -> Limits:
@@ -364,13 +369,18 @@ class Orchestrator:
                 try:
                     await self._call(turn, parts, sink)
                 except ContextTooLong:
-                    # Our count said it fits, the provider disagrees: once, with half the
-                    # history, so a context can never stay stuck on an oversized history.
+                    # Our count said it fits, the provider disagrees. Retry once with half
+                    # the tokens, and remember the refused size for this model, so the next
+                    # messages are cut below it from the start: a context never stays stuck.
                     assert turn.fit is not None
-                    if parts or not turn.fit.kept:
+                    refused = turn.fit.prompt_tokens
+                    key = (secretary.id, secretary.model)
+                    self._refused_at[key] = min(self._refused_at.get(key, refused), refused - 1)
+                    smaller = self._fit(turn, limit=refused // 2)
+                    if parts or len(smaller.kept) == len(turn.fit.kept):
                         raise
                     self.metrics.context_retries.labels(secretary=secretary.name).inc()
-                    turn.fit = self._fit(turn, max_turns=len(turn.fit.kept) // 2)
+                    turn.fit = smaller
                     await self._call(turn, parts, sink)
         except TimeoutError:
             raise ModelUnavailable(
@@ -677,12 +687,16 @@ class Orchestrator:
         await self._aclose_loop_resources()
         await asyncio.to_thread(self.close)
 
-    async def _aclose_loop_resources(self) -> None:
-        # Summaries still being written on this loop get their deadline to finish.
+    async def drain(self) -> None:
+        """Wait (up to the model deadline) for summaries started on this event loop."""
         loop = asyncio.get_running_loop()
         mine = [t for t in self._background if t.get_loop() is loop]
         if mine:
             await asyncio.wait(mine, timeout=self.settings.model_timeout_seconds)
+
+    async def _aclose_loop_resources(self) -> None:
+        # Summaries still being written on this loop get their deadline to finish.
+        await self.drain()
         await self.model_clients.aclose()
         await self.store.aclose()
 

@@ -427,8 +427,9 @@ class SecretaryRegistry:
         if unknown:
             raise InvalidInput(f"unknown limit(s): {', '.join(sorted(unknown))}")
         for key, value in changes.items():
-            if value is not None and (isinstance(value, bool) or value < 0):
-                raise InvalidInput(f"{key} must be a whole number >= 0, got {value!r}")
+            top = 2**31 - 1 if key == PARAM_MESSAGES else 2**62
+            if value is not None and (isinstance(value, bool) or not 0 <= value <= top):
+                raise InvalidInput(f"{key} must be a whole number from 0 to {top}, got {value!r}")
 
         def work(session: Session) -> tuple[int, Limits]:
             user = self._user(session, user_ref, lock=True)

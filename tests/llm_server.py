@@ -4,7 +4,9 @@ Real HTTP (aiohttp), real SSE: the `openai` SDK talks to it exactly as to a prov
 Each reply says how many messages the request held, so tests can prove what the model saw:
 `<system prompt> re: <last message> (<n> earlier)`.
 
-Behaviours (per request, from `steps` first, then `default`): `ok`, an HTTP status as a
+`window` makes it refuse (400 context_length_exceeded) requests holding more characters;
+`usage_sent` lists the usage it reported. Behaviours (per request, from `steps` first, then
+`default`): `ok`, an HTTP status as a
 string (`"500"`, `"429"`, `"400"`), `too-long` (400 "context_length_exceeded"), `malformed`
 (200 with a body that is not JSON), `empty` (no choices), `dirty` (a reply holding a NUL and
 a lone surrogate), `close` (connection dropped half
@@ -40,6 +42,9 @@ class Script:
     in_flight: int = 0
     peak_in_flight: int = 0
     record: bool = True
+    # When set, requests whose messages hold more characters are refused as too long.
+    window: int | None = None
+    usage_sent: list[dict[str, int]] = field(default_factory=list)
 
     def next_behaviour(self) -> str:
         """The behaviour for the next request."""
@@ -71,6 +76,9 @@ def make_app(script: Script) -> web.Application:
             script.requests.append(body)
             script.headers.append(dict(request.headers))
         behaviour = script.next_behaviour()
+        if script.window is not None and behaviour == "ok":
+            size = sum(len(str(m.get("content", ""))) for m in body["messages"])
+            behaviour = "too-long" if size > script.window else behaviour
         script.in_flight += 1
         script.peak_in_flight = max(script.peak_in_flight, script.in_flight)
         try:
@@ -127,6 +135,8 @@ async def _answer(
         ],
         "usage": _usage(body, text),
     }
+    if completion["choices"] and script.record:
+        script.usage_sent.append(completion["usage"])
     if behaviour in ("close", "trickle"):
         data = json.dumps(completion).encode()
         response = web.StreamResponse(

@@ -24,7 +24,9 @@ from secretaries_core.usage.upsert import insert_for
 
 PARAM_MESSAGES = "messages_per_day"
 PARAM_TOKENS = "tokens_per_day"
-_UNLIMITED = 2**62
+# "No limit" as a bound the columns can hold (INTEGER messages, BIGINT tokens).
+_NO_MESSAGE_LIMIT = 2**31 - 1
+_NO_TOKEN_LIMIT = 2**62
 
 
 def _limit(value: Any, what: str) -> int | None:
@@ -159,8 +161,8 @@ class Quotas:
     ) -> Reservation:
         """Count one message (and `tokens` expected) against today's limits, or refuse it."""
         day = day_of(now)
-        max_messages = _cap(limits.messages_per_day)
-        max_tokens = _cap(limits.tokens_per_day)
+        max_messages = _cap(limits.messages_per_day, _NO_MESSAGE_LIMIT)
+        max_tokens = _cap(limits.tokens_per_day, _NO_TOKEN_LIMIT)
         admitted = max_messages > 0 and max_tokens > 0
         if admitted:
             with transaction(self.engine, write=True) as conn:
@@ -208,5 +210,5 @@ class Quotas:
         )
 
 
-def _cap(limit: int | None) -> int:
-    return _UNLIMITED if limit is None else limit
+def _cap(limit: int | None, unlimited: int) -> int:
+    return unlimited if limit is None else min(limit, unlimited)

@@ -205,3 +205,25 @@ def test_no_auth_mode(services: Services) -> None:
 
 def test_auth_header_constant(seeded: TestClient) -> None:
     assert seeded.get("/api/secretaries/", headers=AUTH).status_code == 200
+
+
+def test_usage_limits_and_the_quota_status(seeded: TestClient) -> None:
+    for text in ("one", "two"):
+        assert seeded.post("/api/messages", json={"user_id": 1, "text": text}).status_code == 200
+    doc = seeded.get("/api/usage").json()
+    assert {"messages", "prompt_tokens", "completion_tokens", "by_secretary"} <= set(doc)
+    assert doc["messages"] == 2 and set(doc["by_secretary"]) == {"alice"}
+    assert seeded.get("/api/usage", params={"user": "@ann", "since": "1d"}).json()["messages"] == 2
+    assert seeded.get("/api/usage", params={"secretary": "bob"}).json()["messages"] == 0
+    error(seeded.get("/api/usage", params={"since": "later"}), 422, "InvalidInput")
+    error(seeded.get("/api/usage", params={"user": "404404"}), 404, "UnknownUser")
+    limits = seeded.put("/api/users/1/limits", json={"messages_per_day": 2})
+    assert limits.json() == {"telegram_id": 1, "messages_per_day": 2, "tokens_per_day": None}
+    error(seeded.put("/api/users/1/limits", json={"messages_per_day": -1}), 422)
+    refused = seeded.post("/api/messages", json={"user_id": 1, "text": "three"})
+    body = error(refused, 429, "QuotaExceeded")
+    assert "resets at" in body["message"]
+    assert 0 < int(refused.headers["Retry-After"]) <= 86400
+    streamed = seeded.post("/api/messages?stream=true", json={"user_id": 1, "text": "four"})
+    error(streamed, 429, "QuotaExceeded")
+    assert seeded.get("/api/usage").json()["messages"] == 2

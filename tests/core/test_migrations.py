@@ -8,7 +8,6 @@ from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 import secretaries_core.usage.tables  # noqa: F401  (usage tables on the metadata)
-
 from secretaries_core import schema
 from secretaries_core.db import make_engine
 
