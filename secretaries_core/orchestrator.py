@@ -55,6 +55,7 @@ from secretaries_core.timeutil import utcnow
 from secretaries_core.tokens import TokenCounter
 from secretaries_core.usage import Limits, Quotas, Reservation, UsageBook, UsageEntry
 from secretaries_core.usage.quotas import day_of
+from secretaries_core.usage.writer import UsageWriter
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -165,7 +166,7 @@ class Orchestrator:
         )
         self.gate = UserGate()
         self.tokens = TokenCounter(tokenizer=settings.tokenizer)
-        self.usage = UsageBook(registry.engine)
+        self.usage = UsageWriter(UsageBook(registry.engine), on_error=self._usage_failed)
         self.quotas = Quotas(registry.engine)
         # Summaries being written, so close() can let them finish and one context never
         # has two at once.
@@ -415,13 +416,10 @@ class Orchestrator:
         items = [(turn.telegram_id, secretary.id, Message("user", t, at)) for t in turn.texts]
         items.append((turn.telegram_id, secretary.id, Message("assistant", answer, self.now())))
         # The whole turn in one write, after the model answered: a failed or interrupted
-        # call leaves the context exactly as it was. Its usage goes to the database at the
-        # same time (the tokens were spent whether or not the context write succeeds).
-        turn.recorded = True
-        await asyncio.gather(
-            self.store.aappend_many(items, policy=turn.instance.policy),
-            self._record(turn, answer),
-        )
+        # call leaves the context exactly as it was. Its usage is recorded first: the
+        # tokens were spent whether or not the context write succeeds.
+        self._record(turn, answer)
+        await self.store.aappend_many(items, policy=turn.instance.policy)
         self.metrics.messages.labels(secretary=secretary.name).inc()
         self._summarize_later(turn)
         return Reply(answer, secretary.name, secretary.id, turn.resolved.source)
@@ -464,8 +462,8 @@ class Orchestrator:
             estimated=not reported,
         )
 
-    async def _record(self, turn: _Turn, answer: str) -> None:
-        """One upsert of the call's usage (and the quota's token correction)."""
+    def _record(self, turn: _Turn, answer: str) -> None:
+        """Queue the call's usage (and the quota's token correction) for the writer."""
         assert turn.fit is not None
         secretary = turn.resolved.secretary
         entry = self._entry(
@@ -481,16 +479,18 @@ class Orchestrator:
             # Counted on the day it was admitted, even if it finished after midnight.
             entry = replace(entry, day=turn.reservation.day)
         admitted = turn.reservation.tokens if turn.reservation is not None else None
-        await self._write_usage([entry], admitted)
+        turn.recorded = True
+        # Summed in memory and written in batches behind the message path (usage/writer.py).
+        self.usage.add([entry], admitted)
 
-    async def _write_usage(self, entries: list[UsageEntry], admitted_tokens: int | None) -> None:
-        try:
-            await self._hops.run(self.usage.record, entries, admitted_tokens=admitted_tokens)
-        except Exception as exc:
-            # The reply is good and already paid for: losing its usage row is logged and
-            # counted, not turned into a failed message.
-            self.metrics.errors.labels(type="UsageNotRecorded").inc()
-            log.error("could not record usage", exc_info=exc)
+    def _usage_failed(self, exc: Exception) -> None:
+        # The replies were good and already paid for: a failed usage write is counted and
+        # retried, never turned into a failed message.
+        self.metrics.errors.labels(type="UsageNotWritten").inc()
+
+    def flush_usage(self) -> None:
+        """Write the usage of every answered message now (reports read the database)."""
+        self.usage.flush()
 
     def _summarize_later(self, turn: _Turn) -> None:
         secretary = turn.resolved.secretary
@@ -542,7 +542,7 @@ class Orchestrator:
                 [(turn.telegram_id, secretary.id, summaries.message(text, fresh, self.now()))],
                 policy=turn.instance.policy,
             )
-            await self._write_usage([entry], None)
+            self.usage.add([entry])
             self.metrics.summaries.labels(outcome="ok").inc()
         except (Exception, TimeoutError) as exc:
             # The turns stay in the context; the next overflow tries again.
@@ -677,6 +677,7 @@ class Orchestrator:
         finally:
             self.model_clients.close()
         self.pool.close()
+        self.usage.close()
         self._hops.close()
         if self._owned_engine is not None:
             self.store.close()

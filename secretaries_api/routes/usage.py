@@ -22,6 +22,7 @@ def usage(
     since: str | None = Query(None, max_length=32, description="90m, 12h, 7d: whole UTC days"),
 ) -> UsageOut:
     """Messages and tokens in total, per secretary and per UTC day (same as `usage --json`)."""
+    svc.orchestrator.flush_usage()  # this process's latest messages included
     report = admin.usage_report(
         svc.registry,
         user=user_ref(user) if user else None,

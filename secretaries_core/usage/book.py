@@ -40,6 +40,49 @@ class UsageEntry:
 
 
 @dataclass
+class PendingUsage:
+    """Usage not written yet, summed per usage row and per user-day row."""
+
+    usage: dict[tuple[int, uuid.UUID, str, date], list[int]] = field(default_factory=dict)
+    days: dict[tuple[int, date], list[int]] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        """True when there is nothing to write."""
+        return not self.usage and not self.days
+
+    def add(self, entries: Sequence[UsageEntry], admitted_tokens: int | None = None) -> None:
+        """Sum `entries` in (one user's calls); `admitted_tokens`: see `UsageBook.record`."""
+        for e in entries:
+            row = self.usage.setdefault((e.telegram_id, e.secretary_id, e.model, e.day), [0] * 4)
+            row[0] += e.messages
+            row[1] += e.prompt_tokens
+            row[2] += e.completion_tokens
+            row[3] += 1 if e.estimated else 0
+        if not entries:
+            return
+        spent = sum(e.prompt_tokens + e.completion_tokens for e in entries)
+        messages = sum(e.messages for e in entries)
+        if admitted_tokens is not None:
+            # Admission already counted the message and the tokens it expected.
+            spent, messages = spent - admitted_tokens, 0
+        day = self.days.setdefault((entries[0].telegram_id, entries[0].day), [0, 0])
+        day[0] += messages
+        day[1] += spent
+
+    def merge(self, other: PendingUsage) -> None:
+        """Add `other` into this (a failed write's rows go back in line)."""
+        for key, values in other.usage.items():
+            row = self.usage.setdefault(key, [0] * 4)
+            for i, value in enumerate(values):
+                row[i] += value
+        for day_key, values in other.days.items():
+            day = self.days.setdefault(day_key, [0, 0])
+            day[0] += values[0]
+            day[1] += values[1]
+
+
+@dataclass
 class Totals:
     """Sums of messages and tokens (and cost, when the secretary has prices)."""
 
@@ -150,43 +193,41 @@ class UsageBook:
         return self._day_upsert
 
     def record(self, entries: Sequence[UsageEntry], *, admitted_tokens: int | None = None) -> None:
-        """Add `entries` (one user's) and their user-day totals in one transaction.
+        """Add `entries` (one user's) and their user-day totals now, in one transaction.
 
-        The user-day row is what quotas are checked against. A message admitted under a
-        quota was already counted there with `admitted_tokens` expected: only the
-        difference is added now.
+        A message admitted under a quota was already counted on its user-day row with
+        `admitted_tokens` expected: only the difference is added.
         """
-        if not entries:
+        pending = PendingUsage()
+        pending.add(entries, admitted_tokens)
+        self.write(pending)
+
+    def write(self, pending: PendingUsage) -> None:
+        """Write summed usage and user-day deltas in one transaction (two upserts)."""
+        if pending.empty:
             return
-        rows = [
+        usage_rows = [
             {
-                "telegram_id": e.telegram_id,
-                "secretary_id": e.secretary_id,
-                "model": e.model,
-                "day": e.day,
-                "messages": e.messages,
-                "prompt_tokens": e.prompt_tokens,
-                "completion_tokens": e.completion_tokens,
-                "estimated_calls": 1 if e.estimated else 0,
+                "telegram_id": tid,
+                "secretary_id": sid,
+                "model": model,
+                "day": day,
+                "messages": v[0],
+                "prompt_tokens": v[1],
+                "completion_tokens": v[2],
+                "estimated_calls": v[3],
             }
-            for e in entries
+            for (tid, sid, model, day), v in pending.usage.items()
         ]
-        first = entries[0]
-        spent = sum(e.prompt_tokens + e.completion_tokens for e in entries)
-        messages = sum(e.messages for e in entries)
-        if admitted_tokens is not None:
-            spent, messages = spent - admitted_tokens, 0
+        day_rows = [
+            {"telegram_id": tid, "day": day, "messages": v[0], "tokens": v[1]}
+            for (tid, day), v in pending.days.items()
+        ]
         with transaction(self.engine, write=True) as conn:
-            conn.execute(self._statement(), rows)
-            conn.execute(
-                self._day_statement(),
-                {
-                    "telegram_id": first.telegram_id,
-                    "day": first.day,
-                    "messages": messages,
-                    "tokens": spent,
-                },
-            )
+            if usage_rows:
+                conn.execute(self._statement(), usage_rows)
+            if day_rows:
+                conn.execute(self._day_statement(), day_rows)
 
     def report(
         self,
