@@ -13,6 +13,7 @@ import time
 
 from bench import (
     api,
+    budget_usage,
     context_redis,
     context_sql,
     instances,
@@ -52,6 +53,10 @@ def main() -> None:
         (
             "message path",
             message_path.run(users=200 if q else 1000, latency=1.0),
+        ),
+        (
+            "token budget, usage and quotas",
+            budget_usage.run(messages=200 if q else 600),
         ),
         (
             "migrate-users",

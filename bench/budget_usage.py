@@ -194,7 +194,8 @@ def run(messages: int) -> list[Row]:
 
     rows += handle_rows("SQLite", sql_store, messages)
     with redis_client() as client:
-        redis_url = f"redis://127.0.0.1:{client.connection_pool.connection_kwargs['port']}/0"
+        kwargs = client.connection_pool.connection_kwargs
+        redis_url = f"redis://127.0.0.1:{kwargs['port']}/{kwargs.get('db', 0)}"
 
         def redis_store(_url: str) -> ContextStore:
             client.flushdb()

@@ -65,3 +65,11 @@ def test_message_path_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("SECRETARIES_BENCH_REDIS_URL", redis_url.rsplit("/", 1)[0] + "/4")
     rows = message_path.run(users=20, latency=0.05)
     assert len(rows) == 6 and all(r.ours > 0 and r.baseline > 0 for r in rows)
+
+
+def test_budget_usage_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import budget_usage
+
+    monkeypatch.setenv("SECRETARIES_BENCH_REDIS_URL", redis_url.rsplit("/", 1)[0] + "/5")
+    rows = budget_usage.run(messages=20)
+    assert len(rows) == 8 and all(r.ours > 0 and r.baseline > 0 for r in rows)
