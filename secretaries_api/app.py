@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from secretaries_api import errors
 from secretaries_api.auth import require_token
+from secretaries_api.guard import RequestGuard
 from secretaries_api.routes import catalog, contexts, ops, usage, users
 from secretaries_api.services import Services
 from secretaries_core.config import Settings
@@ -68,6 +69,14 @@ def create_app(
     app.state.api_token = api_token
     errors.install(app)
     app.add_middleware(RejectControlCharacters)
+    # Outermost: nothing is parsed for a request without the token or over the limits.
+    limits = settings or (services.settings if services is not None else Settings.load())
+    app.add_middleware(
+        RequestGuard,
+        token=api_token,
+        max_body=limits.api_max_body,
+        body_timeout=limits.api_body_timeout_seconds,
+    )
     protected = [Depends(require_token)]
     app.include_router(catalog.router, dependencies=protected)
     app.include_router(users.router, dependencies=protected)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from secretaries_api.schemas import ErrorOut
+from secretaries_core.db import is_busy, is_disconnect, unavailable
 from secretaries_core.errors import (
     BackendUnavailable,
     Conflict,
@@ -22,6 +26,8 @@ from secretaries_core.errors import (
     SecretariesError,
 )
 from secretaries_core.timeutil import utcnow
+
+log = logging.getLogger(__name__)
 
 # Most specific first: ModelUnavailable is both a ModelError and a BackendUnavailable.
 STATUS_BY_ERROR: list[tuple[type[SecretariesError], int]] = [
@@ -75,6 +81,22 @@ def install(app: FastAPI) -> None:
             wait = max(0, int((exc.resets_at - utcnow()).total_seconds()))
             response.headers["Retry-After"] = str(wait)
         return response
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A driver error that escaped the library's own translation: still JSON, still 503
+        # when the database is down or locked, and never the driver's text with a URL.
+        services = getattr(request.app.state, "services", None)
+        if services is not None and (is_disconnect(exc) or is_busy(exc)):
+            found = unavailable(services.registry.engine, exc)
+            return error_response(503, "BackendUnavailable", str(found))
+        log.error("database error", exc_info=exc)
+        return error_response(500, "InternalError", "database error; see the server log")
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error", exc_info=exc)
+        return error_response(500, "InternalError", "internal error; see the server log")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -100,11 +100,28 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             problems = exc.problems if isinstance(exc, InvalidInput) else []
             output.error(str(exc), problems)
             raise typer.Exit(exit_code_for(exc)) from None
+        except Exception as exc:
+            if not _driver_error(exc):
+                raise
+            # Escaped the library's translation (it should not): one line, the URL masked.
+            from secretaries_core.db import mask_url
+
+            first = (str(getattr(exc, "orig", None) or exc).splitlines() or ["?"])[0]
+            output.error(f"database error: {mask_url(first)}")
+            raise typer.Exit(EXIT_UNAVAILABLE) from None
         except KeyboardInterrupt:
             output.error("interrupted; finished batches are kept, run the command again to resume")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _driver_error(exc: Exception) -> bool:
+    # Checked through sys.modules: importing SQLAlchemy here would slow down `--help`.
+    import sys
+
+    found = sys.modules.get("sqlalchemy.exc")
+    return found is not None and isinstance(exc, found.DBAPIError)
 
 
 class App(typer.Typer):

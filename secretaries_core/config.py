@@ -92,6 +92,8 @@ class Settings:
     messages_per_day: int | None = None
     tokens_per_day: int | None = None
     tokenizer: str = "auto"
+    api_max_body: int = 1024 * 1024
+    api_body_timeout_seconds: float = 30.0
 
     @classmethod
     def load(
@@ -140,6 +142,8 @@ class Settings:
             messages_per_day=_env_limit(env, "SECRETARIES_MESSAGES_PER_DAY"),
             tokens_per_day=_env_limit(env, "SECRETARIES_TOKENS_PER_DAY"),
             tokenizer=_env_choice(env, "SECRETARIES_TOKENIZER", TOKENIZERS),
+            api_max_body=_env_int(env, "SECRETARIES_API_MAX_BODY", 1024 * 1024),
+            api_body_timeout_seconds=_env_float(env, "SECRETARIES_API_BODY_TIMEOUT", 30.0),
         )
 
     @property

@@ -19,14 +19,33 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_CACHE_KIB = 64 * 1024
 
 
-_USERINFO_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+_SECRET_QUERY = re.compile(
+    r"([?&;](?:password|passwd|pwd|pass|secret|token|api_key|apikey|key|sslpassword|auth)=)"
+    r"[^&;#]*",
+    re.IGNORECASE,
+)
 
 
 def mask_url(url: str | URL) -> str:
-    """Render a URL with its password replaced by `***`, safe for messages and logs."""
-    if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    return _USERINFO_PASSWORD.sub(r"\1***@", url)
+    """Render a URL with every password replaced by `***`, safe for messages and logs.
+
+    Covers `user:password@` (also a password holding `@`, `/` or `%xx`, by taking the last
+    `@` before the query) and secrets in the query string (`?password=…`, `&token=…`).
+    """
+    text = url.render_as_string(hide_password=False) if isinstance(url, URL) else str(url)
+    scheme = text.find("://")
+    if scheme >= 0:
+        start = scheme + 3
+        end = min(
+            (i for i in (text.find("?", start), text.find("#", start)) if i >= 0), default=len(text)
+        )
+        at = text.rfind("@", start, end)
+        if at >= 0:
+            userinfo = text[start:at]
+            if ":" in userinfo:
+                userinfo = userinfo.split(":", 1)[0] + ":***"
+            text = text[:start] + userinfo + text[at:]
+    return _SECRET_QUERY.sub(r"\1***", text)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -54,8 +73,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for any SQLAlchemy URL; SQLite gets WAL, a busy timeout and foreign keys."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise InvalidInput(f"not a database URL: {url!r}") from exc
+        parsed.port  # noqa: B018  (a non-numeric port fails here, not deep in a driver)
+    except (ArgumentError, ValueError):
+        raise InvalidInput(
+            f"not a database URL: {mask_url(url)} (expected e.g. "
+            "postgresql://user:password@host:5432/db or sqlite:///path/to/file.db)"
+        ) from None
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         try:
             import psycopg  # noqa: F401
@@ -89,7 +112,10 @@ def check_reachable(engine: Engine) -> None:
 
 def unavailable(engine: Engine, exc: BaseException) -> BackendUnavailable:
     """Build the error reported when a database cannot be used."""
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    if isinstance(exc, DBAPIError) and is_busy(exc):
+        return busy(engine)
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    reason = mask_url(lines[0]) if lines else type(exc).__name__
     return BackendUnavailable(f"cannot reach database {mask_url(engine.url)}: {reason}")
 
 
@@ -102,12 +128,28 @@ def is_disconnect(exc: DBAPIError) -> bool:
     return isinstance(exc, InterfaceError | OperationalError) and "locked" not in str(exc.orig)
 
 
+def is_busy(exc: DBAPIError) -> bool:
+    """SQLite's busy timeout ran out: another connection held the write lock too long."""
+    return "database is locked" in str(exc.orig) or "database is busy" in str(exc.orig)
+
+
+def busy(engine: Engine) -> BackendUnavailable:
+    """The error for a database whose write lock stayed taken beyond the busy timeout."""
+    return BackendUnavailable(
+        f"database {mask_url(engine.url)} is busy: another process held its write lock for "
+        f"more than {SQLITE_BUSY_TIMEOUT_MS // 1000} s (a long import or migration?); "
+        "try again when it has finished"
+    )
+
+
 @contextmanager
 def _translated(engine: Engine) -> Iterator[None]:
-    """A lost server becomes `BackendUnavailable`; other driver errors pass through."""
+    """A lost or locked database becomes `BackendUnavailable`; other driver errors pass."""
     try:
         yield
     except DBAPIError as exc:
+        if is_busy(exc):
+            raise busy(engine) from exc
         if is_disconnect(exc):
             raise unavailable(engine, exc) from exc
         raise
@@ -140,4 +182,11 @@ def transaction(engine: Engine, *, write: bool = False) -> Iterator[Connection]:
     Same rules as `session_scope`.
     """
     with _translated(engine), _bind(engine, write).begin() as conn:
+        yield conn
+
+
+@contextmanager
+def connected(engine: Engine) -> Iterator[Connection]:
+    """A plain connection for reads, with a lost or locked database translated."""
+    with _translated(engine), engine.connect() as conn:
         yield conn

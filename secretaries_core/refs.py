@@ -18,9 +18,12 @@ UserRef = int | str
 def parse_user_ref(text: str) -> UserRef:
     """Turn `123` into 123 and `@name` into "@name"; anything else is `InvalidInput`."""
     text = text.strip()
-    if text.startswith("@") and normalize_username(text[1:]) is not None:
+    name = text[1:]
+    # One `@` only, and ASCII digits only: `@@x`, Arabic-Indic or full-width digits and `²`
+    # are not users (int() would read the digits).
+    if text.startswith("@") and not name.startswith("@") and USERNAME_RE.fullmatch(name):
         return text
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return validate_telegram_id(int(text))
     raise InvalidInput(f"{text!r} is not a user: give a positive Telegram id or @username")
 

@@ -31,8 +31,10 @@ def alembic_config(engine: Engine) -> Config:
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(migrations_dir()))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    # Alembic's options go through configparser, where `%` starts an interpolation: a path
+    # holding `%` is escaped, and the URL (a percent-encoded password) is never put there at
+    # all — env.py takes the engine itself.
+    config.set_main_option("script_location", str(migrations_dir()).replace("%", "%%"))
     config.attributes["engine"] = engine
     return config
 

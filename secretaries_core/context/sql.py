@@ -32,7 +32,7 @@ from secretaries_core.context.base import (
 )
 from secretaries_core.context.sql_tables import CONTEXT_TABLE as CTX
 from secretaries_core.context.sql_tables import MESSAGE_TABLE as MSG
-from secretaries_core.db import session_scope, transaction
+from secretaries_core.db import connected, session_scope, transaction
 from secretaries_core.errors import Conflict
 from secretaries_core.timeutil import UTCDateTime, utcnow
 
@@ -140,7 +140,7 @@ class SqlContextStore(ContextStore):
         """The last `limit` messages of a live context, oldest first, in one query."""
         params = {"u": user_id, "s": secretary_id, "now": self.clock(), "lim": limit}
         query = self._sql.read if limit is not None else self._sql.read_all
-        with self.engine.connect() as conn:
+        with connected(self.engine) as conn:
             rows = conn.execute(query, params).all()
         return [Message(role, content, at, meta) for role, content, at, meta in reversed(rows)]
 
@@ -153,7 +153,7 @@ class SqlContextStore(ContextStore):
             .where(CTX.c.expires_at > literal(self.clock(), UTCDateTime()))
             .group_by(CTX.c.secretary_id)
         )
-        with self.engine.connect() as conn:
+        with connected(self.engine) as conn:
             per = {sec: (int(n), int(m)) for sec, n, m in conn.execute(query)}
         return ContextStats(
             contexts=sum(n for n, _ in per.values()),
@@ -167,7 +167,7 @@ class SqlContextStore(ContextStore):
         """Live contexts, most recently active first."""
         query = select(CTX.c.user_id, CTX.c.secretary_id, CTX.c.message_count, CTX.c.last_activity)
         query = query.where(*self._filters(None, user_id, secretary_id, live=True))
-        with self.engine.connect() as conn:
+        with connected(self.engine) as conn:
             rows = conn.execute(query.order_by(CTX.c.last_activity.desc())).all()
         for uid, sid, count, last in rows:
             yield ContextSummary(uid, sid, count, last)
@@ -209,7 +209,7 @@ class SqlContextStore(ContextStore):
     ) -> int:
         """Delete matching contexts in batches of `batch_size`, one DELETE statement each."""
         conds = self._filters(older_than, user_id, secretary_id)
-        with self.engine.connect() as conn:
+        with connected(self.engine) as conn:
             total = conn.execute(select(func.count()).select_from(CTX).where(*conds)).scalar_one()
         if dry_run or total == 0:
             return int(total)
