@@ -27,6 +27,19 @@ app = App(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as installed
+
+        try:
+            number = installed("secretaries")
+        except PackageNotFoundError:  # running from a checkout without an install
+            number = "unknown"
+        typer.echo(f"secretaries {number}")
+        raise typer.Exit()
+
+
 @app.callback()
 @guarded
 def root(
@@ -51,6 +64,15 @@ def root(
             show_envvar=True,
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_show_version,
+            help="Print the version and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Manage AI secretaries, their users and conversation contexts."""
     state = Runtime(Settings.load(database_url=database_url, context_url=context_url))

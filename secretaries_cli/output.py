@@ -82,6 +82,18 @@ def progress_bar(label: str, *, enabled: bool) -> Iterator[Callable[[int, int], 
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
+def confirmed(question: str, *, yes: bool) -> bool:
+    """True with `--yes`; on a terminal ask `question`; otherwise (a script) refuse.
+
+    Scripts must say `--yes`: a destructive command never proceeds on a guess.
+    """
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        return False
+    return typer.confirm(question, default=False)
+
+
 def yes_no(flag: bool) -> str:
     """A boolean for a table cell."""
     return "yes" if flag else "no"

@@ -12,6 +12,8 @@ from secretaries_core.schemas import (
     ContextOut,
     ContextStatsOut,
     CountsOut,
+    DeletedSecretaryOut,
+    ErasedOut,
     MessageOut,
     PurgeOut,
     UserContextsOut,
@@ -114,3 +116,28 @@ def usage_report(
         telegram_id=telegram_id, secretary_id=secretary_id, since=first_day
     )
 
+
+
+def erase_user(registry: SecretaryRegistry, store: ContextStore, user: UserRef) -> ErasedOut:
+    """Erase a user everywhere: contexts, then user row + links + usage, then contexts again.
+
+    The database part is one transaction, so the user is either fully known or unknown.
+    Contexts are deleted before it (a failure leaves a whole user to erase again) and once
+    more after it (a message answered in between cannot leave a context behind).
+    """
+    telegram_id = registry.get_user(user).telegram_id
+    contexts = store.erase_user(telegram_id)
+    _, links, usage_rows = registry.erase_user_rows(telegram_id)
+    contexts += store.erase_user(telegram_id)
+    return ErasedOut(
+        telegram_id=telegram_id, links=links, contexts=contexts, usage_rows=usage_rows
+    )
+
+
+def delete_secretary(
+    registry: SecretaryRegistry, store: ContextStore, secretary: str | uuid.UUID
+) -> DeletedSecretaryOut:
+    """Delete a secretary no link ever referenced, and its contexts."""
+    deleted = registry.delete_secretary(secretary)
+    contexts = store.erase_secretary(deleted.id)
+    return DeletedSecretaryOut(id=deleted.id, name=deleted.name, contexts=contexts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -10,7 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, Select, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 from sqlmodel import col
@@ -28,6 +39,7 @@ from secretaries_core.errors import (
 from secretaries_core.llm.providers import validate_model
 from secretaries_core.models import (
     ASSISTANT_TABLE,
+    TELEGRAMUSER_TABLE,
     Assistant,
     AssistantCreate,
     AssistantUpdate,
@@ -69,6 +81,15 @@ class Resolution:
     user: TelegramUser
     secretary: Assistant
     source: Source
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A registered user, what happened, and who held their username before (if anyone)."""
+
+    user: TelegramUser
+    status: UserStatus
+    username_moved_from: int | None = None
 
 
 @dataclass(frozen=True)
@@ -239,10 +260,7 @@ class SecretaryRegistry:
         _check_secretary_fields(data.name, data.model, data.prompt, data.description)
 
         def work(session: Session) -> Assistant:
-            if session.scalars(
-                select(col(Assistant.id)).where(col(Assistant.name) == data.name)
-            ).first():
-                raise Conflict(f"a secretary named {data.name!r} already exists")
+            _refuse_taken_name(session, data.name)
             now = self.clock()
             if data.is_default:
                 _clear_default(session, now)
@@ -278,19 +296,15 @@ class SecretaryRegistry:
                     new["params"] = merged
             if not new:
                 return Change(secretary, changed=False)
+            # Only what changes is checked: older rows that break today's rules keep working.
             _check_secretary_fields(
-                new.get("name", secretary.name),
+                new.get("name"),
                 new.get("model", secretary.model),
-                new.get("prompt", secretary.prompt),
-                new.get("description", secretary.description),
+                new.get("prompt"),
+                new.get("description"),
             )
-            if (
-                "name" in new
-                and session.scalars(
-                    select(col(Assistant.id)).where(col(Assistant.name) == new["name"])
-                ).first()
-            ):
-                raise Conflict(f"a secretary named {new['name']!r} already exists")
+            if "name" in new:
+                _refuse_taken_name(session, new["name"], besides=secretary.id)
             if new.keys() & {"model", "prompt", "params"}:
                 new["version"] = secretary.version + 1
             for field, value in new.items():
@@ -375,38 +389,104 @@ class SecretaryRegistry:
         self, telegram_id: int, username: str | None = None
     ) -> tuple[TelegramUser, UserStatus]:
         """Register a user; an existing one keeps their row and gets the new username if given."""
+        found = self.register_user(telegram_id, username)
+        return found.user, found.status
+
+    def register_user(self, telegram_id: int, username: str | None = None) -> Registration:
+        """`add_user`, also saying whose username moved to this user.
+
+        Telegram usernames are unique at any moment: a username another user holds here is
+        stale (they changed it on Telegram), so it moves to this user and the other user's
+        username is cleared.
+        """
         validate_telegram_id(telegram_id)
         name = normalize_username(username)
 
-        def work(session: Session) -> tuple[TelegramUser, UserStatus]:
+        def work(session: Session) -> Registration:
             user = session.scalars(
                 select(TelegramUser).where(col(TelegramUser.telegram_id) == telegram_id)
             ).one_or_none()
             now = self.clock()
+            if user is not None and (name is None or name == user.username):
+                return Registration(user, "unchanged")
+            moved_from = _take_username(session, name, telegram_id, now) if name else None
             if user is None:
                 user = TelegramUser(
                     telegram_id=telegram_id, username=name, created_at=now, updated_at=now
                 )
                 session.add(user)
                 session.flush()
-                return user, "created"
-            if name is None or name == user.username:
-                return user, "unchanged"
+                return Registration(user, "created", moved_from)
             user.username = name
             user.updated_at = now
             session.flush()
-            return user, "updated"
+            return Registration(user, "updated", moved_from)
 
         try:
-            return self._write(work, conflict="", event="user", telegram_id=telegram_id)
+            found = self._write(work, conflict="", event="user", telegram_id=telegram_id)
         except Conflict:
             # Another process registered the same id between our read and insert.
-            return self._write(
+            found = self._write(
                 work,
                 conflict=f"user {telegram_id} changed concurrently; try again",
                 event="user",
                 telegram_id=telegram_id,
             )
+        if found.username_moved_from is not None:
+            self._changed("user", telegram_id=found.username_moved_from)
+        return found
+
+    def erase_user_rows(self, user_ref: UserRef) -> tuple[int, int, int]:
+        """Delete the user row, every link and all usage in one transaction.
+
+        Returns (telegram id, links deleted, usage rows deleted). Contexts live in the
+        context store: `admin.erase_user` removes them around this call.
+        """
+        from secretaries_core.usage import UsageBook
+
+        def work(session: Session) -> tuple[int, int, int]:
+            user = self._user(session, user_ref, lock=True)
+            conn = session.connection()
+            links = conn.execute(
+                delete(linksql.LINK).where(linksql.LINK.c.user_id == user.id),
+                execution_options={"preserve_rowcount": True},
+            ).rowcount
+            usage_rows = UsageBook.erase_user(conn, user.telegram_id)
+            conn.execute(delete(TELEGRAMUSER_TABLE).where(TELEGRAMUSER_TABLE.c.id == user.id))
+            return user.telegram_id, int(links or 0), usage_rows
+
+        with session_scope(self.engine, write=True) as session:
+            result = work(session)
+        self._changed("user", telegram_id=result[0])
+        return result
+
+    def delete_secretary(self, ref: str | uuid.UUID) -> Assistant:
+        """Delete a secretary that no link ever referenced (otherwise: deactivate it)."""
+
+        def work(session: Session) -> Assistant:
+            secretary = self._secretary(session, ref, lock=True)
+            if secretary.is_default:
+                raise Conflict(
+                    f"{secretary.name!r} is the default; make another secretary the default "
+                    "first (`secretaries set-default SEC`)"
+                )
+            used = session.execute(
+                select(func.count())
+                .select_from(linksql.LINK)
+                .where(linksql.LINK.c.secretary_id == secretary.id)
+            ).scalar_one()
+            if used:
+                raise Conflict(
+                    f"{secretary.name!r} is in {used} link(s) of users' history and cannot be "
+                    f"deleted; run `secretaries deactivate {secretary.name}` instead"
+                )
+            session.delete(secretary)
+            session.flush()
+            return secretary
+
+        deleted = self._write(work, conflict="the secretary changed concurrently; try again")
+        self._changed("deactivated", deleted.id)
+        return deleted
 
     def limits(self, user_ref: UserRef) -> Limits:
         """The user's own daily limits (overrides; None where not overridden)."""
@@ -758,22 +838,76 @@ def _resolution_query(by_name: bool) -> Select[Any]:
     )
 
 
+def _take_username(session: Session, name: str, telegram_id: int, now: datetime) -> int | None:
+    """Clear `name` from any other user holding it; return that user's Telegram id."""
+    holder = session.scalars(
+        select(TelegramUser).where(
+            func.lower(col(TelegramUser.username)) == name.lower(),
+            col(TelegramUser.telegram_id) != telegram_id,
+        )
+    ).first()
+    if holder is None:
+        return None
+    holder.username = None
+    holder.updated_at = now
+    session.flush()
+    return holder.telegram_id
+
+
+def _refuse_taken_name(session: Session, name: str, besides: uuid.UUID | None = None) -> None:
+    # Case-insensitively: `Alice` and `alice` would be the same secretary to a person.
+    query = select(col(Assistant.name)).where(func.lower(col(Assistant.name)) == name.lower())
+    if besides is not None:
+        query = query.where(col(Assistant.id) != besides)
+    taken = session.scalars(query).first()
+    if taken is not None:
+        raise Conflict(f"a secretary named {taken!r} already exists")
+
+
 def _clear_default(session: Session, now: datetime) -> None:
     session.execute(
         update(Assistant).where(col(Assistant.is_default)).values(is_default=False, updated_at=now)
     )
 
 
-def _check_secretary_fields(name: str, model: str, prompt: str, description: str = "") -> None:
-    if any("\x00" in value for value in (name, model, prompt, description)):
-        # PostgreSQL text cannot hold NUL; refuse it everywhere so behaviour is the same.
-        raise InvalidInput("text fields cannot contain NUL characters")
-    if not name.strip():
-        raise InvalidInput("a secretary needs a non-empty name")
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Control characters other than tab, newline and carriage return (prompt files use CRLF).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def check_name(name: str) -> None:
+    """A new secretary name: 1-64 letters, digits, `-`, `_`, `.` (not a UUID)."""
+    if not NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            f"invalid secretary name {name!r}: use 1 to 64 letters, digits, '-', '_' or '.'"
+        )
     if _as_uuid(name) is not None:
         raise InvalidInput("a secretary's name cannot look like a UUID")
+
+
+def check_text(field: str, value: str) -> None:
+    """Descriptions and prompts: any text but control characters (tab and newlines are fine)."""
+    found = _CONTROL.search(value)
+    if found:
+        raise InvalidInput(
+            f"the {field} contains the control character U+{ord(found.group()):04X}; "
+            "only tab and newlines are allowed"
+        )
+
+
+def _check_secretary_fields(
+    name: str | None, model: str, prompt: str | None, description: str | None = ""
+) -> None:
+    """Check the fields being set (None: not being changed)."""
+    if name is not None:
+        check_name(name)
+    for field, value in (("prompt", prompt), ("description", description)):
+        if value is not None:
+            check_text(field, value)
+    if "\x00" in model:
+        raise InvalidInput("text fields cannot contain NUL characters")
     if not model.strip():
         raise InvalidInput("a secretary needs a model")
     validate_model(model)
-    if not prompt.strip():
+    if prompt is not None and not prompt.strip():
         raise InvalidInput("a secretary needs a non-empty prompt")

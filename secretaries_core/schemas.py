@@ -179,3 +179,20 @@ class ReplyOut(BaseModel):
     reply: str
     secretary: str
     source: Source
+
+
+class ErasedOut(BaseModel):
+    """`users delete --json` / `DELETE /api/users/{id}`: what was deleted."""
+
+    telegram_id: int
+    links: int
+    contexts: int
+    usage_rows: int
+
+
+class DeletedSecretaryOut(BaseModel):
+    """`delete --json`: the secretary deleted and how many contexts went with it."""
+
+    id: uuid.UUID
+    name: str
+    contexts: int

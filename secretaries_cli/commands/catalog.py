@@ -200,6 +200,26 @@ def register(app: App) -> None:
         change = runtime(ctx).registry().deactivate(sec, reassign_to=reassign_to)
         _report(change, "deactivated", json, ctx)
 
+    @app.command("delete")
+    def delete(
+        ctx: typer.Context,
+        sec: SecArg,
+        yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
+        json: JsonFlag = False,
+    ) -> None:
+        """Delete SEC if no user was ever linked to it (otherwise deactivate it)."""
+        from secretaries_core import admin
+        from secretaries_core.errors import InvalidInput
+
+        rt = runtime(ctx)
+        if not output.confirmed(f"Delete secretary {sec} and its contexts?", yes=yes):
+            raise InvalidInput("nothing deleted: confirm on a terminal or pass --yes")
+        result = admin.delete_secretary(rt.registry(), rt.contexts(), sec)
+        if json:
+            output.emit_json(result)
+        else:
+            output.say(f"Deleted secretary {result.name} ({result.contexts} context(s)).")
+
     @app.command("activate")
     def activate(ctx: typer.Context, sec: SecArg, json: JsonFlag = False) -> None:
         """Make SEC available again."""

@@ -43,12 +43,23 @@ def upgrade(
 
 
 @app.command("downgrade")
-def downgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument(metavar="REV")]) -> None:
-    """Downgrade the schema to REV (`base` removes every table)."""
+def downgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(metavar="REV")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
+) -> None:
+    """Downgrade the schema to REV (`base` removes every table); asks first."""
     from secretaries_core import schema
     from secretaries_core.db import mask_url
+    from secretaries_core.errors import InvalidInput
 
     engine = _engine(ctx)
+    question = (
+        f"Downgrade {mask_url(engine.url)} to {revision}? Tables dropped on the way lose their "
+        "data (below 0003: usage and quotas; below 0002: every stored context)"
+    )
+    if not output.confirmed(question, yes=yes):
+        raise InvalidInput("not downgraded: confirm on a terminal or pass --yes")
     schema.downgrade(engine, revision)
     output.say(f"Downgraded {mask_url(engine.url)} to {schema.current_revision(engine) or 'base'}.")
 

@@ -1,4 +1,4 @@
-"""`users` commands: add, import, list, limit."""
+"""`users` commands: add, import, list, limit, delete."""
 
 from __future__ import annotations
 
@@ -33,11 +33,15 @@ def add(
     """Register a user (idempotent)."""
     from secretaries_core.schemas import UserOut
 
-    user, status = runtime(ctx).registry().add_user(telegram_id, username)
+    found = runtime(ctx).registry().register_user(telegram_id, username)
+    user, status, moved = found.user, found.status, found.username_moved_from
     if json:
-        output.emit_json({**UserOut.of(user).model_dump(mode="json"), "status": status})
-    else:
-        output.say(f"User {user.telegram_id} {status}.")
+        doc = {**UserOut.of(user).model_dump(mode="json"), "status": status}
+        output.emit_json({**doc, "username_moved_from": moved})
+        return
+    output.say(f"User {user.telegram_id} {status}.")
+    if moved is not None:
+        output.say(f"@{user.username} was held by user {moved}; their username is now cleared.")
 
 
 @app.command("import")
@@ -150,3 +154,28 @@ def limit(
         f"User {telegram_id}: {shown(limits.messages_per_day, 'messages')}, "
         f"{shown(limits.tokens_per_day, 'tokens')}."
     )
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    user: Annotated[Any, typer.Argument(parser=user_arg, help="Telegram id or @username.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
+    json: JsonFlag = False,
+) -> None:
+    """Erase USER everywhere: the user, their link history, contexts and usage."""
+    from secretaries_core import admin
+
+    rt = runtime(ctx)
+    telegram_id = rt.registry().get_user(user).telegram_id
+    question = f"Erase user {telegram_id} with their history, contexts and usage?"
+    if not output.confirmed(question, yes=yes):
+        raise InvalidInput("nothing erased: confirm on a terminal or pass --yes")
+    result = admin.erase_user(rt.registry(), rt.contexts(), telegram_id)
+    if json:
+        output.emit_json(result)
+    else:
+        output.say(
+            f"Erased user {result.telegram_id}: {result.links} link(s), "
+            f"{result.contexts} context(s), {result.usage_rows} usage row(s)."
+        )

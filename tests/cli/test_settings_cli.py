@@ -35,7 +35,7 @@ def test_explicit_url_with_old_schema_is_refused(tmp_path: Path, cli_default: Ru
     assert "Upgraded" in ok(cli_default("--database-url", url, "db", "upgrade")).stdout
     assert "already at" in ok(cli_default("--database-url", url, "db", "upgrade")).stdout
     assert as_json(cli_default("--database-url", url, "list", "--json")) == []
-    ok(cli_default("--database-url", url, "db", "downgrade", "base"))
+    ok(cli_default("--database-url", url, "db", "downgrade", "base", "--yes"))
     failed(cli_default("--database-url", url, "list"), 1, "secretaries db upgrade")
     failed(cli_default("--database-url", url, "db", "upgrade", "nonexistent-rev"), 1)
 
