@@ -6,13 +6,13 @@ from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import Engine
+from sqlmodel import SQLModel
 
 from secretaries_core import models  # noqa: F401  (registers the tables on the metadata)
-from secretaries_core.context import sql_tables  # noqa: F401
-from secretaries_core.usage import tables as usage_tables  # noqa: F401
 from secretaries_core.config import Settings
+from secretaries_core.context import sql_tables  # noqa: F401
 from secretaries_core.db import make_engine
-from sqlmodel import SQLModel
+from secretaries_core.usage import tables as usage_tables  # noqa: F401
 
 config = context.config
 if config.config_file_name is not None:

@@ -69,8 +69,22 @@ def _sqlite_on_begin(conn: Any) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _refuse_raw_at(url: str) -> None:
+    # `user:p@ss@host`: the driver would take `ss@host` for the host and print it back in
+    # its error, i.e. part of the password. A password must percent-encode `@` as `%40`.
+    start = url.find("://")
+    if start < 0:
+        return
+    end = min((i for i in (url.find("?", start), url.find("#", start)) if i >= 0), default=len(url))
+    if url.count("@", start, end) > 1:
+        raise InvalidInput(
+            f"not a database URL: {mask_url(url)}: the password holds '@'; write it as %40"
+        )
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for any SQLAlchemy URL; SQLite gets WAL, a busy timeout and foreign keys."""
+    _refuse_raw_at(url)
     try:
         parsed = make_url(url)
         parsed.port  # noqa: B018  (a non-numeric port fails here, not deep in a driver)

@@ -6,9 +6,11 @@ from fastapi import APIRouter, Query, Response, status
 
 from secretaries_api.routes.common import SecretaryPath, Svc, UserPath, user_ref
 from secretaries_api.schemas import MigrateIn, RegisteredOut, UserIn
+from secretaries_core import admin
 from secretaries_core.schemas import (
     AssignOut,
     CurrentOut,
+    ErasedOut,
     LinkOut,
     MigrationOut,
     UserListItem,
@@ -54,6 +56,13 @@ def assign(svc: Svc, user_id: UserPath, secretary_id: SecretaryPath) -> AssignOu
     """Switch the user to this secretary (no change if it already is theirs)."""
     # The orchestrator hears of the change through the registry's subscription.
     return svc.registry.assign(user_ref(user_id), secretary_id)
+
+
+@router.delete("/users/{user_id}", response_model=ErasedOut, operation_id="erase_user")
+def erase_user(svc: Svc, user_id: UserPath) -> ErasedOut:
+    """Erase the user everywhere: user row, link history, contexts and usage."""
+    svc.orchestrator.flush_usage()  # usage still buffered here must not outlive the user
+    return admin.erase_user(svc.registry, svc.contexts, user_ref(user_id))
 
 
 @router.get("/users/{user_id}/history", response_model=list[LinkOut], operation_id="history")

@@ -10,6 +10,7 @@ nowhere else.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ LOCAL_PARAMS = frozenset(
 _TOO_LONG_HINTS = ("context_length_exceeded", "context length", "too long", "maximum context")
 NO_KEY = "unused"  # local servers need none; the SDK refuses an empty one
 MAX_DETAIL_CHARS = 160
+_SECRETS_IN_TEXT = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
 
 
 class ContextTooLong(ModelError):
@@ -199,4 +201,5 @@ def _detail(body: object) -> str:
     if not isinstance(message, str) or not message:
         return ""
     flat = "".join(ch if ch.isprintable() else " " for ch in message)[:MAX_DETAIL_CHARS]
-    return f": {flat}"
+    # A provider (or a proxy in front of it) may echo URLs with credentials: mask them.
+    return f": {_SECRETS_IN_TEXT.sub(lambda m: mask_url(m.group()), flat)}"

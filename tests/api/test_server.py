@@ -168,3 +168,46 @@ def test_a_stream_that_fails_before_its_first_piece_gets_an_http_status(server: 
     assert body == {
         "error": {"code": "InvalidInput", "message": "the message contains a NUL character"}
     }
+
+
+def _raw_post(server: str, path: str, headers: dict[str, str], body_size: int) -> tuple[int, str]:
+    """POST a body of `body_size` bytes with a raw socket; the status and the reply body."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(server)
+    with socket.create_connection((where.hostname, where.port), timeout=30) as sock:
+        head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head += f"Content-Length: {body_size}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        sock.sendall(head.encode())
+        # Send only the first chunk: a server that reads the body first would wait here.
+        sock.sendall(b"{" + b" " * min(body_size - 1, 65536))
+        reply = sock.recv(65536).decode("latin-1")
+    status = int(reply.split(" ", 2)[1])
+    return status, reply.split("\r\n\r\n", 1)[-1]
+
+
+def test_unauthenticated_big_bodies_are_refused_before_reading(server: str) -> None:
+    started = time.perf_counter()
+    status, body = _raw_post(server, "/api/messages", {}, 50 * 1024 * 1024)
+    assert status == 401
+    assert time.perf_counter() - started < 5
+    # With the token, a body over the limit is refused from its Content-Length alone.
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    status, body = _raw_post(server, "/api/messages", auth, 50 * 1024 * 1024)
+    assert status == 413
+    # The token in the query string is never accepted.
+    assert call(f"{server}/api/secretaries/?token={TOKEN}", token=None)[0] == 401
+    assert call(f"{server}/healthz", token=None)[0] == 200
+
+
+def test_erase_a_user_over_http(server: str) -> None:
+    request = _post_json(f"{server}/api/messages", {"user_id": 4242, "text": "remember me"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+    status, body = call(f"{server}/api/users/4242", method="DELETE")
+    assert status == 200
+    assert body == {"telegram_id": 4242, "links": 0, "contexts": 1, "usage_rows": 1}
+    assert call(f"{server}/api/users/4242/secretary")[0] == 404
+    assert call(f"{server}/api/users/4242", method="DELETE")[0] == 404

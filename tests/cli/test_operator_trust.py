@@ -1,0 +1,229 @@
+"""What an operator (or an attacker typing into the bot) tried, through the real CLI.
+
+Each test reproduces an input that crashed, leaked or misbehaved before, and checks the
+exit code, the `Error:` line, what is shown, and that nothing was written.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from secretaries_core import schema
+from secretaries_core.db import make_engine
+from secretaries_core.errors import BackendUnavailable
+from secretaries_core.registry import SecretaryRegistry
+from tests.cli.conftest import Run, as_json, failed, ok
+
+
+def _alice(cli: Run) -> None:
+    ok(cli("create", "alice", "--model", "echo", "--prompt", "A", "--default"))
+
+
+# -- hostile text on the operator's terminal -------------------------------------------------
+
+
+def test_chat_text_with_markup_is_shown_literally(cli: Run) -> None:
+    _alice(cli)
+    ok(cli("chat", "5", "[/oops] and [bob] hello and [bold]x"))
+    shown = ok(cli("contexts", "show", "5")).stdout
+    assert "[/oops]" in shown and "[bob] hello" in shown and "[bold]x" in shown
+
+
+def test_a_description_with_markup_does_not_break_list(cli: Run) -> None:
+    ok(cli("create", "alice", "--model", "echo", "--prompt", "A", "--description", "[/] desc"))
+    assert "[/] desc" in ok(cli("list")).stdout
+    assert "[/] desc" in ok(cli("list")).stdout  # and every later list
+
+
+def test_escape_sequences_never_reach_the_terminal(cli: Run) -> None:
+    _alice(cli)
+    ok(cli("chat", "6", "evil \x1b]0;pwned\x07 \x1b[2J text"))
+    shown = ok(cli("contexts", "show", "6")).stdout
+    assert "\x1b" not in shown and "\x07" not in shown and "text" in shown
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+def test_percent_encoded_password_upgrades_and_never_prints(cli_default: Run, pg_url: str) -> None:
+    url = pg_url.replace("postgres@", "postgres:S3cr3t%23x@", 1)
+    assert "S3cr3t" in url
+    result = ok(cli_default("--database-url", url, "db", "upgrade"))
+    assert "S3cr3t" not in result.stdout + result.stderr
+    result = ok(cli_default("--database-url", url, "db", "downgrade", "0002", "--yes"))
+    assert "S3cr3t" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:hunter2@127.0.0.1:1/db",
+        "postgresql://u:hun@ter2@127.0.0.1:1/db",
+        "postgresql://u@127.0.0.1:1/db?password=hunter2",
+        "postgresql://u:hunter2@127.0.0.1:notaport/db",
+        "nonsense://u:hunter2@",
+    ],
+)
+def test_passwords_never_leak_in_any_url_form(cli_default: Run, url: str) -> None:
+    result = cli_default("--database-url", url, "list")
+    assert result.exit_code in (1, 3), (result.stdout, result.stderr)
+    assert result.stderr.startswith("Error: ")
+    assert "hunter2" not in result.stdout + result.stderr and "ter2" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_percent_in_the_data_home_works(tmp_path: Path) -> None:
+    home = tmp_path / "x%y"
+    env = {**os.environ, "SECRETARIES_HOME": str(home)}
+    env.pop("SECRETARIES_DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "secretaries_cli", "list"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert (home / "secretaries.db").exists()
+
+
+# -- database errors -------------------------------------------------------------------------
+
+
+def test_sqlite_busy_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    engine = make_engine(url)
+    schema.upgrade(engine)
+
+    @event.listens_for(engine, "connect")
+    def short_timeout(dbapi_connection: object, _record: object) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout = 100")  # type: ignore[attr-defined]
+
+    engine.dispose()
+    holder = make_engine(url)
+    # Another process holding the write lock (a long `users import`, say).
+    with holder.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO telegramuser (telegram_id, created_at, updated_at)"
+            " VALUES (1, '2026-01-01', '2026-01-01')"
+        )
+        with pytest.raises(BackendUnavailable, match="is busy"):
+            SecretaryRegistry(engine).add_user(9)
+        conn.rollback()
+    assert SecretaryRegistry(engine).add_user(9)[1] == "created"
+
+
+# -- users and their references --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ref", ["@@x", "\u0668\u0660\u0660", "\uff18\uff10\uff10", "\u00b2"])
+def test_malformed_user_refs_are_usage_errors(cli: Run, ref: str) -> None:
+    _alice(cli)
+    failed(cli("current", ref), 2)
+
+
+def test_version(cli_default: Run) -> None:
+    assert ok(cli_default("--version")).stdout.startswith("secretaries ")
+
+
+def test_an_excel_csv_with_a_bom_imports(cli: Run, tmp_path: Path) -> None:
+    path = tmp_path / "users.csv"
+    path.write_text("\ufefftelegram_id,username\n70,a\n", encoding="utf-8")
+    ok(cli("users", "import", str(path)))
+    assert [u["telegram_id"] for u in as_json(cli("users", "list", "--json"))] == [70]
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("telegram_id,username\n\u0668\u0660\u0660\u0660\u0662\u0661,x\n", "line 2"),
+        ("telegram_id,username\n²,x\n", "line 2"),
+        ('telegram_id,username\n71,"abc\n72,b\n', "CSV"),
+        ("telegram_id,username\n73," + "x" * 200_000 + "\n", "line 2"),
+    ],
+    ids=["arabic-indic", "superscript", "unterminated-quote", "huge-field"],
+)
+def test_bad_csv_files_are_refused_whole(
+    cli: Run, tmp_path: Path, content: str, fragment: str
+) -> None:
+    path = tmp_path / "users.csv"
+    path.write_text(content, encoding="utf-8")
+    failed(cli("users", "import", str(path)), 1, fragment)
+    assert as_json(cli("users", "list", "--json")) == []
+
+
+def test_a_username_moves_to_its_new_holder(cli: Run) -> None:
+    ok(cli("users", "add", "1", "--username", "ann"))
+    said = ok(cli("users", "add", "2", "--username", "Ann")).stdout
+    assert "held by user 1" in said
+    users = {u["telegram_id"]: u["username"] for u in as_json(cli("users", "list", "--json"))}
+    assert users == {1: None, 2: "Ann"}
+    _alice(cli)
+    assert as_json(cli("current", "@ann", "--json"))["user"]["telegram_id"] == 2
+
+
+@pytest.mark.parametrize("name", ["bad name!", "tab\tname", "x" * 65, "ctrl\x01"])
+def test_secretary_names_follow_the_rule(cli: Run, name: str) -> None:
+    failed(cli("create", name, "--model", "echo", "--prompt", "p"), 1, "invalid secretary name")
+    assert as_json(cli("list", "--all", "--json")) == []
+
+
+def test_names_are_unique_regardless_of_case_and_prompts_refuse_control_chars(cli: Run) -> None:
+    _alice(cli)
+    failed(cli("create", "ALICE", "--model", "echo", "--prompt", "p"), 1, "already exists")
+    failed(cli("create", "bob", "--model", "echo", "--prompt", "p\x1b[2J"), 1, "control")
+    ok(cli("create", "bob", "--model", "echo", "--prompt", "line one\n\tline two"))
+
+
+def test_first_run_error_says_to_create_a_secretary(cli: Run) -> None:
+    ok(cli("users", "add", "3"))
+    failed(cli("current", "3"), 1, "secretaries create")
+
+
+def test_db_downgrade_asks_first(cli: Run) -> None:
+    _alice(cli)
+    failed(cli("db", "downgrade", "base"), 1, "--yes")
+    assert len(as_json(cli("list", "--json"))) == 1
+
+
+# -- erasing ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("store", ["database", "redis"])
+def test_users_delete_erases_everything(cli: Run, redis_url: str, store: str) -> None:
+    extra = ["--context-url", redis_url.rsplit("/", 1)[0] + "/6"] if store == "redis" else []
+    # Ids of their own: other runs of this test share the Redis database.
+    uid, other = (str(random.randrange(10**9, 10**12)) for _ in range(2))
+    _alice(cli)
+    ok(cli("create", "bob", "--model", "echo", "--prompt", "B"))
+    ok(cli(*extra, "chat", uid, "one"))
+    ok(cli("assign", uid, "bob"))
+    ok(cli(*extra, "chat", uid, "two"))
+    ok(cli(*extra, "chat", other, "someone else"))
+    failed(cli(*extra, "users", "delete", uid), 1, "--yes")
+    doc = as_json(cli(*extra, "users", "delete", uid, "--yes", "--json"))
+    assert doc == {"telegram_id": int(uid), "links": 1, "contexts": 2, "usage_rows": 2}
+    failed(cli("current", uid), 1, f"no user {uid}")
+    assert as_json(cli(*extra, "contexts", "show", other, "--json"))["contexts"]
+    assert as_json(cli("usage", "--json"))["messages"] == 1
+    failed(cli(*extra, "users", "delete", uid, "--yes"), 1, f"no user {uid}")
+    ok(cli(*extra, "chat", uid, "back again"))
+    # A returning user starts from nothing.
+    shown = as_json(cli(*extra, "contexts", "show", uid, "--json"))
+    assert next(m["content"] for c in shown["contexts"] for m in c["messages"]) == "back again"
+
+
+def test_delete_only_a_secretary_nobody_ever_had(cli: Run) -> None:
+    _alice(cli)
+    ok(cli("create", "typo", "--model", "echo", "--prompt", "p"))
+    ok(cli("create", "bob", "--model", "echo", "--prompt", "p"))
+    ok(cli("users", "add", "1"))
+    ok(cli("assign", "1", "bob"))
+    ok(cli("assign", "1", "alice"))
+    failed(cli("delete", "bob", "--yes"), 1, "deactivate")
+    failed(cli("delete", "alice", "--yes"), 1, "default")
+    assert as_json(cli("delete", "typo", "--yes", "--json"))["name"] == "typo"
+    assert sorted(s["name"] for s in as_json(cli("list", "--all", "--json"))) == ["alice", "bob"]
