@@ -170,8 +170,8 @@ def test_a_stream_that_fails_before_its_first_piece_gets_an_http_status(server: 
     }
 
 
-def _raw_post(server: str, path: str, headers: dict[str, str], body_size: int) -> tuple[int, str]:
-    """POST a body of `body_size` bytes with a raw socket; the status and the reply body."""
+def _raw_post(server: str, path: str, headers: dict[str, str], body_size: int) -> int:
+    """POST (the start of) a body of `body_size` bytes with a raw socket; the reply status."""
     import socket
     from urllib.parse import urlsplit
 
@@ -184,19 +184,16 @@ def _raw_post(server: str, path: str, headers: dict[str, str], body_size: int) -
         # Send only the first chunk: a server that reads the body first would wait here.
         sock.sendall(b"{" + b" " * min(body_size - 1, 65536))
         reply = sock.recv(65536).decode("latin-1")
-    status = int(reply.split(" ", 2)[1])
-    return status, reply.split("\r\n\r\n", 1)[-1]
+    return int(reply.split(" ", 2)[1])
 
 
 def test_unauthenticated_big_bodies_are_refused_before_reading(server: str) -> None:
     started = time.perf_counter()
-    status, body = _raw_post(server, "/api/messages", {}, 50 * 1024 * 1024)
-    assert status == 401
+    assert _raw_post(server, "/api/messages", {}, 50 * 1024 * 1024) == 401
     assert time.perf_counter() - started < 5
     # With the token, a body over the limit is refused from its Content-Length alone.
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    status, body = _raw_post(server, "/api/messages", auth, 50 * 1024 * 1024)
-    assert status == 413
+    assert _raw_post(server, "/api/messages", auth, 50 * 1024 * 1024) == 413
     # The token in the query string is never accepted.
     assert call(f"{server}/api/secretaries/?token={TOKEN}", token=None)[0] == 401
     assert call(f"{server}/healthz", token=None)[0] == 200
