@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from secretaries_cli import help
 from secretaries_cli.commands import (
     catalog,
     chat,
@@ -18,6 +19,8 @@ from secretaries_cli.commands import (
 )
 from secretaries_cli.runtime import App, Runtime, guarded
 from secretaries_core.config import Settings
+
+help.install()
 
 app = App(
     name="secretaries",

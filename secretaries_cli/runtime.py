@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -157,3 +157,9 @@ def user_arg(value: str) -> UserRef:
         return parse_user_ref(value)
     except InvalidInput as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+UserArg = Annotated[
+    Any, typer.Argument(parser=user_arg, metavar="USER", help="Telegram id or @username.")
+]
+"""A USER argument: parsed by `user_arg`, shown as USER in help."""

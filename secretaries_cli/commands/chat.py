@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from secretaries_cli import output
-from secretaries_cli.runtime import App, runtime, user_arg
+from secretaries_cli.runtime import App, UserArg, runtime
 
 if TYPE_CHECKING:
     from secretaries_core.orchestrator import Orchestrator
@@ -21,7 +21,7 @@ def register(app: App) -> None:
     @app.command("chat")
     def chat(
         ctx: typer.Context,
-        user: Annotated[Any, typer.Argument(parser=user_arg, help="Telegram id or @username.")],
+        user: UserArg,
         message: Annotated[str, typer.Argument(help="The text the user sends.")],
         json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     ) -> None:

@@ -8,11 +8,10 @@ from typing import Annotated, Any
 import typer
 
 from secretaries_cli import output
-from secretaries_cli.runtime import duration_arg, new_app, runtime, user_arg
+from secretaries_cli.runtime import UserArg, duration_arg, new_app, runtime, user_arg
 
 app = new_app("Conversation contexts: statistics, contents and purge.")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-UserArg = Annotated[Any, typer.Argument(parser=user_arg, help="Telegram id or @username.")]
 SecOpt = Annotated[str | None, typer.Option("--secretary", metavar="SEC", help="Name or UUID.")]
 
 

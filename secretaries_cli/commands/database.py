@@ -25,7 +25,7 @@ def _engine(ctx: typer.Context) -> Engine:
 
 @app.command("upgrade")
 def upgrade(
-    ctx: typer.Context, revision: Annotated[str, typer.Argument(metavar="[REV]")] = "head"
+    ctx: typer.Context, revision: Annotated[str, typer.Argument(metavar="REV")] = "head"
 ) -> None:
     """Upgrade the schema to REV (default: head)."""
     from secretaries_core import schema

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from secretaries_cli import output
-from secretaries_cli.runtime import App, runtime, user_arg
+from secretaries_cli.runtime import App, UserArg, runtime
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-UserArg = Annotated[Any, typer.Argument(parser=user_arg, help="Telegram id or @username.")]
 
 
 def register(app: App) -> None:

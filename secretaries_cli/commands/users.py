@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from secretaries_cli import output
-from secretaries_cli.runtime import new_app, runtime, user_arg
+from secretaries_cli.runtime import UserArg, new_app, runtime
 from secretaries_core.errors import InvalidInput
 from secretaries_core.refs import validate_telegram_id
 
@@ -110,7 +110,7 @@ def _limit(value: str | None) -> int | str | None:
 @app.command("limit")
 def limit(
     ctx: typer.Context,
-    user: Annotated[Any, typer.Argument(parser=user_arg, help="Telegram id or @username.")],
+    user: UserArg,
     messages_per_day: Annotated[
         str | None,
         typer.Option("--messages-per-day", metavar="N|none", help="Messages per UTC day."),
@@ -159,7 +159,7 @@ def limit(
 @app.command("delete")
 def delete(
     ctx: typer.Context,
-    user: Annotated[Any, typer.Argument(parser=user_arg, help="Telegram id or @username.")],
+    user: UserArg,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
     json: JsonFlag = False,
 ) -> None:

@@ -227,3 +227,15 @@ def test_delete_only_a_secretary_nobody_ever_had(cli: Run) -> None:
     failed(cli("delete", "alice", "--yes"), 1, "default")
     assert as_json(cli("delete", "typo", "--yes", "--json"))["name"] == "typo"
     assert sorted(s["name"] for s in as_json(cli("list", "--all", "--json"))) == ["alice", "bob"]
+
+
+def test_help_shows_what_to_type_not_python_types(cli_default: Run) -> None:
+    import typer
+
+    from secretaries_cli.app import app
+    from tests.test_docs import _command_paths
+
+    for path in _command_paths(typer.main.get_command(app)):
+        shown = ok(cli_default(*path.split(), "--help")).stdout
+        for leak in ("<bool>", "<Any>", "[[", "]]"):
+            assert leak not in shown, (path, leak)
