@@ -1,0 +1,201 @@
+"""The registry's shared ground: engine, change listeners, lookups and transactions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, TypeVar
+
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    func,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from secretaries_core import linksql
+from secretaries_core.db import session_scope
+from secretaries_core.errors import (
+    Conflict,
+    InactiveSecretary,
+    UnknownSecretary,
+    UnknownUser,
+)
+from secretaries_core.models import (
+    Assistant,
+    TelegramUser,
+)
+from secretaries_core.refs import UserRef, normalize_username
+from secretaries_core.schemas import (
+    Source,
+)
+from secretaries_core.timeutil import utcnow
+
+T = TypeVar("T")
+ChangeListener = Callable[[str, "uuid.UUID | None", "int | None"], None]
+"""`listener(event, secretary_id, telegram_id)`, called after a committed change."""
+UserStatus = Literal["created", "updated", "unchanged"]
+ProgressCallback = Callable[[int, int], None]
+"""Called as `progress(done, total)` after every committed batch."""
+
+ASSIGN_ATTEMPTS = 5
+# Keeps each statement's IN list well below every driver's parameter limit.
+LOOKUP_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The secretary a user gets right now, and why."""
+
+    user: TelegramUser
+    secretary: Assistant
+    source: Source
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A registered user, what happened, and who held their username before (if anyone)."""
+
+    user: TelegramUser
+    status: UserStatus
+    username_moved_from: int | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """Result of a catalog operation: the secretary after it, and whether anything changed."""
+
+    secretary: Assistant
+    changed: bool
+    moved_users: int = 0
+
+
+def _as_uuid(ref: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(ref)
+    except ValueError:
+        return None
+
+
+class RegistryBase:
+    """The engine, change listeners, lookups and transactions every part of the registry uses."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._listeners: list[ChangeListener] = []
+
+    # -- change notification (caches in the orchestrator subscribe here) -----------------
+
+    def subscribe(self, listener: ChangeListener) -> None:
+        """Call `listener(event, secretary_id, telegram_id)` after every committed change.
+
+        Events: `catalog` (any secretary change), `deactivated` (with the secretary's id),
+        `user` (one user registered or renamed, with their Telegram id; bulk imports
+        without one), `link` (an assignment, with the user's Telegram id; migrations
+        without one). A `telegram_id` of None means "possibly every user".
+        """
+        self._listeners.append(listener)
+
+    def _changed(
+        self, event: str, secretary_id: uuid.UUID | None = None, telegram_id: int | None = None
+    ) -> None:
+        for listener in self._listeners:
+            listener(event, secretary_id, telegram_id)
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def _secretary(
+        self, session: Session, ref: str | uuid.UUID, *, lock: bool = False
+    ) -> Assistant:
+        sec_id = ref if isinstance(ref, uuid.UUID) else _as_uuid(ref)
+        query = select(Assistant).where(col(Assistant.is_secretary))
+        if sec_id is not None:
+            query = query.where(col(Assistant.id) == sec_id)
+        else:
+            query = query.where(col(Assistant.name) == ref)
+        if lock:
+            query = query.with_for_update()
+        found = session.scalars(query).one_or_none()
+        if found is None:
+            raise UnknownSecretary(
+                f"no secretary {str(ref)!r}; see `secretaries list --all` for the catalog"
+            )
+        return found
+
+    @staticmethod
+    def _user_condition(ref: UserRef) -> ColumnElement[bool]:
+        if isinstance(ref, int):
+            return col(TelegramUser.telegram_id) == ref
+        name = normalize_username(ref)
+        return func.lower(col(TelegramUser.username)) == (name or "").lower()
+
+    @staticmethod
+    def _one_user(found: Sequence[T], ref: UserRef) -> T:
+        if not found:
+            raise UnknownUser(f"no user {ref}; register it with `secretaries users add`")
+        if len(found) > 1:
+            raise Conflict(f"several users are named {ref}; use the Telegram id instead")
+        return found[0]
+
+    def _user(self, session: Session, ref: UserRef, *, lock: bool = False) -> TelegramUser:
+        query = select(TelegramUser).where(self._user_condition(ref))
+        if lock:
+            query = query.with_for_update()
+        return self._one_user(session.scalars(query.limit(2)).all(), ref)
+
+    def _active_secretary(self, session: Session, ref: str | uuid.UUID) -> Assistant:
+        secretary = self._secretary(session, ref)
+        if not secretary.is_active:
+            raise InactiveSecretary(
+                f"secretary {secretary.name!r} is inactive; "
+                f"run `secretaries activate {secretary.name}` first"
+            )
+        return secretary
+
+    def _user_counts(
+        self, session: Session, ids: Iterable[uuid.UUID] | None = None
+    ) -> dict[uuid.UUID, int]:
+        link = linksql.LINK
+        query = (
+            select(link.c.secretary_id, func.count())
+            .where(link.c.is_active)
+            .group_by(link.c.secretary_id)
+        )
+        if ids is not None:
+            query = query.where(link.c.secretary_id.in_(list(ids)))
+        return {sec_id: n for sec_id, n in session.execute(query)}
+
+    def _default(self, session: Session) -> Assistant | None:
+        return session.scalars(
+            select(Assistant).where(
+                col(Assistant.is_default),
+                col(Assistant.is_active),
+                col(Assistant.is_secretary),
+            )
+        ).one_or_none()
+
+    def _read(self, work: Callable[[Session], T]) -> T:
+        with session_scope(self.engine) as session:
+            return work(session)
+
+    def _write(
+        self,
+        work: Callable[[Session], T],
+        *,
+        conflict: str,
+        event: str = "catalog",
+        telegram_id: int | None = None,
+    ) -> T:
+        try:
+            with session_scope(self.engine, write=True) as session:
+                result = work(session)
+        except IntegrityError as exc:
+            raise Conflict(conflict) from exc
+        self._changed(event, telegram_id=telegram_id)
+        return result

@@ -1,0 +1,281 @@
+"""Secretaries: create, change, make default, (de)activate, delete; name rules."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from secretaries_core import linksql
+from secretaries_core.errors import (
+    Conflict,
+    InvalidInput,
+)
+from secretaries_core.llm.providers import validate_model
+from secretaries_core.models import (
+    Assistant,
+    AssistantCreate,
+    AssistantUpdate,
+)
+from secretaries_core.registry.base import (
+    Change,
+    RegistryBase,
+    _as_uuid,
+)
+from secretaries_core.schemas import (
+    SecretaryDetail,
+    SecretaryOut,
+)
+
+
+class CatalogMixin(RegistryBase):
+    """Secretaries: create, change, make default, (de)activate, delete; name rules."""
+
+    # -- catalog ---------------------------------------------------------------------------
+
+    def get_secretary(self, ref: str | uuid.UUID) -> Assistant:
+        """The secretary named `ref` (or with that UUID), active or not."""
+        return self._read(lambda s: self._secretary(s, ref))
+
+    def secretary_detail(self, ref: str | uuid.UUID) -> SecretaryDetail:
+        """The secretary with its prompt and its number of users."""
+
+        def work(session: Session) -> SecretaryDetail:
+            secretary = self._secretary(session, ref)
+            users = self._user_counts(session, [secretary.id]).get(secretary.id, 0)
+            return SecretaryDetail.of(secretary, users)
+
+        return self._read(work)
+
+    def list_secretaries(self, *, include_inactive: bool = False) -> list[SecretaryOut]:
+        """The catalog ordered by name, each with its count of users."""
+
+        def work(session: Session) -> list[SecretaryOut]:
+            query = select(Assistant).where(col(Assistant.is_secretary))
+            if not include_inactive:
+                query = query.where(col(Assistant.is_active))
+            rows = session.scalars(query.order_by(col(Assistant.name))).all()
+            counts = self._user_counts(session)
+            return [SecretaryOut.of(row, counts.get(row.id, 0)) for row in rows]
+
+        return self._read(work)
+
+    def create_secretary(self, data: AssistantCreate) -> Assistant:
+        """Add a secretary; with `is_default` it replaces the current default."""
+        _check_secretary_fields(data.name, data.model, data.prompt, data.description)
+
+        def work(session: Session) -> Assistant:
+            _refuse_taken_name(session, data.name)
+            now = self.clock()
+            if data.is_default:
+                _clear_default(session, now)
+            secretary = Assistant(
+                **data.model_dump(exclude={"is_default"}),
+                is_default=data.is_default,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(secretary)
+            session.flush()
+            return secretary
+
+        return self._write(work, conflict=f"a secretary named {data.name!r} already exists")
+
+    def update_secretary(self, ref: str | uuid.UUID, changes: AssistantUpdate) -> Change:
+        """Apply `changes`; `params` merge into the old ones (a `None` value removes a key).
+
+        `version` goes up by one when the model, the prompt or the params really change.
+        """
+
+        def work(session: Session) -> Change:
+            secretary = self._secretary(session, ref, lock=True)
+            new: dict[str, Any] = {}
+            for field in ("name", "description", "model", "prompt"):
+                value = getattr(changes, field)
+                if value is not None and value != getattr(secretary, field):
+                    new[field] = value
+            if changes.params is not None:
+                merged = {**secretary.params, **changes.params}
+                merged = {k: v for k, v in merged.items() if v is not None}
+                if merged != secretary.params:
+                    new["params"] = merged
+            if not new:
+                return Change(secretary, changed=False)
+            # Only what changes is checked: older rows that break today's rules keep working.
+            _check_secretary_fields(
+                new.get("name"),
+                new.get("model", secretary.model),
+                new.get("prompt"),
+                new.get("description"),
+            )
+            if "name" in new:
+                _refuse_taken_name(session, new["name"], besides=secretary.id)
+            if new.keys() & {"model", "prompt", "params"}:
+                new["version"] = secretary.version + 1
+            for field, value in new.items():
+                setattr(secretary, field, value)
+            secretary.updated_at = self.clock()
+            session.flush()
+            return Change(secretary, changed=True)
+
+        return self._write(work, conflict="the secretary changed concurrently; try again")
+
+    def set_default(self, ref: str | uuid.UUID) -> Change:
+        """Make `ref` the one default secretary."""
+
+        def work(session: Session) -> Change:
+            secretary = self._active_secretary(session, ref)
+            if secretary.is_default:
+                return Change(secretary, changed=False)
+            now = self.clock()
+            _clear_default(session, now)
+            secretary.is_default = True
+            secretary.updated_at = now
+            session.flush()
+            return Change(secretary, changed=True)
+
+        return self._write(work, conflict="the default changed concurrently; try again")
+
+    def deactivate(
+        self, ref: str | uuid.UUID, *, reassign_to: str | uuid.UUID | None = None
+    ) -> Change:
+        """Deactivate a secretary that is not the default; optionally move its users first.
+
+        Without `reassign_to` its users keep their links and fall back to the default.
+        """
+
+        def work(session: Session) -> Change:
+            secretary = self._secretary(session, ref, lock=True)
+            if secretary.is_default:
+                raise Conflict(
+                    f"{secretary.name!r} is the default secretary; "
+                    "make another one the default first (`secretaries set-default SEC`)"
+                )
+            moved = 0
+            now = self.clock()
+            if reassign_to is not None:
+                target = self._active_secretary(session, reassign_to)
+                if target.id == secretary.id:
+                    raise Conflict("cannot reassign a secretary's users to itself")
+                moved = linksql.move_links(session.connection(), secretary.id, target.id, now)
+            if not secretary.is_active:
+                return Change(secretary, changed=False, moved_users=moved)
+            secretary.is_active = False
+            secretary.updated_at = now
+            session.flush()
+            return Change(secretary, changed=True, moved_users=moved)
+
+        change = self._write(work, conflict="links changed concurrently; try again")
+        if change.changed:
+            self._changed("deactivated", change.secretary.id)
+        return change
+
+    def activate(self, ref: str | uuid.UUID) -> Change:
+        """Make a secretary available again."""
+
+        def work(session: Session) -> Change:
+            secretary = self._secretary(session, ref, lock=True)
+            if secretary.is_active:
+                return Change(secretary, changed=False)
+            secretary.is_active = True
+            secretary.updated_at = self.clock()
+            session.flush()
+            return Change(secretary, changed=True)
+
+        return self._write(work, conflict="the secretary changed concurrently; try again")
+
+    def delete_secretary(self, ref: str | uuid.UUID) -> Assistant:
+        """Delete a secretary that no link ever referenced (otherwise: deactivate it)."""
+
+        def work(session: Session) -> Assistant:
+            secretary = self._secretary(session, ref, lock=True)
+            if secretary.is_default:
+                raise Conflict(
+                    f"{secretary.name!r} is the default; make another secretary the default "
+                    "first (`secretaries set-default SEC`)"
+                )
+            used = session.execute(
+                select(func.count())
+                .select_from(linksql.LINK)
+                .where(linksql.LINK.c.secretary_id == secretary.id)
+            ).scalar_one()
+            if used:
+                raise Conflict(
+                    f"{secretary.name!r} is in {used} link(s) of users' history and cannot be "
+                    f"deleted; run `secretaries deactivate {secretary.name}` instead"
+                )
+            session.delete(secretary)
+            session.flush()
+            return secretary
+
+        deleted = self._write(work, conflict="the secretary changed concurrently; try again")
+        self._changed("deactivated", deleted.id)
+        return deleted
+
+
+def _refuse_taken_name(session: Session, name: str, besides: uuid.UUID | None = None) -> None:
+    # Case-insensitively: `Alice` and `alice` would be the same secretary to a person.
+    query = select(col(Assistant.name)).where(func.lower(col(Assistant.name)) == name.lower())
+    if besides is not None:
+        query = query.where(col(Assistant.id) != besides)
+    taken = session.scalars(query).first()
+    if taken is not None:
+        raise Conflict(f"a secretary named {taken!r} already exists")
+
+
+def _clear_default(session: Session, now: datetime) -> None:
+    session.execute(
+        update(Assistant).where(col(Assistant.is_default)).values(is_default=False, updated_at=now)
+    )
+
+
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Control characters other than tab, newline and carriage return (prompt files use CRLF).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def check_name(name: str) -> None:
+    """A new secretary name: 1-64 letters, digits, `-`, `_`, `.` (not a UUID)."""
+    if not NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            f"invalid secretary name {name!r}: use 1 to 64 letters, digits, '-', '_' or '.'"
+        )
+    if _as_uuid(name) is not None:
+        raise InvalidInput("a secretary's name cannot look like a UUID")
+
+
+def check_text(field: str, value: str) -> None:
+    """Descriptions and prompts: any text but control characters (tab and newlines are fine)."""
+    found = _CONTROL.search(value)
+    if found:
+        raise InvalidInput(
+            f"the {field} contains the control character U+{ord(found.group()):04X}; "
+            "only tab and newlines are allowed"
+        )
+
+
+def _check_secretary_fields(
+    name: str | None, model: str, prompt: str | None, description: str | None = ""
+) -> None:
+    """Check the fields being set (None: not being changed)."""
+    if name is not None:
+        check_name(name)
+    for field, value in (("prompt", prompt), ("description", description)):
+        if value is not None:
+            check_text(field, value)
+    if "\x00" in model:
+        raise InvalidInput("text fields cannot contain NUL characters")
+    if not model.strip():
+        raise InvalidInput("a secretary needs a model")
+    validate_model(model)
+    if prompt is not None and not prompt.strip():
+        raise InvalidInput("a secretary needs a non-empty prompt")

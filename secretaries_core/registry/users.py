@@ -1,0 +1,260 @@
+"""Users: registration (usernames move to their holder), import, limits and erasure."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import (
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from secretaries_core import linksql
+from secretaries_core.db import session_scope
+from secretaries_core.errors import (
+    Conflict,
+    InvalidInput,
+)
+from secretaries_core.models import (
+    ASSISTANT_TABLE,
+    TELEGRAMUSER_TABLE,
+    TelegramUser,
+)
+from secretaries_core.refs import UserRef, normalize_username, validate_telegram_id
+from secretaries_core.registry.base import (
+    LOOKUP_CHUNK,
+    Registration,
+    RegistryBase,
+    T,
+    UserStatus,
+)
+from secretaries_core.schemas import (
+    ImportOut,
+    UserListItem,
+)
+from secretaries_core.usage.quotas import Limits
+from secretaries_core.users_csv import UserRow
+
+
+class UsersMixin(RegistryBase):
+    """Users: registration (usernames move to their holder), import, limits and erasure."""
+
+    # -- users -----------------------------------------------------------------------------
+
+    def get_user(self, ref: UserRef) -> TelegramUser:
+        """The registered user with that Telegram id or @username."""
+        return self._read(lambda s: self._user(s, ref))
+
+    def add_user(
+        self, telegram_id: int, username: str | None = None
+    ) -> tuple[TelegramUser, UserStatus]:
+        """Register a user; an existing one keeps their row and gets the new username if given."""
+        found = self.register_user(telegram_id, username)
+        return found.user, found.status
+
+    def register_user(self, telegram_id: int, username: str | None = None) -> Registration:
+        """`add_user`, also saying whose username moved to this user.
+
+        Telegram usernames are unique at any moment: a username another user holds here is
+        stale (they changed it on Telegram), so it moves to this user and the other user's
+        username is cleared.
+        """
+        validate_telegram_id(telegram_id)
+        name = normalize_username(username)
+
+        def work(session: Session) -> Registration:
+            user = session.scalars(
+                select(TelegramUser).where(col(TelegramUser.telegram_id) == telegram_id)
+            ).one_or_none()
+            now = self.clock()
+            if user is not None and (name is None or name == user.username):
+                return Registration(user, "unchanged")
+            moved_from = _take_username(session, name, telegram_id, now) if name else None
+            if user is None:
+                user = TelegramUser(
+                    telegram_id=telegram_id, username=name, created_at=now, updated_at=now
+                )
+                session.add(user)
+                session.flush()
+                return Registration(user, "created", moved_from)
+            user.username = name
+            user.updated_at = now
+            session.flush()
+            return Registration(user, "updated", moved_from)
+
+        try:
+            found = self._write(work, conflict="", event="user", telegram_id=telegram_id)
+        except Conflict:
+            # Another process registered the same id between our read and insert.
+            found = self._write(
+                work,
+                conflict=f"user {telegram_id} changed concurrently; try again",
+                event="user",
+                telegram_id=telegram_id,
+            )
+        if found.username_moved_from is not None:
+            self._changed("user", telegram_id=found.username_moved_from)
+        return found
+
+    def erase_user_rows(self, user_ref: UserRef) -> tuple[int, int, int]:
+        """Delete the user row, every link and all usage in one transaction.
+
+        Returns (telegram id, links deleted, usage rows deleted). Contexts live in the
+        context store: `admin.erase_user` removes them around this call.
+        """
+        from secretaries_core.usage import UsageBook
+
+        def work(session: Session) -> tuple[int, int, int]:
+            user = self._user(session, user_ref, lock=True)
+            conn = session.connection()
+            links = conn.execute(
+                delete(linksql.LINK).where(linksql.LINK.c.user_id == user.id),
+                execution_options={"preserve_rowcount": True},
+            ).rowcount
+            usage_rows = UsageBook.erase_user(conn, user.telegram_id)
+            conn.execute(delete(TELEGRAMUSER_TABLE).where(TELEGRAMUSER_TABLE.c.id == user.id))
+            return user.telegram_id, int(links or 0), usage_rows
+
+        with session_scope(self.engine, write=True) as session:
+            result = work(session)
+        self._changed("user", telegram_id=result[0])
+        return result
+
+    def limits(self, user_ref: UserRef) -> Limits:
+        """The user's own daily limits (overrides; None where not overridden)."""
+        from secretaries_core.usage.quotas import Quotas
+
+        user = self.get_user(user_ref)
+        return Quotas(self.engine).overrides(user.telegram_id)
+
+    def set_limits(self, user_ref: UserRef, **changes: int | None) -> Limits:
+        """Change the user's daily limit overrides (`messages_per_day`, `tokens_per_day`).
+
+        A value of None removes that override, so the secretary's or the global limit
+        applies again. Returns the overrides after the change.
+        """
+        from secretaries_core.usage.quotas import PARAM_MESSAGES, PARAM_TOKENS, Quotas
+
+        unknown = set(changes) - {PARAM_MESSAGES, PARAM_TOKENS}
+        if unknown:
+            raise InvalidInput(f"unknown limit(s): {', '.join(sorted(unknown))}")
+        for key, value in changes.items():
+            top = 2**31 - 1 if key == PARAM_MESSAGES else 2**62
+            if value is not None and (isinstance(value, bool) or not 0 <= value <= top):
+                raise InvalidInput(f"{key} must be a whole number from 0 to {top}, got {value!r}")
+
+        def work(session: Session) -> tuple[int, Limits]:
+            user = self._user(session, user_ref, lock=True)
+            conn = session.connection()
+            current = Quotas.read_overrides(conn, user.telegram_id)
+            merged = Limits(
+                changes.get(PARAM_MESSAGES, current.messages_per_day),
+                changes.get(PARAM_TOKENS, current.tokens_per_day),
+            )
+            Quotas.write_overrides(conn, self.engine, user.telegram_id, merged)
+            return user.telegram_id, merged
+
+        return self._read_write_user(work)[1]
+
+    def _read_write_user(self, work: Callable[[Session], tuple[int, T]]) -> tuple[int, T]:
+        with session_scope(self.engine, write=True) as session:
+            telegram_id, result = work(session)
+        self._changed("user", telegram_id=telegram_id)
+        return telegram_id, result
+
+    def import_users(self, rows: list[UserRow]) -> ImportOut:
+        """Register many users in one transaction: new ones inserted, others updated or kept."""
+
+        def work(session: Session) -> ImportOut:
+            conn = session.connection()
+            user = linksql.USER
+            existing: dict[int, str | None] = {}
+            ids = [row.telegram_id for row in rows]
+            for start in range(0, len(ids), LOOKUP_CHUNK):
+                chunk = ids[start : start + LOOKUP_CHUNK]
+                found = conn.execute(
+                    select(user.c.telegram_id, user.c.username).where(user.c.telegram_id.in_(chunk))
+                )
+                existing.update((tid, name) for tid, name in found)
+            now = self.clock()
+            fresh = [
+                {
+                    "telegram_id": r.telegram_id,
+                    "username": r.username,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for r in rows
+                if r.telegram_id not in existing
+            ]
+            renamed = [
+                {"tid": r.telegram_id, "uname": r.username}
+                for r in rows
+                if r.telegram_id in existing
+                and r.username is not None
+                and r.username != existing[r.telegram_id]
+            ]
+            if fresh:
+                conn.execute(insert(user), fresh)
+            if renamed:
+                conn.execute(
+                    update(user)
+                    .where(user.c.telegram_id == bindparam("tid"))
+                    .values(username=bindparam("uname"), updated_at=now),
+                    renamed,
+                )
+            return ImportOut(
+                created=len(fresh),
+                updated=len(renamed),
+                unchanged=len(rows) - len(fresh) - len(renamed),
+            )
+
+        return self._write(
+            work, conflict="users were added concurrently; run the import again", event="user"
+        )
+
+    def list_users(self, *, secretary: str | uuid.UUID | None = None) -> list[UserListItem]:
+        """Users by Telegram id, each with the secretary of their active link (if any)."""
+
+        def work(session: Session) -> list[UserListItem]:
+            link, user = linksql.LINK, linksql.USER
+            sec = ASSISTANT_TABLE
+            query = (
+                select(user.c.telegram_id, user.c.username, user.c.created_at, sec.c.name)
+                .select_from(user)
+                .outerjoin(link, (link.c.user_id == user.c.id) & link.c.is_active)
+                .outerjoin(sec, sec.c.id == link.c.secretary_id)
+                .order_by(user.c.telegram_id)
+            )
+            if secretary is not None:
+                query = query.where(link.c.secretary_id == self._secretary(session, secretary).id)
+            return [
+                UserListItem(telegram_id=tid, username=name, created_at=created, secretary=sec_name)
+                for tid, name, created, sec_name in session.execute(query)
+            ]
+
+        return self._read(work)
+
+
+def _take_username(session: Session, name: str, telegram_id: int, now: datetime) -> int | None:
+    """Clear `name` from any other user holding it; return that user's Telegram id."""
+    holder = session.scalars(
+        select(TelegramUser).where(
+            func.lower(col(TelegramUser.username)) == name.lower(),
+            col(TelegramUser.telegram_id) != telegram_id,
+        )
+    ).first()
+    if holder is None:
+        return None
+    holder.username = None
+    holder.updated_at = now
+    session.flush()
+    return holder.telegram_id
