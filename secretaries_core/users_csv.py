@@ -54,6 +54,7 @@ def _parse(reader: Any) -> list[UserRow]:
         )
     rows: list[UserRow] = []
     first_seen: dict[int, int] = {}
+    name_seen: dict[str, int] = {}
     for fields in reader:
         line = reader.line_num
         if not fields or all(not f.strip() for f in fields):
@@ -79,7 +80,15 @@ def _parse(reader: Any) -> list[UserRow]:
                 f"line {line}: telegram_id {telegram_id} repeats line {first_seen[telegram_id]}"
             )
             continue
+        if username is not None and username.lower() in name_seen:
+            problems.append(
+                f"line {line}: username {username!r} repeats line {name_seen[username.lower()]}"
+                " (usernames are unique)"
+            )
+            continue
         first_seen[telegram_id] = line
+        if username is not None:
+            name_seen[username.lower()] = line
         rows.append(UserRow(telegram_id, username))
     if problems:
         raise InvalidInput(f"{len(problems)} bad row(s); nothing was imported", problems)

@@ -40,6 +40,17 @@ def upgrade(
         output.say(f"{where} is already at {after}.")
     else:
         output.say(f"Upgraded {where} from {before or 'an empty database'} to {after}.")
+    from secretaries_core.registry.catalog import nonconforming_names
+
+    with engine.connect() as conn:
+        problems = nonconforming_names(conn)
+    if problems:
+        output.say(
+            "Secretaries that break today's name rules (they keep working; rename them "
+            "with `secretaries update SEC --name NEW` when convenient):"
+        )
+        for problem in problems:
+            output.say(f"  {problem}")
 
 
 @app.command("downgrade")

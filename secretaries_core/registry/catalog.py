@@ -22,6 +22,7 @@ from secretaries_core.errors import (
 )
 from secretaries_core.llm.providers import validate_model
 from secretaries_core.models import (
+    ASSISTANT_TABLE,
     Assistant,
     AssistantCreate,
     AssistantUpdate,
@@ -279,3 +280,18 @@ def _check_secretary_fields(
     validate_model(model)
     if prompt is not None and not prompt.strip():
         raise InvalidInput("a secretary needs a non-empty prompt")
+
+
+def nonconforming_names(conn: Any) -> list[str]:
+    """Secretaries whose name breaks today's rules (kept as they are), one line each."""
+    rows = conn.execute(select(ASSISTANT_TABLE.c.name)).all()
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for (name,) in rows:
+        if not NAME_RE.fullmatch(name):
+            problems.append(f"{name!r}: not 1-64 letters, digits, '-', '_' or '.'")
+        other = seen.get(name.lower())
+        if other is not None:
+            problems.append(f"{name!r}: the same name as {other!r} regardless of case")
+        seen[name.lower()] = name
+    return problems

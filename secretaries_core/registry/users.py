@@ -202,6 +202,23 @@ class UsersMixin(RegistryBase):
                 and r.username is not None
                 and r.username != existing[r.telegram_id]
             ]
+            # A user whose own username is in the file keeps it: it is written back below.
+            renamed += [
+                {"tid": r.telegram_id, "uname": r.username}
+                for r in rows
+                if r.telegram_id in existing
+                and r.username is not None
+                and r.username == existing[r.telegram_id]
+            ]
+            # Usernames the file gives move to their new holders (set-based, per chunk).
+            names = sorted({r.username.lower() for r in rows if r.username})
+            for start in range(0, len(names), LOOKUP_CHUNK):
+                lowered = names[start : start + LOOKUP_CHUNK]
+                conn.execute(
+                    update(user)
+                    .where(func.lower(user.c.username).in_(lowered))
+                    .values(username=None, updated_at=now)
+                )
             if fresh:
                 conn.execute(insert(user), fresh)
             if renamed:
@@ -211,10 +228,17 @@ class UsersMixin(RegistryBase):
                     .values(username=bindparam("uname"), updated_at=now),
                     renamed,
                 )
+            changed = sum(
+                1
+                for r in rows
+                if r.telegram_id in existing
+                and r.username is not None
+                and r.username != existing[r.telegram_id]
+            )
             return ImportOut(
                 created=len(fresh),
-                updated=len(renamed),
-                unchanged=len(rows) - len(fresh) - len(renamed),
+                updated=changed,
+                unchanged=len(rows) - len(fresh) - changed,
             )
 
         return self._write(

@@ -239,3 +239,44 @@ def test_help_shows_what_to_type_not_python_types(cli_default: Run) -> None:
         shown = ok(cli_default(*path.split(), "--help")).stdout
         for leak in ("<bool>", "<Any>", "[[", "]]"):
             assert leak not in shown, (path, leak)
+
+
+def test_an_import_moves_usernames_and_refuses_a_file_that_repeats_one(
+    cli: Run, tmp_path: Path
+) -> None:
+    ok(cli("users", "add", "1", "--username", "ann"))
+    path = tmp_path / "users.csv"
+    path.write_text("telegram_id,username\n2,ANN\n3,cid\n", encoding="utf-8")
+    ok(cli("users", "import", str(path)))
+    users = {u["telegram_id"]: u["username"] for u in as_json(cli("users", "list", "--json"))}
+    assert users == {1: None, 2: "ANN", 3: "cid"}
+    path.write_text("telegram_id,username\n4,dee\n5,Dee\n", encoding="utf-8")
+    failed(cli("users", "import", str(path)), 1, "line 3", "repeats line 2")
+    assert len(as_json(cli("users", "list", "--json"))) == 3
+
+
+def test_old_names_that_break_the_rules_are_reported_not_rewritten(
+    cli_default: Run, tmp_path: Path
+) -> None:
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    schema.upgrade(engine, "0003")
+    with engine.begin() as conn:
+        for i, name in enumerate(["bad name!", "Dup", "dup"]):
+            conn.execute(
+                text(
+                    "INSERT INTO assistant (id, name, description, model, prompt, params,"
+                    " is_secretary, is_active, is_default, version, created_at, updated_at)"
+                    " VALUES (:id, :n, '', 'echo', 'p', '{}', 1, 1, :d, 1, :t, :t)"
+                ),
+                {"id": f"{i:032x}", "n": name, "d": i == 0, "t": "2026-01-01 00:00:00"},
+            )
+    engine.dispose()
+    said = ok(cli_default("--database-url", url, "db", "upgrade")).stdout
+    assert "'bad name!'" in said and "regardless of case" in said
+    names = [s["name"] for s in as_json(cli_default("--database-url", url, "list", "--json"))]
+    assert sorted(names) == ["Dup", "bad name!", "dup"]
+    doc = as_json(cli_default("--database-url", url, "chat", "1", "hi", "--json"))
+    assert doc["secretary"] == "bad name!"
