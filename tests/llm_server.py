@@ -117,6 +117,12 @@ async def _answer(
             },
             status=400,
         )
+    if behaviour == "leaky":
+        # A provider (or proxy) echoing its upstream URL, credentials included.
+        return web.json_response(
+            {"error": {"message": "upstream postgresql://svc:hunter2@db.internal/x failed"}},
+            status=400,
+        )
     if behaviour == "malformed":
         return web.Response(text="{not json", content_type="application/json")
     completion: dict[str, Any] = {

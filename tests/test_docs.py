@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,3 +34,43 @@ def test_every_command_has_a_section_in_cli_md() -> None:
 def test_docs_exist() -> None:
     for name in ("architecture.md", "cli.md", "operations.md", "performance.md"):
         assert (ROOT / "docs" / name).is_file(), name
+
+
+def test_the_readme_session_runs_as_written(tmp_path: Path) -> None:
+    """Every `$ secretaries …` line of the README, in order, on a fresh embedded default."""
+    import shlex
+    import subprocess
+    import sys
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    session = text.split("```text", 1)[1].split("```", 1)[0]
+    commands = [line[2:] for line in session.splitlines() if line.startswith("$ secretaries ")]
+    assert len(commands) >= 6
+    env = {**os.environ, "SECRETARIES_HOME": str(tmp_path / "home")}
+    env.pop("SECRETARIES_DATABASE_URL", None)
+    env.pop("SECRETARIES_CONTEXT_URL", None)
+    outputs = []
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        done = subprocess.run(
+            [sys.executable, "-m", "secretaries_cli", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, (command, done.stderr)
+        outputs.append(done.stdout)
+    # What the README shows for the last command is what it prints.
+    assert "Linked 2 user(s) to alice." in outputs[-1]
+
+
+def test_the_quickstart_echoes_commands_that_can_be_pasted_back() -> None:
+    import shlex
+    import subprocess
+
+    script = (ROOT / "scripts" / "quickstart").read_text(encoding="utf-8")
+    shown = next(line for line in script.splitlines() if line.startswith("shown()"))
+    argv = ["create", "alice", "--prompt", "You are Alice, a cheerful secretary.", "it's"]
+    echo = f'{shown}\nfor a in "$@"; do shown "$a"; done'
+    done = subprocess.run(["bash", "-c", echo, "bash", *argv], capture_output=True, text=True)
+    assert shlex.split(done.stdout) == argv

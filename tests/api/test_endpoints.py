@@ -227,3 +227,11 @@ def test_usage_limits_and_the_quota_status(seeded: TestClient) -> None:
     streamed = seeded.post("/api/messages?stream=true", json={"user_id": 1, "text": "four"})
     error(streamed, 429, "QuotaExceeded")
     assert seeded.get("/api/usage").json()["messages"] == 2
+
+
+def test_control_characters_are_refused_over_rest(seeded: TestClient) -> None:
+    body = {"name": "eve", "model": "echo", "prompt": "p", "description": "x\x1b]0;pwned\x07"}
+    error(seeded.post("/api/secretaries/", json=body), 422, "InvalidInput")
+    body = {"name": "eve\x1b[2J", "model": "echo", "prompt": "p"}
+    error(seeded.post("/api/secretaries/", json=body), 422, "InvalidInput")
+    assert [s["name"] for s in seeded.get("/api/secretaries/").json()] == ["alice", "bob"]

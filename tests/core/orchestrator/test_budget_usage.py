@@ -210,3 +210,36 @@ def test_token_quota(rig: Rig) -> None:
     rig.orch.handle(14, "the first message passes: nothing was used yet")
     with pytest.raises(QuotaExceeded, match="quota of 1 tokens"):
         rig.orch.handle(14, "over")
+
+
+# -- secrets in model errors ------------------------------------------------------------------
+
+
+def test_model_errors_never_carry_passwords(rig: Rig) -> None:
+    from secretaries_core.errors import ModelError
+
+    rig.script.steps = ["leaky"]
+    with pytest.raises(ModelError) as failed:
+        rig.orch.handle(15, "hi")
+    assert "hunter2" not in str(failed.value) and "svc:***@" in str(failed.value)
+
+
+def test_the_model_base_url_is_masked(rig: Rig) -> None:
+    from dataclasses import replace
+
+    from secretaries_core.errors import ModelError
+    from secretaries_core.orchestrator import Orchestrator
+
+    settings = replace(
+        rig.orch.settings,
+        openai_base_url="http://key:hunter2@127.0.0.1:9/v1",
+        model_timeout_seconds=5.0,
+    )
+    orch = Orchestrator(rig.registry, rig.store, settings)
+    try:
+        # aiohttp refuses credentials in the URL next to the API key; either way, masked.
+        with pytest.raises(ModelError) as failed:
+            orch.handle(16, "hi")
+    finally:
+        orch.close()
+    assert "hunter2" not in str(failed.value) and "key:***@" in str(failed.value)
