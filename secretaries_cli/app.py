@@ -8,6 +8,7 @@ import typer
 
 from secretaries_cli import help
 from secretaries_cli.commands import (
+    bot,
     catalog,
     chat,
     contexts,
@@ -89,6 +90,7 @@ app.add_typer(users.app, name="users")
 links.register(app)
 app.add_typer(contexts.app, name="contexts")
 chat.register(app)
+bot.register(app)
 usage.register(app)
 serve.register(app)
 

@@ -589,6 +589,11 @@ class Orchestrator:
             )
         return cast(Policy, value)
 
+    @property
+    def hops(self) -> Hops:
+        """The bounded thread pool this orchestrator runs its SQL calls on."""
+        return self._hops
+
     def resolve(self, telegram_id: int, *, username: str | None = None) -> Resolved:
         """The user's secretary from the cache, else from the database (registering them)."""
         cached = self._cached(telegram_id)

@@ -1,0 +1,212 @@
+"""The aiogram router: commands, the secretary picker and streamed replies.
+
+Handlers only translate between Telegram and the library (`Orchestrator.astream`,
+`FrontDesk`); every rule (resolution, assignment, quotas, ordering) is the library's.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, CommandStart, Filter
+from aiogram.types import BotCommand, CallbackQuery, Message
+
+from secretaries_core.errors import SecretariesError
+from secretaries_core.frontdesk import FrontDesk
+from secretaries_core.orchestrator import Orchestrator
+from secretaries_telegram import picker, texts
+from secretaries_telegram.streaming import StreamedReply, patiently
+
+log = logging.getLogger(__name__)
+
+COMMANDS = [
+    BotCommand(command="start", description="Start, and choose your secretary"),
+    BotCommand(command="secretary", description="Choose your secretary"),
+    BotCommand(command="new", description="Forget this conversation"),
+    BotCommand(command="usage", description="Your usage today and your limits"),
+    BotCommand(command="help", description="What I can do"),
+]
+
+
+class Addressed(Filter):
+    """Private chats always; in groups only a mention of the bot or a reply to it."""
+
+    async def __call__(self, message: Message, bot: Bot) -> bool | dict[str, Any]:
+        if message.chat.type == "private":
+            return True
+        me = await bot.me()
+        replied = message.reply_to_message
+        if replied is not None and replied.from_user is not None and replied.from_user.id == me.id:
+            return True
+        mention = f"@{me.username}".lower() if me.username else None
+        return bool(mention and message.text and mention in message.text.lower())
+
+
+def _without_mention(text: str, username: str | None) -> str:
+    if not username:
+        return text
+    mention = f"@{username}"
+    at = text.lower().find(mention.lower())
+    if at < 0:
+        return text
+    return (text[:at] + text[at + len(mention) :]).strip() or text
+
+
+def create_router(orchestrator: Orchestrator, *, edit_interval: float = 1.0) -> Router:
+    """Handlers for /start, /secretary, /new, /usage, /help, the picker and text messages."""
+    router = Router(name="secretaries")
+    desk = FrontDesk(orchestrator)
+
+    async def say_error(message: Message, exc: SecretariesError) -> None:
+        log.warning("chat %s: %s: %s", message.chat.id, type(exc).__name__, exc)
+        await patiently(lambda: message.answer(texts.for_people(exc)))
+
+    async def show_picker(message: Message, user_id: int, username: str | None) -> None:
+        found = await desk.choices(user_id, username=username)
+        board = picker.keyboard(
+            found.secretaries, found.current, picker.page_of(found.secretaries, found.current)
+        )
+        await patiently(lambda: message.answer(texts.PICK, reply_markup=board))
+
+    @router.message(CommandStart(), Addressed())
+    async def start(message: Message) -> None:
+        user = message.from_user
+        if user is None:
+            return
+        await patiently(lambda: message.answer(texts.GREETING))
+        try:
+            found = await desk.choices(user.id, username=user.username)
+            if found.source != "assigned":
+                await show_picker(message, user.id, user.username)
+            else:
+                name = next(
+                    (s.name for s in found.secretaries if s.id == found.current), "your secretary"
+                )
+                await patiently(lambda: message.answer(texts.SWITCHED.format(name=name)))
+        except SecretariesError as exc:
+            await say_error(message, exc)
+
+    @router.message(Command("secretary"), Addressed())
+    async def choose(message: Message) -> None:
+        if message.from_user is None:
+            return
+        try:
+            await show_picker(message, message.from_user.id, message.from_user.username)
+        except SecretariesError as exc:
+            await say_error(message, exc)
+
+    @router.message(Command("new"), Addressed())
+    async def new(message: Message) -> None:
+        if message.from_user is None:
+            return
+        try:
+            name, found = await desk.forget(message.from_user.id)
+        except SecretariesError as exc:
+            await say_error(message, exc)
+            return
+        line = texts.FORGOTTEN.format(name=name) if found else texts.NOTHING_TO_FORGET
+        await patiently(lambda: message.answer(line))
+
+    @router.message(Command("usage"), Addressed())
+    async def usage(message: Message) -> None:
+        if message.from_user is None:
+            return
+        try:
+            today = await desk.today(message.from_user.id)
+        except SecretariesError as exc:
+            await say_error(message, exc)
+            return
+        limits = today.limits
+
+        def of(used: int, limit: int | None, unit: str) -> str:
+            return f"{used} {unit}" + (f" of {limit}" if limit is not None else " (no limit)")
+
+        line = (
+            f"Today: {of(today.messages, limits.messages_per_day, 'messages')}, "
+            f"{of(today.tokens, limits.tokens_per_day, 'tokens')}. "
+            f"Limits reset at {today.resets_at:%H:%M} UTC."
+        )
+        await patiently(lambda: message.answer(line))
+
+    @router.message(Command("help"), Addressed())
+    async def help_(message: Message) -> None:
+        await patiently(lambda: message.answer(texts.HELP))
+
+    @router.callback_query(F.data.startswith(picker.PAGE_PREFIX))
+    async def turn_page(query: CallbackQuery) -> None:
+        page = int((query.data or "0").removeprefix(picker.PAGE_PREFIX) or 0)
+        try:
+            found = await desk.choices(query.from_user.id)
+        except SecretariesError as exc:
+            await query.answer(texts.for_people(exc))
+            return
+        await query.answer()
+        if query.message is not None and isinstance(query.message, Message):
+            board = picker.keyboard(found.secretaries, found.current, page)
+            await patiently(lambda: query.message.edit_reply_markup(reply_markup=board))  # type: ignore[union-attr]
+
+    @router.callback_query(F.data.startswith(picker.PICK_PREFIX))
+    async def pick(query: CallbackQuery) -> None:
+        raw = (query.data or "").removeprefix(picker.PICK_PREFIX)
+        try:
+            secretary_id = uuid.UUID(raw)
+            done = await desk.switch(query.from_user.id, secretary_id)
+        except ValueError:
+            await query.answer()
+            return
+        except SecretariesError as exc:
+            log.info("switch refused for %s: %s", query.from_user.id, exc)
+            await query.answer(texts.for_people(exc), show_alert=False)
+            done = None
+        if done is not None:
+            await query.answer(texts.SWITCHED.format(name=done.secretary))
+        found = await desk.choices(query.from_user.id)
+        if query.message is not None and isinstance(query.message, Message):
+            board = picker.keyboard(
+                found.secretaries, found.current, picker.page_of(found.secretaries, found.current)
+            )
+            edited = query.message
+            try:
+                await patiently(lambda: edited.edit_reply_markup(reply_markup=board))
+            except Exception as exc:  # an unchanged keyboard is "not modified": harmless
+                log.debug("picker not edited: %s", exc)
+        if done is not None and query.message is not None:
+            chat_id = query.message.chat.id
+            line = texts.SWITCHED.format(name=done.secretary)
+            await patiently(lambda: query.bot.send_message(chat_id, line))  # type: ignore[union-attr]
+
+    @router.callback_query(F.data == "noop")
+    async def noop(query: CallbackQuery) -> None:
+        await query.answer()
+
+    @router.message(F.text, Addressed())
+    async def text(message: Message, bot: Bot) -> None:
+        user = message.from_user
+        if user is None or message.text is None:
+            return
+        me = await bot.me()
+        content = _without_mention(message.text, me.username)
+        reply = StreamedReply(
+            bot,
+            message.chat.id,
+            reply_to=message.message_id if message.chat.type != "private" else None,
+            interval=edit_interval,
+            thread_id=message.message_thread_id,
+        )
+        stream = orchestrator.astream(user.id, content, username=user.username)
+        try:
+            await reply.stream(stream)
+        except SecretariesError as exc:
+            log.warning("chat %s: %s: %s", message.chat.id, type(exc).__name__, exc)
+            await reply.fail(texts.for_people(exc))
+        finally:
+            await stream.aclose()
+
+    @router.message(Addressed(), F.chat.type == "private")
+    async def other(message: Message) -> None:
+        await patiently(lambda: message.answer(texts.NOT_TEXT))
+
+    return router

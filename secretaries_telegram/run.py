@@ -1,0 +1,72 @@
+"""`secretaries bot`: a complete bot by long polling on the library's orchestrator."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramNetworkError, TelegramUnauthorizedError
+from aiogram.utils.token import TokenValidationError
+
+from secretaries_core.errors import BackendUnavailable, InvalidInput
+from secretaries_core.orchestrator import Orchestrator
+from secretaries_telegram.router import COMMANDS, create_router
+
+log = logging.getLogger(__name__)
+TELEGRAM_API = "https://api.telegram.org"
+
+
+def _masked(text: str, token: str) -> str:
+    return text.replace(token, "***") if token else text
+
+
+def make_bot(token: str, api_url: str | None) -> Bot:
+    """A `Bot` on `api_url` (default: Telegram's); a malformed token is `InvalidInput`."""
+    if not token:
+        raise InvalidInput(
+            "no bot token: pass --token or set SECRETARIES_TELEGRAM_TOKEN (from @BotFather)"
+        )
+    server = TelegramAPIServer.from_base(api_url) if api_url else None
+    session = AiohttpSession(api=server) if server is not None else AiohttpSession()
+    try:
+        return Bot(token, session=session)
+    except TokenValidationError:
+        raise InvalidInput(
+            "the bot token is malformed: it looks like 123456789:AA… (from @BotFather)"
+        ) from None
+
+
+async def run_bot(
+    orchestrator: Orchestrator,
+    token: str,
+    api_url: str | None = None,
+    *,
+    edit_interval: float = 1.0,
+    polling_timeout: int = 30,
+) -> None:
+    """Check the token, register the commands, then answer updates until SIGTERM/SIGINT."""
+    bot = make_bot(token, api_url)
+    where = api_url or TELEGRAM_API
+    try:
+        try:
+            me = await bot.get_me()
+            await bot.set_my_commands(COMMANDS)
+        except TelegramUnauthorizedError:
+            raise InvalidInput(
+                f"the Bot API at {where} rejected the token; check it with @BotFather"
+            ) from None
+        except TelegramNetworkError as exc:
+            raise BackendUnavailable(
+                f"cannot reach the Bot API at {where}: {_masked(str(exc), token)}"
+            ) from None
+        log.info("bot @%s (id %s) polling %s", me.username, me.id, where)
+        dispatcher = Dispatcher()
+        dispatcher.include_router(create_router(orchestrator, edit_interval=edit_interval))
+        await dispatcher.start_polling(
+            bot, polling_timeout=polling_timeout, handle_signals=True, close_bot_session=False
+        )
+    finally:
+        await bot.session.close()
+        await orchestrator.aclose()
