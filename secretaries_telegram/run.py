@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -39,16 +40,21 @@ def make_bot(token: str, api_url: str | None) -> Bot:
 
 
 async def run_bot(
-    orchestrator: Orchestrator,
+    open_orchestrator: Callable[[], Orchestrator],
     token: str,
     api_url: str | None = None,
     *,
     edit_interval: float = 1.0,
     polling_timeout: int = 30,
 ) -> None:
-    """Check the token, register the commands, then answer updates until SIGTERM/SIGINT."""
+    """Check the token, register the commands, then answer updates until SIGTERM/SIGINT.
+
+    The token and the Bot API are checked before `open_orchestrator()` touches the database,
+    so a wrong token is reported as such whatever state the database is in.
+    """
     bot = make_bot(token, api_url)
     where = api_url or TELEGRAM_API
+    orchestrator: Orchestrator | None = None
     try:
         try:
             me = await bot.get_me()
@@ -61,6 +67,7 @@ async def run_bot(
             raise BackendUnavailable(
                 f"cannot reach the Bot API at {where}: {_masked(str(exc), token)}"
             ) from None
+        orchestrator = open_orchestrator()
         log.info("bot @%s (id %s) polling %s", me.username, me.id, where)
         dispatcher = Dispatcher()
         dispatcher.include_router(create_router(orchestrator, edit_interval=edit_interval))
@@ -69,4 +76,5 @@ async def run_bot(
         )
     finally:
         await bot.session.close()
-        await orchestrator.aclose()
+        if orchestrator is not None:
+            await orchestrator.aclose()

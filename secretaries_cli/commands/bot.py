@@ -55,5 +55,5 @@ def register(app: App) -> None:
                 "pip install 'secretaries[telegram]'"
             ) from None
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        orchestrator = runtime(ctx).orchestrator()
-        asyncio.run(run_bot(orchestrator, token or "", api_url, edit_interval=edit_interval))
+        rt = runtime(ctx)
+        asyncio.run(run_bot(rt.orchestrator, token or "", api_url, edit_interval=edit_interval))

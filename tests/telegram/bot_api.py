@@ -1,0 +1,247 @@
+"""A Bot API server double on loopback: scripted updates in, every bot call recorded.
+
+Real HTTP (aiohttp) with Telegram's envelope (`{"ok": true, "result": …}`), so aiogram's
+real `Bot` and `Dispatcher` talk to it as to api.telegram.org. It enforces what Telegram
+enforces and a bot gets wrong: 4,096-character texts, no empty text, "message is not
+modified" on an identical edit, entity parsing when a parse mode is sent, and it can
+answer any method with 429 `retry_after` on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+TOKEN = "123456789:TEST-token-for-the-double"
+BOT = {"id": 999, "is_bot": True, "first_name": "Secretaries", "username": "sec_bot"}
+
+
+@dataclass
+class BotApi:
+    """State of the double: updates to hand out, calls seen, faults to inject."""
+
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
+    # method -> retry_after seconds for its next calls (one entry per refused call)
+    flood: dict[str, list[int]] = field(default_factory=dict)
+    texts: dict[tuple[int, int], str] = field(default_factory=dict)
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    _next_update: int = 1
+    _next_message: int = 1000
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _arrived: asyncio.Event | None = None
+
+    # -- what tests do -----------------------------------------------------------------
+
+    def _push(self, update: dict[str, Any]) -> None:
+        with self._lock:
+            update["update_id"] = self._next_update
+            self._next_update += 1
+            self.updates.append(update)
+        if self._loop is not None and self._arrived is not None:
+            self._loop.call_soon_threadsafe(self._arrived.set)
+
+    def send(self, user: int, text: str, *, chat: dict[str, Any] | None = None) -> None:
+        """The user `user` writes `text` (in a private chat unless `chat` says otherwise)."""
+        message: dict[str, Any] = {
+            "message_id": self._new_message_id(),
+            "date": int(time.time()),
+            "chat": chat or {"id": user, "type": "private"},
+            "from": {"id": user, "is_bot": False, "first_name": f"U{user}", "username": f"u{user}"},
+            "text": text,
+        }
+        if text.startswith("/"):
+            length = len(text.split()[0])
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+        self._push({"message": message})
+
+    def press(self, user: int, message: dict[str, Any], data: str) -> None:
+        """The user presses the inline button with `data` under `message`."""
+        self._push(
+            {
+                "callback_query": {
+                    "id": f"cb{self._next_update}",
+                    "from": {"id": user, "is_bot": False, "first_name": f"U{user}"},
+                    "chat_instance": "ci",
+                    "message": message,
+                    "data": data,
+                }
+            }
+        )
+
+    def seen(self, method: str, chat: int | None = None) -> list[dict[str, Any]]:
+        """The calls of `method` so far (for one chat)."""
+        with self._lock:
+            return [
+                p
+                for m, p, _ in self.calls
+                if m == method and (chat is None or str(p.get("chat_id")) == str(chat))
+            ]
+
+    def wait(self, check: Callable[[], Any], timeout: float = 20.0) -> Any:
+        """Poll `check()` until it returns something truthy."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = check()
+            if found:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting; calls so far: {[c[0] for c in self.calls]}")
+
+    def _new_message_id(self) -> int:
+        with self._lock:
+            self._next_message += 1
+            return self._next_message
+
+    # -- what the bot sees ---------------------------------------------------------------
+
+    def _message(self, chat_id: int, text: str, markup: str | None = None) -> dict[str, Any]:
+        message_id = self._new_message_id()
+        self.texts[(chat_id, message_id)] = text
+        out: dict[str, Any] = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
+            "from": BOT,
+            "text": text,
+        }
+        if markup:
+            import json
+
+            out["reply_markup"] = json.loads(markup)
+        with self._lock:
+            self.sent.append(out)
+        return out
+
+    def messages_to(self, chat: int) -> list[dict[str, Any]]:
+        """Messages the bot sent to `chat`, oldest first, with their text as edited since."""
+        with self._lock:
+            found = [dict(m) for m in self.sent if m["chat"]["id"] == chat]
+        for m in found:
+            m["text"] = self.texts.get((chat, m["message_id"]), m["text"])
+        return found
+
+
+def _bad(status: int, description: str, **extra: Any) -> web.Response:
+    return web.json_response(
+        {"ok": False, "error_code": status, "description": description, **extra}, status=status
+    )
+
+
+def _text_problem(text: str | None, params: dict[str, Any]) -> str | None:
+    if not text:
+        return "Bad Request: message text is empty"
+    if len(text.encode("utf-16-le")) // 2 > 4096:
+        return "Bad Request: message is too long"
+    if params.get("parse_mode"):
+        return "Bad Request: can't parse entities: the double refuses every parse mode"
+    return None
+
+
+def make_app(api: BotApi) -> web.Application:
+    """The aiohttp application serving `/bot<token>/<method>`."""
+
+    async def handle(request: web.Request) -> web.Response:
+        token, method = request.match_info["token"], request.match_info["method"]
+        params: dict[str, Any] = dict(await request.post()) if request.can_read_body else {}
+        params = {k: v for k, v in params.items() if isinstance(v, str)}
+        if token != TOKEN:
+            return _bad(401, "Unauthorized")
+        with api._lock:
+            api.calls.append((method, params, time.monotonic()))
+            refused = api.flood.get(method)
+            wait = refused.pop(0) if refused else None
+        if wait is not None:
+            return _bad(
+                429, f"Too Many Requests: retry after {wait}", parameters={"retry_after": wait}
+            )
+        return await _answer(api, method, params)
+
+    app = web.Application()
+    app.router.add_post("/bot{token}/{method}", handle)
+    return app
+
+
+async def _answer(api: BotApi, method: str, params: dict[str, Any]) -> web.Response:
+    def ok(result: Any) -> web.Response:
+        return web.json_response({"ok": True, "result": result})
+
+    if method == "getMe":
+        return ok(BOT)
+    if method in ("setMyCommands", "deleteWebhook", "answerCallbackQuery", "sendChatAction"):
+        return ok(True)
+    if method == "getUpdates":
+        offset = int(params.get("offset") or 0)
+        timeout = min(float(params.get("timeout") or 0), 2.0)
+        assert api._arrived is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            with api._lock:
+                ready = [u for u in api.updates if u["update_id"] >= offset]
+            if ready or time.monotonic() >= deadline:
+                return ok(ready)
+            api._arrived.clear()
+            # Long polling: wake up when an update is pushed, else at the deadline.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(api._arrived.wait(), deadline - time.monotonic())
+    chat_id = int(params.get("chat_id") or 0)
+    if method == "sendMessage":
+        problem = _text_problem(params.get("text"), params)
+        if problem:
+            return _bad(400, problem)
+        return ok(api._message(chat_id, params["text"], params.get("reply_markup")))
+    if method == "editMessageText":
+        problem = _text_problem(params.get("text"), params)
+        if problem:
+            return _bad(400, problem)
+        key = (chat_id, int(params["message_id"]))
+        if api.texts.get(key) == params["text"]:
+            return _bad(400, "Bad Request: message is not modified")
+        api.texts[key] = params["text"]
+        message = {"message_id": key[1], "date": 0, "chat": {"id": chat_id, "type": "private"}}
+        return ok({**message, "from": BOT, "text": params["text"]})
+    if method == "editMessageReplyMarkup":
+        message = {
+            "message_id": int(params["message_id"]),
+            "date": 0,
+            "chat": {"id": chat_id, "type": "private"},
+            "from": BOT,
+            "text": "x",
+        }
+        return ok(message)
+    return _bad(404, f"Not Found: method {method}")
+
+
+@contextmanager
+def bot_api() -> Iterator[tuple[str, BotApi]]:
+    """Serve the double on a free loopback port in a thread; yield (base URL, state)."""
+    api = BotApi()
+    loop = asyncio.new_event_loop()
+    state: dict[str, Any] = {}
+
+    async def start() -> None:
+        api._loop, api._arrived = loop, asyncio.Event()
+        runner = web.AppRunner(make_app(api), access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        state["runner"], state["port"] = runner, runner.addresses[0][1]
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True, name="bot-api")
+    thread.start()
+    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    try:
+        yield f"http://127.0.0.1:{state['port']}", api
+    finally:
+        asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
