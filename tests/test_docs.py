@@ -32,7 +32,14 @@ def test_every_command_has_a_section_in_cli_md() -> None:
 
 
 def test_docs_exist() -> None:
-    for name in ("architecture.md", "cli.md", "operations.md", "performance.md"):
+    for name in (
+        "architecture.md",
+        "cli.md",
+        "operations.md",
+        "performance.md",
+        "telegram.md",
+        "api.md",
+    ):
         assert (ROOT / "docs" / name).is_file(), name
 
 
