@@ -113,3 +113,20 @@ class LimitsOut(BaseModel):
     telegram_id: int
     messages_per_day: int | None
     tokens_per_day: int | None
+
+
+class UpdateIn(BaseModel):
+    """`POST /api/updates`: one Telegram message to queue for the workers."""
+
+    update_id: int = Field(ge=0, le=2**63 - 1)
+    telegram_id: int = Field(ge=1, le=2**63 - 1)
+    text: str = Field(min_length=1, max_length=100_000)
+    username: str | None = Field(default=None, max_length=64)
+    chat_id: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+
+
+class QueuedOut(BaseModel):
+    """Whether the update was queued now (`duplicate`: its id was queued before)."""
+
+    queued: bool
+    duplicate: bool = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
@@ -21,6 +22,7 @@ class Services:
     registry: SecretaryRegistry
     contexts: ContextStore
     orchestrator: Orchestrator
+    _queue: Any = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -35,6 +37,12 @@ class Services:
         )
         return cls(settings, registry, contexts, Orchestrator(registry, contexts, settings))
 
+    def queue(self) -> Any:
+        """The workers' queue (opened on first use; InvalidInput without a Redis URL)."""
+        if self._queue is None:
+            self._queue = self.settings.open_queue()
+        return self._queue
+
     def close(self) -> None:
         """Release everything once the server's event loop has ended."""
         self.orchestrator.close()
@@ -45,6 +53,9 @@ class Services:
         """Release model clients, pooled instances and connections (from the server's loop)."""
         await self.orchestrator.aclose()
         await self.contexts.aclose()
+        if self._queue is not None:
+            await self._queue.aclose()
+            self._queue.close()
         self.contexts.close()
         self.registry.engine.dispose()
 

@@ -14,6 +14,7 @@ from secretaries_cli.commands import (
     contexts,
     database,
     links,
+    queue,
     serve,
     usage,
     users,
@@ -91,6 +92,7 @@ links.register(app)
 app.add_typer(contexts.app, name="contexts")
 chat.register(app)
 bot.register(app)
+queue.register(app)
 usage.register(app)
 serve.register(app)
 

@@ -97,3 +97,13 @@ def confirmed(question: str, *, yes: bool) -> bool:
 def yes_no(flag: bool) -> str:
     """A boolean for a table cell."""
     return "yes" if flag else "no"
+
+
+def service_logging() -> None:
+    """Logs of long-running commands (bot, worker): ours at INFO, HTTP clients' per-request
+    lines only from WARNING on (one line per model call would drown everything else)."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("httpx", "httpx2", "openai", "aiohttp.access", "aiogram.event"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

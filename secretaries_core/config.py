@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from platformdirs import user_data_dir
 
@@ -93,6 +94,10 @@ class Settings:
     tokens_per_day: int | None = None
     tokenizer: str = "auto"
     api_max_body: int = 1024 * 1024
+    queue_url: str | None = None
+    queue_partitions: int = 16
+    queue_max_attempts: int = 3
+    queue_lease_seconds: float = 30.0
     api_body_timeout_seconds: float = 30.0
 
     @classmethod
@@ -143,8 +148,23 @@ class Settings:
             tokens_per_day=_env_limit(env, "SECRETARIES_TOKENS_PER_DAY"),
             tokenizer=_env_choice(env, "SECRETARIES_TOKENIZER", TOKENIZERS),
             api_max_body=_env_int(env, "SECRETARIES_API_MAX_BODY", 1024 * 1024),
+            queue_url=env.get("SECRETARIES_QUEUE_URL") or None,
+            queue_partitions=_env_int(env, "SECRETARIES_QUEUE_PARTITIONS", 16),
+            queue_max_attempts=_env_int(env, "SECRETARIES_QUEUE_MAX_ATTEMPTS", 3),
+            queue_lease_seconds=_env_float(env, "SECRETARIES_QUEUE_LEASE", 30.0),
             api_body_timeout_seconds=_env_float(env, "SECRETARIES_API_BODY_TIMEOUT", 30.0),
         )
+
+    def open_queue(self) -> Any:
+        """The queue of `SECRETARIES_QUEUE_URL`, else of the context URL (Redis only)."""
+        from secretaries_core.queue import Queue
+
+        url = self.queue_url or self.context_url
+        if not url:
+            raise InvalidInput(
+                "the queue needs Redis: set SECRETARIES_QUEUE_URL (or a redis:// context URL)"
+            )
+        return Queue(url, prefix=self.redis_prefix, partitions=self.queue_partitions)
 
     @property
     def context_policy(self) -> ContextPolicy:

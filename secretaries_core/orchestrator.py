@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PARAM_DOUBLE_TEXTING = "double_texting"
+IDEMPOTENCY_KEY = "update_id"  # metadata key of a queued message's id on its stored text
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ class _Turn:
     reservation: Reservation | None = None
     usage: CallUsage | None = None
     recorded: bool = False
+    key: str | None = None
 
     @property
     def texts(self) -> list[str]:
@@ -227,10 +229,22 @@ class Orchestrator:
         """Await `awaitable` from synchronous code (the loop `handle` uses in this thread)."""
         return self._sync.run(_awaited(awaitable))
 
-    async def ahandle(self, telegram_id: int, text: str, *, username: str | None = None) -> Reply:
-        """Answer `text` from the user without holding a thread while the model works."""
+    async def ahandle(
+        self,
+        telegram_id: int,
+        text: str,
+        *,
+        username: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Reply:
+        """Answer `text` from the user without holding a thread while the model works.
+
+        `idempotency_key` (a queued update's id) is stored with the user's message, so a
+        redelivered message can be recognised as answered (`answered`).
+        """
         with self._our_errors():
             turn = await self._begin(telegram_id, text, username)
+            turn.key = idempotency_key
             try:
                 await self._admit(turn)
                 answer = await self._ask(turn, None)
@@ -241,9 +255,7 @@ class Orchestrator:
             finally:
                 self.gate.release(turn.ticket)
 
-    def astream(
-        self, telegram_id: int, text: str, *, username: str | None = None
-    ) -> ReplyStream:
+    def astream(self, telegram_id: int, text: str, *, username: str | None = None) -> ReplyStream:
         """Yield the reply in pieces as the model produces them; store the turn at the end.
 
         A stream that fails, or that the caller stops early, stores nothing. Once it is
@@ -413,7 +425,12 @@ class Orchestrator:
         secretary = turn.resolved.secretary
         answer = storable(answer)
         at = self.now()
+        meta = {IDEMPOTENCY_KEY: turn.key} if turn.key is not None else None
         items = [(turn.telegram_id, secretary.id, Message("user", t, at)) for t in turn.texts]
+        if meta is not None:
+            # The key goes on this message's own text (the last one), stored with the turn.
+            tid, sid, last = items[-1]
+            items[-1] = (tid, sid, Message(last.role, last.content, last.at, meta))
         items.append((turn.telegram_id, secretary.id, Message("assistant", answer, self.now())))
         # The whole turn in one write, after the model answered: a failed or interrupted
         # call leaves the context exactly as it was. Its usage is recorded first: the
@@ -445,12 +462,10 @@ class Orchestrator:
             else self.tokens.count(model, answer)
         )
         assert prompt is not None and completion is not None
-        self.metrics.tokens.labels(secretary=secretary.name, model=model, kind="prompt").inc(
-            prompt
+        self.metrics.tokens.labels(secretary=secretary.name, model=model, kind="prompt").inc(prompt)
+        self.metrics.tokens.labels(secretary=secretary.name, model=model, kind="completion").inc(
+            completion
         )
-        self.metrics.tokens.labels(
-            secretary=secretary.name, model=model, kind="completion"
-        ).inc(completion)
         return UsageEntry(
             telegram_id=telegram_id,
             secretary_id=secretary.id,
@@ -588,6 +603,21 @@ class Orchestrator:
                 f"use one of {', '.join(DOUBLE_TEXTING)}"
             )
         return cast(Policy, value)
+
+    async def answered(self, telegram_id: int, key: str) -> Reply | None:
+        """The stored answer to the message stored with `key`, if that turn was stored."""
+        with self._our_errors():
+            resolved = await self.aresolve(telegram_id)
+            history = await self.store.aread(telegram_id, resolved.secretary.id)
+            for i, message in enumerate(history):
+                if (message.metadata or {}).get(IDEMPOTENCY_KEY) == key:
+                    for later in history[i + 1 :]:
+                        if later.role == "assistant":
+                            secretary = resolved.secretary
+                            return Reply(
+                                later.content, secretary.name, secretary.id, resolved.source
+                            )
+            return None
 
     @property
     def hops(self) -> Hops:

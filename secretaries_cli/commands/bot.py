@@ -43,7 +43,6 @@ def register(app: App) -> None:
     ) -> None:
         """Run the Telegram bot (needs `secretaries[telegram]`): users pick their secretary."""
         import asyncio
-        import logging
 
         from secretaries_core.errors import InvalidInput
 
@@ -54,6 +53,8 @@ def register(app: App) -> None:
                 f"the Telegram front is not installed ({exc.name}): "
                 "pip install 'secretaries[telegram]'"
             ) from None
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        from secretaries_cli.output import service_logging
+
+        service_logging()
         rt = runtime(ctx)
         asyncio.run(run_bot(rt.orchestrator, token or "", api_url, edit_interval=edit_interval))

@@ -110,3 +110,35 @@ def _cluster_client(url: str, masked: str, *, asynchronous: bool = False) -> Any
         )
     except _UNAVAILABLE as exc:
         raise BackendUnavailable(f"cannot reach the context store {masked}: {exc}") from exc
+
+
+def redis_client(url: str, *, asynchronous: bool, block_s: float = 0.0) -> Any:
+    """A Redis or Redis Cluster client (blocking or asyncio) for `url`.
+
+    `block_s`: the longest blocking command the caller sends (XREADGROUP BLOCK); the
+    socket timeout is kept above it.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    masked = mask_url(url)
+    timeout = SOCKET_TIMEOUT_S + block_s
+    if scheme == CLUSTER_SCHEME:
+        client = _cluster_client(url, masked, asynchronous=asynchronous)
+        return client
+    if scheme not in REDIS_SCHEMES:
+        raise InvalidInput(f"not a Redis URL: {masked!r}")
+    if asynchronous:
+        from redis.asyncio import BlockingConnectionPool
+        from redis.asyncio import Redis as AsyncRedis
+
+        # Waits for a free connection under a burst instead of "Too many connections".
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=ASYNC_MAX_CONNECTIONS,
+            timeout=timeout,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=timeout,
+        )
+        return AsyncRedis.from_pool(pool)
+    from redis import Redis
+
+    return Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=timeout)

@@ -1,0 +1,135 @@
+"""`worker` and `queue` commands: answer queued updates; inspect and retry the queue."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from secretaries_cli import output
+from secretaries_cli.runtime import App, new_app, runtime
+
+app = new_app("The Redis Streams queue: statistics, dead letters, retry.")
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+def register(root: App) -> None:
+    """Add `worker` and the `queue` group to the root app."""
+
+    @root.command("worker")
+    def worker(
+        ctx: typer.Context,
+        concurrency: Annotated[
+            int, typer.Option("--concurrency", min=1, help="Messages in flight at most.")
+        ] = 64,
+    ) -> None:
+        """Answer queued updates until SIGTERM (then finish those in flight, exit 0)."""
+        import asyncio
+        import signal
+
+        from secretaries_cli.output import service_logging
+        from secretaries_core.queue.worker import Worker
+
+        service_logging()
+        rt = runtime(ctx)
+        queue = rt.settings.open_queue()
+
+        async def main() -> None:
+            orchestrator = rt.orchestrator()
+            job = Worker(
+                orchestrator,
+                queue,
+                concurrency=concurrency,
+                lease_seconds=rt.settings.queue_lease_seconds,
+                max_attempts=rt.settings.queue_max_attempts,
+            )
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, job.stop)
+
+            try:
+                await job.run()
+            finally:
+                await orchestrator.aclose()
+                await queue.aclose()
+
+        try:
+            asyncio.run(main())
+        finally:
+            queue.close()
+
+    root.add_typer(app, name="queue")
+
+
+@app.command("stats")
+def stats(ctx: typer.Context, json: JsonFlag = False) -> None:
+    """Inbound length, pending, oldest pending age, consumers, dead letters, replies stream."""
+    queue = runtime(ctx).settings.open_queue()
+    try:
+        doc = queue.stats()
+    finally:
+        queue.close()
+    if json:
+        output.emit_json(doc)
+        return
+    output.table(
+        f"{doc['workers']} worker(s), {doc['partitions']} partition(s); replies in "
+        f"{doc['replies_stream']}",
+        ["inbound", "pending", "oldest pending (s)", "dead letters", "replies"],
+        [
+            [
+                doc["inbound"],
+                doc["pending"],
+                doc["oldest_pending_age_s"],
+                doc["dead_letters"],
+                doc["replies"],
+            ]
+        ],
+    )
+    if doc["consumers"]:
+        output.table(
+            "consumers",
+            ["consumer", "pending", "idle (ms)"],
+            ((name, c["pending"], c["idle_ms"]) for name, c in doc["consumers"].items()),
+        )
+
+
+@app.command("dead-letters")
+def dead_letters(ctx: typer.Context, json: JsonFlag = False) -> None:
+    """Messages that failed for good, with their error."""
+    queue = runtime(ctx).settings.open_queue()
+    try:
+        letters = queue.dead_letters()
+    finally:
+        queue.close()
+    if json:
+        output.emit_json({"dead_letters": letters})
+        return
+    output.table(
+        f"{len(letters)} dead letter(s)",
+        ["id", "update_id", "telegram_id", "error", "text"],
+        ((d["id"], d["update_id"], d["telegram_id"], d["error"], d["text"][:60]) for d in letters),
+    )
+
+
+@app.command("retry")
+def retry(
+    ctx: typer.Context,
+    ids: Annotated[list[str] | None, typer.Argument(metavar="[ID]...", show_default=False)] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
+    json: JsonFlag = False,
+) -> None:
+    """Queue dead letters again: the ones named by ID, or --all."""
+    from secretaries_core.errors import InvalidInput
+
+    if bool(ids) == all_:
+        raise InvalidInput("name dead letters by ID or pass --all (not both)")
+    queue = runtime(ctx).settings.open_queue()
+    try:
+        count = queue.retry(None if all_ else ids)
+    finally:
+        queue.close()
+    if json:
+        output.emit_json({"retried": count})
+    else:
+        output.say(f"Queued {count} dead letter(s) again.")

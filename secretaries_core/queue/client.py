@@ -1,0 +1,306 @@
+"""The queue's Redis side: enqueue once per update, publish a reply once, ack, dead-letter.
+
+Every operation that must be atomic is one Lua call on keys of one cluster slot (see
+keys.py). Streams never grow without bound: an answered entry is XACKed and XDELed in one
+pipeline, and the replies and dead-letter streams are capped with `MAXLEN ~`; every other
+key has a TTL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from secretaries_core.db import mask_url
+from secretaries_core.errors import BackendUnavailable, InvalidInput
+from secretaries_core.loops import PerLoop
+from secretaries_core.queue.keys import GROUP, QueueKeys
+
+SEEN_TTL_S = 2 * 24 * 3600  # Telegram redelivers an update for at most a day
+INBOUND_CAP = 1_000_000  # per partition: a safety valve, far above any healthy backlog
+REPLIES_CAP = 100_000
+DEAD_CAP = 100_000
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, RedisClusterException)
+
+# KEYS: seen marker, inbound stream. ARGV: ttl, cap, then field/value pairs.
+_ENQUEUE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+  return 1
+end
+return 0
+"""
+# KEYS: sent marker, replies stream. ARGV: ttl, cap, then field/value pairs.
+_REPLY = _ENQUEUE
+
+
+@dataclass(frozen=True)
+class Update:
+    """One incoming message as the bot received it (SPEC: POST /api/updates)."""
+
+    update_id: int
+    telegram_id: int
+    text: str
+    username: str | None = None
+    chat_id: int | None = None
+
+    def fields(self) -> dict[str, str]:
+        """The stream entry."""
+        return {
+            "update_id": str(self.update_id),
+            "telegram_id": str(self.telegram_id),
+            "text": self.text,
+            "username": self.username or "",
+            "chat_id": str(self.chat_id if self.chat_id is not None else self.telegram_id),
+        }
+
+    @classmethod
+    def of(cls, fields: Mapping[str, str]) -> Update:
+        """An update back from a stream entry."""
+        return cls(
+            update_id=int(fields["update_id"]),
+            telegram_id=int(fields["telegram_id"]),
+            text=fields["text"],
+            username=fields.get("username") or None,
+            chat_id=int(fields["chat_id"]) if fields.get("chat_id") else None,
+        )
+
+
+def _flat(fields: Mapping[str, str]) -> list[str]:
+    return [part for pair in fields.items() for part in pair]
+
+
+def _decode(raw: Any) -> dict[str, str]:
+    items = (
+        list(raw.items()) if isinstance(raw, dict) else list(zip(raw[::2], raw[1::2], strict=True))
+    )
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in items
+    }
+
+
+def entry_age_s(entry_id: str, now_ms: float | None = None) -> float:
+    """Seconds since a stream entry id was made (its first part is milliseconds)."""
+    now_ms = now_ms if now_ms is not None else time.time() * 1000
+    return max(0.0, (now_ms - int(entry_id.split("-")[0])) / 1000)
+
+
+class Queue:
+    """The queue of one deployment: sync calls for admin, async ones for the hot path."""
+
+    def __init__(self, url: str, *, prefix: str = "secretaries:", partitions: int = 16) -> None:
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        self.masked = mask_url(url)
+        if scheme not in ("redis", "rediss", "unix", "redis+cluster"):
+            raise InvalidInput(
+                f"the queue needs Redis: SECRETARIES_QUEUE_URL (or the context URL) must be "
+                f"redis://, rediss:// or redis+cluster://, not {self.masked!r}"
+            )
+        self.url = url
+        self.cluster = scheme == "redis+cluster"
+        self.keys = QueueKeys(prefix, partitions)
+        self._sync: Any = None
+        self._async: PerLoop[Any] = PerLoop(self._make_async)
+
+    # -- clients --------------------------------------------------------------------------
+
+    def _make_async(self) -> Any:
+        from secretaries_core.context.factory import redis_client
+
+        return redis_client(self.url, asynchronous=True, block_s=5.0)
+
+    def client(self) -> Any:
+        """The blocking client (admin commands)."""
+        if self._sync is None:
+            from secretaries_core.context.factory import redis_client
+
+            self._sync = redis_client(self.url, asynchronous=False, block_s=5.0)
+        return self._sync
+
+    def aclient(self) -> Any:
+        """The running loop's async client."""
+        return self._async.get()
+
+    def unavailable(self, exc: BaseException) -> BackendUnavailable:
+        """The error for a queue server that cannot be reached."""
+        return BackendUnavailable(f"cannot reach the queue {self.masked}: {exc}")
+
+    async def aclose(self) -> None:
+        """Close the running loop's client."""
+
+        async def close(client: Any) -> None:
+            await client.aclose()
+
+        await self._async.aclose_current(close)
+
+    def close(self) -> None:
+        """Close every client."""
+
+        async def close(client: Any) -> None:
+            await client.aclose()
+
+        self._async.close_all(close)
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    # -- ingress --------------------------------------------------------------------------
+
+    async def aenqueue(self, update: Update) -> bool:
+        """Queue `update` unless its id was queued before; True when queued now."""
+        n = self.keys.partition(update.telegram_id)
+        keys = [self.keys.seen(n, update.update_id), self.keys.inbound(n)]
+        try:
+            done = await self.aclient().eval(
+                _ENQUEUE, 2, *keys, SEEN_TTL_S, INBOUND_CAP, *_flat(update.fields())
+            )
+        except UNAVAILABLE as exc:
+            raise self.unavailable(exc) from exc
+        return bool(done)
+
+    def enqueue(self, update: Update) -> bool:
+        """`aenqueue` for synchronous callers."""
+        n = self.keys.partition(update.telegram_id)
+        keys = [self.keys.seen(n, update.update_id), self.keys.inbound(n)]
+        try:
+            done = self.client().eval(
+                _ENQUEUE, 2, *keys, SEEN_TTL_S, INBOUND_CAP, *_flat(update.fields())
+            )
+        except UNAVAILABLE as exc:
+            raise self.unavailable(exc) from exc
+        return bool(done)
+
+    # -- the worker's side ----------------------------------------------------------------
+
+    async def ensure_groups(self) -> None:
+        """Create the consumer group on every partition stream (idempotent)."""
+        client = self.aclient()
+        for n in range(self.keys.partitions):
+            try:
+                await client.xgroup_create(self.keys.inbound(n), GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def publish(self, update: Update, fields: Mapping[str, str]) -> bool:
+        """Put the answer to `update` on the replies stream, once per update id."""
+        keys = [self.keys.sent(update.update_id), self.keys.replies]
+        entry = {
+            "update_id": str(update.update_id),
+            "telegram_id": str(update.telegram_id),
+            "chat_id": str(update.chat_id if update.chat_id is not None else update.telegram_id),
+            **fields,
+        }
+        done = await self.aclient().eval(_REPLY, 2, *keys, SEEN_TTL_S, REPLIES_CAP, *_flat(entry))
+        return bool(done)
+
+    async def ack(self, n: int, entry_id: str) -> None:
+        """Done with an entry: acknowledge it and delete it (the stream stays small)."""
+        key = self.keys.inbound(n)
+        pipe = self.aclient().pipeline(transaction=False)
+        pipe.xack(key, GROUP, entry_id)
+        pipe.xdel(key, entry_id)
+        await pipe.execute()
+
+    async def dead_letter(self, n: int, entry_id: str, update: Update, error: str) -> None:
+        """Keep a message that failed for good, with its error, for `queue retry`."""
+        fields = {**update.fields(), "error": error, "partition": str(n), "entry": entry_id}
+        await self.aclient().xadd(self.keys.dead, fields, maxlen=DEAD_CAP, approximate=True)
+
+    async def deliveries(self, n: int, entry_id: str) -> int:
+        """How many times an entry was delivered (1 for a first delivery)."""
+        found = await self.aclient().xpending_range(
+            self.keys.inbound(n), GROUP, min=entry_id, max=entry_id, count=1
+        )
+        return int(found[0]["times_delivered"]) if found else 1
+
+    # -- operations -----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Lengths, pending, oldest pending age, per-consumer lag, dead letters."""
+        client = self.client()
+        inbound = pending = 0
+        oldest = 0.0
+        consumers: dict[str, dict[str, Any]] = {}
+        try:
+            for n in range(self.keys.partitions):
+                key = self.keys.inbound(n)
+                inbound += int(client.xlen(key))
+                try:
+                    summary = client.xpending(key, GROUP)
+                except ResponseError:  # no group yet: no worker ever started
+                    continue
+                pending += int(summary["pending"])
+                if summary["pending"]:
+                    first = summary["min"]
+                    first = first.decode() if isinstance(first, bytes) else first
+                    oldest = max(oldest, entry_age_s(first))
+                for c in client.xinfo_consumers(key, GROUP):
+                    name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+                    seen = consumers.setdefault(name, {"pending": 0, "idle_ms": c["idle"]})
+                    seen["pending"] += int(c["pending"])
+                    seen["idle_ms"] = min(seen["idle_ms"], int(c["idle"]))
+            live = client.zcount(self.keys.workers, (time.time() - 60) * 1000, "+inf")
+            return {
+                "inbound": inbound,
+                "pending": pending,
+                "oldest_pending_age_s": round(oldest, 3),
+                "consumers": consumers,
+                "dead_letters": int(client.xlen(self.keys.dead)),
+                "replies_stream": self.keys.replies,
+                "replies": int(client.xlen(self.keys.replies)),
+                "partitions": self.keys.partitions,
+                "workers": int(live),
+            }
+        except UNAVAILABLE as exc:
+            raise self.unavailable(exc) from exc
+
+    def dead_letters(self, count: int = 1000) -> list[dict[str, str]]:
+        """The dead letters, oldest first, each with its `id`."""
+        try:
+            rows = self.client().xrange(self.keys.dead, count=count)
+        except UNAVAILABLE as exc:
+            raise self.unavailable(exc) from exc
+        out = []
+        for entry_id, fields in rows:
+            item = _decode(fields)
+            item["id"] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            out.append(item)
+        return out
+
+    def retry(self, ids: list[str] | None = None) -> int:
+        """Queue dead letters again (all of them with None); returns how many."""
+        letters = self.dead_letters(count=DEAD_CAP)
+        chosen = [d for d in letters if ids is None or d["id"] in ids]
+        if ids is not None:
+            missing = set(ids) - {d["id"] for d in chosen}
+            if missing:
+                from secretaries_core.errors import NotFound
+
+                raise NotFound(f"no dead letter {', '.join(sorted(missing))}")
+        client = self.client()
+        for letter in chosen:
+            update = Update.of(letter)
+            n = self.keys.partition(update.telegram_id)
+            client.xadd(self.keys.inbound(n), update.fields(), maxlen=INBOUND_CAP, approximate=True)
+            client.delete(self.keys.sent(update.update_id))
+            client.xdel(self.keys.dead, letter["id"])
+        return len(chosen)
+
+    def iter_replies(self, after: str = "0-0") -> Iterator[tuple[str, dict[str, str]]]:
+        """Replies after entry id `after`, oldest first (for tests and simple senders)."""
+        client = self.client()
+        while True:
+            rows = client.xrange(self.keys.replies, min=f"({after}", count=1000)
+            if not rows:
+                return
+            for entry_id, fields in rows:
+                after = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                yield after, _decode(fields)

@@ -1,0 +1,327 @@
+"""`Worker`: answers queued updates from Redis Streams, any number of them on any machines.
+
+Ordering: updates are partitioned by user (`telegram_id % partitions`); each partition is
+owned by one worker at a time through a lease (`SET NX PX`, renewed by a heartbeat), and a
+worker runs one user's updates strictly one after the other (attempts included), while
+updates of different users run concurrently (`--concurrency`). When a worker stops
+renewing (killed, partitioned away), its leases expire after `lease_seconds` (the
+visibility timeout) and another worker takes the partition over: it XAUTOCLAIMs the
+entries the dead owner had taken and answers them first, in stream order.
+
+Exactly-once effect: the user's message is stored with the update id in the same write
+as the answer, so an update delivered again after a crash is recognised (`answered`) and
+only its reply is (re)published; a reply is published once per update id (Lua `SET NX` +
+`XADD`). Failures that may pass (model or backend unavailable) are retried with backoff up
+to `max_attempts` deliveries in all, then the update goes to the dead-letter stream with
+its error and an error reply. Failures that will not pass (quota, bad input, no
+secretary) are answered at once with the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable
+from typing import Any
+
+from secretaries_core.errors import BackendUnavailable, ModelUnavailable, SecretariesError
+from secretaries_core.orchestrator import Orchestrator, Reply
+from secretaries_core.queue.client import UNAVAILABLE, Queue, Update, _decode
+from secretaries_core.queue.keys import GROUP
+
+log = logging.getLogger(__name__)
+
+# KEYS: lease. ARGV: owner, ttl ms. Renew only a lease we still hold.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+READ_BLOCK_MS = 1000
+READ_COUNT = 50
+
+
+def _retryable(exc: SecretariesError) -> bool:
+    # An unreachable model or store may come back; an internal error may be transient.
+    return isinstance(exc, ModelUnavailable | BackendUnavailable) or type(exc) is SecretariesError
+
+
+class Worker:
+    """One worker process's loop over the partitions it owns."""
+
+    def __init__(
+        self,
+        orchestrator: Orchestrator,
+        queue: Queue,
+        *,
+        concurrency: int = 64,
+        lease_seconds: float = 30.0,
+        max_attempts: int = 3,
+        retry_delay: float = 0.5,
+        worker_id: str | None = None,
+    ) -> None:
+        self.orch = orchestrator
+        self.queue = queue
+        self.concurrency = concurrency
+        self.lease_ms = int(lease_seconds * 1000)
+        self.max_attempts = max_attempts
+        self.retry_delay = retry_delay
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.owned: dict[int, asyncio.Task[None]] = {}
+        self.in_flight: dict[int, set[asyncio.Task[None]]] = {}
+        self._last_of_user: dict[int, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(concurrency)
+        self._stopping = asyncio.Event()
+        self.answered = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop taking updates; `run` returns once those in flight are answered."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Own partitions and answer their updates until `stop()`."""
+        await self.queue.ensure_groups()
+        log.info("worker %s started (%d partitions)", self.id, self.queue.keys.partitions)
+        heartbeat = asyncio.ensure_future(self._heartbeat())
+        try:
+            await self._stopping.wait()
+        finally:
+            heartbeat.cancel()
+            readers = list(self.owned.values())
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            pending = [t for tasks in self.in_flight.values() for t in tasks]
+            if pending:
+                log.info("draining %d message(s) in flight", len(pending))
+                await asyncio.gather(*pending, return_exceptions=True)
+            await self._release_all()
+            log.info("worker %s stopped after %d answer(s)", self.id, self.answered)
+
+    async def _release_all(self) -> None:
+        client = self.queue.aclient()
+        for n in list(self.owned):
+            try:
+                await client.eval(_RELEASE, 1, self.queue.keys.lease(n), self.id)
+            except UNAVAILABLE as exc:
+                log.warning("could not release partition %d: %s", n, exc)
+        # If it cannot be removed, the heartbeat entry ages out of the live window by itself.
+        with contextlib.suppress(*UNAVAILABLE):
+            await client.zrem(self.queue.keys.workers, self.id)
+        self.owned.clear()
+
+    # -- ownership ------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        every = self.lease_ms / 3000
+        while True:
+            try:
+                await self._balance()
+            except UNAVAILABLE as exc:
+                log.warning("queue unreachable, keeping what is in flight: %s", exc)
+            except Exception as exc:  # never let ownership bookkeeping die silently
+                log.error("heartbeat failed", exc_info=exc)
+            await asyncio.sleep(every)
+
+    async def _balance(self) -> None:
+        keys, client = self.queue.keys, self.queue.aclient()
+        now_ms = time.time() * 1000
+        await client.zadd(keys.workers, {self.id: now_ms})
+        await client.zremrangebyscore(keys.workers, "-inf", now_ms - 3 * self.lease_ms)
+        await client.pexpire(keys.workers, 3 * self.lease_ms)
+        live = max(1, int(await client.zcard(keys.workers)))
+        share = math.ceil(keys.partitions / live)
+        for n in list(self.owned):
+            if not await client.eval(_RENEW, 1, keys.lease(n), self.id, self.lease_ms):
+                log.warning("lost partition %d", n)
+                self.owned.pop(n).cancel()
+        # Give back what is above our share, once its messages in flight are answered.
+        for n in list(self.owned)[share:]:
+            if not self.in_flight.get(n):
+                self.owned.pop(n).cancel()
+                await client.eval(_RELEASE, 1, keys.lease(n), self.id)
+        order = [(hash(self.id) + i) % keys.partitions for i in range(keys.partitions)]
+        for n in order:
+            if len(self.owned) >= share or self._stopping.is_set():
+                break
+            if n in self.owned:
+                continue
+            if await client.set(keys.lease(n), self.id, nx=True, px=self.lease_ms):
+                log.info("took partition %d", n)
+                self.owned[n] = asyncio.ensure_future(self._read(n))
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def _read(self, n: int) -> None:
+        key = self.queue.keys.inbound(n)
+        client = self.queue.aclient()
+        # First what earlier owners took and never answered (in stream order) ...
+        await self._take_over(n)
+        last_sweep = time.monotonic()
+        while not self._stopping.is_set():
+            try:
+                found = await client.xreadgroup(
+                    GROUP, self.id, {key: ">"}, count=READ_COUNT, block=READ_BLOCK_MS
+                )
+            except UNAVAILABLE as exc:
+                log.warning("partition %d: queue unreachable: %s", n, exc)
+                await asyncio.sleep(1)
+                continue
+            for _stream, entries in found or []:
+                for entry_id, fields in entries:
+                    await self._start(n, _id(entry_id), _decode(fields), redelivered=False)
+            # ... and now and then what this worker failed to settle (queue outages).
+            if time.monotonic() - last_sweep > self.lease_ms / 1000:
+                await self._reclaim(n, min_idle_ms=self.lease_ms)
+                last_sweep = time.monotonic()
+
+    async def _take_over(self, n: int) -> None:
+        """Settle what earlier owners of `n` left pending before reading anything new.
+
+        Entries an earlier owner is still answering (it lost the lease but lives) are left
+        to it until they are idle for a whole lease; only then are they claimed. Reading
+        new entries before all of that is settled could answer a user's later message
+        before an earlier one.
+        """
+        client, key = self.queue.aclient(), self.queue.keys.inbound(n)
+        while not self._stopping.is_set():
+            await self._reclaim(n, min_idle_ms=self.lease_ms)
+            summary = await client.xpending(key, GROUP)
+            others = [
+                c for c in summary.get("consumers") or [] if _id(c["name"]) != self.id
+            ]
+            if not any(int(c["pending"]) for c in others):
+                return
+            await asyncio.sleep(0.2)
+
+    async def _reclaim(self, n: int, *, min_idle_ms: int) -> None:
+        client, key, start = self.queue.aclient(), self.queue.keys.inbound(n), "0-0"
+        while True:
+            reply = await client.xautoclaim(key, GROUP, self.id, min_idle_ms, start, count=100)
+            start, entries = _id(reply[0]), reply[1]
+            for entry_id, fields in entries:
+                if fields:
+                    await self._start(n, _id(entry_id), _decode(fields), redelivered=True)
+            if start == "0-0":
+                return
+
+    async def _start(
+        self, n: int, entry_id: str, fields: dict[str, str], *, redelivered: bool
+    ) -> None:
+        if any(entry_id == getattr(t, "entry_id", None) for t in self.in_flight.get(n, ())):
+            return  # already being answered here
+        # Backpressure: stop taking entries while many wait here (a user's later messages
+        # wait for their earlier ones without holding one of the `concurrency` slots).
+        while sum(len(t) for t in self.in_flight.values()) >= self.concurrency * 4:
+            await asyncio.sleep(0.02)
+        update = Update.of(fields)
+        before = self._last_of_user.get(update.telegram_id)
+        task = asyncio.ensure_future(self._answer(n, entry_id, update, before, redelivered))
+        task.entry_id = entry_id  # type: ignore[attr-defined]
+        self._last_of_user[update.telegram_id] = task
+        self.in_flight.setdefault(n, set()).add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self.in_flight[n].discard(finished)
+            if self._last_of_user.get(update.telegram_id) is finished:
+                del self._last_of_user[update.telegram_id]
+
+        task.add_done_callback(done)
+
+    # -- answering ------------------------------------------------------------------------
+
+    async def _answer(
+        self,
+        n: int,
+        entry_id: str,
+        update: Update,
+        before: Awaitable[None] | None,
+        redelivered: bool,
+    ) -> None:
+        if before is not None:
+            # One user's updates strictly in stream order, retries included.
+            await asyncio.gather(before, return_exceptions=True)
+        try:
+            async with self._slots:
+                await self._settle(n, entry_id, update, redelivered)
+        except UNAVAILABLE as exc:
+            # Left pending: the next sweep (or the next owner) answers it.
+            log.warning("update %s left pending: %s", update.update_id, exc)
+        except Exception as exc:
+            log.error("update %s left pending", update.update_id, exc_info=exc)
+
+    async def _settle(self, n: int, entry_id: str, update: Update, redelivered: bool) -> None:
+        key = str(update.update_id)
+        attempts = 0
+        if redelivered:
+            attempts = await self.queue.deliveries(n, entry_id) - 1
+            stored = await self._safely(self.orch.answered(update.telegram_id, key))
+            if isinstance(stored, Reply):
+                await self._reply(n, entry_id, update, stored, None)
+                return
+        error: SecretariesError | None = None
+        while attempts < self.max_attempts:
+            attempts += 1
+            try:
+                reply = await self.orch.ahandle(
+                    update.telegram_id,
+                    update.text,
+                    username=update.username,
+                    idempotency_key=key,
+                )
+            except SecretariesError as exc:
+                error = exc
+                if not _retryable(exc):
+                    await self._reply(n, entry_id, update, None, exc)
+                    return
+                log.warning("update %s attempt %d: %s", key, attempts, exc)
+                if attempts < self.max_attempts:
+                    await asyncio.sleep(self.retry_delay * 2 ** (attempts - 1))
+                continue
+            await self._reply(n, entry_id, update, reply, None)
+            return
+        assert error is not None
+        await self.queue.dead_letter(n, entry_id, update, f"{type(error).__name__}: {error}")
+        log.error("update %s dead-lettered after %d attempts: %s", key, attempts, error)
+        await self._reply(n, entry_id, update, None, error)
+
+    async def _safely(self, call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except SecretariesError as exc:
+            return exc
+
+    async def _reply(
+        self,
+        n: int,
+        entry_id: str,
+        update: Update,
+        reply: Reply | None,
+        error: SecretariesError | None,
+    ) -> None:
+        fields = {
+            "secretary": reply.secretary if reply else "",
+            "text": reply.text if reply else "",
+            "error": str(error) if error else "",
+            "error_code": type(error).__name__ if error else "",
+        }
+        await self.queue.publish(update, fields)
+        await self.queue.ack(n, entry_id)
+        self.answered += 1
+
+
+def _id(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
