@@ -105,6 +105,10 @@ def _cluster_client(url: str, masked: str, *, asynchronous: bool = False) -> Any
             username=unquote(username) or None,
             password=unquote(password) or None,
             ssl=tls,
+            # No CLIENT SETINFO round trips while a connection opens: redis.asyncio.cluster
+            # was seen losing the connection's writer there under concurrent first use
+            # ("'NoneType' object has no attribute 'writelines'").
+            driver_info=None,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
             socket_timeout=SOCKET_TIMEOUT_S,
         )

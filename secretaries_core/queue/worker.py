@@ -146,8 +146,16 @@ class Worker:
         share = math.ceil(keys.partitions / live)
         for n in list(self.owned):
             if not await client.eval(_RENEW, 1, keys.lease(n), self.id, self.lease_ms):
-                log.warning("lost partition %d", n)
+                # Another worker may own it now: stop everything of it here (a cancelled
+                # answer stores nothing; the new owner answers those entries, in order).
+                log.warning(
+                    "lost partition %d; cancelling its %d message(s) in flight",
+                    n,
+                    len(self.in_flight.get(n, ())),
+                )
                 self.owned.pop(n).cancel()
+                for task in list(self.in_flight.get(n, ())):
+                    task.cancel()
         # Give back what is above our share, once its messages in flight are answered.
         for n in list(self.owned)[share:]:
             if not self.in_flight.get(n):
@@ -189,21 +197,26 @@ class Worker:
                 last_sweep = time.monotonic()
 
     async def _take_over(self, n: int) -> None:
-        """Settle what earlier owners of `n` left pending before reading anything new.
+        """Settle everything pending in `n`, in stream order, before reading anything new.
 
-        Entries an earlier owner is still answering (it lost the lease but lives) are left
-        to it until they are idle for a whole lease; only then are they claimed. Reading
-        new entries before all of that is settled could answer a user's later message
-        before an earlier one.
+        Entries another worker took are left to it until idle for a whole lease (it may
+        still be answering them after losing the lease); entries this worker took in an
+        earlier period of ownership are taken back at once. Only when all of them can be
+        claimed are they claimed together and started in stream order: reading new
+        entries before could answer a user's later message before an earlier one.
         """
         client, key = self.queue.aclient(), self.queue.keys.inbound(n)
         while not self._stopping.is_set():
-            await self._reclaim(n, min_idle_ms=self.lease_ms)
-            summary = await client.xpending(key, GROUP)
-            others = [
-                c for c in summary.get("consumers") or [] if _id(c["name"]) != self.id
+            rows = await client.xpending_range(key, GROUP, min="-", max="+", count=10_000)
+            busy_here = bool(self.in_flight.get(n))
+            waiting = [
+                r
+                for r in rows
+                if _id(r["consumer"]) != self.id and int(r["time_since_delivered"]) < self.lease_ms
             ]
-            if not any(int(c["pending"]) for c in others):
+            if not waiting and not busy_here:
+                if rows:
+                    await self._reclaim(n, min_idle_ms=0)
                 return
             await asyncio.sleep(0.2)
 
@@ -254,14 +267,23 @@ class Worker:
         if before is not None:
             # One user's updates strictly in stream order, retries included.
             await asyncio.gather(before, return_exceptions=True)
-        try:
-            async with self._slots:
-                await self._settle(n, entry_id, update, redelivered)
-        except UNAVAILABLE as exc:
-            # Left pending: the next sweep (or the next owner) answers it.
-            log.warning("update %s left pending: %s", update.update_id, exc)
-        except Exception as exc:
-            log.error("update %s left pending", update.update_id, exc_info=exc)
+        delay = self.retry_delay
+        while True:
+            try:
+                async with self._slots:
+                    await self._settle(n, entry_id, update, redelivered)
+                return
+            except Exception as exc:
+                # The queue (or a client) failed around the answer. Try again here rather
+                # than leave it to a later sweep: this user's next messages wait behind
+                # it, so they cannot overtake it. As a redelivery, so an answer already
+                # stored is only published, never made twice.
+                log.warning("update %s not settled, retrying: %r", update.update_id, exc)
+            if self._stopping.is_set() or n not in self.owned:
+                return  # left pending: the next owner settles it, in order
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            redelivered = True
 
     async def _settle(self, n: int, entry_id: str, update: Update, redelivered: bool) -> None:
         key = str(update.update_id)

@@ -160,8 +160,11 @@ def _send(farm: Farm, users: int, per_user: int, first_update: int = 1) -> list[
     ]
 
     async def go() -> None:
-        for start in range(0, len(updates), 500):
-            await asyncio.gather(*(farm.queue.aenqueue(u) for u in updates[start : start + 500]))
+        # Users concurrently, each user's messages one after the other (as a bot sends).
+        for i in range(per_user):
+            await asyncio.gather(
+                *(farm.queue.aenqueue(u) for u in updates[i * users : (i + 1) * users])
+            )
         await farm.queue.aclose()
 
     asyncio.run(go())
