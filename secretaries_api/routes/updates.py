@@ -28,5 +28,5 @@ async def queue_update(svc: Svc, body: UpdateIn) -> JSONResponse:
     update = Update(body.update_id, body.telegram_id, body.text, body.username, body.chat_id)
     queued = await svc.queue().aenqueue(update)
     if queued:
-        return JSONResponse(QueuedOut(queued=True).model_dump(), status_code=202)
+        return JSONResponse({"queued": True}, status_code=202)
     return JSONResponse(QueuedOut(queued=False, duplicate=True).model_dump(), status_code=200)

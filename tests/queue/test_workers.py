@@ -274,3 +274,43 @@ def test_the_same_update_three_times_at_once_is_queued_once(redis_url: str) -> N
     assert sorted(asyncio.run(go())) == [False, False, True]
     assert queue.stats()["inbound"] == 1
     queue.close()
+
+
+def test_post_updates_is_idempotent_over_http(tmp_path: Path, redis_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from secretaries_api import create_app
+    from secretaries_api.services import Services
+    from secretaries_core.context import SqlContextStore
+    from secretaries_core.orchestrator import Orchestrator
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'api.db'}")
+    schema.upgrade(engine)
+    prefix = f"h{uuid.uuid4().hex[:6]}:"
+    settings = replace(Settings.load(env={}), queue_url=redis_url, redis_prefix=prefix)
+    registry = SecretaryRegistry(engine)
+    store = SqlContextStore(engine, settings.context_policy)
+    services = Services(settings, registry, store, Orchestrator(registry, store, settings))
+    headers = {"Authorization": "Bearer t"}
+    with TestClient(create_app(services, api_token="t"), headers=headers) as client:
+        body = {"update_id": 5, "telegram_id": 42, "text": "hi", "chat_id": -100}
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(lambda _: client.post("/api/updates", json=body), range(3)))
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [200, 200, 202]
+        assert [r.json() for r in answers if r.status_code == 202] == [{"queued": True}]
+        assert all(
+            r.json() == {"queued": False, "duplicate": True}
+            for r in answers
+            if r.status_code == 200
+        )
+        bad = client.post("/api/updates", json={**body, "update_id": 6, "text": "a\x00b"})
+        assert bad.status_code == 422
+    queue = Queue(redis_url, prefix=prefix, partitions=16)
+    assert queue.stats()["inbound"] == 1
+    queue.close()
+    services.orchestrator.close()
+    engine.dispose()
