@@ -17,6 +17,8 @@ from aiogram.types import BotCommand, CallbackQuery, Message
 from secretaries_core.errors import SecretariesError
 from secretaries_core.frontdesk import FrontDesk
 from secretaries_core.orchestrator import Orchestrator
+from secretaries_core.queue import Queue
+from secretaries_core.queue import Update as QueuedUpdate
 from secretaries_telegram import picker, texts
 from secretaries_telegram.streaming import StreamedReply, patiently
 
@@ -55,8 +57,14 @@ def _without_mention(text: str, username: str | None) -> str:
     return (text[:at] + text[at + len(mention) :]).strip() or text
 
 
-def create_router(orchestrator: Orchestrator, *, edit_interval: float = 1.0) -> Router:
-    """Handlers for /start, /secretary, /new, /usage, /help, the picker and text messages."""
+def create_router(
+    orchestrator: Orchestrator, *, edit_interval: float = 1.0, queue: Queue | None = None
+) -> Router:
+    """Handlers for /start, /secretary, /new, /usage, /help, the picker and text messages.
+
+    With a `queue`, text messages are only enqueued (the workers answer them; `relay`
+    sends what arrives on the replies stream); commands are always handled here.
+    """
     router = Router(name="secretaries")
     desk = FrontDesk(orchestrator)
 
@@ -183,12 +191,24 @@ def create_router(orchestrator: Orchestrator, *, edit_interval: float = 1.0) -> 
         await query.answer()
 
     @router.message(F.text, Addressed())
-    async def text(message: Message, bot: Bot) -> None:
+    async def text(message: Message, bot: Bot, **data: Any) -> None:
         user = message.from_user
         if user is None or message.text is None:
             return
         me = await bot.me()
         content = _without_mention(message.text, me.username)
+        if queue is not None:
+            update = data.get("event_update")
+            update_id = update.update_id if update is not None else message.message_id
+            try:
+                await queue.aenqueue(
+                    QueuedUpdate(update_id, user.id, content, user.username, message.chat.id)
+                )
+            except SecretariesError as exc:
+                await say_error(message, exc)
+                return
+            await bot.send_chat_action(message.chat.id, "typing")
+            return
         reply = StreamedReply(
             bot,
             message.chat.id,

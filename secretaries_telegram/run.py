@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -13,6 +14,7 @@ from aiogram.utils.token import TokenValidationError
 
 from secretaries_core.errors import BackendUnavailable, InvalidInput
 from secretaries_core.orchestrator import Orchestrator
+from secretaries_telegram.relay import relay
 from secretaries_telegram.router import COMMANDS, create_router
 
 log = logging.getLogger(__name__)
@@ -68,12 +70,30 @@ async def run_bot(
                 f"cannot reach the Bot API at {where}: {_masked(str(exc), token)}"
             ) from None
         orchestrator = open_orchestrator()
-        log.info("bot @%s (id %s) polling %s", me.username, me.id, where)
-        dispatcher = Dispatcher()
-        dispatcher.include_router(create_router(orchestrator, edit_interval=edit_interval))
-        await dispatcher.start_polling(
-            bot, polling_timeout=polling_timeout, handle_signals=True, close_bot_session=False
+        queue = orchestrator.settings.open_queue() if orchestrator.settings.queue_url else None
+        log.info(
+            "bot @%s (id %s) polling %s%s",
+            me.username,
+            me.id,
+            where,
+            f", answering through the queue {queue.masked}" if queue else "",
         )
+        dispatcher = Dispatcher()
+        dispatcher.include_router(
+            create_router(orchestrator, edit_interval=edit_interval, queue=queue)
+        )
+        sender = asyncio.ensure_future(relay(bot, queue)) if queue is not None else None
+        try:
+            await dispatcher.start_polling(
+                bot, polling_timeout=polling_timeout, handle_signals=True, close_bot_session=False
+            )
+        finally:
+            if sender is not None:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+            if queue is not None:
+                await queue.aclose()
+                queue.close()
     finally:
         await bot.session.close()
         if orchestrator is not None:

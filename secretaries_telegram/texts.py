@@ -37,6 +37,29 @@ def _until(moment: datetime) -> str:
     return f"{minutes // 60}h {minutes % 60:02d}m"
 
 
+_ERRORS: dict[str, type[SecretariesError]] = {
+    cls.__name__: cls
+    for cls in (
+        Busy,
+        InactiveSecretary,
+        Interrupted,
+        InvalidInput,
+        ModelUnavailable,
+        NoDefaultSecretary,
+        QuotaExceeded,
+        UnknownSecretary,
+    )
+}
+
+
+def for_code(code: str, message: str) -> str:
+    """`for_people` for an error known by its class name (a reply from the workers)."""
+    kind = _ERRORS.get(code, SecretariesError)
+    if kind is QuotaExceeded:
+        return "You have used today's quota; it resets at midnight UTC."
+    return for_people(kind(message))
+
+
 def for_people(exc: SecretariesError) -> str:
     """One short line about `exc` for the end user (the details go to the log)."""
     if isinstance(exc, QuotaExceeded):

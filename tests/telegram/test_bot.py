@@ -314,3 +314,78 @@ def test_bot_start_failures(
     assert "Traceback" not in done.stderr
     if token:
         assert token not in done.stderr
+
+
+def test_with_a_worker_and_the_queue(tmp_path: Path, redis_url: str) -> None:
+    """bot (enqueue) → worker → replies stream → bot's sender → sendMessage."""
+    import uuid
+
+    from secretaries_core.context import open_context_store
+
+    db_url = f"sqlite:///{tmp_path / 'q.db'}"
+    engine = make_engine(db_url)
+    schema.upgrade(engine)
+    registry = SecretaryRegistry(engine)
+    registry.create_secretary(
+        AssistantCreate(name="alice", model="openai/m", prompt="You are alice.", is_default=True)
+    )
+    prefix = f"tg{uuid.uuid4().hex[:6]}:"
+    with bot_api() as (api_url, api), llm_server() as (llm_url, _script):
+        env = _env(db_url, api_url, llm_url, tmp_path / "home")
+        env.update(
+            SECRETARIES_QUEUE_URL=redis_url,
+            SECRETARIES_CONTEXT_URL=redis_url,
+            SECRETARIES_REDIS_PREFIX=prefix,
+            SECRETARIES_QUEUE_LEASE="4",
+        )
+        logs = [(tmp_path / "bot.log").open("w"), (tmp_path / "worker.log").open("w")]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "secretaries_cli", *cmd],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                text=True,
+            )
+            for cmd, log in ((["bot"], logs[0]), (["worker"], logs[1]))
+        ]
+        try:
+            api.wait(lambda: api.seen("setMyCommands"))
+            api.send(81, "/start")
+            board = _picker(api, 81)
+            assert "\u2713 alice" in next(iter(_buttons(board)))
+            api.send(81, "through the queue")
+            store = open_context_store(
+                redis_url, policy=Settings.load(env={}).context_policy, prefix=prefix
+            )
+            sid = registry.get_secretary("alice").id
+
+            def stored() -> str | None:
+                turns = store.read(81, sid)
+                return turns[1].content if len(turns) == 2 else None
+
+            answer = api.wait(stored)
+            assert answer == "<You are alice.> re: through the queue (0 earlier)"
+            api.wait(lambda: any(m["text"] == answer for m in api.messages_to(81)))
+            assert store.read(81, sid)[0].metadata == {
+                "update_id": str(
+                    next(
+                        u["update_id"]
+                        for u in api.updates
+                        if "message" in u and u["message"]["text"] == "through the queue"
+                    )
+                )
+            }
+            store.close()
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                proc.wait(timeout=30)
+            for log in logs:
+                log.close()
+        for name in ("bot.log", "worker.log"):
+            text = (tmp_path / name).read_text()
+            assert "Traceback" not in text, text[-2000:]
+        assert [p.returncode for p in procs] == [0, 0]
+    engine.dispose()
