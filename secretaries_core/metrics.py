@@ -61,12 +61,33 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.queue = Gauge(
+            "secretaries_queue",
+            "The workers' queue at scrape time: inbound, pending, dead_letters, replies, "
+            "workers, oldest_pending_age_seconds.",
+            ["what"],
+            registry=r,
+        )
         # Label children bound once: `labels()` takes a lock and a dict lookup per call,
         # which would dominate the cached-resolution hot path.
         self.by_source = {
             source: self.resolutions.labels(source=source)
             for source in ("assigned", "default", "fallback")
         }
+
+    def observe_queue(self, stats: dict[str, object]) -> None:
+        """Set the queue gauges from `Queue.stats()`."""
+        for key, name in (
+            ("inbound", "inbound"),
+            ("pending", "pending"),
+            ("dead_letters", "dead_letters"),
+            ("replies", "replies"),
+            ("workers", "workers"),
+            ("oldest_pending_age_s", "oldest_pending_age_seconds"),
+        ):
+            value = stats.get(key)
+            if isinstance(value, int | float):
+                self.queue.labels(what=name).set(value)
 
     def exposition(self) -> bytes:
         """The Prometheus text exposition of every metric here."""

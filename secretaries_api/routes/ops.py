@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from fastapi import APIRouter
@@ -13,6 +14,8 @@ from secretaries_api.routes.common import Svc
 from secretaries_api.schemas import HealthOut
 from secretaries_core.db import check_reachable
 from secretaries_core.errors import SecretariesError
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["operations"])
 PROBE_SECRETARY = uuid.UUID(int=0)
@@ -51,5 +54,10 @@ async def health(svc: Svc) -> JSONResponse:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus"}},
 )
 def metrics(svc: Svc) -> Response:
-    """Prometheus exposition of the orchestrator's metrics."""
+    """Prometheus exposition of the orchestrator's metrics (and the queue's, when set)."""
+    if svc.settings.queue_url:
+        try:
+            svc.orchestrator.metrics.observe_queue(svc.queue().stats())
+        except SecretariesError as exc:  # the scrape still shows everything else
+            log.warning("queue metrics unavailable: %s", exc)
     return Response(svc.orchestrator.metrics_text(), media_type=CONTENT_TYPE_LATEST)

@@ -309,6 +309,8 @@ def test_post_updates_is_idempotent_over_http(tmp_path: Path, redis_url: str) ->
         )
         bad = client.post("/api/updates", json={**body, "update_id": 6, "text": "a\x00b"})
         assert bad.status_code == 422
+        scraped = client.get("/metrics").text
+        assert 'secretaries_queue{what="inbound"} 1.0' in scraped
     queue = Queue(redis_url, prefix=prefix, partitions=16)
     assert queue.stats()["inbound"] == 1
     queue.close()
