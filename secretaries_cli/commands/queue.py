@@ -115,7 +115,7 @@ def dead_letters(ctx: typer.Context, json: JsonFlag = False) -> None:
 @app.command("retry")
 def retry(
     ctx: typer.Context,
-    ids: Annotated[list[str] | None, typer.Argument(metavar="[ID]...", show_default=False)] = None,
+    ids: Annotated[list[str] | None, typer.Argument(metavar="ID", show_default=False)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
     json: JsonFlag = False,
 ) -> None:

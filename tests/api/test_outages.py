@@ -30,8 +30,9 @@ def _stop_postmaster(engine_url: str) -> None:
     probe = make_engine(engine_url)
     with probe.connect() as conn:
         backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        # Read while the backend lives: its parent is the postmaster.
+        status = Path(f"/proc/{backend}/status").read_text()
     probe.dispose()
-    status = Path(f"/proc/{backend}/status").read_text()
     postmaster = int(
         next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1]
     )
