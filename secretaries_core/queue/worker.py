@@ -191,9 +191,9 @@ class Worker:
             for _stream, entries in found or []:
                 for entry_id, fields in entries:
                     await self._start(n, _id(entry_id), _decode(fields), redelivered=False)
-            # ... and now and then what this worker failed to settle (queue outages).
+            # ... and now and then what was left pending and is not being answered here.
             if time.monotonic() - last_sweep > self.lease_ms / 1000:
-                await self._reclaim(n, min_idle_ms=self.lease_ms)
+                await self._sweep(n)
                 last_sweep = time.monotonic()
 
     async def _take_over(self, n: int) -> None:
@@ -209,16 +209,45 @@ class Worker:
         while not self._stopping.is_set():
             rows = await client.xpending_range(key, GROUP, min="-", max="+", count=10_000)
             busy_here = bool(self.in_flight.get(n))
+            # A worker whose heartbeat stopped a lease ago is gone: no need to wait for its
+            # entries to age. One that still beats may be finishing them: leave them to it.
+            recent = (time.time() * 1000) - self.lease_ms
+            alive = {
+                _id(member)
+                for member in await client.zrangebyscore(self.queue.keys.workers, recent, "+inf")
+            }
             waiting = [
                 r
                 for r in rows
-                if _id(r["consumer"]) != self.id and int(r["time_since_delivered"]) < self.lease_ms
+                if _id(r["consumer"]) != self.id
+                and _id(r["consumer"]) in alive
+                and int(r["time_since_delivered"]) < self.lease_ms
             ]
             if not waiting and not busy_here:
                 if rows:
                     await self._reclaim(n, min_idle_ms=0)
                 return
             await asyncio.sleep(0.2)
+
+    async def _sweep(self, n: int) -> None:
+        """Claim entries idle for a lease that no task here is answering.
+
+        Entries waiting here behind a user's earlier message are idle too, but claiming
+        them would only count a delivery that never happened (and send them to the dead
+        letters early), so they are left out.
+        """
+        client, key = self.queue.aclient(), self.queue.keys.inbound(n)
+        here = {getattr(t, "entry_id", None) for t in self.in_flight.get(n, ())}
+        rows = await client.xpending_range(
+            key, GROUP, min="-", max="+", count=1000, idle=self.lease_ms
+        )
+        stale = [_id(r["message_id"]) for r in rows if _id(r["message_id"]) not in here]
+        if not stale:
+            return
+        claimed = await client.xclaim(key, GROUP, self.id, self.lease_ms, stale)
+        for entry_id, fields in sorted(claimed, key=lambda e: _order(_id(e[0]))):
+            if fields:
+                await self._start(n, _id(entry_id), _decode(fields), redelivered=True)
 
     async def _reclaim(self, n: int, *, min_idle_ms: int) -> None:
         client, key, start = self.queue.aclient(), self.queue.keys.inbound(n), "0-0"
@@ -315,7 +344,9 @@ class Worker:
                 continue
             await self._reply(n, entry_id, update, reply, None)
             return
-        assert error is not None
+        if error is None:
+            # Delivered max_attempts times without ever being answered: workers died on it.
+            error = SecretariesError(f"delivered {attempts} times without an answer")
         await self.queue.dead_letter(n, entry_id, update, f"{type(error).__name__}: {error}")
         log.error("update %s dead-lettered after %d attempts: %s", key, attempts, error)
         await self._reply(n, entry_id, update, None, error)
@@ -343,6 +374,11 @@ class Worker:
         await self.queue.publish(update, fields)
         await self.queue.ack(n, entry_id)
         self.answered += 1
+
+
+def _order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _id(raw: Any) -> str:
