@@ -142,7 +142,8 @@ class Worker:
         await client.zadd(keys.workers, {self.id: now_ms})
         await client.zremrangebyscore(keys.workers, "-inf", now_ms - 3 * self.lease_ms)
         await client.pexpire(keys.workers, 3 * self.lease_ms)
-        live = max(1, int(await client.zcard(keys.workers)))
+        # Live: a heartbeat within two leases (a slow heartbeat is not a dead worker).
+        live = max(1, int(await client.zcount(keys.workers, now_ms - 2 * self.lease_ms, "+inf")))
         share = math.ceil(keys.partitions / live)
         for n in list(self.owned):
             if not await client.eval(_RENEW, 1, keys.lease(n), self.id, self.lease_ms):
@@ -209,9 +210,9 @@ class Worker:
         while not self._stopping.is_set():
             rows = await client.xpending_range(key, GROUP, min="-", max="+", count=10_000)
             busy_here = bool(self.in_flight.get(n))
-            # A worker whose heartbeat stopped a lease ago is gone: no need to wait for its
+            # A worker whose heartbeat stopped two leases ago is gone: no need to wait for its
             # entries to age. One that still beats may be finishing them: leave them to it.
-            recent = (time.time() * 1000) - self.lease_ms
+            recent = (time.time() * 1000) - 2 * self.lease_ms
             alive = {
                 _id(member)
                 for member in await client.zrangebyscore(self.queue.keys.workers, recent, "+inf")
