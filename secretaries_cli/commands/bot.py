@@ -41,7 +41,7 @@ def register(app: App) -> None:
             typer.Option("--edit-interval", min=0.2, help="Seconds between streamed edits."),
         ] = 1.0,
     ) -> None:
-        """Run the Telegram bot (needs `secretaries[telegram]`): users pick their secretary."""
+        """Run the Telegram bot (the `telegram` extra): users pick their secretary."""
         import asyncio
 
         from secretaries_core.errors import InvalidInput

@@ -33,7 +33,7 @@ def register(app: App) -> None:
             bool, typer.Option("--no-auth", help="No token (only allowed on loopback).")
         ] = False,
     ) -> None:
-        """Serve the REST API (needs `secretaries[api]` and SECRETARIES_API_TOKEN)."""
+        """Serve the REST API (the `api` extra, and SECRETARIES_API_TOKEN)."""
         token = os.environ.get("SECRETARIES_API_TOKEN") or None
         if no_auth:
             if not _is_loopback(host):

@@ -280,3 +280,9 @@ def test_old_names_that_break_the_rules_are_reported_not_rewritten(
     assert sorted(names) == ["Dup", "bad name!", "dup"]
     doc = as_json(cli_default("--database-url", url, "chat", "1", "hi", "--json"))
     assert doc["secretary"] == "bad name!"
+
+
+def test_help_keeps_bracketed_words(cli_default: Run) -> None:
+    # Rich would read `[telegram]` as a markup tag and drop it.
+    assert "telegram" in ok(cli_default("bot", "--help")).stdout
+    assert "api" in ok(cli_default("serve", "--help")).stdout.lower()
