@@ -16,13 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -36,47 +32,12 @@ from secretaries_core.db import make_engine
 from secretaries_core.models import AssistantCreate
 from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.registry import SecretaryRegistry
-from tests.servers import free_port
+from tests.llm_server import llm_server_process
 
 BODY = {
     "model": "m",
     "messages": [{"role": "system", "content": "p"}, {"role": "user", "content": "hi"}],
 }
-
-
-@contextmanager
-def model_server(latency: float, chunk_delay: float = 0.0) -> Iterator[str]:
-    """The loopback chat-completions server in a process of its own; yields its base URL."""
-    port = free_port()
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.llm_server",
-            "--port",
-            str(port),
-            "--latency",
-            str(latency),
-            "--chunk-delay",
-            str(chunk_delay),
-        ],
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{base}/peak", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"{base}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def peak(base_v1: str, reset: bool = False) -> int:
@@ -208,7 +169,7 @@ def run(users: int, latency: float) -> list[Row]:
     """Every row of the table."""
     rows: list[Row] = []
     settings = replace(Settings.load(env={}), model_max_retries=0, model_timeout_seconds=60)
-    with model_server(latency) as base, TemporaryDirectory() as tmp:
+    with llm_server_process(latency) as base, TemporaryDirectory() as tmp:
         sdk_fast, sdk_fast_peak = sdk_burst(base, users, "aiohttp")
         sdk_httpx, sdk_httpx_peak = sdk_burst(base, users, "httpx")
         bare, bare_peak = aiohttp_burst(base, users)
@@ -258,7 +219,7 @@ def run(users: int, latency: float) -> list[Row]:
             ),
         ]
         registry.engine.dispose()
-    with model_server(0.05, chunk_delay=0.05) as base, TemporaryDirectory() as tmp:
+    with llm_server_process(0.05, chunk_delay=0.05) as base, TemporaryDirectory() as tmp:
         registry = prepare(f"sqlite:///{Path(tmp) / 'stream.db'}", 0)
         sql = SqlContextStore(registry.engine, settings.context_policy)
         ours, bare_first = first_piece(base, registry, sql, settings)

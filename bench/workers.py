@@ -21,8 +21,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -36,34 +34,10 @@ from secretaries_core.models import AssistantCreate
 from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.queue import Queue, Update
 from secretaries_core.registry import SecretaryRegistry
-from tests.servers import free_port, redis_server
+from tests.llm_server import llm_server_process
+from tests.servers import redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@contextmanager
-def model_server(latency: float) -> Iterator[str]:
-    """The loopback OpenAI-compatible server in a process of its own."""
-    import urllib.request
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.llm_server", "--port", str(port), "--latency", str(latency)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/peak", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def _catalog(path: Path, model: str) -> str:
@@ -105,11 +79,10 @@ def _collect(queue: Queue, count: int, timeout: float = 600) -> dict[int, float]
     return got
 
 
-def farm_run(
-    redis_url: str, db_url: str, model_url: str, workers: int, messages: int, users: int, home: Path
-) -> tuple[float, list[float]]:
-    """Seconds for all messages, and each message's latency."""
-    prefix = f"b{uuid.uuid4().hex[:6]}:"
+def _worker_env(
+    redis_url: str, db_url: str, model_url: str, home: Path, prefix: str
+) -> dict[str, str]:
+    """The environment of `secretaries worker` processes of one run (lease 5 s)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARIES_")}
     env.update(
         SECRETARIES_HOME=str(home),
@@ -121,6 +94,15 @@ def farm_run(
         SECRETARIES_QUEUE_LEASE="5",
         PYTHONPATH=str(ROOT),
     )
+    return env
+
+
+def farm_run(
+    redis_url: str, db_url: str, model_url: str, workers: int, messages: int, users: int, home: Path
+) -> tuple[float, list[float]]:
+    """Seconds for all messages, and each message's latency."""
+    prefix = f"b{uuid.uuid4().hex[:6]}:"
+    env = _worker_env(redis_url, db_url, model_url, home, prefix)
     queue = Queue(redis_url, prefix=prefix)
     procs = [
         subprocess.Popen(
@@ -183,16 +165,7 @@ def direct_run(
 def recovery(redis_url: str, db_url: str, model_url: str, home: Path) -> float:
     """Seconds from SIGKILL of a busy worker to its messages answered by the other one."""
     prefix = f"r{uuid.uuid4().hex[:6]}:"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARIES_")}
-    env.update(
-        SECRETARIES_HOME=str(home),
-        SECRETARIES_DATABASE_URL=db_url,
-        SECRETARIES_CONTEXT_URL=redis_url,
-        SECRETARIES_REDIS_PREFIX=prefix,
-        SECRETARIES_OPENAI_BASE_URL=model_url,
-        SECRETARIES_QUEUE_LEASE="5",
-        PYTHONPATH=str(ROOT),
-    )
+    env = _worker_env(redis_url, db_url, model_url, home, prefix)
     queue = Queue(redis_url, prefix=prefix)
     procs = [
         subprocess.Popen(
@@ -228,7 +201,7 @@ def run(messages: int, users: int) -> list[Row]:
     with redis_server() as (port, _root), TemporaryDirectory(prefix="secretaries-bench-") as tmp:
         redis_url = f"redis://127.0.0.1:{port}/0"
         for label, latency in (("echo", None), ("200 ms model", 0.2)):
-            with model_server(latency or 0.0) as model_url:
+            with llm_server_process(latency or 0.0) as model_url:
                 model = "echo" if latency is None else "openai/m"
                 db_url = _catalog(Path(tmp) / f"{label[:4]}.db", model)
                 base, base_lat = direct_run(redis_url, db_url, model_url, messages, users)
@@ -254,7 +227,7 @@ def run(messages: int, users: int) -> list[Row]:
                             "ahandle in one process",
                         )
                     )
-        with model_server(0.2) as model_url:
+        with llm_server_process(0.2) as model_url:
             db_url = _catalog(Path(tmp) / "rec.db", "openai/m")
             seconds = recovery(redis_url, db_url, model_url, Path(tmp) / "home")
             print(f"recovery after SIGKILL (lease 5 s): {seconds:.1f} s")

@@ -117,7 +117,6 @@ def usage_report(
     )
 
 
-
 def erase_user(registry: SecretaryRegistry, store: ContextStore, user: UserRef) -> ErasedOut:
     """Erase a user everywhere: contexts, then user row + links + usage, then contexts again.
 
@@ -129,9 +128,7 @@ def erase_user(registry: SecretaryRegistry, store: ContextStore, user: UserRef) 
     contexts = store.erase_user(telegram_id)
     _, links, usage_rows = registry.erase_user_rows(telegram_id)
     contexts += store.erase_user(telegram_id)
-    return ErasedOut(
-        telegram_id=telegram_id, links=links, contexts=contexts, usage_rows=usage_rows
-    )
+    return ErasedOut(telegram_id=telegram_id, links=links, contexts=contexts, usage_rows=usage_rows)
 
 
 def delete_secretary(

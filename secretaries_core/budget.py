@@ -27,9 +27,7 @@ def group_turns(messages: Sequence[Message]) -> list[Turn]:
     """Split history (oldest first) into turns: user message(s), then what answered them."""
     turns: list[Turn] = []
     for message in messages:
-        starts_turn = message.role == "user" and (
-            not turns or turns[-1][-1].role != "user"
-        )
+        starts_turn = message.role == "user" and (not turns or turns[-1][-1].role != "user")
         if starts_turn or not turns:
             turns.append([message])
         else:

@@ -72,9 +72,7 @@ def request(
     lines = [f"{m.role}: {m.content}" for m in messages]
     earlier = summary.text if summary is not None else "(none yet)"
     text = f"Summary so far:\n{earlier}\n\nNew messages:\n" + "\n".join(lines)
-    model_params = {
-        k: v for k, v in params.items() if k in ("temperature", "top_p", "seed")
-    }
+    model_params = {k: v for k, v in params.items() if k in ("temperature", "top_p", "seed")}
     return ChatRequest(
         secretary=secretary, prompt=INSTRUCTIONS, history=(), texts=(text,), params=model_params
     )

@@ -16,7 +16,7 @@ from aiogram import Bot
 from redis.exceptions import ResponseError
 
 from secretaries_core.queue import Queue
-from secretaries_core.queue.client import UNAVAILABLE, _decode
+from secretaries_core.queue.client import UNAVAILABLE, decode_fields
 from secretaries_telegram import texts
 from secretaries_telegram.split import split_text
 from secretaries_telegram.streaming import patiently
@@ -47,7 +47,7 @@ async def relay(bot: Bot, queue: Queue) -> None:
             start = ">"
             continue
         for raw_id, raw in entries:
-            fields = _decode(raw)
+            fields = decode_fields(raw)
             chat = int(fields.get("chat_id") or fields["telegram_id"])
             if fields.get("error"):
                 parts = [texts.for_code(fields.get("error_code", ""), fields["error"])]

@@ -220,6 +220,52 @@ def llm_server(script: Script | None = None) -> Iterator[tuple[str, Script]]:
         thread.join(5)
 
 
+@contextmanager
+def llm_server_process(latency: float, chunk_delay: float = 0.0) -> Iterator[str]:
+    """The server in a process of its own (benchmarks, worker farms); yields its base URL."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from tests.servers import free_port
+
+    port = free_port()
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.llm_server",
+            "--port",
+            str(port),
+            "--latency",
+            str(latency),
+            "--chunk-delay",
+            str(chunk_delay),
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{base}/peak", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"{base}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def main() -> None:
     """Serve until killed (for benchmarks, in a process of its own)."""
     parser = argparse.ArgumentParser()

@@ -38,44 +38,14 @@ def open_context_store(
         return SqlContextStore(engine, policy)
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     masked = mask_url(url)
-    if scheme in REDIS_SCHEMES:
-        from redis import Redis
-
-        client = Redis.from_url(
-            url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S
-        )
-
-        def async_client() -> Any:
-            from redis.asyncio import BlockingConnectionPool
-            from redis.asyncio import Redis as AsyncRedis
-
-            # A burst of messages waits for a free connection instead of failing with
-            # "Too many connections"; each command holds one for a single round trip.
-            pool = BlockingConnectionPool.from_url(
-                url,
-                max_connections=ASYNC_MAX_CONNECTIONS,
-                timeout=SOCKET_TIMEOUT_S,
-                socket_connect_timeout=CONNECT_TIMEOUT_S,
-                socket_timeout=SOCKET_TIMEOUT_S,
-            )
-            return AsyncRedis.from_pool(pool)
-
+    if scheme in (*REDIS_SCHEMES, CLUSTER_SCHEME):
         return RedisContextStore(
-            client,
+            redis_client(url, asynchronous=False),
             policy,
             prefix=prefix,
             url=masked,
             owns_client=True,
-            async_client=async_client,
-        )
-    if scheme == CLUSTER_SCHEME:
-        return RedisContextStore(
-            _cluster_client(url, masked),
-            policy,
-            prefix=prefix,
-            url=masked,
-            owns_client=True,
-            async_client=lambda: _cluster_client(url, masked, asynchronous=True),
+            async_client=lambda: redis_client(url, asynchronous=True),
         )
     raise InvalidInput(
         f"unknown context store URL {masked!r}: use redis://, rediss://, redis+cluster:// "
@@ -126,15 +96,15 @@ def redis_client(url: str, *, asynchronous: bool, block_s: float = 0.0) -> Any:
     masked = mask_url(url)
     timeout = SOCKET_TIMEOUT_S + block_s
     if scheme == CLUSTER_SCHEME:
-        client = _cluster_client(url, masked, asynchronous=asynchronous)
-        return client
+        return _cluster_client(url, masked, asynchronous=asynchronous)
     if scheme not in REDIS_SCHEMES:
         raise InvalidInput(f"not a Redis URL: {masked!r}")
     if asynchronous:
         from redis.asyncio import BlockingConnectionPool
         from redis.asyncio import Redis as AsyncRedis
 
-        # Waits for a free connection under a burst instead of "Too many connections".
+        # A burst waits for a free connection instead of failing with "Too many
+        # connections"; each command holds one for a single round trip.
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=ASYNC_MAX_CONNECTIONS,

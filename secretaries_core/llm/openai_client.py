@@ -183,8 +183,9 @@ def _take_usage(reply: Any, usage: CallUsage | None) -> None:
     counts = getattr(reply, "usage", None)
     if usage is None or counts is None:
         return
-    prompt, completion = getattr(counts, "prompt_tokens", None), getattr(
-        counts, "completion_tokens", None
+    prompt, completion = (
+        getattr(counts, "prompt_tokens", None),
+        getattr(counts, "completion_tokens", None),
     )
     if isinstance(prompt, int) and isinstance(completion, int):
         usage.prompt_tokens, usage.completion_tokens = prompt, completion

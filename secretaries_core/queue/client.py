@@ -28,16 +28,15 @@ REPLIES_CAP = 100_000
 DEAD_CAP = 100_000
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, RedisClusterException)
 
-# KEYS: seen marker, inbound stream. ARGV: ttl, cap, then field/value pairs.
-_ENQUEUE = """
+# Adds an entry once per marker: enqueue (KEYS: seen marker, inbound stream) and publish a
+# reply (KEYS: sent marker, replies stream). ARGV: ttl, cap, then field/value pairs.
+_ADD_ONCE = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
   return 1
 end
 return 0
 """
-# KEYS: sent marker, replies stream. ARGV: ttl, cap, then field/value pairs.
-_REPLY = _ENQUEUE
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,8 @@ def _flat(fields: Mapping[str, str]) -> list[str]:
     return [part for pair in fields.items() for part in pair]
 
 
-def _decode(raw: Any) -> dict[str, str]:
+def decode_fields(raw: Any) -> dict[str, str]:
+    """A stream entry's fields as text."""
     items = (
         list(raw.items()) if isinstance(raw, dict) else list(zip(raw[::2], raw[1::2], strict=True))
     )
@@ -159,7 +159,7 @@ class Queue:
         keys = [self.keys.seen(n, update.update_id), self.keys.inbound(n)]
         try:
             done = await self.aclient().eval(
-                _ENQUEUE, 2, *keys, SEEN_TTL_S, INBOUND_CAP, *_flat(update.fields())
+                _ADD_ONCE, 2, *keys, SEEN_TTL_S, INBOUND_CAP, *_flat(update.fields())
             )
         except UNAVAILABLE as exc:
             raise self.unavailable(exc) from exc
@@ -171,7 +171,7 @@ class Queue:
         keys = [self.keys.seen(n, update.update_id), self.keys.inbound(n)]
         try:
             done = self.client().eval(
-                _ENQUEUE, 2, *keys, SEEN_TTL_S, INBOUND_CAP, *_flat(update.fields())
+                _ADD_ONCE, 2, *keys, SEEN_TTL_S, INBOUND_CAP, *_flat(update.fields())
             )
         except UNAVAILABLE as exc:
             raise self.unavailable(exc) from exc
@@ -198,7 +198,9 @@ class Queue:
             "chat_id": str(update.chat_id if update.chat_id is not None else update.telegram_id),
             **fields,
         }
-        done = await self.aclient().eval(_REPLY, 2, *keys, SEEN_TTL_S, REPLIES_CAP, *_flat(entry))
+        done = await self.aclient().eval(
+            _ADD_ONCE, 2, *keys, SEEN_TTL_S, REPLIES_CAP, *_flat(entry)
+        )
         return bool(done)
 
     async def ack(self, n: int, entry_id: str) -> None:
@@ -270,7 +272,7 @@ class Queue:
             raise self.unavailable(exc) from exc
         out = []
         for entry_id, fields in rows:
-            item = _decode(fields)
+            item = decode_fields(fields)
             item["id"] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
             out.append(item)
         return out
@@ -303,4 +305,4 @@ class Queue:
                 return
             for entry_id, fields in rows:
                 after = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                yield after, _decode(fields)
+                yield after, decode_fields(fields)

@@ -32,7 +32,7 @@ from typing import Any
 
 from secretaries_core.errors import BackendUnavailable, ModelUnavailable, SecretariesError
 from secretaries_core.orchestrator import Orchestrator, Reply
-from secretaries_core.queue.client import UNAVAILABLE, Queue, Update, _decode
+from secretaries_core.queue.client import UNAVAILABLE, Queue, Update, decode_fields
 from secretaries_core.queue.keys import GROUP
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ class Worker:
                 continue
             for _stream, entries in found or []:
                 for entry_id, fields in entries:
-                    await self._start(n, _id(entry_id), _decode(fields), redelivered=False)
+                    await self._start(n, _id(entry_id), decode_fields(fields), redelivered=False)
             # ... and now and then what was left pending and is not being answered here.
             if time.monotonic() - last_sweep > self.lease_ms / 1000:
                 await self._sweep(n)
@@ -248,7 +248,7 @@ class Worker:
         claimed = await client.xclaim(key, GROUP, self.id, self.lease_ms, stale)
         for entry_id, fields in sorted(claimed, key=lambda e: _order(_id(e[0]))):
             if fields:
-                await self._start(n, _id(entry_id), _decode(fields), redelivered=True)
+                await self._start(n, _id(entry_id), decode_fields(fields), redelivered=True)
 
     async def _reclaim(self, n: int, *, min_idle_ms: int) -> None:
         client, key, start = self.queue.aclient(), self.queue.keys.inbound(n), "0-0"
@@ -257,7 +257,7 @@ class Worker:
             start, entries = _id(reply[0]), reply[1]
             for entry_id, fields in entries:
                 if fields:
-                    await self._start(n, _id(entry_id), _decode(fields), redelivered=True)
+                    await self._start(n, _id(entry_id), decode_fields(fields), redelivered=True)
             if start == "0-0":
                 return
 

@@ -52,7 +52,11 @@ class PendingUsage:
         return not self.usage and not self.days
 
     def add(self, entries: Sequence[UsageEntry], admitted_tokens: int | None = None) -> None:
-        """Sum `entries` in (one user's calls); `admitted_tokens`: see `UsageBook.record`."""
+        """Sum `entries` in (one user's calls).
+
+        A message admitted under a quota was already counted on its user-day row with
+        `admitted_tokens` expected: only the difference is added for it.
+        """
         for e in entries:
             row = self.usage.setdefault((e.telegram_id, e.secretary_id, e.model, e.day), [0] * 4)
             row[0] += e.messages
@@ -191,16 +195,6 @@ class UsageBook:
                 },
             )
         return self._day_upsert
-
-    def record(self, entries: Sequence[UsageEntry], *, admitted_tokens: int | None = None) -> None:
-        """Add `entries` (one user's) and their user-day totals now, in one transaction.
-
-        A message admitted under a quota was already counted on its user-day row with
-        `admitted_tokens` expected: only the difference is added.
-        """
-        pending = PendingUsage()
-        pending.add(entries, admitted_tokens)
-        self.write(pending)
 
     def write(self, pending: PendingUsage) -> None:
         """Write summed usage and user-day deltas in one transaction (two upserts)."""

@@ -156,9 +156,7 @@ class Quotas:
             ).returning(q.messages)
         return self._admit
 
-    def admit(
-        self, telegram_id: int, limits: Limits, *, tokens: int, now: datetime
-    ) -> Reservation:
+    def admit(self, telegram_id: int, limits: Limits, *, tokens: int, now: datetime) -> Reservation:
         """Count one message (and `tokens` expected) against today's limits, or refuse it."""
         day = day_of(now)
         max_messages = _cap(limits.messages_per_day, _NO_MESSAGE_LIMIT)
@@ -194,9 +192,7 @@ class Quotas:
                 .values(messages=q.messages - 1, tokens=q.tokens - reservation.tokens)
             )
 
-    def _refusal(
-        self, telegram_id: int, limits: Limits, day: date, now: datetime
-    ) -> QuotaExceeded:
+    def _refusal(self, telegram_id: int, limits: Limits, day: date, now: datetime) -> QuotaExceeded:
         messages, _tokens = self.used(telegram_id, day)
         if limits.messages_per_day is not None and messages >= limits.messages_per_day:
             what = f"{limits.messages_per_day} messages"

@@ -29,7 +29,7 @@ from secretaries_core.db import make_engine
 from secretaries_core.models import AssistantCreate
 from secretaries_core.queue import Queue, Update
 from secretaries_core.registry import SecretaryRegistry
-from tests.servers import free_port
+from tests.llm_server import llm_server_process
 
 ROOT = Path(__file__).resolve().parents[2]
 # The size; CI may lower it with SECRETARIES_TEST_QUEUE_MESSAGES (see docs).
@@ -96,24 +96,8 @@ class Farm:
 
 @pytest.fixture
 def model_server() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.llm_server", "--port", str(port), "--latency", "0.01"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import urllib.request
-
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/peak", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}/v1"
-    proc.kill()
-    proc.wait()
+    with llm_server_process(0.01) as url:
+        yield url
 
 
 def _farm(tmp_path: Path, context_url: str, model_url: str, **env: str) -> Iterator[Farm]:
