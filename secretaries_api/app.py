@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -17,10 +18,12 @@ from secretaries_core.config import Settings
 
 
 class RejectControlCharacters:
-    """404 for paths with control characters.
+    """404 for paths with control characters; 422 for query strings no store can hold.
 
     Starlette matches routes with `re.match(...$)`, and `$` also matches before a final
-    newline, so `/api/secretaries/%0A` would otherwise be served by the list route.
+    newline, so `/api/secretaries/%0A` would otherwise be served by the list route. A NUL
+    or bytes that are not UTF-8 in a query parameter (`?secretary=%00`) would reach SQL,
+    where PostgreSQL refuses them with an error that is not the caller's fault.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -31,7 +34,27 @@ class RejectControlCharacters:
             response = errors.error_response(404, "NotFound", "Not Found")
             await response(scope, receive, send)
             return
+        if scope["type"] == "http" and scope.get("query_string"):
+            problem = _query_problem(scope["query_string"])
+            if problem is not None:
+                response = errors.error_response(422, "InvalidInput", problem)
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+
+def _query_problem(raw: bytes) -> str | None:
+    """Why a query string cannot be taken (a NUL, not UTF-8, a lone surrogate), or None."""
+    for pair in raw.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        for part in (name, value):
+            try:
+                text = unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8")
+            except UnicodeDecodeError:
+                return f"query parameter {name[:40]!r} is not UTF-8 text"
+            if "\x00" in text:
+                return f"query parameter {name[:40].decode('latin-1')!r} contains a NUL"
+    return None
 
 
 def create_app(

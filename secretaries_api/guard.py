@@ -61,11 +61,11 @@ class RequestGuard:
             await self._too_large(scope, receive, send)
             return
         received = 0
-        body_done = False
+        body_done = slow = False
         deadline = asyncio.get_running_loop().time() + self.body_timeout
 
         async def guarded_receive() -> Message:
-            nonlocal received, body_done
+            nonlocal received, body_done, slow
             if body_done:
                 # The body is in: no deadline now (a streamed reply may take minutes).
                 return await receive()
@@ -74,6 +74,7 @@ class RequestGuard:
                 async with asyncio.timeout(max(remaining, 0.001)):
                     message = await receive()
             except TimeoutError:
+                slow = True
                 raise _SlowBody from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
@@ -82,14 +83,24 @@ class RequestGuard:
                 body_done = not message.get("more_body", False)
             return message
 
+        async def guarded_send(message: Message) -> None:
+            # FastAPI turns a failed body read into its own 400 ("error parsing the body");
+            # a body that did not arrive in time is answered 408 here instead.
+            if not slow:
+                await send(message)
+
         try:
-            await self.app(scope, guarded_receive, send)
+            await self.app(scope, guarded_receive, guarded_send)
         except _TooLarge:
             await self._too_large(scope, receive, send)
+            return
         except _SlowBody:
+            slow = True
+        if slow:
             response = error_response(
                 408, "RequestTimeout", f"the body did not arrive within {self.body_timeout:g}s"
             )
+            response.headers["Connection"] = "close"
             await response(scope, receive, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:

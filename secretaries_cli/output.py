@@ -104,6 +104,11 @@ def service_logging() -> None:
     lines only from WARNING on (one line per model call would drown everything else)."""
     import logging
 
+    from secretaries_core.redact import ScrubFilter
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # On the handlers, so records of every logger (aiogram, uvicorn, ours) are scrubbed.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ScrubFilter())
     for noisy in ("httpx", "httpx2", "openai", "aiohttp.access", "aiogram.event"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

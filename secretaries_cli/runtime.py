@@ -18,7 +18,12 @@ if TYPE_CHECKING:
     from secretaries_core.orchestrator import Orchestrator
     from secretaries_core.registry import SecretaryRegistry
 from secretaries_core.durations import parse_duration
-from secretaries_core.errors import BackendUnavailable, InvalidInput, SecretariesError
+from secretaries_core.errors import (
+    BackendUnavailable,
+    InvalidInput,
+    SecretariesError,
+    UnstorableInput,
+)
 from secretaries_core.refs import UserRef, parse_user_ref
 
 P = ParamSpec("P")
@@ -85,7 +90,10 @@ def runtime(ctx: typer.Context) -> Runtime:
 
 
 def exit_code_for(exc: SecretariesError) -> int:
-    """SPEC.md exit codes: 3 for an unreachable backend, 1 for everything else refused."""
+    """SPEC.md exit codes: 3 for an unreachable backend, 2 for input no store can hold,
+    1 for everything else refused."""
+    if isinstance(exc, UnstorableInput):
+        return EXIT_USAGE
     return EXIT_UNAVAILABLE if isinstance(exc, BackendUnavailable) else EXIT_FAILED
 
 

@@ -66,6 +66,16 @@ def _env_choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> 
     return value
 
 
+def _remember_secrets(env: Mapping[str, str], *urls: str | None) -> None:
+    """Tell the scrubber every secret this configuration holds (see redact.py)."""
+    from secretaries_core.redact import remember, url_secrets
+
+    names = [name for name in env if name.endswith(("_API_KEY", "_TOKEN", "_PASSWORD"))]
+    remember(env.get(name) for name in names)
+    for url in (*urls, *(env.get(n) for n in env if n.endswith("_URL"))):
+        remember(url_secrets(url))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the data lives and how contexts are kept; build it with `Settings.load`."""
@@ -99,6 +109,10 @@ class Settings:
     queue_max_attempts: int = 3
     queue_lease_seconds: float = 30.0
     api_body_timeout_seconds: float = 30.0
+    outage_grace_seconds: float = 300.0
+    api_header_timeout_seconds: float = 10.0
+    api_keepalive_seconds: float = 5.0
+    api_max_connections: int = 1000
 
     @classmethod
     def load(
@@ -113,6 +127,7 @@ class Settings:
         home_raw = env.get("SECRETARIES_HOME")
         home = Path(home_raw).expanduser() if home_raw else Path(user_data_dir(APP_NAME))
         url = database_url or env.get("SECRETARIES_DATABASE_URL") or None
+        _remember_secrets(env, url, context_url)
         return cls(
             home=home,
             database_url=url or f"sqlite:///{home / 'secretaries.db'}",
@@ -153,6 +168,10 @@ class Settings:
             queue_max_attempts=_env_int(env, "SECRETARIES_QUEUE_MAX_ATTEMPTS", 3),
             queue_lease_seconds=_env_float(env, "SECRETARIES_QUEUE_LEASE", 30.0),
             api_body_timeout_seconds=_env_float(env, "SECRETARIES_API_BODY_TIMEOUT", 30.0),
+            outage_grace_seconds=_env_float(env, "SECRETARIES_OUTAGE_GRACE", 300.0),
+            api_header_timeout_seconds=_env_float(env, "SECRETARIES_API_HEADER_TIMEOUT", 10.0),
+            api_keepalive_seconds=_env_float(env, "SECRETARIES_API_KEEPALIVE", 5.0),
+            api_max_connections=_env_int(env, "SECRETARIES_API_MAX_CONNECTIONS", 1000),
         )
 
     def open_queue(self) -> Any:

@@ -8,6 +8,13 @@ from datetime import datetime
 class SecretariesError(Exception):
     """Base of every error the library raises on purpose."""
 
+    def __init__(self, *args: object) -> None:
+        # Every message is scrubbed where it is made: an error text reaches logs, HTTP
+        # bodies, replies and dead letters, and providers repeat keys back in theirs.
+        from secretaries_core.redact import scrub
+
+        super().__init__(*(scrub(a) if isinstance(a, str) else a for a in args))
+
 
 class NotFound(SecretariesError):
     """Something referred to does not exist."""
@@ -39,6 +46,10 @@ class InvalidInput(SecretariesError):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.problems: list[str] = problems or []
+
+
+class UnstorableInput(InvalidInput):
+    """Text no store can hold (a NUL, a lone surrogate, JSON nested too deep): CLI exit 2."""
 
 
 class SchemaOutOfDate(SecretariesError):

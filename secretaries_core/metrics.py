@@ -61,6 +61,12 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.telegram_dropped = Counter(
+            "secretaries_telegram_dropped",
+            "Replies Telegram refused for good (blocked, chat not found), by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.queue = Gauge(
             "secretaries_queue",
             "The workers' queue at scrape time: inbound, pending, dead_letters, replies, "

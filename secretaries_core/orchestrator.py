@@ -92,6 +92,22 @@ def snapshot(secretary: Assistant) -> SecretarySnapshot:
     )
 
 
+def _turn_id() -> str:
+    """A fresh id for a turn that has no update id (12 hex digits: unique per context)."""
+    return uuid.uuid4().hex[:12]
+
+
+def _stored_answer(resolved: Resolved, history: list[Message], key: str) -> Reply | None:
+    """The stored answer to the message stored with idempotency `key`, if any."""
+    for i, message in enumerate(history):
+        if (message.metadata or {}).get(IDEMPOTENCY_KEY) == key:
+            for later in history[i + 1 :]:
+                if later.role == "assistant":
+                    secretary = resolved.secretary
+                    return Reply(later.content, secretary.name, secretary.id, resolved.source)
+    return None
+
+
 class ReplyStream:
     """The pieces of one streamed reply (an async iterator); `reply` once it has ended."""
 
@@ -246,6 +262,12 @@ class Orchestrator:
             turn = await self._begin(telegram_id, text, username)
             turn.key = idempotency_key
             try:
+                if idempotency_key is not None:
+                    # Read with the user's turn held: if this update's answer is stored
+                    # (an earlier delivery got that far), it is never asked again.
+                    stored = _stored_answer(turn.resolved, turn.history, idempotency_key)
+                    if stored is not None:
+                        return stored
                 await self._admit(turn)
                 answer = await self._ask(turn, None)
                 return await self._finish(turn, answer)
@@ -275,13 +297,20 @@ class Orchestrator:
                 pieces: asyncio.Queue[str | None] = asyncio.Queue()
                 task = asyncio.ensure_future(self._ask(turn, pieces.put_nowait))
                 task.add_done_callback(lambda _done: pieces.put_nowait(None))
+                shown: list[str] = []
                 try:
                     while (piece := await pieces.get()) is not None:
+                        shown.append(piece)
                         yield piece
                     answer = await task
                 finally:
-                    if not task.done():
+                    abandoned = not task.done()
+                    if abandoned:
                         task.cancel()
+                    if abandoned and shown and turn.fit is not None and not turn.recorded:
+                        # Abandoned by the caller: the model worked and is paid for, so
+                        # what it produced counts in usage (estimated), stored or not.
+                        self._record(turn, "".join(shown))
                 out.reply = await self._finish(turn, answer)
             except BaseException:
                 await self._give_back(turn)
@@ -425,12 +454,12 @@ class Orchestrator:
         secretary = turn.resolved.secretary
         answer = storable(answer)
         at = self.now()
-        meta = {IDEMPOTENCY_KEY: turn.key} if turn.key is not None else None
+        # The turn's id (a queued update's id, else a fresh one) goes on this message's own
+        # text (the last one): the store writes a turn once, and `answered` finds it.
+        meta = {IDEMPOTENCY_KEY: turn.key} if turn.key is not None else {"turn": _turn_id()}
         items = [(turn.telegram_id, secretary.id, Message("user", t, at)) for t in turn.texts]
-        if meta is not None:
-            # The key goes on this message's own text (the last one), stored with the turn.
-            tid, sid, last = items[-1]
-            items[-1] = (tid, sid, Message(last.role, last.content, last.at, meta))
+        tid, sid, last = items[-1]
+        items[-1] = (tid, sid, Message(last.role, last.content, last.at, meta))
         items.append((turn.telegram_id, secretary.id, Message("assistant", answer, self.now())))
         # The whole turn in one write, after the model answered: a failed or interrupted
         # call leaves the context exactly as it was. Its usage is recorded first: the
@@ -609,15 +638,7 @@ class Orchestrator:
         with self._our_errors():
             resolved = await self.aresolve(telegram_id)
             history = await self.store.aread(telegram_id, resolved.secretary.id)
-            for i, message in enumerate(history):
-                if (message.metadata or {}).get(IDEMPOTENCY_KEY) == key:
-                    for later in history[i + 1 :]:
-                        if later.role == "assistant":
-                            secretary = resolved.secretary
-                            return Reply(
-                                later.content, secretary.name, secretary.id, resolved.source
-                            )
-            return None
+            return _stored_answer(resolved, history, key)
 
     @property
     def hops(self) -> Hops:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from secretaries_core.errors import InvalidInput
+from secretaries_core.errors import InvalidInput, UnstorableInput
 from secretaries_core.refs import MAX_TELEGRAM_ID, normalize_username
 
 REPLACEMENT = "\ufffd"
@@ -39,11 +39,11 @@ def check_incoming(
 
 def _check_storable(text: str, what: str) -> None:
     if "\x00" in text:
-        raise InvalidInput(f"{what} contains a NUL character")
+        raise UnstorableInput(f"{what} contains a NUL character")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidInput(f"{what} contains a lone surrogate (not valid Unicode)") from None
+        raise UnstorableInput(f"{what} contains a lone surrogate (not valid Unicode)") from None
 
 
 def storable(text: str) -> str:

@@ -1,62 +1,243 @@
-"""Sending the workers' replies: the replies stream → Telegram, once each, in order.
+"""Sending the workers' replies: the replies stream → Telegram, once each, in order per chat.
 
-A consumer group (`senders`) on the replies stream: a restarted bot continues where it
-stopped, several bot processes share the work, and an entry is acknowledged only once it
-was sent (a crash in between sends it again rather than losing it).
+A consumer group (`senders`) on the replies stream: several bot processes share the work,
+and an entry is acknowledged only once it was sent or dropped for good (a crash in between
+sends it again rather than losing it). Each sender beats in a sorted set; entries pending
+under a sender that stopped beating are claimed by a live one, so a crashed or restarted
+bot loses no reply.
+
+Chats are served concurrently, each chat's replies in stream order. A reply Telegram
+refuses for good (403 blocked, 400 chat not found) is dropped and counted; 5xx and
+timeouts are retried within the outage grace; 429 waits what Telegram asks
+(delivery.py). Nothing in one chat holds up another, and no failure stops the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
+import time
+import uuid
+from typing import Any
 
 from aiogram import Bot
 from redis.exceptions import ResponseError
 
+from secretaries_core.metrics import Metrics
 from secretaries_core.queue import Queue
 from secretaries_core.queue.client import UNAVAILABLE, decode_fields
+from secretaries_core.redact import scrub
 from secretaries_telegram import texts
+from secretaries_telegram.delivery import DEFAULT_GRACE_S, Undeliverable, patiently
 from secretaries_telegram.split import split_text
-from secretaries_telegram.streaming import patiently
 
 log = logging.getLogger(__name__)
 GROUP = "senders"
+HEARTBEAT_S = 2.0
+DEAD_AFTER_S = 10.0  # a sender silent this long is gone: its pending replies are taken
+READ_COUNT = 100
+IN_FLIGHT = 64
 
 
-async def relay(bot: Bot, queue: Queue) -> None:
-    """Forever: read new replies and send them (split at 4,096), then acknowledge them."""
-    client, key = queue.aclient(), queue.keys.replies
-    me = f"{socket.gethostname()}-{os.getpid()}"
-    try:
-        await client.xgroup_create(key, GROUP, id="$", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-    start = "0"  # first what this sender took and did not acknowledge, then new ones
-    while True:
+class Relay:
+    """One bot process's sender on the replies stream."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        queue: Queue,
+        *,
+        metrics: Metrics | None = None,
+        grace: float = DEFAULT_GRACE_S,
+        name: str | None = None,
+    ) -> None:
+        self.bot = bot
+        self.queue = queue
+        self.metrics = metrics or Metrics()
+        self.grace = grace
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.sent = 0
+        self.dropped = 0
+        self._last_of_chat: dict[int, asyncio.Task[None]] = {}
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._taken: set[str] = set()
+
+    async def run(self) -> None:
+        """Forever: claim what dead senders left, read new replies, send them."""
+        client, key = self.queue.aclient(), self.queue.keys.replies
+        await self._ensure_group()
+        start = "0"  # first what this sender took and did not acknowledge, then new ones
+        last_beat = 0.0
+        while True:
+            try:
+                if time.monotonic() - last_beat > HEARTBEAT_S:
+                    await self._beat()
+                    await self._adopt()
+                    last_beat = time.monotonic()
+                while len(self._in_flight) >= IN_FLIGHT:
+                    await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+                found = await client.xreadgroup(
+                    GROUP, self.name, {key: start}, count=READ_COUNT, block=1000
+                )
+                entries = [e for _stream, rows in found or [] for e in rows]
+                if start != ">" and not entries:
+                    start = ">"
+                    continue
+                for raw_id, raw in entries:
+                    self._take(_text(raw_id), raw)
+            except asyncio.CancelledError:
+                raise
+            except UNAVAILABLE as exc:
+                log.warning("replies stream unreachable: %s", exc)
+                await asyncio.sleep(1)
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    log.warning("the senders' group is missing (Redis lost it); creating it")
+                    await self._ensure_group("0")
+                    start = "0"
+                    continue
+                log.error("sender: %s", scrub(str(exc)))
+                await asyncio.sleep(1)
+            except Exception as exc:  # the loop must outlive anything one round does
+                log.error("sender round failed", exc_info=exc)
+                await asyncio.sleep(1)
+
+    async def aclose(self) -> None:
+        """Finish the sends in flight (each within its grace) and leave the sender set."""
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        with contextlib.suppress(*UNAVAILABLE):
+            await self.queue.aclient().zrem(self.queue.keys.senders, self.name)
+
+    async def _ensure_group(self, start: str = "$") -> None:
+        # First start: from new replies on. Recreated after Redis lost it: from the start
+        # of what the stream holds now (all of it written after the loss).
         try:
-            found = await client.xreadgroup(GROUP, me, {key: start}, count=50, block=1000)
-        except UNAVAILABLE as exc:
-            log.warning("replies stream unreachable: %s", exc)
-            await asyncio.sleep(1)
-            continue
-        entries = [e for _stream, rows in found or [] for e in rows]
-        if start != ">" and not entries:
-            start = ">"
-            continue
-        for raw_id, raw in entries:
-            fields = decode_fields(raw)
-            chat = int(fields.get("chat_id") or fields["telegram_id"])
+            await self.queue.aclient().xgroup_create(
+                self.queue.keys.replies, GROUP, id=start, mkstream=True
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _beat(self) -> None:
+        client, key = self.queue.aclient(), self.queue.keys.senders
+        now_ms = time.time() * 1000
+        await client.zadd(key, {self.name: now_ms})
+        await client.zremrangebyscore(key, "-inf", now_ms - 10 * DEAD_AFTER_S * 1000)
+        await client.pexpire(key, int(10 * DEAD_AFTER_S * 1000))
+
+    async def _adopt(self) -> None:
+        """Claim replies pending under senders that stopped beating; forget those senders."""
+        client, key = self.queue.aclient(), self.queue.keys.replies
+        alive_since = time.time() * 1000 - DEAD_AFTER_S * 1000
+        beating = await client.zrangebyscore(self.queue.keys.senders, alive_since, "+inf")
+        alive = {_text(m) for m in beating}
+        for consumer in await client.xinfo_consumers(key, GROUP):
+            name = _text(consumer["name"])
+            if name == self.name or name in alive or int(consumer["idle"]) < DEAD_AFTER_S * 1000:
+                continue
+            while True:
+                rows = await client.xpending_range(
+                    key, GROUP, min="-", max="+", count=500, consumername=name
+                )
+                if not rows:
+                    break
+                ids = [_text(r["message_id"]) for r in rows]
+                claimed = await client.xclaim(key, GROUP, self.name, 0, ids)
+                for raw_id, raw in claimed:
+                    self._take(_text(raw_id), raw)
+                gone = set(ids) - {_text(r[0]) for r in claimed}
+                if gone:  # deleted from the stream meanwhile (trimmed): nothing to send
+                    await client.xack(key, GROUP, *gone)
+            log.info("took over the replies of sender %s, which stopped", name)
+            await client.xgroup_delconsumer(key, GROUP, name)
+
+    def _take(self, entry_id: str, raw: Any) -> None:
+        if entry_id in self._taken:
+            return  # already being sent here
+        fields = decode_fields(raw) if raw else {}
+        chat = _chat(fields)
+        self._taken.add(entry_id)
+        before = self._last_of_chat.get(chat) if chat is not None else None
+        task = asyncio.ensure_future(self._deliver(entry_id, fields, chat, before))
+        self._in_flight.add(task)
+        if chat is not None:
+            self._last_of_chat[chat] = task
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._in_flight.discard(finished)
+            self._taken.discard(entry_id)
+            if chat is not None and self._last_of_chat.get(chat) is finished:
+                del self._last_of_chat[chat]
+
+        task.add_done_callback(done)
+
+    async def _deliver(
+        self,
+        entry_id: str,
+        fields: dict[str, str],
+        chat: int | None,
+        before: asyncio.Task[None] | None,
+    ) -> None:
+        if before is not None:
+            await asyncio.gather(before, return_exceptions=True)  # one chat in stream order
+        try:
+            if chat is None:
+                raise Undeliverable("malformed", f"reply {entry_id} names no chat")
             if fields.get("error"):
                 parts = [texts.for_code(fields.get("error_code", ""), fields["error"])]
             else:
                 parts = split_text(fields.get("text") or "…")
-            await _send(bot, chat, parts)
-            await client.xack(key, GROUP, raw_id)
+            for part in parts:
+                send = self.bot.send_message
+                await patiently(lambda: send(chat, part), grace=self.grace)  # noqa: B023
+            self.sent += 1
+        except Undeliverable as exc:
+            self._drop(exc.reason, entry_id, chat, str(exc))
+        except asyncio.CancelledError:
+            raise  # left pending: this sender (restarted) or another one sends it
+        except Exception as exc:
+            # Failed past the grace (or something unexpected): dropped, logged, counted,
+            # so one reply never holds up the chats behind it.
+            self._drop("failed", entry_id, chat, repr(exc))
+        await self._ack(entry_id)
+
+    def _drop(self, reason: str, entry_id: str, chat: int | None, detail: str) -> None:
+        self.dropped += 1
+        self.metrics.telegram_dropped.labels(reason=reason).inc()
+        log.warning("reply %s to chat %s dropped (%s): %s", entry_id, chat, reason, scrub(detail))
+
+    async def _ack(self, entry_id: str) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.queue.aclient().xack(self.queue.keys.replies, GROUP, entry_id)
+                return
+            except UNAVAILABLE as exc:
+                # Sent but not acknowledged yet: keep trying, or it would be sent twice.
+                log.warning("could not acknowledge reply %s, retrying: %s", entry_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
 
-async def _send(bot: Bot, chat: int, parts: list[str]) -> None:
-    for part in parts:
-        await patiently(lambda: bot.send_message(chat, part))  # noqa: B023  (awaited at once)
+async def relay(bot: Bot, queue: Queue, *, metrics: Metrics | None = None) -> None:
+    """Run a `Relay` for `bot` on `queue` until cancelled."""
+    sender = Relay(bot, queue, metrics=metrics)
+    try:
+        await sender.run()
+    finally:
+        await sender.aclose()
+
+
+def _chat(fields: dict[str, str]) -> int | None:
+    raw = fields.get("chat_id") or fields.get("telegram_id") or ""
+    digits = raw[1:] if raw.startswith("-") else raw
+    return int(raw) if digits.isascii() and digits.isdigit() else None
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)

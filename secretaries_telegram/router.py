@@ -20,6 +20,7 @@ from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.queue import Queue
 from secretaries_core.queue import Update as QueuedUpdate
 from secretaries_telegram import picker, texts
+from secretaries_telegram.delivery import Undeliverable
 from secretaries_telegram.streaming import StreamedReply, patiently
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ def create_router(
     """
     router = Router(name="secretaries")
     desk = FrontDesk(orchestrator)
+
+    def _dropped(chat_id: int, exc: Undeliverable) -> None:
+        orchestrator.metrics.telegram_dropped.labels(reason=exc.reason).inc()
+        log.info("chat %s: reply dropped: %s", chat_id, exc)
 
     async def say_error(message: Message, exc: SecretariesError) -> None:
         log.warning("chat %s: %s: %s", message.chat.id, type(exc).__name__, exc)
@@ -145,7 +150,11 @@ def create_router(
 
     @router.callback_query(F.data.startswith(picker.PAGE_PREFIX))
     async def turn_page(query: CallbackQuery) -> None:
-        page = int((query.data or "0").removeprefix(picker.PAGE_PREFIX) or 0)
+        raw = (query.data or "").removeprefix(picker.PAGE_PREFIX)
+        if not (raw.isascii() and raw.isdigit()):
+            await query.answer()  # not one of our buttons (forged or from an old build)
+            return
+        page = int(raw)
         try:
             found = await desk.choices(query.from_user.id)
         except SecretariesError as exc:
@@ -186,8 +195,10 @@ def create_router(
             line = texts.SWITCHED.format(name=done.secretary)
             await patiently(lambda: query.bot.send_message(chat_id, line))  # type: ignore[union-attr]
 
-    @router.callback_query(F.data == "noop")
+    @router.callback_query()
     async def noop(query: CallbackQuery) -> None:
+        # "noop" (the page counter) and any data no handler knows: answered, so the
+        # button stops spinning, and otherwise ignored.
         await query.answer()
 
     @router.message(F.text, Addressed())
@@ -207,7 +218,10 @@ def create_router(
             except SecretariesError as exc:
                 await say_error(message, exc)
                 return
-            await bot.send_chat_action(message.chat.id, "typing")
+            try:
+                await bot.send_chat_action(message.chat.id, "typing")
+            except Exception as exc:  # cosmetic: the reply comes from the sender
+                log.debug("typing action failed: %s", exc)
             return
         reply = StreamedReply(
             bot,
@@ -221,7 +235,14 @@ def create_router(
             await reply.stream(stream)
         except SecretariesError as exc:
             log.warning("chat %s: %s: %s", message.chat.id, type(exc).__name__, exc)
-            await reply.fail(texts.for_people(exc))
+            try:
+                await reply.fail(texts.for_people(exc))
+            except Undeliverable as dropped:
+                _dropped(message.chat.id, dropped)
+        except Undeliverable as exc:
+            # The user blocked the bot (or the chat is gone): nothing to show, nothing
+            # stored (the stream is closed unfinished), counted.
+            _dropped(message.chat.id, exc)
         finally:
             await stream.aclose()
 

@@ -82,7 +82,11 @@ async def run_bot(
         dispatcher.include_router(
             create_router(orchestrator, edit_interval=edit_interval, queue=queue)
         )
-        sender = asyncio.ensure_future(relay(bot, queue)) if queue is not None else None
+        sender = (
+            asyncio.ensure_future(relay(bot, queue, metrics=orchestrator.metrics))
+            if queue is not None
+            else None
+        )
         try:
             await dispatcher.start_polling(
                 bot, polling_timeout=polling_timeout, handle_signals=True, close_bot_session=False

@@ -2,8 +2,9 @@
 
 Telegram allows about one edit per second per chat before it answers 429; edits here come
 at most every `interval` seconds, an intermediate edit refused with `retry_after` is
-skipped (the next one carries the text), and the final text is sent with retries that wait
-what Telegram asks. Text goes out without a parse mode, so no character can form a broken
+skipped (the next one carries the text), and the final text is sent with the retries of
+delivery.py (wait what Telegram asks, retry 5xx and timeouts, drop what it refuses).
+Text goes out without a parse mode, so no character can form a broken
 entity: what the model wrote is what the user reads.
 """
 
@@ -12,32 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 from aiogram import Bot
 from aiogram.enums import ChatAction
 from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 
+from secretaries_telegram.delivery import patiently
 from secretaries_telegram.split import TELEGRAM_LIMIT, split_text
 
+__all__ = ["StreamedReply", "patiently"]
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-FINAL_ATTEMPTS = 5
 TYPING_EVERY = 4.0  # Telegram shows "typing…" for about 5 s per action
-
-
-async def patiently(call: Callable[[], Awaitable[T]], attempts: int = FINAL_ATTEMPTS) -> T:
-    """`call()`, waiting out Telegram's flood control (`retry_after`) between attempts."""
-    for attempt in range(attempts):
-        try:
-            return await call()
-        except TelegramRetryAfter as exc:
-            if attempt == attempts - 1:
-                raise
-            log.info("Telegram asks to wait %ss", exc.retry_after)
-            await asyncio.sleep(exc.retry_after)
-    raise AssertionError("unreachable")
 
 
 class StreamedReply:

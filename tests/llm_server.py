@@ -9,7 +9,8 @@ Each reply says how many messages the request held, so tests can prove what the 
 `default`): `ok`, an HTTP status as a
 string (`"500"`, `"429"`, `"400"`), `too-long` (400 "context_length_exceeded"), `malformed`
 (200 with a body that is not JSON), `empty` (no choices), `dirty` (a reply holding a NUL and
-a lone surrogate), `close` (connection dropped half
+a lone surrogate), `keyecho` (401 repeating the API key, as OpenAI does), `close`
+(connection dropped half
 way through the body), `trickle` (one byte every 0.5 s), `hang` (never answers).
 
 Run alone for benchmarks: `python -m tests.llm_server --port 8001 --latency 1.0`.
@@ -116,6 +117,19 @@ async def _answer(
                 }
             },
             status=400,
+        )
+    if behaviour == "keyecho":
+        # OpenAI's own answer to a wrong key repeats it back.
+        key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return web.json_response(
+            {
+                "error": {
+                    "message": f"Incorrect API key provided: {key}. Find yours at example.com",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            },
+            status=401,
         )
     if behaviour == "leaky":
         # A provider (or proxy) echoing its upstream URL, credentials included.
@@ -280,8 +294,14 @@ def main() -> None:
             script.peak_in_flight = 0
         return web.json_response({"peak_in_flight": script.peak_in_flight})
 
+    async def default(request: web.Request) -> web.Response:
+        # Faults from outside: POST /default with the behaviour (`500`, `ok`, ...).
+        script.default = (await request.text()).strip() or "ok"
+        return web.json_response({"default": script.default})
+
     app = make_app(script)
     app.router.add_route("*", "/peak", peak)
+    app.router.add_post("/default", default)
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None, backlog=4096)
 
 

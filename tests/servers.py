@@ -49,70 +49,110 @@ def _as_postgres_user(cmd: list[str]) -> list[str]:
     return cmd
 
 
+class PrivatePostgres:
+    """A private PostgreSQL server in a temporary directory, which tests can stop and start."""
+
+    def __init__(self) -> None:
+        pg_ctl = _find("pg_ctl", ["/usr/lib/postgresql/*/bin/pg_ctl"])
+        self.bindir = Path(os.path.realpath(pg_ctl)).parent
+        self.root = Path(tempfile.mkdtemp(prefix="secretaries-pg-"))
+        self.data, self.port = self.root / "data", free_port()
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+
+    @property
+    def url(self) -> str:
+        """The admin URL (database `postgres`)."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def init(self) -> None:
+        """initdb, then start."""
+        try:
+            subprocess.run(
+                _as_postgres_user(
+                    [
+                        str(self.bindir / "initdb"),
+                        "-D",
+                        str(self.data),
+                        "-U",
+                        "postgres",
+                        "-A",
+                        "trust",
+                        "-E",
+                        "UTF8",
+                        "--no-sync",
+                        "--no-locale",
+                    ]
+                ),
+                check=True,
+                capture_output=True,
+            )
+        except subprocess.CalledProcessError as exc:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise ServerError(f"initdb failed: {exc.stderr!r}") from exc
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again) on the same port."""
+        opts = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        try:
+            subprocess.run(
+                _as_postgres_user(
+                    [
+                        str(self.bindir / "pg_ctl"),
+                        "-D",
+                        str(self.data),
+                        "-o",
+                        opts,
+                        "-l",
+                        str(self.root / "log"),
+                        "-w",
+                        "-t",
+                        "60",
+                        "start",
+                    ]
+                ),
+                check=True,
+                capture_output=True,
+            )
+        except subprocess.CalledProcessError as exc:
+            log = (self.root / "log").read_text() if (self.root / "log").exists() else ""
+            raise ServerError(f"PostgreSQL did not start: {exc.stderr!r} {log}") from exc
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (`fast`: connections are cut, as in a failover)."""
+        subprocess.run(
+            _as_postgres_user(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"]
+            ),
+            capture_output=True,
+        )
+
+    def close(self) -> None:
+        """Stop for good and remove the directory."""
+        self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A started `PrivatePostgres`, removed afterwards."""
+    server = PrivatePostgres()
+    server.init()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Yield an admin URL (database `postgres`) of a private PostgreSQL server."""
-    pg_ctl = _find("pg_ctl", ["/usr/lib/postgresql/*/bin/pg_ctl"])
-    bindir = Path(os.path.realpath(pg_ctl)).parent
-    root = Path(tempfile.mkdtemp(prefix="secretaries-pg-"))
-    data, port = root / "data", free_port()
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    try:
-        subprocess.run(
-            _as_postgres_user(
-                [
-                    str(bindir / "initdb"),
-                    "-D",
-                    str(data),
-                    "-U",
-                    "postgres",
-                    "-A",
-                    "trust",
-                    "-E",
-                    "UTF8",
-                    "--no-sync",
-                    "--no-locale",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-        opts = (
-            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
-        subprocess.run(
-            _as_postgres_user(
-                [
-                    str(bindir / "pg_ctl"),
-                    "-D",
-                    str(data),
-                    "-o",
-                    opts,
-                    "-l",
-                    str(root / "log"),
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-    except subprocess.CalledProcessError as exc:
-        log = (root / "log").read_text() if (root / "log").exists() else ""
-        shutil.rmtree(root, ignore_errors=True)
-        raise ServerError(f"PostgreSQL did not start: {exc.stderr!r} {log}") from exc
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            _as_postgres_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+    with private_postgres() as server:
+        yield server.url
 
 
 def _port_is_free(port: int) -> bool:
@@ -230,3 +270,95 @@ def redis_cluster(masters: int = 3) -> Iterator[list[int]]:
         else:
             raise ServerError("Redis Cluster did not reach cluster_state:ok")
         yield ports
+
+
+class RestartableRedis:
+    """A private redis-server that tests stop and start again on the same port.
+
+    `aof=True` persists with AOF (`appendfsync everysec`, what docs/operations.md asks of
+    the queue's Redis); without it a restart loses everything, as an unconfigured Redis
+    does. `restart()` goes straight from a running server to a new one: the clients'
+    pooled connections are stale, and nothing calls in between.
+    """
+
+    def __init__(self, *, aof: bool) -> None:
+        self.binary = _find("redis-server", [])
+        self.root = Path(tempfile.mkdtemp(prefix="secretaries-redis-r-"))
+        self.port = free_port()
+        self.aof = aof
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """redis://127.0.0.1:PORT/0"""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start (again) on the same port and directory."""
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "everysec"]
+            if self.aof
+            else [
+                "--appendonly",
+                "no",
+            ]
+        )
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                *persistence,
+                "--dir",
+                str(self.root),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_for_port(self.port, self.proc)
+        # Loading the AOF: commands fail with LOADING until it is done.
+        cli = _find("redis-cli", [])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ping = subprocess.run(
+                [cli, "-p", str(self.port), "ping"], capture_output=True, text=True
+            )
+            if "PONG" in ping.stdout:
+                return
+            time.sleep(0.05)
+        raise ServerError("restarted Redis did not answer PING")
+
+    def stop(self) -> None:
+        """SIGTERM (Redis writes its AOF buffer and exits) and wait."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+
+    def restart(self, down_for: float = 0.0) -> None:
+        """Stop, stay down `down_for` seconds, start on the same port."""
+        self.stop()
+        if down_for:
+            time.sleep(down_for)
+        self.start()
+
+    def close(self) -> None:
+        """Stop for good and remove the directory."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def restartable_redis(*, aof: bool) -> Iterator[RestartableRedis]:
+    """A started `RestartableRedis`, closed afterwards."""
+    server = RestartableRedis(aof=aof)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
+from secretaries_api.guard import token_ok
 from secretaries_api.routes.common import Svc
 from secretaries_api.schemas import HealthOut
 from secretaries_core.db import check_reachable
@@ -27,11 +28,15 @@ PROBE_SECRETARY = uuid.UUID(int=0)
     operation_id="health",
     responses={503: {"model": HealthOut, "description": "A backend is down"}},
 )
-async def health(svc: Svc) -> JSONResponse:
-    """`ok` or the error for the database and the context store; 503 if either fails.
+async def health(svc: Svc, request: Request) -> JSONResponse:
+    """`ok` or `unavailable` for the database and the context store; 503 if either fails.
 
-    The store is probed through the same async client the message path uses.
+    The store is probed through the same async client the message path uses. The errors
+    themselves (which name hosts, ports, users and databases) are shown only to a caller
+    with the API token: the probe is open to anyone who can reach the port.
     """
+    token = request.app.state.api_token
+    detailed = token is None or token_ok(request.scope, token)
     checks = {}
     for name, probe in (
         ("database", lambda: run_in_threadpool(check_reachable, svc.registry.engine)),
@@ -42,7 +47,7 @@ async def health(svc: Svc) -> JSONResponse:
             await probe()
             checks[name] = "ok"
         except SecretariesError as exc:
-            checks[name] = str(exc)
+            checks[name] = str(exc) if detailed else "unavailable"
     healthy = all(v == "ok" for v in checks.values())
     return JSONResponse(checks, status_code=200 if healthy else 503)
 

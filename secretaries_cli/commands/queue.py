@@ -42,6 +42,7 @@ def register(root: App) -> None:
                 concurrency=concurrency,
                 lease_seconds=rt.settings.queue_lease_seconds,
                 max_attempts=rt.settings.queue_max_attempts,
+                outage_grace=rt.settings.outage_grace_seconds,
             )
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

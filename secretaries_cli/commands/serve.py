@@ -44,9 +44,10 @@ def register(app: App) -> None:
                 "set SECRETARIES_API_TOKEN (or use --no-auth on 127.0.0.1) to start the API"
             )
         try:
-            import uvicorn
+            import uvicorn  # noqa: F401  (checked here: the extra may be missing)
 
             from secretaries_api.app import create_app
+            from secretaries_api.server import serve as run_server
             from secretaries_api.services import Services
         except ImportError as exc:
             raise InvalidInput(
@@ -55,12 +56,8 @@ def register(app: App) -> None:
         rt = runtime(ctx)
         services = Services.from_settings(rt.settings)  # fail here, before binding, if down
         try:
-            uvicorn.run(
-                create_app(services, api_token=token),
-                host=host,
-                port=port,
-                log_level="info",
-                access_log=True,
+            run_server(
+                create_app(services, api_token=token), host=host, port=port, settings=rt.settings
             )
         finally:
             services.close()

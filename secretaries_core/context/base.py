@@ -29,6 +29,22 @@ class Message:
     metadata: Mapping[str, Any] | None = None
 
 
+# Metadata keys that identify a turn: a queued update's id, or the id the orchestrator
+# gives every other turn. A batch carrying one is stored at most once per context, so a
+# write retried after its reply was lost (a Redis or PostgreSQL failover) cannot double it.
+TURN_KEYS = ("update_id", "turn")
+
+
+def turn_id(messages: Iterable[Message]) -> tuple[str, str] | None:
+    """The (key, value) identifying the turn `messages` belong to, if one carries it."""
+    for message in messages:
+        for key in TURN_KEYS:
+            value = (message.metadata or {}).get(key)
+            if value is not None:
+                return key, str(value)
+    return None
+
+
 @dataclass(frozen=True)
 class ContextPolicy:
     """How long an idle context lives and how many messages it keeps."""

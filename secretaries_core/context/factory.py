@@ -18,6 +18,36 @@ CLUSTER_SCHEME = "redis+cluster"
 CONNECT_TIMEOUT_S = 5.0
 SOCKET_TIMEOUT_S = 10.0
 ASYNC_MAX_CONNECTIONS = 64
+# A pooled connection unused this long is PINGed before its next command: after a Redis
+# restart the pool holds sockets the new server never saw, and the first write on one
+# would otherwise fail the caller with "Connection closed by server".
+HEALTH_CHECK_S = 2
+# Commands that fail on a broken connection are sent again on a fresh one, a few times.
+# Safe because every write of ours is idempotent (see docs/operations.md, "Redis
+# restarts"): markers make enqueue, publish and dead letters add-once, a turn carries its
+# id and is pushed once per context, XACK/XDEL/EXPIRE/ZADD repeat harmlessly.
+COMMAND_RETRIES = 3
+
+
+def _retry_options(*, asynchronous: bool) -> dict[str, Any]:
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    retry: Any
+    if asynchronous:
+        from redis.asyncio.retry import Retry as AsyncRetry
+
+        retry = AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES)
+    else:
+        from redis.retry import Retry
+
+        retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES)
+    return {
+        "retry": retry,
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError, ConnectionResetError],
+        "health_check_interval": HEALTH_CHECK_S,
+    }
 
 
 def open_context_store(
@@ -111,8 +141,14 @@ def redis_client(url: str, *, asynchronous: bool, block_s: float = 0.0) -> Any:
             timeout=timeout,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
             socket_timeout=timeout,
+            **_retry_options(asynchronous=True),
         )
         return AsyncRedis.from_pool(pool)
     from redis import Redis
 
-    return Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=timeout)
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=timeout,
+        **_retry_options(asynchronous=False),
+    )

@@ -23,6 +23,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 from typing import Any, ParamSpec, TypeVar
 
 from redis import Redis
@@ -38,6 +39,7 @@ from secretaries_core.context.base import (
     ContextSummary,
     Message,
     ProgressCallback,
+    turn_id,
 )
 from secretaries_core.errors import BackendUnavailable
 from secretaries_core.loops import PerLoop
@@ -46,17 +48,26 @@ from secretaries_core.timeutil import utcnow
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Pushes one message, trims to the cap, refreshes the list's TTL, then touches each index
-# in KEYS[2..]: ZADD with the activity score and make its TTL at least the context's (an
-# index must outlive every context it lists). PTTL < 0 means "no TTL yet", so a new index
-# always gets one. KEYS[1] is the list; ARGV: payload, cap, ttl_ms, score, members...
+# Pushes the messages of one turn, trims to the cap, refreshes the list's TTL, then touches
+# each index in KEYS[2..]: ZADD with the activity score and make its TTL at least the
+# context's (an index must outlive every context it lists). PTTL < 0 means "no TTL yet", so
+# a new index always gets one. KEYS[1] is the list; ARGV: guard, cap, ttl_ms, score, count
+# of payloads, the payloads, then the index members. A non-empty guard (the turn's id as it
+# appears in its JSON) makes the push happen once: a turn already among the newest
+# messages is not pushed again, so a write retried after a lost reply cannot double it.
 _PUSH_AND_TOUCH = """
-redis.call('RPUSH', KEYS[1], ARGV[1])
+local guard, n = ARGV[1], tonumber(ARGV[5])
+if guard ~= '' then
+  for _, item in ipairs(redis.call('LRANGE', KEYS[1], -64, -1)) do
+    if string.find(item, guard, 1, true) then return 0 end
+  end
+end
+for i = 1, n do redis.call('RPUSH', KEYS[1], ARGV[5 + i]) end
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local ttl = tonumber(ARGV[3])
 for i = 2, #KEYS do
-  redis.call('ZADD', KEYS[i], ARGV[4], ARGV[3 + i])
+  redis.call('ZADD', KEYS[i], ARGV[4], ARGV[4 + n + i])
   if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
 return 1
@@ -255,20 +266,18 @@ class RedisContextStore(ContextStore):
                 raise self._unavailable(exc) from exc
         raise AssertionError("unreachable")
 
-    def _queue_append(
+    def _queue_push(
         self,
         pipe: Any,
         user_id: int,
         secretary_id: uuid.UUID,
-        message: Message,
+        messages: list[Message],
         rules: ContextPolicy,
     ) -> None:
+        """Queue one script call that pushes `messages` (one context's) and touches indexes."""
         now = repr(_score(self.clock()))
         ttl_ms = int(rules.ttl.total_seconds() * 1000)
-        payload: dict[str, Any] = {"r": message.role, "c": message.content, "t": _score(message.at)}
-        if message.metadata:
-            payload["m"] = dict(message.metadata)
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        bodies = [_encode(message) for message in messages]
         indexes = [
             (self.user_index_key(user_id), secretary_id.hex),
             (self.secretary_index_key(secretary_id), str(user_id)),
@@ -282,7 +291,15 @@ class RedisContextStore(ContextStore):
             pipe,
             "push",
             [self.context_key(user_id, secretary_id), *(k for k, _ in local)],
-            [body, rules.max_messages, ttl_ms, now, *(m for _, m in local)],
+            [
+                _guard(messages),
+                rules.max_messages,
+                ttl_ms,
+                now,
+                len(bodies),
+                *bodies,
+                *(m for _, m in local),
+            ],
         )
         if self.cluster:
             for key, member in indexes[1:]:
@@ -300,7 +317,7 @@ class RedisContextStore(ContextStore):
     ) -> None:
         """One round trip: push, trim to the cap, refresh the TTL and the four indexes."""
         rules = policy or self.policy
-        self._run(lambda pipe: self._queue_append(pipe, user_id, secretary_id, message, rules))
+        self._run(lambda pipe: self._queue_push(pipe, user_id, secretary_id, [message], rules))
 
     def append_many(
         self,
@@ -315,8 +332,8 @@ class RedisContextStore(ContextStore):
         count = 0
 
         def flush(pipe: Any) -> None:
-            for user_id, secretary_id, message in pending:
-                self._queue_append(pipe, user_id, secretary_id, message, rules)
+            for (user_id, secretary_id), messages in _by_context(pending):
+                self._queue_push(pipe, user_id, secretary_id, messages, rules)
 
         for item in items:
             pending.append(item)
@@ -372,8 +389,8 @@ class RedisContextStore(ContextStore):
         rules = policy or self.policy
 
         def queue(pipe: Any) -> None:
-            for user_id, secretary_id, message in items:
-                self._queue_append(pipe, user_id, secretary_id, message, rules)
+            for (user_id, secretary_id), messages in _by_context(items):
+                self._queue_push(pipe, user_id, secretary_id, messages, rules)
 
         await self._arun(queue)
         return len(items)
@@ -594,6 +611,29 @@ async def _aclose_client(client: Any) -> None:
 def _lost_scripts(exc: ResponseError) -> bool:
     # redis-py maps the NOSCRIPT reply to NoScriptError, whose text no longer says NOSCRIPT.
     return isinstance(exc, NoScriptError) or "NOSCRIPT" in str(exc)
+
+
+def _encode(message: Message) -> str:
+    payload: dict[str, Any] = {"r": message.role, "c": message.content, "t": _score(message.at)}
+    if message.metadata:
+        payload["m"] = dict(message.metadata)
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def _guard(messages: list[Message]) -> str:
+    """The turn id of `messages` exactly as it appears in their JSON ('' when none)."""
+    turn = turn_id(messages)
+    if turn is None:
+        return ""
+    return json.dumps(dict([turn]), separators=(",", ":"), ensure_ascii=False)[1:-1]
+
+
+def _by_context(
+    items: Iterable[tuple[int, uuid.UUID, Message]],
+) -> Iterator[tuple[tuple[int, uuid.UUID], list[Message]]]:
+    """Consecutive messages of one context together (a turn is pushed by one call)."""
+    for pair, group in groupby(items, key=lambda item: (item[0], item[1])):
+        yield pair, [message for _u, _s, message in group]
 
 
 def _decode(raw: list[bytes]) -> list[Message]:

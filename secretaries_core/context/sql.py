@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
+from itertools import groupby
 
 from sqlalchemy import (
     ColumnElement,
@@ -29,6 +30,7 @@ from secretaries_core.context.base import (
     ContextSummary,
     Message,
     ProgressCallback,
+    turn_id,
 )
 from secretaries_core.context.sql_tables import CONTEXT_TABLE as CTX
 from secretaries_core.context.sql_tables import MESSAGE_TABLE as MSG
@@ -83,13 +85,33 @@ class SqlContextStore(ContextStore):
         for attempt in range(APPEND_ATTEMPTS):
             try:
                 with transaction(self.engine, write=True) as conn:
-                    for user_id, secretary_id, message in batch:
-                        self._append(conn, user_id, secretary_id, message, rules)
-                return len(batch)
+                    written = 0
+                    for (user_id, secretary_id), messages in _by_context(batch):
+                        if self._stored(conn, user_id, secretary_id, messages):
+                            continue  # this turn is already there: a retried write
+                        for message in messages:
+                            self._append(conn, user_id, secretary_id, message, rules)
+                        written += len(messages)
+                return written
             except IntegrityError:
                 # Two writers created the same new context at once; the loser retries.
                 time.sleep(0.005 * (attempt + 1))
         raise Conflict("the context changed concurrently; try again")
+
+    def _stored(
+        self, conn: Connection, user_id: int, secretary_id: uuid.UUID, messages: list[Message]
+    ) -> bool:
+        """True when the turn `messages` carry (see `turn_id`) is among the newest stored."""
+        turn = turn_id(messages)
+        # A transaction is written whole or not at all, so only a turn that may be sent
+        # again on purpose (a queued update delivered twice) needs the look back.
+        if turn is None or turn[0] != "update_id":
+            return False
+        key, value = turn
+        rows = conn.execute(
+            self._sql.recent_meta, {"u": user_id, "s": secretary_id, "lim": 64}
+        ).all()
+        return any(meta and str(meta.get(key)) == value for (meta,) in rows)
 
     def _append(
         self,
@@ -291,3 +313,18 @@ class _Statements:
             .order_by(MSG.c.id.desc())
         )
         self.read = self.read_all.limit(bindparam("lim"))
+        self.recent_meta = (
+            select(MSG.c.meta)
+            .join(CTX, CTX.c.id == MSG.c.context_id)
+            .where(pair)
+            .order_by(MSG.c.id.desc())
+            .limit(bindparam("lim"))
+        )
+
+
+def _by_context(
+    items: list[tuple[int, uuid.UUID, Message]],
+) -> Iterator[tuple[tuple[int, uuid.UUID], list[Message]]]:
+    """Consecutive messages of one context together (a turn is checked and written whole)."""
+    for pair, group in groupby(items, key=lambda item: (item[0], item[1])):
+        yield pair, [message for _u, _s, message in group]

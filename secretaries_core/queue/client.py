@@ -18,7 +18,7 @@ from redis.exceptions import RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from secretaries_core.db import mask_url
-from secretaries_core.errors import BackendUnavailable, InvalidInput
+from secretaries_core.errors import BackendUnavailable, InvalidInput, SecretariesError
 from secretaries_core.loops import PerLoop
 from secretaries_core.queue.keys import GROUP, QueueKeys
 
@@ -37,6 +37,15 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
 end
 return 0
 """
+
+
+FAILS_TTL_S = 2 * 24 * 3600
+# Stream fields that are ours: everything else in an entry is unknown.
+UPDATE_FIELDS = ("update_id", "telegram_id", "text", "username", "chat_id")
+
+
+class MalformedEntry(SecretariesError):
+    """A stream entry that is not an update this queue can answer; says why."""
 
 
 @dataclass(frozen=True)
@@ -61,14 +70,46 @@ class Update:
 
     @classmethod
     def of(cls, fields: Mapping[str, str]) -> Update:
-        """An update back from a stream entry."""
-        return cls(
-            update_id=int(fields["update_id"]),
-            telegram_id=int(fields["telegram_id"]),
-            text=fields["text"],
-            username=fields.get("username") or None,
-            chat_id=int(fields["chat_id"]) if fields.get("chat_id") else None,
+        """An update back from a stream entry; `MalformedEntry` says what is wrong with it.
+
+        Anything can be written into a stream (an old version, a hand-made XADD), so every
+        field is checked here, before an entry can reach the message path.
+        """
+        from secretaries_core.refs import MAX_TELEGRAM_ID
+
+        for name in ("update_id", "telegram_id", "text"):
+            if name not in fields:
+                raise MalformedEntry(f"no {name} field")
+        for name, value in fields.items():
+            if name in UPDATE_FIELDS and ("\x00" in value or not _is_unicode(value)):
+                raise MalformedEntry(f"{name} is not valid UTF-8 text")
+        update_id = _integer(fields, "update_id", 0, MAX_TELEGRAM_ID)
+        telegram_id = _integer(fields, "telegram_id", 1, MAX_TELEGRAM_ID)
+        chat_id = (
+            _integer(fields, "chat_id", -MAX_TELEGRAM_ID, MAX_TELEGRAM_ID)
+            if fields.get("chat_id")
+            else None
         )
+        if not fields["text"].strip():
+            raise MalformedEntry("empty text")
+        return cls(update_id, telegram_id, fields["text"], fields.get("username") or None, chat_id)
+
+
+def _is_unicode(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _integer(fields: Mapping[str, str], name: str, low: int, high: int) -> int:
+    raw = fields[name]
+    digits = raw[1:] if raw.startswith("-") else raw
+    value = int(raw) if digits.isascii() and digits.isdigit() else None
+    if value is None or not low <= value <= high:
+        raise MalformedEntry(f"{name} {raw[:40]!r} is not an integer in {low}..{high}")
+    return value
 
 
 def _flat(fields: Mapping[str, str]) -> list[str]:
@@ -76,13 +117,28 @@ def _flat(fields: Mapping[str, str]) -> list[str]:
 
 
 def decode_fields(raw: Any) -> dict[str, str]:
-    """A stream entry's fields as text."""
+    """A stream entry's fields as text.
+
+    Bytes that are not UTF-8 are kept as lone surrogates (`surrogateescape`), never an
+    exception: `Update.of` then refuses the entry with a reason instead of a crash.
+    """
     items = (
         list(raw.items()) if isinstance(raw, dict) else list(zip(raw[::2], raw[1::2], strict=True))
     )
+    return {_text(k): _text(v) for k, v in items}
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+def printable_fields(fields: Mapping[str, str]) -> dict[str, str]:
+    """`fields` safe to write back to Redis and to show (undecodable bytes escaped)."""
     return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in items
+        k.encode("utf-8", "backslashreplace").decode(): v.encode(
+            "utf-8", "backslashreplace"
+        ).decode()
+        for k, v in fields.items()
     }
 
 
@@ -156,7 +212,7 @@ class Queue:
     async def aenqueue(self, update: Update) -> bool:
         """Queue `update` unless its id was queued before; True when queued now."""
         n = self.keys.partition(update.telegram_id)
-        keys = [self.keys.seen(n, update.update_id), self.keys.inbound(n)]
+        keys = [self.keys.seen(n, update.telegram_id, update.update_id), self.keys.inbound(n)]
         try:
             done = await self.aclient().eval(
                 _ADD_ONCE, 2, *keys, SEEN_TTL_S, INBOUND_CAP, *_flat(update.fields())
@@ -168,7 +224,7 @@ class Queue:
     def enqueue(self, update: Update) -> bool:
         """`aenqueue` for synchronous callers."""
         n = self.keys.partition(update.telegram_id)
-        keys = [self.keys.seen(n, update.update_id), self.keys.inbound(n)]
+        keys = [self.keys.seen(n, update.telegram_id, update.update_id), self.keys.inbound(n)]
         try:
             done = self.client().eval(
                 _ADD_ONCE, 2, *keys, SEEN_TTL_S, INBOUND_CAP, *_flat(update.fields())
@@ -181,17 +237,31 @@ class Queue:
 
     async def ensure_groups(self) -> None:
         """Create the consumer group on every partition stream (idempotent)."""
-        client = self.aclient()
         for n in range(self.keys.partitions):
-            try:
-                await client.xgroup_create(self.keys.inbound(n), GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            await self.ensure_group(n)
+
+    async def ensure_group(self, n: int) -> None:
+        """Create partition `n`'s consumer group if it is missing (a Redis that lost it)."""
+        try:
+            await self.aclient().xgroup_create(self.keys.inbound(n), GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def apersistence(self) -> bool:
+        """True when the server keeps the queue across a restart (AOF or RDB snapshots)."""
+        return _persistent(await self.aclient().info("persistence"), await self._save_rules())
+
+    async def _save_rules(self) -> str | None:
+        try:
+            found = await self.aclient().config_get("save")
+        except ResponseError:  # CONFIG disabled (managed Redis): only INFO can tell
+            return None
+        return _save_value(found)
 
     async def publish(self, update: Update, fields: Mapping[str, str]) -> bool:
-        """Put the answer to `update` on the replies stream, once per update id."""
-        keys = [self.keys.sent(update.update_id), self.keys.replies]
+        """Put the answer to `update` on the replies stream, once per (user, update id)."""
+        keys = [self.keys.sent(update.telegram_id, update.update_id), self.keys.replies]
         entry = {
             "update_id": str(update.update_id),
             "telegram_id": str(update.telegram_id),
@@ -211,10 +281,26 @@ class Queue:
         pipe.xdel(key, entry_id)
         await pipe.execute()
 
-    async def dead_letter(self, n: int, entry_id: str, update: Update, error: str) -> None:
-        """Keep a message that failed for good, with its error, for `queue retry`."""
-        fields = {**update.fields(), "error": error, "partition": str(n), "entry": entry_id}
-        await self.aclient().xadd(self.keys.dead, fields, maxlen=DEAD_CAP, approximate=True)
+    async def dead_letter(
+        self, n: int, entry_id: str, fields: Mapping[str, str], error: str
+    ) -> bool:
+        """Keep an entry that failed for good, with its error, for `queue retry` (once)."""
+        letter = {**printable_fields(fields), "error": error, "partition": str(n)}
+        letter["entry"] = entry_id
+        keys = [self.keys.buried(n, entry_id), self.keys.dead]
+        done = await self.aclient().eval(_ADD_ONCE, 2, *keys, SEEN_TTL_S, DEAD_CAP, *_flat(letter))
+        return bool(done)
+
+    async def failed_attempts(self, n: int, update: Update, *, add: bool) -> int:
+        """Attempts at `update` that failed (not outages), counted across workers."""
+        key = self.keys.fails(n, update.telegram_id, update.update_id)
+        if not add:
+            return int(await self.aclient().get(key) or 0)
+        pipe = self.aclient().pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, FAILS_TTL_S)
+        count, _ = await pipe.execute()
+        return int(count)
 
     async def deliveries(self, n: int, entry_id: str) -> int:
         """How many times an entry was delivered (1 for a first delivery)."""
@@ -250,7 +336,12 @@ class Queue:
                     seen["pending"] += int(c["pending"])
                     seen["idle_ms"] = min(seen["idle_ms"], int(c["idle"]))
             live = client.zcount(self.keys.workers, (time.time() - 60) * 1000, "+inf")
+            try:
+                rules = _save_value(client.config_get("save"))
+            except ResponseError:
+                rules = None
             return {
+                "persistence": _persistent(client.info("persistence"), rules),
                 "inbound": inbound,
                 "pending": pending,
                 "oldest_pending_age_s": round(oldest, 3),
@@ -289,10 +380,24 @@ class Queue:
                 raise NotFound(f"no dead letter {', '.join(sorted(missing))}")
         client = self.client()
         for letter in chosen:
-            update = Update.of(letter)
-            n = self.keys.partition(update.telegram_id)
-            client.xadd(self.keys.inbound(n), update.fields(), maxlen=INBOUND_CAP, approximate=True)
-            client.delete(self.keys.sent(update.update_id))
+            fields = {k: v for k, v in letter.items() if k in UPDATE_FIELDS}
+            try:
+                n = int(letter.get("partition", ""))
+            except ValueError:
+                n = 0
+            user, update_id = fields.get("telegram_id", ""), fields.get("update_id", "")
+            if user.isdigit():
+                n = self.keys.partition(int(user))
+                client.delete(self.keys.sent(user, update_id))
+                if update_id.isdigit():
+                    client.delete(self.keys.fails(n, int(user), int(update_id)))
+            # A malformed letter goes back as it was: the worker dead-letters it again.
+            client.xadd(
+                self.keys.inbound(n % self.keys.partitions),
+                fields or {"empty": ""},
+                maxlen=INBOUND_CAP,
+                approximate=True,
+            )
             client.xdel(self.keys.dead, letter["id"])
         return len(chosen)
 
@@ -306,3 +411,15 @@ class Queue:
             for entry_id, fields in rows:
                 after = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
                 yield after, decode_fields(fields)
+
+
+def _save_value(found: Any) -> str:
+    raw = found.get("save", "") if isinstance(found, dict) else ""
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _persistent(info: Any, save_rules: str | None) -> bool:
+    """AOF on, or RDB snapshots configured (on every node of a cluster)."""
+    nodes = info.values() if info and all(isinstance(v, dict) for v in info.values()) else [info]
+    aof = all(int(node.get("aof_enabled", 0)) == 1 for node in nodes)
+    return aof or bool(save_rules and save_rules.strip())

@@ -5,10 +5,16 @@ partition n, so a partition's stream, its dedupe keys and its lease share one sl
 one Lua call must touch atomically), while different partitions spread over the cluster.
 
     P q:{q<n>}:in               STREAM  inbound updates of the users of partition n
-    P q:{q<n>}:seen:<update>    STRING  update ids already queued (TTL: dedupe window)
+    P q:{q<n>}:seen:<user>:<update>   STRING  updates already queued (TTL: dedupe window)
+    P q:{q<n>}:fails:<user>:<update>  STRING  failed attempts at an update (TTL)
+    P q:{q<n>}:buried:<entry>   STRING  entries already dead-lettered (TTL)
     P q:{q<n>}:lease            STRING  worker id owning partition n (PX lease)
     P q:{r}:replies             STREAM  answers (update_id, telegram_id, chat_id, ...)
-    P q:{r}:sent:<update>       STRING  update ids already answered (TTL)
+    P q:{r}:sent:<user>:<update>      STRING  updates already answered (TTL)
+    P q:{r}:senders             ZSET    bot sender id -> last heartbeat (ms)
+
+An update is identified by (user, update id): Telegram's ids are unique per bot, but a
+client that reuses one for two users gets both answered rather than one silently dropped.
     P q:{d}:dead                STREAM  messages that failed for good, with their error
     P q:{w}:workers             ZSET    worker id -> last heartbeat (ms)
 """
@@ -28,10 +34,13 @@ class QueueKeys:
     partitions: int = 16
 
     INBOUND = "{prefix}q:{{q{n}}}:in"
-    SEEN = "{prefix}q:{{q{n}}}:seen:{update}"
+    SEEN = "{prefix}q:{{q{n}}}:seen:{user}:{update}"
+    FAILS = "{prefix}q:{{q{n}}}:fails:{user}:{update}"
+    BURIED = "{prefix}q:{{q{n}}}:buried:{entry}"
     LEASE = "{prefix}q:{{q{n}}}:lease"
     REPLIES = "{prefix}q:{{r}}:replies"
-    SENT = "{prefix}q:{{r}}:sent:{update}"
+    SENT = "{prefix}q:{{r}}:sent:{user}:{update}"
+    SENDERS = "{prefix}q:{{r}}:senders"
     DEAD = "{prefix}q:{{d}}:dead"
     WORKERS = "{prefix}q:{{w}}:workers"
 
@@ -43,17 +52,25 @@ class QueueKeys:
         """Stream of partition `n`."""
         return self.INBOUND.format(prefix=self.prefix, n=n)
 
-    def seen(self, n: int, update_id: int) -> str:
-        """Dedupe marker of an update in partition `n`."""
-        return self.SEEN.format(prefix=self.prefix, n=n, update=update_id)
+    def seen(self, n: int, telegram_id: int, update_id: int) -> str:
+        """Dedupe marker of a user's update in partition `n`."""
+        return self.SEEN.format(prefix=self.prefix, n=n, user=telegram_id, update=update_id)
+
+    def fails(self, n: int, telegram_id: int, update_id: int) -> str:
+        """Failed attempts at a user's update."""
+        return self.FAILS.format(prefix=self.prefix, n=n, user=telegram_id, update=update_id)
+
+    def buried(self, n: int, entry_id: str) -> str:
+        """Marker of an entry of partition `n` already dead-lettered."""
+        return self.BURIED.format(prefix=self.prefix, n=n, entry=entry_id)
 
     def lease(self, n: int) -> str:
         """Owner of partition `n`."""
         return self.LEASE.format(prefix=self.prefix, n=n)
 
-    def sent(self, update_id: int | str) -> str:
-        """Marker of an update already answered on the replies stream."""
-        return self.SENT.format(prefix=self.prefix, update=update_id)
+    def sent(self, telegram_id: int | str, update_id: int | str) -> str:
+        """Marker of a user's update already answered on the replies stream."""
+        return self.SENT.format(prefix=self.prefix, user=telegram_id, update=update_id)
 
     @property
     def replies(self) -> str:
@@ -64,6 +81,11 @@ class QueueKeys:
     def dead(self) -> str:
         """The dead-letter stream."""
         return self.DEAD.format(prefix=self.prefix)
+
+    @property
+    def senders(self) -> str:
+        """Live bot senders and their heartbeats."""
+        return self.SENDERS.format(prefix=self.prefix)
 
     @property
     def workers(self) -> str:

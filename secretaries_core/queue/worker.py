@@ -5,16 +5,27 @@ owned by one worker at a time through a lease (`SET NX PX`, renewed by a heartbe
 worker runs one user's updates strictly one after the other (attempts included), while
 updates of different users run concurrently (`--concurrency`). When a worker stops
 renewing (killed, partitioned away), its leases expire after `lease_seconds` (the
-visibility timeout) and another worker takes the partition over: it XAUTOCLAIMs the
-entries the dead owner had taken and answers them first, in stream order.
+visibility timeout) and another worker takes the partition over: it claims the entries the
+dead owner had taken and answers them first, in stream order.
 
 Exactly-once effect: the user's message is stored with the update id in the same write
-as the answer, so an update delivered again after a crash is recognised (`answered`) and
-only its reply is (re)published; a reply is published once per update id (Lua `SET NX` +
-`XADD`). Failures that may pass (model or backend unavailable) are retried with backoff up
-to `max_attempts` deliveries in all, then the update goes to the dead-letter stream with
-its error and an error reply. Failures that will not pass (quota, bad input, no
-secretary) are answered at once with the error.
+as the answer, and the store writes a turn once per update id; before the model is asked,
+the stored context is checked for that id, so an update delivered again is only (re)
+published; a reply is published once per (user, update id) (Lua `SET NX` + `XADD`).
+
+Failures, by kind (docs/operations.md, "Faults"):
+- outages (model, database or Redis unavailable) are waited out with capped exponential
+  backoff for up to `outage_grace` seconds, the update staying pending and its user's later
+  updates waiting behind it; longer ones are dead-lettered;
+- other unexpected errors count as failed attempts (in Redis, across workers); after
+  `max_attempts` of them the update is dead-lettered;
+- final errors (quota, bad input, no secretary) are answered at once with the error;
+- a malformed entry is dead-lettered with its reason and acknowledged, never retried.
+
+Supervision: each partition's reader restarts itself after any failure (logged); a lease
+is renewed only while its reader runs; a missing consumer group (Redis restarted without
+its data) is created again; a worker that cannot reach the queue for longer than the
+outage grace exits with an error so its supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -30,17 +41,31 @@ import uuid
 from collections.abc import Awaitable
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from secretaries_core.errors import BackendUnavailable, ModelUnavailable, SecretariesError
 from secretaries_core.orchestrator import Orchestrator, Reply
-from secretaries_core.queue.client import UNAVAILABLE, Queue, Update, decode_fields
+from secretaries_core.queue.client import (
+    UNAVAILABLE,
+    MalformedEntry,
+    Queue,
+    Update,
+    decode_fields,
+)
 from secretaries_core.queue.keys import GROUP
+from secretaries_core.redact import scrub
 
 log = logging.getLogger(__name__)
 
-# KEYS: lease. ARGV: owner, ttl ms. Renew only a lease we still hold.
+# KEYS: lease. ARGV: owner, ttl ms. Renew a lease we hold, or take it back if it expired
+# while nobody else took it (a worker busy past its heartbeat is slow, not dead).
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if not owner then
+  return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) and 1 or 0
 end
 return 0
 """
@@ -50,11 +75,24 @@ return 0
 """
 READ_BLOCK_MS = 1000
 READ_COUNT = 50
+BACKOFF_CAP_S = 10.0
+# Deliveries (takeovers after a crash or a lost lease) before an entry is taken to kill
+# the workers that try it: far above what a crash or a restart causes.
+CRASH_DELIVERIES = 20
 
 
-def _retryable(exc: SecretariesError) -> bool:
-    # An unreachable model or store may come back; an internal error may be transient.
-    return isinstance(exc, ModelUnavailable | BackendUnavailable) or type(exc) is SecretariesError
+class WorkerFailed(SecretariesError):
+    """The worker cannot go on (its queue unreachable past the grace, a task died)."""
+
+
+def _outage(exc: SecretariesError) -> bool:
+    # An unreachable model or store comes back: wait it out.
+    return isinstance(exc, ModelUnavailable | BackendUnavailable)
+
+
+def _failure(exc: SecretariesError) -> bool:
+    # An internal error may be transient: retried, counted as a failed attempt.
+    return type(exc) is SecretariesError
 
 
 class Worker:
@@ -69,6 +107,7 @@ class Worker:
         lease_seconds: float = 30.0,
         max_attempts: int = 3,
         retry_delay: float = 0.5,
+        outage_grace: float = 300.0,
         worker_id: str | None = None,
     ) -> None:
         self.orch = orchestrator
@@ -77,13 +116,17 @@ class Worker:
         self.lease_ms = int(lease_seconds * 1000)
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
+        self.outage_grace = outage_grace
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.owned: dict[int, asyncio.Task[None]] = {}
         self.in_flight: dict[int, set[asyncio.Task[None]]] = {}
+        self._renewed: dict[int, float] = {}
         self._last_of_user: dict[int, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._stopping = asyncio.Event()
+        self._queue_ok = time.monotonic()
         self.answered = 0
+        self.dead_lettered = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -92,24 +135,51 @@ class Worker:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Own partitions and answer their updates until `stop()`."""
-        await self.queue.ensure_groups()
+        """Own partitions and answer their updates until `stop()`; `WorkerFailed` if stuck."""
+        await self._start_up()
         log.info("worker %s started (%d partitions)", self.id, self.queue.keys.partitions)
         heartbeat = asyncio.ensure_future(self._heartbeat())
+        stopping = asyncio.ensure_future(self._stopping.wait())
         try:
-            await self._stopping.wait()
+            await asyncio.wait({heartbeat, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            stopping.cancel()
+            failed = heartbeat.done() and not heartbeat.cancelled() and heartbeat.exception()
             heartbeat.cancel()
             readers = list(self.owned.values())
             for reader in readers:
                 reader.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
+            await asyncio.gather(*readers, heartbeat, return_exceptions=True)
             pending = [t for tasks in self.in_flight.values() for t in tasks]
-            if pending:
+            if pending and not failed:
                 log.info("draining %d message(s) in flight", len(pending))
                 await asyncio.gather(*pending, return_exceptions=True)
+            for task in pending:
+                task.cancel()
             await self._release_all()
             log.info("worker %s stopped after %d answer(s)", self.id, self.answered)
+        if failed:
+            raise WorkerFailed(f"worker {self.id} stopped: {failed}") from failed
+
+    async def _start_up(self) -> None:
+        """Create the consumer groups and say once if the queue's Redis does not persist."""
+        deadline = time.monotonic() + self.outage_grace
+        while True:
+            try:
+                await self.queue.ensure_groups()
+                if not await self.queue.apersistence():
+                    log.warning(
+                        "the queue's Redis %s keeps nothing on disk: a restart loses every "
+                        "queued update. Turn on AOF (appendonly yes, appendfsync everysec); "
+                        "see docs/operations.md",
+                        self.queue.masked,
+                    )
+                return
+            except UNAVAILABLE as exc:
+                if time.monotonic() > deadline:
+                    raise WorkerFailed(f"cannot reach the queue {self.queue.masked}") from exc
+                log.warning("queue %s unreachable at start, waiting: %s", self.queue.masked, exc)
+                await asyncio.sleep(1)
 
     async def _release_all(self) -> None:
         client = self.queue.aclient()
@@ -130,11 +200,32 @@ class Worker:
         while True:
             try:
                 await self._balance()
+                self._queue_ok = time.monotonic()
             except UNAVAILABLE as exc:
+                down = time.monotonic() - self._queue_ok
+                if down > self.outage_grace:
+                    raise WorkerFailed(
+                        f"the queue {self.queue.masked} was unreachable for {down:.0f}s"
+                    ) from exc
                 log.warning("queue unreachable, keeping what is in flight: %s", exc)
+            except WorkerFailed:
+                raise
             except Exception as exc:  # never let ownership bookkeeping die silently
                 log.error("heartbeat failed", exc_info=exc)
             await asyncio.sleep(every)
+
+    def _lose(self, n: int) -> None:
+        # Another worker may own it now: stop everything of it here (a cancelled answer
+        # stores nothing; the new owner answers those entries, in order).
+        log.warning(
+            "lost partition %d; cancelling its %d message(s) in flight",
+            n,
+            len(self.in_flight.get(n, ())),
+        )
+        self.owned.pop(n).cancel()
+        self._renewed.pop(n, None)
+        for task in list(self.in_flight.get(n, ())):
+            task.cancel()
 
     async def _balance(self) -> None:
         keys, client = self.queue.keys, self.queue.aclient()
@@ -146,21 +237,20 @@ class Worker:
         live = max(1, int(await client.zcount(keys.workers, now_ms - 2 * self.lease_ms, "+inf")))
         share = math.ceil(keys.partitions / live)
         for n in list(self.owned):
-            if not await client.eval(_RENEW, 1, keys.lease(n), self.id, self.lease_ms):
-                # Another worker may own it now: stop everything of it here (a cancelled
-                # answer stores nothing; the new owner answers those entries, in order).
-                log.warning(
-                    "lost partition %d; cancelling its %d message(s) in flight",
-                    n,
-                    len(self.in_flight.get(n, ())),
-                )
-                self.owned.pop(n).cancel()
-                for task in list(self.in_flight.get(n, ())):
-                    task.cancel()
+            if self.owned[n].done():
+                # Its reader ended (it never should): no lease without a live reader.
+                log.error("partition %d: its reader stopped; giving the partition up", n)
+                self._lose(n)
+                await client.eval(_RELEASE, 1, keys.lease(n), self.id)
+            elif await client.eval(_RENEW, 1, keys.lease(n), self.id, self.lease_ms):
+                self._renewed[n] = time.monotonic()
+            else:
+                self._lose(n)
         # Give back what is above our share, once its messages in flight are answered.
         for n in list(self.owned)[share:]:
             if not self.in_flight.get(n):
                 self.owned.pop(n).cancel()
+                self._renewed.pop(n, None)
                 await client.eval(_RELEASE, 1, keys.lease(n), self.id)
         order = [(hash(self.id) + i) % keys.partitions for i in range(keys.partitions)]
         for n in order:
@@ -170,9 +260,39 @@ class Worker:
                 continue
             if await client.set(keys.lease(n), self.id, nx=True, px=self.lease_ms):
                 log.info("took partition %d", n)
-                self.owned[n] = asyncio.ensure_future(self._read(n))
+                self._renewed[n] = time.monotonic()
+                self.owned[n] = asyncio.ensure_future(self._supervise(n))
+
+    def _holds(self, n: int) -> bool:
+        """True while the lease of `n` was renewed within the lease time (so still ours)."""
+        renewed = self._renewed.get(n)
+        return renewed is not None and time.monotonic() - renewed < self.lease_ms / 1000 * 0.9
 
     # -- reading --------------------------------------------------------------------------
+
+    async def _supervise(self, n: int) -> None:
+        """Run partition `n`'s reader; after any failure log it and start it again."""
+        delay = 0.2
+        while not self._stopping.is_set():
+            try:
+                await self._read(n)
+                return
+            except asyncio.CancelledError:
+                raise
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    # Redis lost the group (restarted without its data): make it again.
+                    log.warning("partition %d: consumer group missing; creating it", n)
+                    with contextlib.suppress(*UNAVAILABLE, ResponseError):
+                        await self.queue.ensure_group(n)
+                    continue
+                log.error("partition %d: reader failed, restarting: %s", n, scrub(str(exc)))
+            except UNAVAILABLE as exc:
+                log.warning("partition %d: queue unreachable, retrying: %s", n, exc)
+            except Exception as exc:
+                log.error("partition %d: reader failed, restarting", n, exc_info=exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def _read(self, n: int) -> None:
         key = self.queue.keys.inbound(n)
@@ -181,42 +301,42 @@ class Worker:
         await self._take_over(n)
         last_sweep = time.monotonic()
         while not self._stopping.is_set():
-            try:
-                found = await client.xreadgroup(
-                    GROUP, self.id, {key: ">"}, count=READ_COUNT, block=READ_BLOCK_MS
-                )
-            except UNAVAILABLE as exc:
-                log.warning("partition %d: queue unreachable: %s", n, exc)
-                await asyncio.sleep(1)
+            if not self._holds(n):
+                # The heartbeat could not renew the lease lately (Redis down, a slow
+                # loop): read nothing new that another owner may be reading.
+                await asyncio.sleep(0.2)
                 continue
+            found = await client.xreadgroup(
+                GROUP, self.id, {key: ">"}, count=READ_COUNT, block=READ_BLOCK_MS
+            )
             for _stream, entries in found or []:
                 for entry_id, fields in entries:
-                    await self._start(n, _id(entry_id), decode_fields(fields), redelivered=False)
-            # ... and now and then what was left pending and is not being answered here.
+                    await self._start(n, _id(entry_id), fields, redelivered=False)
+            # ... and now and then what was left pending and is not being answered.
             if time.monotonic() - last_sweep > self.lease_ms / 1000:
                 await self._sweep(n)
                 last_sweep = time.monotonic()
 
+    async def _alive(self) -> set[str]:
+        """Workers whose heartbeat is within two leases."""
+        recent = (time.time() * 1000) - 2 * self.lease_ms
+        members = await self.queue.aclient().zrangebyscore(self.queue.keys.workers, recent, "+inf")
+        return {_id(member) for member in members}
+
     async def _take_over(self, n: int) -> None:
         """Settle everything pending in `n`, in stream order, before reading anything new.
 
-        Entries another worker took are left to it until idle for a whole lease (it may
-        still be answering them after losing the lease); entries this worker took in an
-        earlier period of ownership are taken back at once. Only when all of them can be
-        claimed are they claimed together and started in stream order: reading new
-        entries before could answer a user's later message before an earlier one.
+        Entries another live worker took are left to it until idle for a whole lease (it
+        may still be answering them after losing the lease); entries of a dead worker or of
+        this one are taken at once. Only when all of them can be claimed are they claimed
+        together and started in stream order: reading new entries before could answer a
+        user's later message before an earlier one.
         """
         client, key = self.queue.aclient(), self.queue.keys.inbound(n)
         while not self._stopping.is_set():
             rows = await client.xpending_range(key, GROUP, min="-", max="+", count=10_000)
             busy_here = bool(self.in_flight.get(n))
-            # A worker whose heartbeat stopped two leases ago is gone: no need to wait for its
-            # entries to age. One that still beats may be finishing them: leave them to it.
-            recent = (time.time() * 1000) - 2 * self.lease_ms
-            alive = {
-                _id(member)
-                for member in await client.zrangebyscore(self.queue.keys.workers, recent, "+inf")
-            }
+            alive = await self._alive()
             waiting = [
                 r
                 for r in rows
@@ -226,51 +346,65 @@ class Worker:
             ]
             if not waiting and not busy_here:
                 if rows:
-                    await self._reclaim(n, min_idle_ms=0)
+                    await self._reclaim(n)
                 return
             await asyncio.sleep(0.2)
 
     async def _sweep(self, n: int) -> None:
-        """Claim entries idle for a lease that no task here is answering.
+        """Claim entries that nobody is answering: a dead worker's, or ours not in flight.
 
-        Entries waiting here behind a user's earlier message are idle too, but claiming
-        them would only count a delivery that never happened (and send them to the dead
-        letters early), so they are left out.
+        A live worker's entries stay its own however long they take: a slow answer is not
+        a failed one, and claiming it would only count a delivery that never failed.
         """
         client, key = self.queue.aclient(), self.queue.keys.inbound(n)
         here = {getattr(t, "entry_id", None) for t in self.in_flight.get(n, ())}
         rows = await client.xpending_range(
             key, GROUP, min="-", max="+", count=1000, idle=self.lease_ms
         )
-        stale = [_id(r["message_id"]) for r in rows if _id(r["message_id"]) not in here]
+        if not rows:
+            return
+        alive = await self._alive()
+        stale = [
+            _id(r["message_id"])
+            for r in rows
+            if _id(r["message_id"]) not in here
+            and (_id(r["consumer"]) == self.id or _id(r["consumer"]) not in alive)
+        ]
         if not stale:
             return
         claimed = await client.xclaim(key, GROUP, self.id, self.lease_ms, stale)
         for entry_id, fields in sorted(claimed, key=lambda e: _order(_id(e[0]))):
-            if fields:
-                await self._start(n, _id(entry_id), decode_fields(fields), redelivered=True)
+            await self._start(n, _id(entry_id), fields, redelivered=True)
 
-    async def _reclaim(self, n: int, *, min_idle_ms: int) -> None:
+    async def _reclaim(self, n: int) -> None:
         client, key, start = self.queue.aclient(), self.queue.keys.inbound(n), "0-0"
         while True:
-            reply = await client.xautoclaim(key, GROUP, self.id, min_idle_ms, start, count=100)
+            reply = await client.xautoclaim(key, GROUP, self.id, 0, start, count=100)
             start, entries = _id(reply[0]), reply[1]
             for entry_id, fields in entries:
-                if fields:
-                    await self._start(n, _id(entry_id), decode_fields(fields), redelivered=True)
+                await self._start(n, _id(entry_id), fields, redelivered=True)
+            # Entries deleted while pending come back as ids only (Redis >= 7): ack them.
+            for gone in reply[2] if len(reply) > 2 else ():
+                await self.queue.ack(n, _id(gone))
             if start == "0-0":
                 return
 
-    async def _start(
-        self, n: int, entry_id: str, fields: dict[str, str], *, redelivered: bool
-    ) -> None:
+    async def _start(self, n: int, entry_id: str, raw: Any, *, redelivered: bool) -> None:
         if any(entry_id == getattr(t, "entry_id", None) for t in self.in_flight.get(n, ())):
             return  # already being answered here
+        if not raw:
+            await self.queue.ack(n, entry_id)  # deleted while pending: nothing to answer
+            return
+        fields = decode_fields(raw)
+        try:
+            update = Update.of(fields)
+        except MalformedEntry as exc:
+            await self._bury(n, entry_id, fields, f"MalformedEntry: {exc}")
+            return
         # Backpressure: stop taking entries while many wait here (a user's later messages
         # wait for their earlier ones without holding one of the `concurrency` slots).
         while sum(len(t) for t in self.in_flight.values()) >= self.concurrency * 4:
             await asyncio.sleep(0.02)
-        update = Update.of(fields)
         before = self._last_of_user.get(update.telegram_id)
         task = asyncio.ensure_future(self._answer(n, entry_id, update, before, redelivered))
         task.entry_id = entry_id  # type: ignore[attr-defined]
@@ -281,8 +415,23 @@ class Worker:
             self.in_flight[n].discard(finished)
             if self._last_of_user.get(update.telegram_id) is finished:
                 del self._last_of_user[update.telegram_id]
+            if not finished.cancelled() and finished.exception() is not None:
+                log.error(
+                    "update %s: answer task failed",
+                    update.update_id,
+                    exc_info=finished.exception(),
+                )
 
         task.add_done_callback(done)
+
+    async def _bury(self, n: int, entry_id: str, fields: dict[str, str], reason: str) -> None:
+        """Dead-letter an entry that can never be answered, then let the next ones pass."""
+        reason = scrub(reason)
+        await self.queue.dead_letter(n, entry_id, fields, reason)
+        await self.queue.ack(n, entry_id)
+        self.dead_lettered += 1
+        self.orch.metrics.errors.labels(type="DeadLetter").inc()
+        log.error("partition %d entry %s dead-lettered: %s", n, entry_id, reason)
 
     # -- answering ------------------------------------------------------------------------
 
@@ -303,31 +452,36 @@ class Worker:
                 async with self._slots:
                     await self._settle(n, entry_id, update, redelivered)
                 return
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:
                 # The queue (or a client) failed around the answer. Try again here rather
                 # than leave it to a later sweep: this user's next messages wait behind
-                # it, so they cannot overtake it. As a redelivery, so an answer already
-                # stored is only published, never made twice.
-                log.warning("update %s not settled, retrying: %r", update.update_id, exc)
+                # it, so they cannot overtake it. The stored turn is found by its update
+                # id, so an answer already stored is only published, never made twice.
+                log.warning(
+                    "update %s not settled, retrying: %s", update.update_id, scrub(repr(exc))
+                )
             if self._stopping.is_set() or n not in self.owned:
                 return  # left pending: the next owner settles it, in order
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, BACKOFF_CAP_S)
             redelivered = True
 
     async def _settle(self, n: int, entry_id: str, update: Update, redelivered: bool) -> None:
         key = str(update.update_id)
-        attempts = 0
-        if redelivered:
-            attempts = await self.queue.deliveries(n, entry_id) - 1
-            stored = await self._safely(self.orch.answered(update.telegram_id, key))
-            if isinstance(stored, Reply):
-                await self._reply(n, entry_id, update, stored, None)
-                return
-        error: SecretariesError | None = None
-        while attempts < self.max_attempts:
-            attempts += 1
+        if redelivered and await self.queue.deliveries(n, entry_id) > CRASH_DELIVERIES:
+            error = SecretariesError(
+                f"delivered more than {CRASH_DELIVERIES} times without an answer"
+            )
+            await self._give_up(n, entry_id, update, error)
+            return
+        failed = await self.queue.failed_attempts(n, update, add=False)
+        outage_since: float | None = None
+        delay = self.retry_delay
+        while True:
             try:
+                # Checks the stored context for this update id before the model is asked.
                 reply = await self.orch.ahandle(
                     update.telegram_id,
                     update.text,
@@ -335,28 +489,44 @@ class Worker:
                     idempotency_key=key,
                 )
             except SecretariesError as exc:
-                error = exc
-                if not _retryable(exc):
+                if _outage(exc) and self._stopping.is_set():
+                    return  # left pending: whoever owns the partition next answers it
+                if _outage(exc):
+                    now = time.monotonic()
+                    outage_since = outage_since if outage_since is not None else now
+                    if now - outage_since <= self.outage_grace:
+                        log.warning(
+                            "update %s waits out an outage (%.0fs so far): %s",
+                            key,
+                            now - outage_since,
+                            scrub(str(exc)),
+                        )
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, BACKOFF_CAP_S)
+                        continue
+                elif _failure(exc):
+                    failed = await self.queue.failed_attempts(n, update, add=True)
+                    if failed < self.max_attempts:
+                        log.warning("update %s attempt %d failed: %s", key, failed, exc)
+                        await asyncio.sleep(self.retry_delay * 2 ** (failed - 1))
+                        continue
+                else:
                     await self._reply(n, entry_id, update, None, exc)
                     return
-                log.warning("update %s attempt %d: %s", key, attempts, exc)
-                if attempts < self.max_attempts:
-                    await asyncio.sleep(self.retry_delay * 2 ** (attempts - 1))
-                continue
+                await self._give_up(n, entry_id, update, exc)
+                return
             await self._reply(n, entry_id, update, reply, None)
             return
-        if error is None:
-            # Delivered max_attempts times without ever being answered: workers died on it.
-            error = SecretariesError(f"delivered {attempts} times without an answer")
-        await self.queue.dead_letter(n, entry_id, update, f"{type(error).__name__}: {error}")
-        log.error("update %s dead-lettered after %d attempts: %s", key, attempts, error)
-        await self._reply(n, entry_id, update, None, error)
 
-    async def _safely(self, call: Awaitable[Any]) -> Any:
-        try:
-            return await call
-        except SecretariesError as exc:
-            return exc
+    async def _give_up(
+        self, n: int, entry_id: str, update: Update, error: SecretariesError
+    ) -> None:
+        reason = scrub(f"{type(error).__name__}: {error}")
+        await self.queue.dead_letter(n, entry_id, update.fields(), reason)
+        self.dead_lettered += 1
+        self.orch.metrics.errors.labels(type="DeadLetter").inc()
+        log.error("update %s dead-lettered: %s", update.update_id, reason)
+        await self._reply(n, entry_id, update, None, error)
 
     async def _reply(
         self,
@@ -369,7 +539,7 @@ class Worker:
         fields = {
             "secretary": reply.secretary if reply else "",
             "text": reply.text if reply else "",
-            "error": str(error) if error else "",
+            "error": scrub(str(error)) if error else "",
             "error_code": type(error).__name__ if error else "",
         }
         await self.queue.publish(update, fields)

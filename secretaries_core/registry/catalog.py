@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from datetime import datetime
@@ -19,6 +20,7 @@ from secretaries_core import linksql
 from secretaries_core.errors import (
     Conflict,
     InvalidInput,
+    UnstorableInput,
 )
 from secretaries_core.llm.providers import validate_model
 from secretaries_core.models import (
@@ -73,6 +75,7 @@ class CatalogMixin(RegistryBase):
     def create_secretary(self, data: AssistantCreate) -> Assistant:
         """Add a secretary; with `is_default` it replaces the current default."""
         _check_secretary_fields(data.name, data.model, data.prompt, data.description)
+        check_params(data.params)
 
         def work(session: Session) -> Assistant:
             _refuse_taken_name(session, data.name)
@@ -96,6 +99,9 @@ class CatalogMixin(RegistryBase):
 
         `version` goes up by one when the model, the prompt or the params really change.
         """
+
+        if changes.params is not None:
+            check_params(changes.params)
 
         def work(session: Session) -> Change:
             secretary = self._secretary(session, ref, lock=True)
@@ -254,8 +260,42 @@ def check_name(name: str) -> None:
         raise InvalidInput("a secretary's name cannot look like a UUID")
 
 
+MAX_PARAMS_DEPTH = 32
+# A model string: printable ASCII without spaces (`openai/gpt-4o-mini`, `llama3:8b`).
+MODEL_RE = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+def check_params(params: Any) -> None:
+    """Params must be storable JSON: no NUL or lone surrogate anywhere, at most 32 deep."""
+    stack: list[tuple[Any, int, str]] = [(params, 1, "params")]
+    while stack:
+        value, depth, where = stack.pop()
+        if depth > MAX_PARAMS_DEPTH:
+            raise UnstorableInput(f"params are nested deeper than {MAX_PARAMS_DEPTH} levels")
+        if isinstance(value, str):
+            _check_storable_text(where, value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise UnstorableInput(f"{where} is not a finite number")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _check_storable_text(f"a key of {where}", str(key))
+                stack.append((item, depth + 1, f"{where}.{str(key)[:40]}"))
+        elif isinstance(value, list | tuple):
+            stack.extend((item, depth + 1, f"{where}[{i}]") for i, item in enumerate(value))
+
+
+def _check_storable_text(field: str, value: str) -> None:
+    if "\x00" in value:
+        raise UnstorableInput(f"{field} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnstorableInput(f"{field} contains a lone surrogate (not valid Unicode)") from None
+
+
 def check_text(field: str, value: str) -> None:
     """Descriptions and prompts: any text but control characters (tab and newlines are fine)."""
+    _check_storable_text(f"the {field}", value)
     found = _CONTROL.search(value)
     if found:
         raise InvalidInput(
@@ -274,9 +314,14 @@ def _check_secretary_fields(
         if value is not None:
             check_text(field, value)
     if "\x00" in model:
-        raise InvalidInput("text fields cannot contain NUL characters")
+        raise UnstorableInput("text fields cannot contain NUL characters")
     if not model.strip():
         raise InvalidInput("a secretary needs a model")
+    if not MODEL_RE.fullmatch(model.strip()):
+        raise UnstorableInput(
+            f"invalid model {model[:60]!r}: use printable ASCII without spaces, "
+            "like openai/gpt-4o-mini"
+        )
     validate_model(model)
     if prompt is not None and not prompt.strip():
         raise InvalidInput("a secretary needs a non-empty prompt")

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from secretaries_core.usage.book import PendingUsage, UsageBook, UsageEntry
 
 log = logging.getLogger(__name__)
+MAX_RETRY_WAIT_S = 10.0
 
 
 class UsageWriter:
@@ -68,12 +69,17 @@ class UsageWriter:
                 raise
 
     def _run(self) -> None:
+        wait = self.interval
         while not self._closed:
-            self._wake.wait(self.interval)
+            self._wake.wait(wait)
             try:
                 self.flush()
+                wait = self.interval
             except Exception as exc:  # kept for the next round; reported by on_error
-                log.error("could not write usage; retrying in %ss: %s", self.interval, exc)
+                # Backs off while the database is down: one line every few seconds, not
+                # four a second for the whole outage.
+                wait = min(wait * 2, MAX_RETRY_WAIT_S)
+                log.error("could not write usage; retrying in %.2gs: %s", wait, exc)
 
     def close(self) -> None:
         """Stop the thread and write what is left."""

@@ -82,10 +82,13 @@ class Farm:
         raise AssertionError(f"{len(self.replies())} of {count} replies; {self.queue.stats()}")
 
     def turns(self, telegram_id: int) -> list[str]:
-        store = open_context_store(
-            self.context_url, policy=Settings.load(env={}).context_policy, prefix=self.prefix
-        )
         registry = SecretaryRegistry(make_engine(self.db_url))
+        store = open_context_store(
+            self.context_url or None,
+            policy=Settings.load(env={}).context_policy,
+            prefix=self.prefix,
+            engine=registry.engine,
+        )
         sid = registry.get_secretary("alice").id
         try:
             return [m.content for m in store.read(telegram_id, sid) if m.role == "user"]
@@ -100,8 +103,16 @@ def model_server() -> Iterator[str]:
         yield url
 
 
-def _farm(tmp_path: Path, context_url: str, model_url: str, **env: str) -> Iterator[Farm]:
-    db_url = f"sqlite:///{tmp_path / 'catalog.db'}"
+def _farm(
+    tmp_path: Path,
+    context_url: str,
+    model_url: str,
+    *,
+    queue_url: str | None = None,
+    db_url: str | None = None,
+    **env: str,
+) -> Iterator[Farm]:
+    db_url = db_url or f"sqlite:///{tmp_path / 'catalog.db'}"
     engine = make_engine(db_url)
     schema.upgrade(engine)
     SecretaryRegistry(engine).create_secretary(
@@ -112,19 +123,21 @@ def _farm(tmp_path: Path, context_url: str, model_url: str, **env: str) -> Itera
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARIES_")}
     full_env.update(
         SECRETARIES_HOME=str(tmp_path / "home"),
+        SECRETARIES_QUEUE_URL=queue_url or context_url,
         SECRETARIES_DATABASE_URL=db_url,
         SECRETARIES_CONTEXT_URL=context_url,
         SECRETARIES_REDIS_PREFIX=prefix,
         SECRETARIES_QUEUE_PARTITIONS="8",
-        SECRETARIES_QUEUE_LEASE="4",
+        # Long enough that a loaded 2-core machine never looks dead (CI runs beside others).
+        SECRETARIES_QUEUE_LEASE="8",
         SECRETARIES_OPENAI_BASE_URL=model_url,
         SECRETARIES_MODEL_RETRIES="0",
         SECRETARIES_MODEL_TIMEOUT="30",
         SECRETARIES_CONTEXT_MAX_MESSAGES="1000",
         PYTHONPATH=str(ROOT),
-        **env,
     )
-    queue = Queue(context_url, prefix=prefix, partitions=8)
+    full_env.update(env)
+    queue = Queue(queue_url or context_url, prefix=prefix, partitions=8)
     farm = Farm(queue, full_env, db_url, context_url, prefix, [], tmp_path)
     try:
         yield farm
@@ -210,7 +223,10 @@ def test_sigterm_drains_and_exits_0(tmp_path: Path, redis_url: str, model_server
 
 
 def test_a_model_that_always_fails_dead_letters_then_retry(tmp_path: Path, redis_url: str) -> None:
-    for farm in _farm(tmp_path, redis_url, "http://127.0.0.1:9/v1"):
+    # An outage longer than the grace (2 s here) ends in the dead letters.
+    for farm in _farm(
+        tmp_path, redis_url, "http://127.0.0.1:9/v1", SECRETARIES_OUTAGE_GRACE="2"
+    ):
         farm.start(1)
         updates = _send(farm, 3, 2)
         replies = farm.wait_replies(6, timeout=120)

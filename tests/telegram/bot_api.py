@@ -4,7 +4,8 @@ Real HTTP (aiohttp) with Telegram's envelope (`{"ok": true, "result": …}`), so
 real `Bot` and `Dispatcher` talk to it as to api.telegram.org. It enforces what Telegram
 enforces and a bot gets wrong: 4,096-character texts, no empty text, "message is not
 modified" on an identical edit, entity parsing when a parse mode is sent, and it can
-answer any method with 429 `retry_after` on demand.
+answer any method with 429 `retry_after` on demand, 403 for chats that blocked the bot,
+and 500 for every send during an outage.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class BotApi:
     calls: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
     # method -> retry_after seconds for its next calls (one entry per refused call)
     flood: dict[str, list[int]] = field(default_factory=dict)
+    # chats whose sends are refused with 403 "bot was blocked by the user"
+    blocked: set[int] = field(default_factory=set)
+    # every send method answers 500 until this time.monotonic() (a Bot API outage)
+    down_until: float = 0.0
     texts: dict[tuple[int, int], str] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)
     _next_update: int = 1
@@ -164,6 +169,11 @@ def make_app(api: BotApi) -> web.Application:
             return _bad(
                 429, f"Too Many Requests: retry after {wait}", parameters={"retry_after": wait}
             )
+        if method not in ("getMe", "getUpdates", "setMyCommands", "deleteWebhook"):
+            if time.monotonic() < api.down_until:
+                return _bad(500, "Internal Server Error")
+            if str(params.get("chat_id")) in {str(c) for c in api.blocked}:
+                return _bad(403, "Forbidden: bot was blocked by the user")
         return await _answer(api, method, params)
 
     app = web.Application()

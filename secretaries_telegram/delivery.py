@@ -1,0 +1,84 @@
+"""Sending to the Bot API through its failures: what to wait out, what to retry, what to drop.
+
+- 429: wait what Telegram asks (`retry_after`), then again, for as long as the grace lasts;
+- 5xx and network errors (timeouts, refused connections): retry with capped exponential
+  backoff within the grace (`SECRETARIES_OUTAGE_GRACE`);
+- 403 (the user blocked the bot, the bot was kicked) and 400 (chat not found, a user
+  deactivated, anything else Telegram will refuse again): `Undeliverable` at once, so that
+  reply is dropped, counted, and nothing else waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DEFAULT_GRACE_S = 300.0
+BACKOFF_START_S = 0.5
+BACKOFF_CAP_S = 10.0
+
+
+class Undeliverable(Exception):
+    """Telegram refuses this send for good; `reason` is the metric label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def drop_reason(exc: BaseException) -> str | None:
+    """The reason to drop a send that failed with `exc`, or None when it may pass."""
+    if isinstance(exc, TelegramForbiddenError):
+        return "blocked" if "blocked" in str(exc).lower() else "forbidden"
+    if isinstance(exc, TelegramBadRequest):
+        text = str(exc).lower()
+        if "chat not found" in text or "peer_id_invalid" in text:
+            return "chat_not_found"
+        if "deactivated" in text:
+            return "deactivated"
+        return "bad_request"
+    return None
+
+
+def _passing(exc: BaseException) -> bool:
+    """True for failures that may pass: server errors, network trouble, a wrong route."""
+    passing = (TelegramServerError, TelegramNetworkError, TelegramNotFound, TimeoutError, OSError)
+    return isinstance(exc, passing)
+
+
+async def patiently(call: Callable[[], Awaitable[T]], *, grace: float = DEFAULT_GRACE_S) -> T:
+    """`call()` until it succeeds, within `grace` seconds (see the module's rules)."""
+    deadline = time.monotonic() + grace
+    delay = BACKOFF_START_S
+    while True:
+        try:
+            return await call()
+        except TelegramRetryAfter as exc:
+            wait = float(exc.retry_after)
+            if time.monotonic() + wait > deadline:
+                raise
+            log.info("Telegram asks to wait %ss", exc.retry_after)
+            await asyncio.sleep(wait)
+        except Exception as exc:
+            reason = drop_reason(exc)
+            if reason is not None:
+                raise Undeliverable(reason, str(exc)) from exc
+            if not _passing(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("Bot API failed, retrying in %.1fs: %s", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_CAP_S)
