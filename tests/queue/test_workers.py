@@ -224,9 +224,7 @@ def test_sigterm_drains_and_exits_0(tmp_path: Path, redis_url: str, model_server
 
 def test_a_model_that_always_fails_dead_letters_then_retry(tmp_path: Path, redis_url: str) -> None:
     # An outage longer than the grace (2 s here) ends in the dead letters.
-    for farm in _farm(
-        tmp_path, redis_url, "http://127.0.0.1:9/v1", SECRETARIES_OUTAGE_GRACE="2"
-    ):
+    for farm in _farm(tmp_path, redis_url, "http://127.0.0.1:9/v1", SECRETARIES_OUTAGE_GRACE="2"):
         farm.start(1)
         updates = _send(farm, 3, 2)
         replies = farm.wait_replies(6, timeout=120)
