@@ -286,3 +286,43 @@ def test_help_keeps_bracketed_words(cli_default: Run) -> None:
     # Rich would read `[telegram]` as a markup tag and drop it.
     assert "telegram" in ok(cli_default("bot", "--help")).stdout
     assert "api" in ok(cli_default("serve", "--help")).stdout.lower()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["create", "x1", "--model", "a\U0001f600b", "--prompt", "p"],
+        ["create", "x2", "--model", "echo", "--prompt", "p", "--param", "k=a\udcffb"],
+        ["create", "x3", "--model", "echo", "--prompt", "p\udcff"],
+    ],
+)
+def test_unstorable_input_is_exit_2_and_nothing_written(
+    cli: Run, db_url: str, args: list[str]
+) -> None:
+    from tests.conftest import snapshot
+
+    engine = make_engine(db_url)
+    ok(cli("list"))  # the schema exists before the snapshot
+    before = snapshot(engine)
+    failed(cli(*args), 2, "Error:")
+    assert snapshot(engine) == before
+    engine.dispose()
+    assert cli("list", "--all", "--json").exit_code == 0
+
+
+def test_a_provider_repeating_the_key_leaks_it_nowhere(
+    cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.llm_server import Script, llm_server
+
+    key = "sk-proj-NEVERSHOWN0123456789abcdef"
+    with llm_server(Script(default="keyecho")) as (url, script):
+        monkeypatch.setenv("SECRETARIES_OPENAI_BASE_URL", url)
+        monkeypatch.setenv("SECRETARIES_OPENAI_API_KEY", key)
+        monkeypatch.setenv("SECRETARIES_MODEL_RETRIES", "0")
+        ok(cli("create", "k", "--model", "openai/m", "--prompt", "p", "--default"))
+        result = cli("chat", "5", "hello")
+        assert result.exit_code != 0
+        assert script.requests
+        assert key not in result.stdout + result.stderr
+        assert "NEVERSHOWN" not in result.stdout + result.stderr
