@@ -144,17 +144,35 @@ def test_every_fault_at_once_nothing_lost_doubled_or_stuck(tmp_path: Path) -> No
                 for k, user in enumerate(users)
             ]
             sent_at: list[float] = []
+            posted = [0]  # deliverable updates the API has taken so far
+            samples: list[tuple[float, int]] = []  # (time, replies delivered)
+            done = threading.Event()
+            lock = threading.Lock()
+
+            def post(body: dict[str, object]) -> None:
+                _post(base, body)
+                if body["telegram_id"] != BLOCKED:
+                    with lock:
+                        posted[0] += 1
 
             def feed() -> None:
                 with ThreadPoolExecutor(16) as pool:
                     for i in range(0, len(updates), USERS):
                         # One message per user at a time, as a user types: in order.
-                        list(pool.map(lambda b: _post(base, b), updates[i : i + USERS]))
+                        list(pool.map(post, updates[i : i + USERS]))
                         sent_at.append(time.monotonic())
                         time.sleep(max(0.0, 4.0 - (time.monotonic() - sent_at[-1])))
 
+            def watch() -> None:
+                while not done.is_set():
+                    samples.append((time.monotonic(), delivered()))
+                    time.sleep(0.2)
+
             feeder = threading.Thread(target=feed)
+            watcher = threading.Thread(target=watch, daemon=True)
             feeder.start()
+            watcher.start()
+            posted_at_end: dict[str, int] = {}
             fault_ends: dict[str, float] = {}
             t0 = time.monotonic()
 
@@ -166,23 +184,28 @@ def test_every_fault_at_once_nothing_lost_doubled_or_stuck(tmp_path: Path) -> No
             procs["worker0"].wait(10)
             start("worker0b", "worker", "--concurrency", "64")
             fault_ends["worker SIGKILL"] = time.monotonic()
+            posted_at_end["worker SIGKILL"] = posted[0]
             at(7)
             redis.restart(down_for=1.0)
             fault_ends["Redis restart (AOF)"] = time.monotonic()
+            posted_at_end["Redis restart (AOF)"] = posted[0]
             at(11)
             pg.stop()
             time.sleep(10)
             pg.start()
             fault_ends["PostgreSQL down 10 s"] = time.monotonic()
+            posted_at_end["PostgreSQL down 10 s"] = posted[0]
             at(24)
             urllib.request.urlopen(model.removesuffix("/v1") + "/default", data=b"500").close()
             time.sleep(10)
             urllib.request.urlopen(model.removesuffix("/v1") + "/default", data=b"ok").close()
             fault_ends["model 500 for 10 s"] = time.monotonic()
+            posted_at_end["model 500 for 10 s"] = posted[0]
             at(36)
             api.down_until = time.monotonic() + 10
             time.sleep(10)
             fault_ends["Bot API 500 for 10 s"] = time.monotonic()
+            posted_at_end["Bot API 500 for 10 s"] = posted[0]
             feeder.join()
 
             expected = (USERS - 1) * PER_USER
@@ -193,12 +216,20 @@ def test_every_fault_at_once_nothing_lost_doubled_or_stuck(tmp_path: Path) -> No
                         assert proc.poll() is None, (name, (tmp_path / f"{name}.log").read_text())
                 time.sleep(0.5)
             drained = time.monotonic()
+            done.set()
             assert delivered() == expected, (delivered(), expected, queue.stats())
             last_fault = max(fault_ends.values())
             print(
                 f"\nchaos: all {expected} replies delivered {drained - last_fault:.1f}s "
                 f"after the last fault ended; feed took {sent_at[-1] - t0:.1f}s"
             )
+            for name, ended in fault_ends.items():
+                # Time from the fault's end until every reply to what was accepted before
+                # that moment had reached the Bot API.
+                caught_up = next(
+                    (t for t, n in samples if t >= ended and n >= posted_at_end[name]), drained
+                )
+                print(f"chaos: {name}: drained {caught_up - ended:.1f}s after it ended")
 
             # Exactly once: one reply per update on the stream, one message per answer.
             replies = [fields for _, fields in queue.iter_replies()]
