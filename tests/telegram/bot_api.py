@@ -92,7 +92,7 @@ class BotApi:
                 if m == method and (chat is None or str(p.get("chat_id")) == str(chat))
             ]
 
-    def wait(self, check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    def wait(self, check: Callable[[], Any], timeout: float = 90.0) -> Any:
         """Poll `check()` until it returns something truthy."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

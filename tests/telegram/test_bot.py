@@ -336,7 +336,7 @@ def test_with_a_worker_and_the_queue(tmp_path: Path, redis_url: str) -> None:
             SECRETARIES_QUEUE_URL=redis_url,
             SECRETARIES_CONTEXT_URL=redis_url,
             SECRETARIES_REDIS_PREFIX=prefix,
-            SECRETARIES_QUEUE_LEASE="4",
+            SECRETARIES_QUEUE_LEASE="8",
         )
         logs = [(tmp_path / "bot.log").open("w"), (tmp_path / "worker.log").open("w")]
         procs = [

@@ -71,7 +71,7 @@ def test_queue_mode_sender_drops_blocked_chats_rides_out_500s_and_survives_a_kil
         bot = _start(["bot"], env, logs["bot"])
         procs = [worker, bot]
         try:
-            api.wait(lambda: api.seen("setMyCommands"), timeout=60)
+            api.wait(lambda: api.seen("setMyCommands"))
             # One user blocked the bot: their reply is dropped, the others are answered.
             api.blocked.add(501)
             for user in range(501, 507):

@@ -156,6 +156,25 @@ def test_usage_equals_what_the_server_reported_under_8_concurrent_users(rig: Rig
     assert tokens._value.get() == report.total.prompt_tokens
 
 
+def test_a_stream_the_caller_abandons_still_counts_its_tokens(rig: Rig) -> None:
+    """The model worked for the pieces the caller saw: they are paid for, so counted."""
+    rig.script.chunk_delay = 0.05
+
+    async def go() -> None:
+        stream = rig.orch.astream(21, "a question whose answer nobody reads to the end")
+        async for _piece in stream:
+            break
+        await stream.aclose()
+        await rig.orch.aclose()
+
+    asyncio.run(go())
+    report = admin.usage_report(rig.registry, user=21)
+    assert report.total.messages == 1
+    assert report.total.prompt_tokens > 0 and report.total.completion_tokens > 0
+    assert report.total.estimated_calls == 1
+    assert rig.turns(21) == []  # nothing stored
+
+
 # -- quotas -----------------------------------------------------------------------------------
 
 
