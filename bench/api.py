@@ -24,11 +24,11 @@ from tempfile import TemporaryDirectory
 import httpx
 
 from bench.common import Row, print_table
-from secretaries_core import schema
-from secretaries_core.db import make_engine
-from secretaries_core.models import AssistantCreate
-from secretaries_core.registry import SecretaryRegistry
-from secretaries_core.users_csv import UserRow
+from secretaries_core.catalog.models import AssistantCreate
+from secretaries_core.catalog.registry import SecretaryRegistry
+from secretaries_core.catalog.users_csv import UserRow
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 from tests.servers import free_port
 
 TOKEN = "bench-token"

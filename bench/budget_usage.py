@@ -24,17 +24,17 @@ from tempfile import TemporaryDirectory
 
 from bench.common import Row, print_table
 from bench.context_redis import redis_client
-from secretaries_core import schema
-from secretaries_core.budget import fit_history, group_turns
+from secretaries_core.catalog.models import AssistantCreate
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import ContextStore, SqlContextStore, open_context_store
 from secretaries_core.context.base import Message
-from secretaries_core.db import make_engine
+from secretaries_core.conversation.budget import fit_history, group_turns
+from secretaries_core.conversation.tokens import TokenCounter
 from secretaries_core.llm.base import ChatRequest, ChatTurn
-from secretaries_core.models import AssistantCreate
 from secretaries_core.orchestrator import Orchestrator
-from secretaries_core.registry import SecretaryRegistry
-from secretaries_core.tokens import TokenCounter
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SENTENCE = "Could you move my Tuesday meeting with the design team to Thursday afternoon? "

@@ -14,9 +14,9 @@ from tempfile import TemporaryDirectory
 from sqlalchemy import Engine, text
 
 from bench.common import Row, print_table, timed
-from secretaries_core import schema
 from secretaries_core.context import ContextPolicy, Message, SqlContextStore
-from secretaries_core.db import make_engine
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 
 SEC = uuid.UUID(int=7)
 POLICY = ContextPolicy(timedelta(days=7), 100)

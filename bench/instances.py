@@ -13,7 +13,11 @@ from datetime import timedelta
 
 from bench.common import Row, print_table
 from secretaries_core.context import ContextPolicy
-from secretaries_core.instances import InstancePool, SecretaryInstance, SecretarySnapshot
+from secretaries_core.conversation.instances import (
+    InstancePool,
+    SecretaryInstance,
+    SecretarySnapshot,
+)
 from secretaries_core.llm.echo import EchoAdapter
 
 SECRETARY = SecretarySnapshot(uuid.UUID(int=1), "alice", "echo", "You are Alice.", {}, 1)

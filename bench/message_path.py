@@ -25,13 +25,13 @@ from tempfile import TemporaryDirectory
 
 from bench.common import Row, print_table
 from bench.context_redis import redis_client
-from secretaries_core import schema
+from secretaries_core.catalog.models import AssistantCreate
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import ContextStore, SqlContextStore, open_context_store
-from secretaries_core.db import make_engine
-from secretaries_core.models import AssistantCreate
 from secretaries_core.orchestrator import Orchestrator
-from secretaries_core.registry import SecretaryRegistry
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 from tests.llm_server import llm_server_process
 
 BODY = {
@@ -159,7 +159,7 @@ def prepare(url: str, users: int) -> SecretaryRegistry:
     registry.create_secretary(
         AssistantCreate(name="alice", model="openai/m", prompt="p", is_default=True)
     )
-    from secretaries_core.users_csv import UserRow
+    from secretaries_core.catalog.users_csv import UserRow
 
     registry.import_users([UserRow(telegram_id=1 + u, username=None) for u in range(users)])
     return registry

@@ -11,11 +11,11 @@ import tracemalloc
 from sqlalchemy import Engine, text
 
 from bench.common import Row, database_urls, print_table, timed
-from secretaries_core import schema
-from secretaries_core.db import make_engine
-from secretaries_core.linksql import SQLITE_UUID7_SQL
-from secretaries_core.models import AssistantCreate
-from secretaries_core.registry import SecretaryRegistry
+from secretaries_core.catalog.linksql import SQLITE_UUID7_SQL
+from secretaries_core.catalog.models import AssistantCreate
+from secretaries_core.catalog.registry import SecretaryRegistry
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 
 # The same valid version-4 UUIDs the library generates.
 UUID_SQL = {

@@ -24,13 +24,13 @@ from tempfile import TemporaryDirectory
 
 from bench.common import Row, print_table
 from bench.context_redis import redis_client
-from secretaries_core import schema
+from secretaries_core.catalog.models import AssistantCreate
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import ContextStore, Message, SqlContextStore, open_context_store
-from secretaries_core.db import make_engine
-from secretaries_core.models import AssistantCreate
 from secretaries_core.orchestrator import Orchestrator
-from secretaries_core.registry import SecretaryRegistry
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:

@@ -12,14 +12,14 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from bench.common import Row, print_table
-from secretaries_core import schema
+from secretaries_core.catalog.models import AssistantCreate
+from secretaries_core.catalog.registry import SecretaryRegistry
+from secretaries_core.catalog.users_csv import UserRow
 from secretaries_core.config import Settings
 from secretaries_core.context import SqlContextStore
-from secretaries_core.db import make_engine
-from secretaries_core.models import AssistantCreate
 from secretaries_core.orchestrator import Orchestrator
-from secretaries_core.registry import SecretaryRegistry
-from secretaries_core.users_csv import UserRow
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 
 USERS = 1000
 HAND_WRITTEN = """

@@ -26,14 +26,14 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from bench.common import Row, print_table
-from secretaries_core import schema
+from secretaries_core.catalog.models import AssistantCreate
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import open_context_store
-from secretaries_core.db import make_engine
-from secretaries_core.models import AssistantCreate
 from secretaries_core.orchestrator import Orchestrator
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 from secretaries_core.queue import Queue, Update
-from secretaries_core.registry import SecretaryRegistry
 from tests.llm_server import llm_server_process
 from tests.servers import redis_server
 

@@ -11,7 +11,6 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from secretaries_api.schemas import ErrorOut
-from secretaries_core.db import is_busy, is_disconnect, unavailable
 from secretaries_core.errors import (
     BackendUnavailable,
     Conflict,
@@ -24,8 +23,10 @@ from secretaries_core.errors import (
     QuotaExceeded,
     SchemaOutOfDate,
     SecretariesError,
+    error_code,
 )
-from secretaries_core.timeutil import utcnow
+from secretaries_core.plumbing.db import is_busy, is_disconnect, unavailable
+from secretaries_core.plumbing.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(SecretariesError)
     async def library_error(_request: Request, exc: SecretariesError) -> JSONResponse:
-        response = error_response(status_for(exc), type(exc).__name__, str(exc))
+        response = error_response(status_for(exc), error_code(exc), str(exc))
         if isinstance(exc, QuotaExceeded) and exc.resets_at is not None:
             # Clients (and Telegram-side retry logic) can wait exactly until the reset.
             wait = max(0, int((exc.resets_at - utcnow()).total_seconds()))

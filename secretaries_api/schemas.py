@@ -1,4 +1,4 @@
-"""Request bodies and the error shape; responses reuse `secretaries_core.schemas`."""
+"""Request bodies and the error shape; responses reuse `secretaries_core.catalog.schemas`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from secretaries_core.refs import MAX_TELEGRAM_ID
+from secretaries_core.catalog.refs import MAX_TELEGRAM_ID
 
 TelegramId = Annotated[int, Field(gt=0, le=MAX_TELEGRAM_ID)]
 USER_PATTERN = r"^([1-9][0-9]{0,18}|@[A-Za-z0-9_]{1,64})$"

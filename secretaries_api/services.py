@@ -7,11 +7,12 @@ from typing import Any
 
 from fastapi import Request
 
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import ContextStore, open_context_store
 from secretaries_core.orchestrator import Orchestrator
-from secretaries_core.registry import SecretaryRegistry
-from secretaries_core.schema import open_database
+from secretaries_core.plumbing.schema import open_database
+from secretaries_core.queue.client import Queue
 
 
 @dataclass
@@ -40,7 +41,7 @@ class Services:
     def queue(self) -> Any:
         """The workers' queue (opened on first use; InvalidInput without a Redis URL)."""
         if self._queue is None:
-            self._queue = self.settings.open_queue()
+            self._queue = Queue.from_settings(self.settings)
         return self._queue
 
     def close(self) -> None:

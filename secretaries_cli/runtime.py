@@ -14,17 +14,17 @@ from secretaries_cli import output
 from secretaries_core.config import Settings
 
 if TYPE_CHECKING:
+    from secretaries_core.catalog.registry import SecretaryRegistry
     from secretaries_core.context.base import ContextStore
     from secretaries_core.orchestrator import Orchestrator
-    from secretaries_core.registry import SecretaryRegistry
-from secretaries_core.durations import parse_duration
+from secretaries_core.catalog.refs import UserRef, parse_user_ref
 from secretaries_core.errors import (
     BackendUnavailable,
     InvalidInput,
     SecretariesError,
     UnstorableInput,
 )
-from secretaries_core.refs import UserRef, parse_user_ref
+from secretaries_core.plumbing.durations import parse_duration
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -46,8 +46,8 @@ class Runtime:
         """The registry on the configured database, opened (and checked) on first use."""
         if self._registry is None:
             # Imported here so that `--help` and usage errors never load SQLAlchemy.
-            from secretaries_core.registry import SecretaryRegistry
-            from secretaries_core.schema import open_database
+            from secretaries_core.catalog.registry import SecretaryRegistry
+            from secretaries_core.plumbing.schema import open_database
 
             self._registry = SecretaryRegistry(open_database(self.settings))
         return self._registry
@@ -112,7 +112,7 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             if not _driver_error(exc):
                 raise
             # Escaped the library's translation (it should not): one line, the URL masked.
-            from secretaries_core.db import mask_url
+            from secretaries_core.plumbing.db import mask_url
 
             first = (str(getattr(exc, "orig", None) or exc).splitlines() or ["?"])[0]
             output.error(f"database error: {mask_url(first)}")

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from secretaries_core import _aliases
 from secretaries_core._lazy import lazy_exports
+
+_aliases.install()  # old flat module paths keep importing (see _aliases.py)
 
 _EXPORTS = {
     "Settings": "secretaries_core.config",
@@ -27,10 +30,11 @@ _EXPORTS = {
     "Busy": "secretaries_core.errors",
     "Interrupted": "secretaries_core.errors",
     "QuotaExceeded": "secretaries_core.errors",
-    "TelegramUser": "secretaries_core.models",
-    "Assistant": "secretaries_core.models",
-    "UserSecretaryLink": "secretaries_core.models",
-    "SecretaryRegistry": "secretaries_core.registry",
+    "UnstorableInput": "secretaries_core.errors",
+    "TelegramUser": "secretaries_core.catalog.models",
+    "Assistant": "secretaries_core.catalog.models",
+    "UserSecretaryLink": "secretaries_core.catalog.models",
+    "SecretaryRegistry": "secretaries_core.catalog.registry",
     "ContextStore": "secretaries_core.context.base",
     "ContextPolicy": "secretaries_core.context.base",
     "Message": "secretaries_core.context.base",
@@ -64,6 +68,7 @@ __all__ = [
     "TelegramUser",
     "UnknownSecretary",
     "UnknownUser",
+    "UnstorableInput",
     "UserSecretaryLink",
     "open_context_store",
 ]
@@ -72,6 +77,8 @@ __all__ = [
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from secretaries_core.catalog.models import Assistant, TelegramUser, UserSecretaryLink
+    from secretaries_core.catalog.registry import SecretaryRegistry
     from secretaries_core.config import Settings
     from secretaries_core.context.base import ContextPolicy, ContextStore, Message
     from secretaries_core.context.factory import open_context_store
@@ -91,7 +98,6 @@ if TYPE_CHECKING:
         SecretariesError,
         UnknownSecretary,
         UnknownUser,
+        UnstorableInput,
     )
-    from secretaries_core.models import Assistant, TelegramUser, UserSecretaryLink
     from secretaries_core.orchestrator import Orchestrator, Reply
-    from secretaries_core.registry import SecretaryRegistry

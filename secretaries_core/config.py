@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from platformdirs import user_data_dir
 
@@ -173,17 +172,6 @@ class Settings:
             api_keepalive_seconds=_env_float(env, "SECRETARIES_API_KEEPALIVE", 5.0),
             api_max_connections=_env_int(env, "SECRETARIES_API_MAX_CONNECTIONS", 1000),
         )
-
-    def open_queue(self) -> Any:
-        """The queue of `SECRETARIES_QUEUE_URL`, else of the context URL (Redis only)."""
-        from secretaries_core.queue import Queue
-
-        url = self.queue_url or self.context_url
-        if not url:
-            raise InvalidInput(
-                "the queue needs Redis: set SECRETARIES_QUEUE_URL (or a redis:// context URL)"
-            )
-        return Queue(url, prefix=self.redis_prefix, partitions=self.queue_partitions)
 
     @property
     def context_policy(self) -> ContextPolicy:

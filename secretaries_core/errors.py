@@ -52,6 +52,12 @@ class UnstorableInput(InvalidInput):
     """Text no store can hold (a NUL, a lone surrogate, JSON nested too deep): CLI exit 2."""
 
 
+def error_code(exc: SecretariesError) -> str:
+    """The code clients see for `exc` (its class name; input no store can hold is
+    `InvalidInput`, like any other invalid input)."""
+    return "InvalidInput" if isinstance(exc, UnstorableInput) else type(exc).__name__
+
+
 class SchemaOutOfDate(SecretariesError):
     """The database schema is not at the latest migration."""
 

@@ -6,7 +6,7 @@ import uuid
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from secretaries_core.schemas import SecretaryOut
+from secretaries_core.catalog.schemas import SecretaryOut
 
 PAGE_SIZE = 8
 PICK_PREFIX = "sec:"  # + the secretary's UUID: survives renames, 40 of Telegram's 64 bytes

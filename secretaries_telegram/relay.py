@@ -26,7 +26,7 @@ from typing import Any
 from aiogram import Bot
 from redis.exceptions import ResponseError
 
-from secretaries_core.metrics import Metrics
+from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.queue import Queue
 from secretaries_core.queue.client import UNAVAILABLE, decode_fields
 from secretaries_core.redact import scrub

@@ -14,8 +14,8 @@ from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandStart, Filter
 from aiogram.types import BotCommand, CallbackQuery, Message
 
+from secretaries_core.conversation.frontdesk import FrontDesk
 from secretaries_core.errors import SecretariesError
-from secretaries_core.frontdesk import FrontDesk
 from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.queue import Queue
 from secretaries_core.queue import Update as QueuedUpdate

@@ -14,6 +14,7 @@ from aiogram.utils.token import TokenValidationError
 
 from secretaries_core.errors import BackendUnavailable, InvalidInput
 from secretaries_core.orchestrator import Orchestrator
+from secretaries_core.queue.client import Queue
 from secretaries_telegram.relay import relay
 from secretaries_telegram.router import COMMANDS, create_router
 
@@ -70,7 +71,9 @@ async def run_bot(
                 f"cannot reach the Bot API at {where}: {_masked(str(exc), token)}"
             ) from None
         orchestrator = open_orchestrator()
-        queue = orchestrator.settings.open_queue() if orchestrator.settings.queue_url else None
+        queue = (
+            Queue.from_settings(orchestrator.settings) if orchestrator.settings.queue_url else None
+        )
         log.info(
             "bot @%s (id %s) polling %s%s",
             me.username,

@@ -15,7 +15,7 @@ from secretaries_core.errors import (
     SecretariesError,
     UnknownSecretary,
 )
-from secretaries_core.timeutil import utcnow
+from secretaries_core.plumbing.timeutil import utcnow
 
 GREETING = "Hello! I pass your messages to your secretary, an AI assistant."
 PICK = "Choose your secretary:"

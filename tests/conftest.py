@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, MetaData, create_engine, select, text
 
-from secretaries_core import schema
-from secretaries_core.db import make_engine
-from secretaries_core.registry import SecretaryRegistry
+from secretaries_core.catalog.registry import SecretaryRegistry
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 from tests.servers import postgres_server
 
 BACKENDS = ["sqlite", "postgresql"]

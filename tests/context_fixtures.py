@@ -12,9 +12,9 @@ import pytest
 from redis import Redis
 from redis.cluster import RedisCluster
 
-from secretaries_core import schema
 from secretaries_core.context import ContextPolicy, ContextStore, open_context_store
-from secretaries_core.db import make_engine
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 from tests.servers import redis_cluster, redis_server
 
 CONTEXT_BACKENDS = ["sqlite", "postgresql", "redis", "cluster"]

@@ -39,9 +39,7 @@ def upgrade() -> None:
         sa.Column(
             "context_id",
             BIG_ID,
-            sa.ForeignKey(
-                "conversation_context.id", ondelete="CASCADE", name="fk_message_context"
-            ),
+            sa.ForeignKey("conversation_context.id", ondelete="CASCADE", name="fk_message_context"),
             nullable=False,
         ),
         sa.Column("role", sa.String(length=32), nullable=False),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, status
 
 from secretaries_api.routes.common import SecretaryPath, Svc
-from secretaries_core.models import AssistantCreate, AssistantUpdate
-from secretaries_core.schemas import SecretaryDetail, SecretaryOut
+from secretaries_core.catalog.models import AssistantCreate, AssistantUpdate
+from secretaries_core.catalog.schemas import SecretaryDetail, SecretaryOut
 
 router = APIRouter(prefix="/api/secretaries", tags=["secretaries"])
 

@@ -8,7 +8,7 @@ from fastapi import Depends, Path
 
 from secretaries_api.schemas import USER_PATTERN
 from secretaries_api.services import Services, services
-from secretaries_core.refs import UserRef, parse_user_ref
+from secretaries_core.catalog.refs import UserRef, parse_user_ref
 
 Svc = Annotated[Services, Depends(services)]
 UserPath = Annotated[str, Path(pattern=USER_PATTERN, description="Telegram user id, or @username")]

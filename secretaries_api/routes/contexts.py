@@ -11,11 +11,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from secretaries_api.errors import status_for
 from secretaries_api.routes.common import Svc, UserPath, user_ref
 from secretaries_api.schemas import MessageIn, PurgeIn
-from secretaries_core import admin
-from secretaries_core.durations import parse_duration
-from secretaries_core.errors import SecretariesError
+from secretaries_core.catalog import admin
+from secretaries_core.catalog.schemas import ContextStatsOut, PurgeOut, ReplyOut, UserContextsOut
+from secretaries_core.errors import SecretariesError, error_code
 from secretaries_core.orchestrator import ReplyStream
-from secretaries_core.schemas import ContextStatsOut, PurgeOut, ReplyOut, UserContextsOut
+from secretaries_core.plumbing.durations import parse_duration
 
 router = APIRouter(prefix="/api", tags=["contexts"])
 
@@ -91,7 +91,7 @@ async def sse_reply(stream: ReplyStream, first: str | None) -> AsyncIterator[byt
         async for piece in stream:
             yield _event("piece", {"text": piece})
     except SecretariesError as exc:
-        error = {"code": type(exc).__name__, "message": str(exc), "status": status_for(exc)}
+        error = {"code": error_code(exc), "message": str(exc), "status": status_for(exc)}
         yield _event("error", error)
         return
     finally:

@@ -13,8 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from secretaries_api.guard import token_ok
 from secretaries_api.routes.common import Svc
 from secretaries_api.schemas import HealthOut
-from secretaries_core.db import check_reachable
 from secretaries_core.errors import SecretariesError
+from secretaries_core.plumbing.db import check_reachable
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from fastapi.responses import JSONResponse
 
 from secretaries_api.routes.common import Svc
 from secretaries_api.schemas import QueuedOut, UpdateIn
+from secretaries_core.conversation.text import check_incoming
 from secretaries_core.queue import Update
-from secretaries_core.text import check_incoming
 
 router = APIRouter(prefix="/api", tags=["queue"])
 

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Query
 
 from secretaries_api.routes.common import Svc, UserPath, user_ref
 from secretaries_api.schemas import USER_PATTERN, LimitsIn, LimitsOut, UsageOut
-from secretaries_core import admin
-from secretaries_core.durations import parse_duration
+from secretaries_core.catalog import admin
+from secretaries_core.plumbing.durations import parse_duration
 
 router = APIRouter(prefix="/api", tags=["usage"])
 

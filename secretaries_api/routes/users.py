@@ -6,8 +6,8 @@ from fastapi import APIRouter, Query, Response, status
 
 from secretaries_api.routes.common import SecretaryPath, Svc, UserPath, user_ref
 from secretaries_api.schemas import MigrateIn, RegisteredOut, UserIn
-from secretaries_core import admin
-from secretaries_core.schemas import (
+from secretaries_core.catalog import admin
+from secretaries_core.catalog.schemas import (
     AssignOut,
     CurrentOut,
     ErasedOut,

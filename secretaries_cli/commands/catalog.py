@@ -9,12 +9,12 @@ import typer
 
 from secretaries_cli import output
 from secretaries_cli.runtime import App, runtime
+from secretaries_core.catalog.refs import parse_params
 from secretaries_core.errors import InvalidInput
-from secretaries_core.refs import parse_params
 
 if TYPE_CHECKING:
-    from secretaries_core.registry import Change
-    from secretaries_core.schemas import SecretaryOut
+    from secretaries_core.catalog.registry import Change
+    from secretaries_core.catalog.schemas import SecretaryOut
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 SecArg = Annotated[str, typer.Argument(help="Secretary name or UUID.")]
@@ -100,7 +100,7 @@ def register(app: App) -> None:
         json: JsonFlag = False,
     ) -> None:
         """Add a secretary to the catalog."""
-        from secretaries_core.models import AssistantCreate
+        from secretaries_core.catalog.models import AssistantCreate
 
         text = _prompt(prompt, prompt_file, required=True)
         assert text is not None
@@ -133,7 +133,7 @@ def register(app: App) -> None:
         json: JsonFlag = False,
     ) -> None:
         """Change a secretary; its version goes up when model, prompt or params change."""
-        from secretaries_core.models import AssistantUpdate
+        from secretaries_core.catalog.models import AssistantUpdate
 
         changes = AssistantUpdate(
             name=name,
@@ -208,7 +208,7 @@ def register(app: App) -> None:
         json: JsonFlag = False,
     ) -> None:
         """Delete SEC if no user was ever linked to it (otherwise deactivate it)."""
-        from secretaries_core import admin
+        from secretaries_core.catalog import admin
         from secretaries_core.errors import InvalidInput
 
         rt = runtime(ctx)

@@ -39,7 +39,7 @@ def register(app: App) -> None:
         finally:
             orchestrator.close()
         if json:
-            from secretaries_core.schemas import ReplyOut
+            from secretaries_core.catalog.schemas import ReplyOut
 
             output.emit_json(
                 ReplyOut(reply=reply.text, secretary=reply.secretary, source=reply.source)

@@ -18,7 +18,7 @@ SecOpt = Annotated[str | None, typer.Option("--secretary", metavar="SEC", help="
 @app.command("stats")
 def stats(ctx: typer.Context, json: JsonFlag = False) -> None:
     """Count contexts and messages, per secretary."""
-    from secretaries_core import admin
+    from secretaries_core.catalog import admin
 
     rt = runtime(ctx)
     doc = admin.context_stats(rt.registry(), rt.contexts())
@@ -37,7 +37,7 @@ def show(
     ctx: typer.Context, user: UserArg, secretary: SecOpt = None, json: JsonFlag = False
 ) -> None:
     """Show USER's stored messages (every secretary's, or one with --secretary)."""
-    from secretaries_core import admin
+    from secretaries_core.catalog import admin
 
     rt = runtime(ctx)
     doc = admin.user_contexts(rt.registry(), rt.contexts(), user, secretary)
@@ -74,7 +74,7 @@ def purge(
     json: JsonFlag = False,
 ) -> None:
     """Delete idle contexts, or all of one user's / one secretary's."""
-    from secretaries_core import admin
+    from secretaries_core.catalog import admin
 
     rt = runtime(ctx)
     with output.progress_bar("purging contexts", enabled=not (json or dry_run)) as progress:

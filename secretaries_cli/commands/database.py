@@ -16,7 +16,7 @@ app = new_app("Schema migrations (Alembic) on the configured database.")
 
 
 def _engine(ctx: typer.Context) -> Engine:
-    from secretaries_core.db import check_reachable, make_engine
+    from secretaries_core.plumbing.db import check_reachable, make_engine
 
     engine = make_engine(runtime(ctx).settings.database_url)
     check_reachable(engine)
@@ -28,8 +28,8 @@ def upgrade(
     ctx: typer.Context, revision: Annotated[str, typer.Argument(metavar="REV")] = "head"
 ) -> None:
     """Upgrade the schema to REV (default: head)."""
-    from secretaries_core import schema
-    from secretaries_core.db import mask_url
+    from secretaries_core.plumbing import schema
+    from secretaries_core.plumbing.db import mask_url
 
     engine = _engine(ctx)
     before = schema.current_revision(engine)
@@ -40,7 +40,7 @@ def upgrade(
         output.say(f"{where} is already at {after}.")
     else:
         output.say(f"Upgraded {where} from {before or 'an empty database'} to {after}.")
-    from secretaries_core.registry.catalog import nonconforming_names
+    from secretaries_core.catalog.registry.catalog import nonconforming_names
 
     with engine.connect() as conn:
         problems = nonconforming_names(conn)
@@ -60,9 +60,9 @@ def downgrade(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
 ) -> None:
     """Downgrade the schema to REV (`base` removes every table); asks first."""
-    from secretaries_core import schema
-    from secretaries_core.db import mask_url
     from secretaries_core.errors import InvalidInput
+    from secretaries_core.plumbing import schema
+    from secretaries_core.plumbing.db import mask_url
 
     engine = _engine(ctx)
     question = (
@@ -78,7 +78,7 @@ def downgrade(
 @app.command("current")
 def current(ctx: typer.Context, json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show the schema revision of the database and the newest one known."""
-    from secretaries_core import schema
+    from secretaries_core.plumbing import schema
 
     engine = _engine(ctx)
     now, head = schema.current_revision(engine), schema.head_revision(engine)

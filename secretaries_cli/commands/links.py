@@ -35,7 +35,7 @@ def register(app: App) -> None:
     @app.command("current")
     def current(ctx: typer.Context, user: UserArg, json: JsonFlag = False) -> None:
         """Show USER's resolved secretary and where it comes from."""
-        from secretaries_core.schemas import CurrentOut, UserOut
+        from secretaries_core.catalog.schemas import CurrentOut, UserOut
 
         found, secretary = runtime(ctx).registry().current(user)
         doc = CurrentOut(user=UserOut.of(found.user), secretary=secretary, source=found.source)

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from secretaries_cli import output
 from secretaries_cli.runtime import App, new_app, runtime
 
+if TYPE_CHECKING:
+    from secretaries_core.config import Settings
+    from secretaries_core.queue.client import Queue
+
 app = new_app("The Redis Streams queue: statistics, dead letters, retry.")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+def _queue(settings: Settings) -> Queue:
+    # Imported here: `secretaries --help` must not load redis or SQLAlchemy.
+    from secretaries_core.queue.client import Queue
+
+    return Queue.from_settings(settings)
 
 
 def register(root: App) -> None:
@@ -32,7 +43,7 @@ def register(root: App) -> None:
 
         service_logging()
         rt = runtime(ctx)
-        queue = rt.settings.open_queue()
+        queue = _queue(rt.settings)
 
         async def main() -> None:
             orchestrator = rt.orchestrator()
@@ -65,7 +76,7 @@ def register(root: App) -> None:
 @app.command("stats")
 def stats(ctx: typer.Context, json: JsonFlag = False) -> None:
     """Inbound length, pending, oldest pending age, consumers, dead letters, replies stream."""
-    queue = runtime(ctx).settings.open_queue()
+    queue = _queue(runtime(ctx).settings)
     try:
         doc = queue.stats()
     finally:
@@ -98,7 +109,7 @@ def stats(ctx: typer.Context, json: JsonFlag = False) -> None:
 @app.command("dead-letters")
 def dead_letters(ctx: typer.Context, json: JsonFlag = False) -> None:
     """Messages that failed for good, with their error."""
-    queue = runtime(ctx).settings.open_queue()
+    queue = _queue(runtime(ctx).settings)
     try:
         letters = queue.dead_letters()
     finally:
@@ -125,7 +136,7 @@ def retry(
 
     if bool(ids) == all_:
         raise InvalidInput("name dead letters by ID or pass --all (not both)")
-    queue = runtime(ctx).settings.open_queue()
+    queue = _queue(runtime(ctx).settings)
     try:
         count = queue.retry(None if all_ else ids)
     finally:

@@ -36,7 +36,7 @@ def usage(
     json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Messages and tokens per UTC day and secretary (with cost when prices are set)."""
-    from secretaries_core import admin
+    from secretaries_core.catalog import admin
 
     report = admin.usage_report(
         runtime(ctx).registry(), user=user, secretary=secretary, since=since

@@ -9,8 +9,8 @@ import typer
 
 from secretaries_cli import output
 from secretaries_cli.runtime import UserArg, new_app, runtime
+from secretaries_core.catalog.refs import validate_telegram_id
 from secretaries_core.errors import InvalidInput
-from secretaries_core.refs import validate_telegram_id
 
 app = new_app("Register and list users.")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
@@ -31,7 +31,7 @@ def add(
     json: JsonFlag = False,
 ) -> None:
     """Register a user (idempotent)."""
-    from secretaries_core.schemas import UserOut
+    from secretaries_core.catalog.schemas import UserOut
 
     found = runtime(ctx).registry().register_user(telegram_id, username)
     user, status, moved = found.user, found.status, found.username_moved_from
@@ -51,7 +51,7 @@ def import_(
     json: JsonFlag = False,
 ) -> None:
     """Register users from a CSV file with the header telegram_id,username; all or nothing."""
-    from secretaries_core.users_csv import parse_users_csv
+    from secretaries_core.catalog.users_csv import parse_users_csv
 
     try:
         with file.open(encoding="utf-8", newline="") as handle:
@@ -164,7 +164,7 @@ def delete(
     json: JsonFlag = False,
 ) -> None:
     """Erase USER everywhere: the user, their link history, contexts and usage."""
-    from secretaries_core import admin
+    from secretaries_core.catalog import admin
 
     rt = runtime(ctx)
     telegram_id = rt.registry().get_user(user).telegram_id

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from secretaries_core.errors import InvalidInput
-from secretaries_core.hops import Hops
+from secretaries_core.plumbing.hops import Hops
 
 ProgressCallback = Callable[[int, int], None]
 """Called as `progress(done, total)` while a purge works through its batches."""

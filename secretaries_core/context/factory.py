@@ -8,10 +8,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from sqlalchemy import Engine
 
 from secretaries_core.context.base import ContextPolicy, ContextStore
-from secretaries_core.context.redis_store import _UNAVAILABLE, RedisContextStore
+from secretaries_core.context.redis_scripts import UNAVAILABLE as _UNAVAILABLE
+from secretaries_core.context.redis_store import RedisContextStore
 from secretaries_core.context.sql import SqlContextStore
-from secretaries_core.db import mask_url
 from secretaries_core.errors import BackendUnavailable, InvalidInput
+from secretaries_core.plumbing.db import mask_url
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEME = "redis+cluster"
@@ -44,6 +45,10 @@ def _retry_options(*, asynchronous: bool) -> dict[str, Any]:
 
         retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES)
     return {
+        # No CLIENT SETINFO on connect: on a Redis older than 7.2 it fails, and redis-py's
+        # health check then reads that failure as the PING reply, leaving the connection
+        # out of step with the server (seen after a restart, under load).
+        "driver_info": None,
         "retry": retry,
         "retry_on_error": [RedisConnectionError, RedisTimeoutError, ConnectionResetError],
         "health_check_interval": HEALTH_CHECK_S,

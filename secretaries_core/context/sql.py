@@ -34,9 +34,9 @@ from secretaries_core.context.base import (
 )
 from secretaries_core.context.sql_tables import CONTEXT_TABLE as CTX
 from secretaries_core.context.sql_tables import MESSAGE_TABLE as MSG
-from secretaries_core.db import connected, session_scope, transaction
 from secretaries_core.errors import Conflict
-from secretaries_core.timeutil import UTCDateTime, utcnow
+from secretaries_core.plumbing.db import connected, session_scope, transaction
+from secretaries_core.plumbing.timeutil import UTCDateTime, utcnow
 
 APPEND_ATTEMPTS = 5
 

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from secretaries_core.timeutil import UTCDateTime
+from secretaries_core.plumbing.timeutil import UTCDateTime
 
 # BIGINT ids on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the auto-increasing rowid.
 BigId = BigInteger().with_variant(Integer(), "sqlite")

@@ -14,10 +14,10 @@ import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from secretaries_core.db import mask_url
 from secretaries_core.errors import ModelError, ModelUnavailable
 from secretaries_core.llm.base import CallUsage, ChatRequest
-from secretaries_core.loops import PerLoop
+from secretaries_core.plumbing.db import mask_url
+from secretaries_core.plumbing.loops import PerLoop
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI

@@ -17,9 +17,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from secretaries_core.db import mask_url
+from secretaries_core.config import Settings
 from secretaries_core.errors import BackendUnavailable, InvalidInput, SecretariesError
-from secretaries_core.loops import PerLoop
+from secretaries_core.plumbing.db import mask_url
+from secretaries_core.plumbing.loops import PerLoop
 from secretaries_core.queue.keys import GROUP, QueueKeys
 
 SEEN_TTL_S = 2 * 24 * 3600  # Telegram redelivers an update for at most a day
@@ -75,7 +76,7 @@ class Update:
         Anything can be written into a stream (an old version, a hand-made XADD), so every
         field is checked here, before an entry can reach the message path.
         """
-        from secretaries_core.refs import MAX_TELEGRAM_ID
+        from secretaries_core.catalog.refs import MAX_TELEGRAM_ID
 
         for name in ("update_id", "telegram_id", "text"):
             if name not in fields:
@@ -164,6 +165,16 @@ class Queue:
         self.keys = QueueKeys(prefix, partitions)
         self._sync: Any = None
         self._async: PerLoop[Any] = PerLoop(self._make_async)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Queue:
+        """The queue of `SECRETARIES_QUEUE_URL`, else of the context URL (Redis only)."""
+        url = settings.queue_url or settings.context_url
+        if not url:
+            raise InvalidInput(
+                "the queue needs Redis: set SECRETARIES_QUEUE_URL (or a redis:// context URL)"
+            )
+        return cls(url, prefix=settings.redis_prefix, partitions=settings.queue_partitions)
 
     # -- clients --------------------------------------------------------------------------
 

@@ -13,14 +13,7 @@ as the answer, and the store writes a turn once per update id; before the model 
 the stored context is checked for that id, so an update delivered again is only (re)
 published; a reply is published once per (user, update id) (Lua `SET NX` + `XADD`).
 
-Failures, by kind (docs/operations.md, "Faults"):
-- outages (model, database or Redis unavailable) are waited out with capped exponential
-  backoff for up to `outage_grace` seconds, the update staying pending and its user's later
-  updates waiting behind it; longer ones are dead-lettered;
-- other unexpected errors count as failed attempts (in Redis, across workers); after
-  `max_attempts` of them the update is dead-lettered;
-- final errors (quota, bad input, no secretary) are answered at once with the error;
-- a malformed entry is dead-lettered with its reason and acknowledged, never retried.
+Failures are classified in answering.py.
 
 Supervision: each partition's reader restarts itself after any failure (logged); a lease
 is renewed only while its reader runs; a missing consumer group (Redis restarted without
@@ -43,8 +36,9 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from secretaries_core.errors import BackendUnavailable, ModelUnavailable, SecretariesError
-from secretaries_core.orchestrator import Orchestrator, Reply
+from secretaries_core.errors import SecretariesError
+from secretaries_core.orchestrator import Orchestrator
+from secretaries_core.queue.answering import BACKOFF_CAP_S, Answerer
 from secretaries_core.queue.client import (
     UNAVAILABLE,
     MalformedEntry,
@@ -75,24 +69,10 @@ return 0
 """
 READ_BLOCK_MS = 1000
 READ_COUNT = 50
-BACKOFF_CAP_S = 10.0
-# Deliveries (takeovers after a crash or a lost lease) before an entry is taken to kill
-# the workers that try it: far above what a crash or a restart causes.
-CRASH_DELIVERIES = 20
 
 
 class WorkerFailed(SecretariesError):
     """The worker cannot go on (its queue unreachable past the grace, a task died)."""
-
-
-def _outage(exc: SecretariesError) -> bool:
-    # An unreachable model or store comes back: wait it out.
-    return isinstance(exc, ModelUnavailable | BackendUnavailable)
-
-
-def _failure(exc: SecretariesError) -> bool:
-    # An internal error may be transient: retried, counted as a failed attempt.
-    return type(exc) is SecretariesError
 
 
 class Worker:
@@ -125,8 +105,19 @@ class Worker:
         self._slots = asyncio.Semaphore(concurrency)
         self._stopping = asyncio.Event()
         self._queue_ok = time.monotonic()
-        self.answered = 0
-        self.dead_lettered = 0
+        self.answerer = Answerer(
+            orchestrator,
+            queue,
+            self._stopping,
+            max_attempts=max_attempts,
+            retry_delay=retry_delay,
+            outage_grace=outage_grace,
+        )
+
+    @property
+    def answered(self) -> int:
+        """Updates answered (or answered with an error) by this worker."""
+        return self.answerer.answered
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -333,6 +324,7 @@ class Worker:
         user's later message before an earlier one.
         """
         client, key = self.queue.aclient(), self.queue.keys.inbound(n)
+        started, warned = time.monotonic(), False
         while not self._stopping.is_set():
             rows = await client.xpending_range(key, GROUP, min="-", max="+", count=10_000)
             busy_here = bool(self.in_flight.get(n))
@@ -348,6 +340,17 @@ class Worker:
                 if rows:
                     await self._reclaim(n)
                 return
+            if not warned and time.monotonic() - started > 3 * self.lease_ms / 1000:
+                # Visible, never silent: what this partition has been waiting for.
+                warned = True
+                log.warning(
+                    "partition %d: still waiting to take over %d entr(ies) of %s "
+                    "(%d answer(s) of ours in flight)",
+                    n,
+                    len(waiting),
+                    sorted({_id(r["consumer"]) for r in waiting}),
+                    len(self.in_flight.get(n, ())),
+                )
             await asyncio.sleep(0.2)
 
     async def _sweep(self, n: int) -> None:
@@ -399,11 +402,15 @@ class Worker:
         try:
             update = Update.of(fields)
         except MalformedEntry as exc:
-            await self._bury(n, entry_id, fields, f"MalformedEntry: {exc}")
+            await self.answerer.bury(n, entry_id, fields, f"MalformedEntry: {exc}")
             return
         # Backpressure: stop taking entries while many wait here (a user's later messages
         # wait for their earlier ones without holding one of the `concurrency` slots).
+        waited = time.monotonic()
         while sum(len(t) for t in self.in_flight.values()) >= self.concurrency * 4:
+            if time.monotonic() - waited > 60:
+                log.warning("partition %d: %d answers in flight for 60s", n, self.concurrency * 4)
+                waited = time.monotonic()
             await asyncio.sleep(0.02)
         before = self._last_of_user.get(update.telegram_id)
         task = asyncio.ensure_future(self._answer(n, entry_id, update, before, redelivered))
@@ -424,15 +431,6 @@ class Worker:
 
         task.add_done_callback(done)
 
-    async def _bury(self, n: int, entry_id: str, fields: dict[str, str], reason: str) -> None:
-        """Dead-letter an entry that can never be answered, then let the next ones pass."""
-        reason = scrub(reason)
-        await self.queue.dead_letter(n, entry_id, fields, reason)
-        await self.queue.ack(n, entry_id)
-        self.dead_lettered += 1
-        self.orch.metrics.errors.labels(type="DeadLetter").inc()
-        log.error("partition %d entry %s dead-lettered: %s", n, entry_id, reason)
-
     # -- answering ------------------------------------------------------------------------
 
     async def _answer(
@@ -450,7 +448,7 @@ class Worker:
         while True:
             try:
                 async with self._slots:
-                    await self._settle(n, entry_id, update, redelivered)
+                    await self.answerer.settle(n, entry_id, update, redelivered)
                 return
             except asyncio.CancelledError:
                 raise
@@ -467,84 +465,6 @@ class Worker:
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_CAP_S)
             redelivered = True
-
-    async def _settle(self, n: int, entry_id: str, update: Update, redelivered: bool) -> None:
-        key = str(update.update_id)
-        if redelivered and await self.queue.deliveries(n, entry_id) > CRASH_DELIVERIES:
-            error = SecretariesError(
-                f"delivered more than {CRASH_DELIVERIES} times without an answer"
-            )
-            await self._give_up(n, entry_id, update, error)
-            return
-        failed = await self.queue.failed_attempts(n, update, add=False)
-        outage_since: float | None = None
-        delay = self.retry_delay
-        while True:
-            try:
-                # Checks the stored context for this update id before the model is asked.
-                reply = await self.orch.ahandle(
-                    update.telegram_id,
-                    update.text,
-                    username=update.username,
-                    idempotency_key=key,
-                )
-            except SecretariesError as exc:
-                if _outage(exc) and self._stopping.is_set():
-                    return  # left pending: whoever owns the partition next answers it
-                if _outage(exc):
-                    now = time.monotonic()
-                    outage_since = outage_since if outage_since is not None else now
-                    if now - outage_since <= self.outage_grace:
-                        log.warning(
-                            "update %s waits out an outage (%.0fs so far): %s",
-                            key,
-                            now - outage_since,
-                            scrub(str(exc)),
-                        )
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, BACKOFF_CAP_S)
-                        continue
-                elif _failure(exc):
-                    failed = await self.queue.failed_attempts(n, update, add=True)
-                    if failed < self.max_attempts:
-                        log.warning("update %s attempt %d failed: %s", key, failed, exc)
-                        await asyncio.sleep(self.retry_delay * 2 ** (failed - 1))
-                        continue
-                else:
-                    await self._reply(n, entry_id, update, None, exc)
-                    return
-                await self._give_up(n, entry_id, update, exc)
-                return
-            await self._reply(n, entry_id, update, reply, None)
-            return
-
-    async def _give_up(
-        self, n: int, entry_id: str, update: Update, error: SecretariesError
-    ) -> None:
-        reason = scrub(f"{type(error).__name__}: {error}")
-        await self.queue.dead_letter(n, entry_id, update.fields(), reason)
-        self.dead_lettered += 1
-        self.orch.metrics.errors.labels(type="DeadLetter").inc()
-        log.error("update %s dead-lettered: %s", update.update_id, reason)
-        await self._reply(n, entry_id, update, None, error)
-
-    async def _reply(
-        self,
-        n: int,
-        entry_id: str,
-        update: Update,
-        reply: Reply | None,
-        error: SecretariesError | None,
-    ) -> None:
-        fields = {
-            "secretary": reply.secretary if reply else "",
-            "text": reply.text if reply else "",
-            "error": scrub(str(error)) if error else "",
-            "error_code": type(error).__name__ if error else "",
-        }
-        await self.queue.publish(update, fields)
-        await self.queue.ack(n, entry_id)
-        self.answered += 1
 
 
 def _order(entry_id: str) -> tuple[int, int]:

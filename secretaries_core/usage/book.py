@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, func, select
 
-from secretaries_core.db import transaction
-from secretaries_core.models import ASSISTANT_TABLE
+from secretaries_core.catalog.models import ASSISTANT_TABLE
+from secretaries_core.plumbing.db import transaction
 from secretaries_core.usage.tables import (
     QUOTA_DAY_TABLE,
     USAGE_TABLE,

@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, select
 
-from secretaries_core.db import transaction
 from secretaries_core.errors import InvalidInput, QuotaExceeded
+from secretaries_core.plumbing.db import transaction
 from secretaries_core.usage.tables import QUOTA_DAY_TABLE, USER_LIMIT_TABLE
 from secretaries_core.usage.upsert import insert_for
 

@@ -11,10 +11,10 @@ from sqlalchemy import Engine
 
 from secretaries_api import create_app
 from secretaries_api.services import Services
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import SqlContextStore
 from secretaries_core.orchestrator import Orchestrator
-from secretaries_core.registry import SecretaryRegistry
 
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -19,13 +19,13 @@ from schemathesis.specs.openapi.checks import (
 
 from secretaries_api import create_app
 from secretaries_api.services import Services
-from secretaries_core import schema as db_schema
+from secretaries_core.catalog.models import AssistantCreate
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import SqlContextStore
-from secretaries_core.db import make_engine
-from secretaries_core.models import AssistantCreate
 from secretaries_core.orchestrator import Orchestrator
-from secretaries_core.registry import SecretaryRegistry
+from secretaries_core.plumbing import schema as db_schema
+from secretaries_core.plumbing.db import make_engine
 from tests.api.conftest import AUTH
 from tests.llm_server import llm_server
 

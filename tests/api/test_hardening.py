@@ -119,11 +119,11 @@ def test_healthz_without_the_token_names_no_backend(tmp_path: Path) -> None:
 
     from secretaries_api import create_app
     from secretaries_api.services import Services
+    from secretaries_core.catalog.registry import SecretaryRegistry
     from secretaries_core.config import Settings
     from secretaries_core.context import SqlContextStore
-    from secretaries_core.db import make_engine
     from secretaries_core.orchestrator import Orchestrator
-    from secretaries_core.registry import SecretaryRegistry
+    from secretaries_core.plumbing.db import make_engine
 
     engine = make_engine(url)
     settings = Settings.load(env={"SECRETARIES_HOME": str(tmp_path)})

@@ -13,13 +13,13 @@ from sqlalchemy import text
 
 from secretaries_api import create_app
 from secretaries_api.services import Services
-from secretaries_core import schema
+from secretaries_core.catalog.models import AssistantCreate
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import SqlContextStore
-from secretaries_core.db import make_engine
-from secretaries_core.models import AssistantCreate
 from secretaries_core.orchestrator import Orchestrator
-from secretaries_core.registry import SecretaryRegistry
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 from tests.servers import postgres_server
 
 TOKEN = "outage-token"

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from secretaries_core.db import make_engine
-from secretaries_core.models import LINK_TABLE, AssistantCreate
-from secretaries_core.registry import SecretaryRegistry
+from secretaries_core.catalog.models import LINK_TABLE, AssistantCreate
+from secretaries_core.catalog.registry import SecretaryRegistry
+from secretaries_core.plumbing.db import make_engine
 from tests.servers import free_port
 
 TOKEN = "s3rve-token"

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from secretaries_cli.app import app
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import ContextStore, Message, open_context_store
-from secretaries_core.db import make_engine
-from secretaries_core.registry import SecretaryRegistry
+from secretaries_core.plumbing.db import make_engine
 from tests.cli.conftest import Run, as_json, failed, ok
 from tests.servers import free_port
 

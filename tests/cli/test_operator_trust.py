@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from secretaries_core import schema
-from secretaries_core.db import make_engine
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.errors import BackendUnavailable
-from secretaries_core.registry import SecretaryRegistry
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 from tests.cli.conftest import Run, as_json, failed, ok
 
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from secretaries_core import schema
-from secretaries_core.db import make_engine
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 from tests.cli.conftest import Run, as_json, failed, ok
 from tests.servers import free_port
 

@@ -9,8 +9,8 @@ import time
 
 from sqlalchemy import Engine, func, select
 
-from secretaries_core.models import AssistantCreate, UserSecretaryLink
-from secretaries_core.registry import SecretaryRegistry
+from secretaries_core.catalog.models import AssistantCreate, UserSecretaryLink
+from secretaries_core.catalog.registry import SecretaryRegistry
 
 PROCESSES = 8
 ROUNDS = 15
@@ -18,8 +18,8 @@ ROUNDS = 15
 WORKER = textwrap.dedent(
     """
     import sys, time
-    from secretaries_core.db import make_engine
-    from secretaries_core.registry import SecretaryRegistry
+    from secretaries_core.plumbing.db import make_engine
+    from secretaries_core.catalog.registry import SecretaryRegistry
 
     url, start_at, me, rounds = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     registry = SecretaryRegistry(make_engine(url))

@@ -9,10 +9,10 @@ import textwrap
 import pytest
 from sqlalchemy import Engine, func, select
 
+from secretaries_core.catalog.models import AssistantCreate, UserSecretaryLink
+from secretaries_core.catalog.registry import SecretaryRegistry
+from secretaries_core.catalog.users_csv import UserRow
 from secretaries_core.errors import Conflict, InactiveSecretary, NoDefaultSecretary
-from secretaries_core.models import AssistantCreate, UserSecretaryLink
-from secretaries_core.registry import SecretaryRegistry
-from secretaries_core.users_csv import UserRow
 from tests.conftest import snapshot
 
 N = 10_000
@@ -101,8 +101,8 @@ def test_refusals_change_nothing(registry: SecretaryRegistry, engine: Engine) ->
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from secretaries_core.db import make_engine
-    from secretaries_core.registry import SecretaryRegistry
+    from secretaries_core.plumbing.db import make_engine
+    from secretaries_core.catalog.registry import SecretaryRegistry
 
     def die_after_first_batch(done, total):
         if done > 0:

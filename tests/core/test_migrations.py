@@ -8,8 +8,8 @@ from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 import secretaries_core.usage.tables  # noqa: F401  (usage tables on the metadata)
-from secretaries_core import schema
-from secretaries_core.db import make_engine
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 
 TABLES = {"telegramuser", "assistant", "usersecretarylink", "alembic_version"}
 

@@ -6,6 +6,9 @@ from datetime import UTC
 
 import pytest
 
+from secretaries_core.catalog.models import AssistantCreate, AssistantUpdate
+from secretaries_core.catalog.registry import SecretaryRegistry
+from secretaries_core.catalog.users_csv import UserRow
 from secretaries_core.errors import (
     Conflict,
     InactiveSecretary,
@@ -14,9 +17,6 @@ from secretaries_core.errors import (
     UnknownSecretary,
     UnknownUser,
 )
-from secretaries_core.models import AssistantCreate, AssistantUpdate
-from secretaries_core.registry import SecretaryRegistry
-from secretaries_core.users_csv import UserRow
 
 
 def make(registry: SecretaryRegistry, name: str, *, default: bool = False, **params: object):  # type: ignore[no-untyped-def]

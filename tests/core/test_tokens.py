@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secretaries_core.budget import fit_history, group_turns
 from secretaries_core.context.base import Message
-from secretaries_core.tokens import TokenCounter, estimate_tokens, load_encoding
+from secretaries_core.conversation.budget import fit_history, group_turns
+from secretaries_core.conversation.tokens import TokenCounter, estimate_tokens, load_encoding
 
 ENGLISH = (
     "The quick brown fox jumps over the lazy dog. Every user of the bot picks the secretary "

@@ -29,13 +29,13 @@ from typing import IO
 
 import pytest
 
-from secretaries_core import schema
+from secretaries_core.catalog.models import AssistantCreate
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import open_context_store
-from secretaries_core.db import make_engine
-from secretaries_core.models import AssistantCreate
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 from secretaries_core.queue import Queue
-from secretaries_core.registry import SecretaryRegistry
 from tests.llm_server import llm_server_process
 from tests.servers import free_port, private_postgres, restartable_redis
 from tests.telegram.bot_api import bot_api

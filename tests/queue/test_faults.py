@@ -192,12 +192,12 @@ def test_concurrent_messages_after_a_restart_with_no_call_between(tmp_path: Path
     """20 messages at once on pooled connections that a Redis restart made stale."""
     from dataclasses import replace
 
-    from secretaries_core import schema
+    from secretaries_core.catalog.models import AssistantCreate
+    from secretaries_core.catalog.registry import SecretaryRegistry
     from secretaries_core.config import Settings
-    from secretaries_core.db import make_engine
-    from secretaries_core.models import AssistantCreate
     from secretaries_core.orchestrator import Orchestrator
-    from secretaries_core.registry import SecretaryRegistry
+    from secretaries_core.plumbing import schema
+    from secretaries_core.plumbing.db import make_engine
 
     with restartable_redis(aof=True) as redis:
         db = f"sqlite:///{tmp_path / 'r.db'}"

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from secretaries_core import schema
+from secretaries_core.catalog.models import AssistantCreate
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import open_context_store
-from secretaries_core.db import make_engine
-from secretaries_core.models import AssistantCreate
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 from secretaries_core.queue import Queue, Update
-from secretaries_core.registry import SecretaryRegistry
 from tests.llm_server import llm_server_process
 
 ROOT = Path(__file__).resolve().parents[2]

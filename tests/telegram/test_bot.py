@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from secretaries_core import schema
+from secretaries_core.catalog.models import AssistantCreate
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import SqlContextStore
-from secretaries_core.db import make_engine
-from secretaries_core.models import AssistantCreate
-from secretaries_core.registry import SecretaryRegistry
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 from tests.llm_server import Script, llm_server
 from tests.telegram.bot_api import TOKEN, BotApi, bot_api
 
@@ -160,7 +160,7 @@ def test_a_user_picks_switches_talks_and_starts_over(rig: Rig) -> None:
     assert buttons["bob \u2014 Terse"] == f"sec:{bob_id}"
 
     # Renaming bob does not break the button: callbacks carry ids.
-    from secretaries_core.models import AssistantUpdate
+    from secretaries_core.catalog.models import AssistantUpdate
 
     rig.registry.update_secretary("bob", AssistantUpdate(name="robert"))
     api.press(42, board, buttons["bob \u2014 Terse"])

@@ -16,11 +16,11 @@ from typing import IO
 
 import pytest
 
-from secretaries_core import schema
-from secretaries_core.db import make_engine
-from secretaries_core.models import AssistantCreate
+from secretaries_core.catalog.models import AssistantCreate
+from secretaries_core.catalog.registry import SecretaryRegistry
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 from secretaries_core.queue import Queue
-from secretaries_core.registry import SecretaryRegistry
 from tests.llm_server import llm_server
 from tests.telegram.bot_api import BotApi, bot_api
 from tests.telegram.test_bot import Rig, _env, _reply_to, rig  # noqa: F401  (fixture)

@@ -8,8 +8,8 @@ import pytest
 
 from secretaries_core.config import Settings
 from secretaries_core.context import ContextPolicy
-from secretaries_core.durations import format_duration, parse_duration
 from secretaries_core.errors import InvalidInput
+from secretaries_core.plumbing.durations import format_duration, parse_duration
 
 
 def test_settings_defaults_and_env() -> None:

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from secretaries_core.catalog.models import AssistantCreate
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import ContextStore
-from secretaries_core.models import AssistantCreate
 from secretaries_core.orchestrator import Orchestrator
-from secretaries_core.registry import SecretaryRegistry
 from tests.context_fixtures import make_store
 
 MakeOrchestrator = Callable[..., Orchestrator]

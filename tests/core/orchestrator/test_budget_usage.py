@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from secretaries_core import admin
+from secretaries_core.catalog import admin
+from secretaries_core.catalog.models import AssistantUpdate
+from secretaries_core.conversation.instances import SUMMARY_HEADING
 from secretaries_core.errors import QuotaExceeded
-from secretaries_core.instances import SUMMARY_HEADING
-from secretaries_core.models import AssistantUpdate
 from secretaries_core.usage.quotas import day_of
 from tests.core.orchestrator.test_message_path import STORES, Rig, _rig, llm  # noqa: F401
 from tests.llm_server import Script

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.context import ContextStore
-from secretaries_core.registry import SecretaryRegistry
 from tests.core.orchestrator.conftest import MakeOrchestrator, add
 
 USERS, MESSAGES = 50, 20

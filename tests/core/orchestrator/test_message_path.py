@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 
-from secretaries_core import schema
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import ContextStore
-from secretaries_core.db import make_engine
 from secretaries_core.errors import (
     Busy,
     Interrupted,
@@ -29,7 +28,8 @@ from secretaries_core.errors import (
     UnknownUser,
 )
 from secretaries_core.orchestrator import Orchestrator
-from secretaries_core.registry import SecretaryRegistry
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 from tests.conftest import snapshot
 from tests.context_fixtures import make_store
 from tests.core.orchestrator.conftest import add
@@ -238,7 +238,7 @@ def test_interrupt_cancels_the_answer_in_progress(interrupt_rig: Rig) -> None:
 
 
 def test_a_secretary_param_sets_the_policy(rig: Rig) -> None:
-    from secretaries_core.models import AssistantUpdate
+    from secretaries_core.catalog.models import AssistantUpdate
 
     rig.registry.update_secretary("alice", AssistantUpdate(params={"double_texting": "reject"}))
     rig.script.latency = 0.4

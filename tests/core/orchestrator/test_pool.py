@@ -9,9 +9,13 @@ from datetime import timedelta
 import pytest
 
 from secretaries_core.context import ContextPolicy
-from secretaries_core.instances import InstancePool, SecretaryInstance, SecretarySnapshot
+from secretaries_core.conversation.instances import (
+    InstancePool,
+    SecretaryInstance,
+    SecretarySnapshot,
+)
 from secretaries_core.llm.echo import EchoAdapter
-from secretaries_core.metrics import Metrics
+from secretaries_core.plumbing.metrics import Metrics
 
 
 class Clock:

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from secretaries_core import schema
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import open_context_store
-from secretaries_core.db import make_engine
 from secretaries_core.errors import BackendUnavailable
 from secretaries_core.orchestrator import Orchestrator
-from secretaries_core.registry import SecretaryRegistry
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
 from tests.core.orchestrator.conftest import add
 from tests.llm_server import llm_server
 from tests.servers import free_port, redis_server

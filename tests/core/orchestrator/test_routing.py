@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from secretaries_core.catalog.models import AssistantUpdate
+from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.context import ContextStore
 from secretaries_core.errors import ModelError, NoDefaultSecretary
-from secretaries_core.models import AssistantUpdate
-from secretaries_core.registry import SecretaryRegistry
 from tests.core.orchestrator.conftest import MakeOrchestrator, add
 from tests.llm_server import llm_server
 
@@ -66,7 +66,7 @@ def test_deactivation_falls_back_to_the_default(
 def test_other_process_changes_show_within_the_staleness_bound(
     registry: SecretaryRegistry, make_orchestrator: MakeOrchestrator, db_url: str
 ) -> None:
-    from secretaries_core.db import make_engine
+    from secretaries_core.plumbing.db import make_engine
 
     add(registry, "alice", default=True)
     add(registry, "bob")

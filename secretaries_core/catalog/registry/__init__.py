@@ -6,7 +6,7 @@ resolution), `migration`; `base` holds the engine, change notification and looku
 
 from __future__ import annotations
 
-from secretaries_core.registry.base import (
+from secretaries_core.catalog.registry.base import (
     Change,
     ChangeListener,
     ProgressCallback,
@@ -14,10 +14,10 @@ from secretaries_core.registry.base import (
     Resolution,
     UserStatus,
 )
-from secretaries_core.registry.catalog import CatalogMixin, check_name, check_text
-from secretaries_core.registry.links import LinksMixin
-from secretaries_core.registry.migration import MigrationMixin
-from secretaries_core.registry.users import UsersMixin
+from secretaries_core.catalog.registry.catalog import CatalogMixin, check_name, check_text
+from secretaries_core.catalog.registry.links import LinksMixin
+from secretaries_core.catalog.registry.migration import MigrationMixin
+from secretaries_core.catalog.registry.users import UsersMixin
 
 __all__ = [
     "Change",

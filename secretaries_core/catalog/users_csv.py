@@ -7,8 +7,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from secretaries_core.catalog.refs import normalize_username, validate_telegram_id
 from secretaries_core.errors import InvalidInput
-from secretaries_core.refs import normalize_username, validate_telegram_id
 
 HEADER = ("telegram_id", "username")
 

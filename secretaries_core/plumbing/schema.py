@@ -9,8 +9,8 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from secretaries_core.config import Settings
-from secretaries_core.db import check_reachable, make_engine, unavailable
 from secretaries_core.errors import InvalidInput, SchemaOutOfDate
+from secretaries_core.plumbing.db import check_reachable, make_engine, unavailable
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 def migrations_dir() -> Path:
     """Where the Alembic scripts are: inside the installed package, or at the checkout's top."""
-    here = Path(__file__).resolve().parent
+    # Installed: secretaries_core/migrations (the wheel carries them); checkout: ./migrations.
+    here = Path(__file__).resolve().parent.parent
     for candidate in (here / "migrations", here.parent / "migrations"):
         if (candidate / "env.py").is_file():
             return candidate

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from secretaries_core.models import Assistant, TelegramUser
+from secretaries_core.catalog.models import Assistant, TelegramUser
 
 Source = Literal["assigned", "default", "fallback"]
 

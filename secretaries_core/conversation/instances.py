@@ -12,7 +12,7 @@ from typing import Any
 
 from secretaries_core.context.base import ContextPolicy
 from secretaries_core.llm.base import CallUsage, ChatRequest, ChatTurn, ModelAdapter
-from secretaries_core.metrics import Metrics
+from secretaries_core.plumbing.metrics import Metrics
 
 PARAM_INSTANCE_MODE = "instance_mode"
 SUMMARY_HEADING = "Summary of the earlier conversation:"

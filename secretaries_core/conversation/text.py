@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from secretaries_core.catalog.refs import MAX_TELEGRAM_ID, normalize_username
 from secretaries_core.errors import InvalidInput, UnstorableInput
-from secretaries_core.refs import MAX_TELEGRAM_ID, normalize_username
 
 REPLACEMENT = "\ufffd"
 

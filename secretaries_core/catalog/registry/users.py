@@ -17,31 +17,31 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from secretaries_core import linksql
-from secretaries_core.db import session_scope
-from secretaries_core.errors import (
-    Conflict,
-    InvalidInput,
-)
-from secretaries_core.models import (
+from secretaries_core.catalog import linksql
+from secretaries_core.catalog.models import (
     ASSISTANT_TABLE,
     TELEGRAMUSER_TABLE,
     TelegramUser,
 )
-from secretaries_core.refs import UserRef, normalize_username, validate_telegram_id
-from secretaries_core.registry.base import (
+from secretaries_core.catalog.refs import UserRef, normalize_username, validate_telegram_id
+from secretaries_core.catalog.registry.base import (
     LOOKUP_CHUNK,
     Registration,
     RegistryBase,
     T,
     UserStatus,
 )
-from secretaries_core.schemas import (
+from secretaries_core.catalog.schemas import (
     ImportOut,
     UserListItem,
 )
+from secretaries_core.catalog.users_csv import UserRow
+from secretaries_core.errors import (
+    Conflict,
+    InvalidInput,
+)
+from secretaries_core.plumbing.db import session_scope
 from secretaries_core.usage.quotas import Limits
-from secretaries_core.users_csv import UserRow
 
 
 class UsersMixin(RegistryBase):

@@ -22,8 +22,8 @@ from sqlalchemy import (
     update,
 )
 
-from secretaries_core.models import LINK_TABLE, TELEGRAMUSER_TABLE
-from secretaries_core.timeutil import UTCDateTime
+from secretaries_core.catalog.models import LINK_TABLE, TELEGRAMUSER_TABLE
+from secretaries_core.plumbing.timeutil import UTCDateTime
 
 LINK = LINK_TABLE
 USER = TELEGRAMUSER_TABLE

@@ -18,30 +18,30 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 from sqlmodel import col
 
-from secretaries_core import linksql
-from secretaries_core.db import session_scope
-from secretaries_core.errors import (
-    Conflict,
-    NoDefaultSecretary,
-)
-from secretaries_core.models import (
+from secretaries_core.catalog import linksql
+from secretaries_core.catalog.models import (
     Assistant,
     TelegramUser,
     UserSecretaryLink,
 )
-from secretaries_core.refs import UserRef, normalize_username
-from secretaries_core.registry.base import (
+from secretaries_core.catalog.refs import UserRef, normalize_username
+from secretaries_core.catalog.registry.base import (
     ASSIGN_ATTEMPTS,
     RegistryBase,
     Resolution,
 )
-from secretaries_core.schemas import (
+from secretaries_core.catalog.schemas import (
     AssignOut,
     LinkOut,
     SecretaryOut,
     Source,
     UserOut,
 )
+from secretaries_core.errors import (
+    Conflict,
+    NoDefaultSecretary,
+)
+from secretaries_core.plumbing.db import session_scope
 
 
 class LinksMixin(RegistryBase):

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
-from secretaries_core.hops import RUN_INLINE
+from secretaries_core.plumbing.hops import RUN_INLINE
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

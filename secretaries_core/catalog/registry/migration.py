@@ -8,24 +8,24 @@ import uuid
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from secretaries_core import linksql
-from secretaries_core.db import session_scope
+from secretaries_core.catalog import linksql
+from secretaries_core.catalog.models import (
+    Assistant,
+)
+from secretaries_core.catalog.registry.base import (
+    ASSIGN_ATTEMPTS,
+    ProgressCallback,
+    RegistryBase,
+)
+from secretaries_core.catalog.schemas import (
+    MigrationOut,
+)
 from secretaries_core.errors import (
     Conflict,
     InvalidInput,
     NoDefaultSecretary,
 )
-from secretaries_core.models import (
-    Assistant,
-)
-from secretaries_core.registry.base import (
-    ASSIGN_ATTEMPTS,
-    ProgressCallback,
-    RegistryBase,
-)
-from secretaries_core.schemas import (
-    MigrationOut,
-)
+from secretaries_core.plumbing.db import session_scope
 
 
 class MigrationMixin(RegistryBase):

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from secretaries_core.instances import SecretarySnapshot
-from secretaries_core.schemas import Source
+from secretaries_core.catalog.schemas import Source
+from secretaries_core.conversation.instances import SecretarySnapshot
 from secretaries_core.usage.quotas import Limits
 
 

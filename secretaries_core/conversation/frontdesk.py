@@ -10,8 +10,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from secretaries_core.catalog.schemas import AssignOut, SecretaryOut, Source
 from secretaries_core.orchestrator import Orchestrator
-from secretaries_core.schemas import AssignOut, SecretaryOut, Source
 from secretaries_core.usage import Limits
 from secretaries_core.usage.quotas import day_of, resets_at
 

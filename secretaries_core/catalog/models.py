@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from secretaries_core.timeutil import UTCDateTime, utcnow
+from secretaries_core.plumbing.timeutil import UTCDateTime, utcnow
 
 
 def uuid7() -> uuid.UUID:

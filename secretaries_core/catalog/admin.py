@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from secretaries_core.context.base import ContextStore, ProgressCallback
-from secretaries_core.refs import UserRef
-from secretaries_core.registry import SecretaryRegistry
-from secretaries_core.schemas import (
+from secretaries_core.catalog.refs import UserRef
+from secretaries_core.catalog.registry import SecretaryRegistry
+from secretaries_core.catalog.schemas import (
     ContextOut,
     ContextStatsOut,
     CountsOut,
@@ -19,7 +18,8 @@ from secretaries_core.schemas import (
     UserContextsOut,
     UserOut,
 )
-from secretaries_core.timeutil import utcnow
+from secretaries_core.context.base import ContextStore, ProgressCallback
+from secretaries_core.plumbing.timeutil import utcnow
 from secretaries_core.usage import UsageReport
 
 

@@ -16,28 +16,28 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from secretaries_core import linksql
+from secretaries_core.catalog import linksql
+from secretaries_core.catalog.models import (
+    ASSISTANT_TABLE,
+    Assistant,
+    AssistantCreate,
+    AssistantUpdate,
+)
+from secretaries_core.catalog.registry.base import (
+    Change,
+    RegistryBase,
+    _as_uuid,
+)
+from secretaries_core.catalog.schemas import (
+    SecretaryDetail,
+    SecretaryOut,
+)
 from secretaries_core.errors import (
     Conflict,
     InvalidInput,
     UnstorableInput,
 )
 from secretaries_core.llm.providers import validate_model
-from secretaries_core.models import (
-    ASSISTANT_TABLE,
-    Assistant,
-    AssistantCreate,
-    AssistantUpdate,
-)
-from secretaries_core.registry.base import (
-    Change,
-    RegistryBase,
-    _as_uuid,
-)
-from secretaries_core.schemas import (
-    SecretaryDetail,
-    SecretaryOut,
-)
 
 
 class CatalogMixin(RegistryBase):

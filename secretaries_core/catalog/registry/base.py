@@ -18,23 +18,23 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from secretaries_core import linksql
-from secretaries_core.db import session_scope
+from secretaries_core.catalog import linksql
+from secretaries_core.catalog.models import (
+    Assistant,
+    TelegramUser,
+)
+from secretaries_core.catalog.refs import UserRef, normalize_username
+from secretaries_core.catalog.schemas import (
+    Source,
+)
 from secretaries_core.errors import (
     Conflict,
     InactiveSecretary,
     UnknownSecretary,
     UnknownUser,
 )
-from secretaries_core.models import (
-    Assistant,
-    TelegramUser,
-)
-from secretaries_core.refs import UserRef, normalize_username
-from secretaries_core.schemas import (
-    Source,
-)
-from secretaries_core.timeutil import utcnow
+from secretaries_core.plumbing.db import session_scope
+from secretaries_core.plumbing.timeutil import utcnow
 
 T = TypeVar("T")
 ChangeListener = Callable[[str, "uuid.UUID | None", "int | None"], None]

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from secretaries_core.context.base import Message
+from secretaries_core.conversation.tokens import REPLY_PRIMING, TokenCounter
 from secretaries_core.errors import InvalidInput
-from secretaries_core.tokens import REPLY_PRIMING, TokenCounter
 
 PARAM_MAX_CONTEXT_TOKENS = "max_context_tokens"
 _REPLY_PARAMS = ("max_completion_tokens", "max_tokens")

@@ -1,0 +1,1 @@
+"""The catalog: secretaries, users and their links — models, rules, registry, admin use cases."""

@@ -1,0 +1,112 @@
+"""The Lua scripts of the Redis context store, loaded once per server (EVALSHA after).
+
+Each touches only keys of one cluster slot, except `purge`, which derives keys from index
+members and so runs on a single server only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# Pushes the messages of one turn, trims to the cap, refreshes the list's TTL, then touches
+# each index in KEYS[2..]: ZADD with the activity score and make its TTL at least the
+# context's (an index must outlive every context it lists). PTTL < 0 means "no TTL yet", so
+# a new index always gets one. KEYS[1] is the list; ARGV: guard, cap, ttl_ms, score, count
+# of payloads, the payloads, then the index members. A non-empty guard (the turn's id as it
+# appears in its JSON) makes the push happen once: a turn already among the newest
+# messages is not pushed again, so a write retried after a lost reply cannot double it.
+_PUSH_AND_TOUCH = """
+local guard, n = ARGV[1], tonumber(ARGV[5])
+if guard ~= '' then
+  for _, item in ipairs(redis.call('LRANGE', KEYS[1], -64, -1)) do
+    if string.find(item, guard, 1, true) then return 0 end
+  end
+end
+for i = 1, n do redis.call('RPUSH', KEYS[1], ARGV[5 + i]) end
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local ttl = tonumber(ARGV[3])
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], ARGV[4], ARGV[4 + n + i])
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return 1
+"""
+# The index half of the above, for indexes in another cluster slot than the list.
+# KEYS: indexes; ARGV: ttl_ms, score, members...
+_TOUCH = """
+local ttl = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], ARGV[2], ARGV[2 + i])
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return 1
+"""
+# Deletes contexts unless written after the cutoff. KEYS come in pairs (list, user index),
+# ARGV is the cutoff then one secretary id per pair. For each pair the reply holds how
+# many of (list, user-index entry) it removed (0 when both had already expired), or the
+# fresh last-activity score, as a string, when the context was kept. On a cluster it is
+# called once per pair (both keys share the user's slot); on one server once per batch.
+_DELETE_IF_IDLE = """
+local cutoff = tonumber(ARGV[1])
+local out = {}
+for i = 1, #KEYS, 2 do
+  local sid = ARGV[1 + (i + 1) / 2]
+  local score = redis.call('ZSCORE', KEYS[i + 1], sid)
+  if score and tonumber(score) > cutoff then
+    out[#out + 1] = score
+  else
+    out[#out + 1] = redis.call('UNLINK', KEYS[i]) + redis.call('ZREM', KEYS[i + 1], sid)
+  end
+end
+return out
+"""
+# One whole purge batch server-side, for a single server only (it derives keys from the
+# index members, which a cluster forbids). It mirrors the key templates of the class:
+# ARGV = prefix, source index, cutoff, batch size, and the secretary hex when the source
+# is a secretary's index (its members are bare user ids). Returns {examined, deleted}.
+_PURGE_BATCH = """
+local p, src, cutoff, n, only_sec = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local members = redis.call('ZRANGEBYSCORE', src, '-inf', cutoff, 'LIMIT', 0, n)
+local deleted = 0
+for _, m in ipairs(members) do
+  local user, sec = m, only_sec
+  if only_sec == '' then user, sec = string.match(m, '^(%d+):(%x+)$') end
+  local uidx = p .. 'user:{u:' .. user .. '}'
+  local pair, sidx = user .. ':' .. sec, p .. 'sec:{s:' .. sec .. '}'
+  local score = redis.call('ZSCORE', uidx, sec)
+  if score and tonumber(score) > cutoff then
+    redis.call('ZADD', p .. 'activity', 'XX', score, pair)
+    redis.call('ZADD', sidx, 'XX', score, user)
+  else
+    redis.call('UNLINK', p .. 'ctx:{u:' .. user .. '}:' .. sec)
+    redis.call('ZREM', uidx, sec)
+    redis.call('ZREM', p .. 'activity', pair)
+    redis.call('ZREM', sidx, user)
+    deleted = deleted + 1
+  end
+end
+return {#members, deleted}
+"""
+SCRIPTS = {
+    name: (body, hashlib.sha1(body.encode()).hexdigest())
+    for name, body in (
+        ("push", _PUSH_AND_TOUCH),
+        ("touch", _TOUCH),
+        ("delete", _DELETE_IF_IDLE),
+        ("purge", _PURGE_BATCH),
+    )
+}
+# A cutoff above every real timestamp: delete regardless of age.
+ANY_AGE = 1e15
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, RedisClusterException)
+
+
+def lost_scripts(exc: ResponseError) -> bool:
+    """True when the server forgot our scripts (restart, SCRIPT FLUSH)."""
+    # redis-py maps the NOSCRIPT reply to NoScriptError, whose text no longer says NOSCRIPT.
+    return isinstance(exc, NoScriptError) or "NOSCRIPT" in str(exc)

@@ -1,0 +1,28 @@
+"""Stage "commit": the whole turn in one write, once, after the model answered.
+
+The turn's id (a queued update's id, else a fresh one) goes on the user's own text: the
+store writes a turn once per id, and a redelivered update finds its stored answer by it.
+A failed or interrupted call never gets here, so the context stays exactly as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from secretaries_core.context.base import ContextStore, Message
+from secretaries_core.conversation.turn import IDEMPOTENCY_KEY, Turn, new_turn_id
+
+
+async def store_turn(
+    store: ContextStore, turn: Turn, answer: str, now: Callable[[], datetime]
+) -> None:
+    """Append the user's text(s) and the answer to the turn's context."""
+    secretary = turn.resolved.secretary
+    at = now()
+    meta = {IDEMPOTENCY_KEY: turn.key} if turn.key is not None else {"turn": new_turn_id()}
+    items = [(turn.telegram_id, secretary.id, Message("user", t, at)) for t in turn.texts]
+    tid, sid, last = items[-1]
+    items[-1] = (tid, sid, Message(last.role, last.content, last.at, meta))
+    items.append((turn.telegram_id, secretary.id, Message("assistant", answer, now())))
+    await store.aappend_many(items, policy=turn.instance.policy)

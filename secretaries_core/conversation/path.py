@@ -1,0 +1,230 @@
+"""The path of one message, read top to bottom: each step is a stage in its own module.
+
+    check (text.py) → resolve (resolution.py) → take the user's turn (ordering.py)
+    → read the context → fit (fitting.py) → admit (admission.py) → ask (asking.py)
+    → commit (commit.py) → record (recording.py) → summarise, later (summarizing.py)
+
+A queued update (an idempotency key) whose answer is already stored stops after the read:
+its stored answer is returned and the model is not asked again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import cast
+
+from secretaries_core.catalog.registry import SecretaryRegistry
+from secretaries_core.config import DOUBLE_TEXTING, Settings
+from secretaries_core.context.base import ContextStore
+from secretaries_core.conversation import summaries
+from secretaries_core.conversation.admission import Admission
+from secretaries_core.conversation.asking import Asker
+from secretaries_core.conversation.commit import store_turn
+from secretaries_core.conversation.fitting import Budgeter
+from secretaries_core.conversation.instances import (
+    PARAM_INSTANCE_MODE,
+    InstancePool,
+    SecretaryInstance,
+    SecretarySnapshot,
+)
+from secretaries_core.conversation.ordering import Policy, UserGate
+from secretaries_core.conversation.recording import UsageRecorder
+from secretaries_core.conversation.resolution import Resolver
+from secretaries_core.conversation.summarizing import Summarizer
+from secretaries_core.conversation.text import check_incoming, storable
+from secretaries_core.conversation.turn import Reply, ReplyStream, Turn, stored_answer
+from secretaries_core.errors import Interrupted, InvalidInput, SecretariesError
+from secretaries_core.plumbing.metrics import Metrics
+
+log = logging.getLogger(__name__)
+PARAM_DOUBLE_TEXTING = "double_texting"
+
+
+class MessagePath:
+    """The stages wired together; `Orchestrator` is the facade in front of it."""
+
+    def __init__(
+        self,
+        *,
+        registry: SecretaryRegistry,
+        store: ContextStore,
+        settings: Settings,
+        metrics: Metrics,
+        resolver: Resolver,
+        pool: InstancePool,
+        gate: UserGate,
+        budget: Budgeter,
+        admission: Admission,
+        asker: Asker,
+        recorder: UsageRecorder,
+        summarizer: Summarizer,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.resolver = resolver
+        self.pool = pool
+        self.gate = gate
+        self.budget = budget
+        self.admission = admission
+        self.asker = asker
+        self.recorder = recorder
+        self.summarizer = summarizer
+        self.now = now
+
+    # -- the whole path ---------------------------------------------------------------------
+
+    async def handle(
+        self, telegram_id: int, text: str, username: str | None, key: str | None
+    ) -> Reply:
+        """One message to its stored answer (see the module docstring)."""
+        with self.our_errors():
+            turn = await self.begin(telegram_id, text, username)
+            turn.key = key
+            try:
+                if key is not None:
+                    # Read with the user's turn held: if this update's answer is stored
+                    # (an earlier delivery got that far), it is never asked again.
+                    found = stored_answer(turn.resolved, turn.history, key)
+                    if found is not None:
+                        return found
+                await self.admit(turn)
+                answer = await self.asker.ask(turn, None)
+                return await self.finish(turn, answer)
+            except BaseException:
+                await self.admission.give_back(turn)
+                raise
+            finally:
+                self.gate.release(turn.ticket)
+
+    async def stream(
+        self, telegram_id: int, text: str, username: str | None, out: ReplyStream
+    ) -> AsyncGenerator[str, None]:
+        """The same path, yielding the pieces; stores the turn when the stream ends."""
+        with self.our_errors():
+            turn = await self.begin(telegram_id, text, username)
+            try:
+                await self.admit(turn)
+                pieces: asyncio.Queue[str | None] = asyncio.Queue()
+                task = asyncio.ensure_future(self.asker.ask(turn, pieces.put_nowait))
+                task.add_done_callback(lambda _done: pieces.put_nowait(None))
+                shown: list[str] = []
+                try:
+                    while (piece := await pieces.get()) is not None:
+                        shown.append(piece)
+                        yield piece
+                    answer = await task
+                finally:
+                    abandoned = not task.done()
+                    if abandoned:
+                        task.cancel()
+                    if abandoned and shown and turn.fit is not None and not turn.recorded:
+                        # Abandoned by the caller: the model worked and is paid for, so
+                        # what it produced counts in usage (estimated), stored or not.
+                        self.recorder.record(turn, "".join(shown))
+                out.reply = await self.finish(turn, answer)
+            except BaseException:
+                await self.admission.give_back(turn)
+                raise
+            finally:
+                self.gate.release(turn.ticket)
+
+    # -- stages -----------------------------------------------------------------------------
+
+    async def begin(self, telegram_id: int, text: str, username: str | None) -> Turn:
+        """check → resolve → take the user's turn → read the context."""
+        name = check_incoming(
+            telegram_id, text, username, max_chars=self.settings.max_message_chars
+        )
+        # The place in line is taken before the first await: arrival order is call order.
+        ticket = self.gate.enter(telegram_id, text)
+        try:
+            resolved = await self.resolver.aresolve(telegram_id, username=name)
+            instance = self.instance_for(resolved.secretary, telegram_id)
+            await self.gate.wait(ticket, self.policy(resolved.secretary))
+            # Read after taking the turn, so the model sees every earlier answered message.
+            # It also proves the store is reachable before the model is paid for.
+            stored = await self.store.aread(telegram_id, resolved.secretary.id)
+        except BaseException:
+            self.gate.release(ticket)
+            raise
+        summary, history = summaries.split(stored)
+        return Turn(telegram_id, text, resolved, instance, ticket, history, summary)
+
+    async def admit(self, turn: Turn) -> None:
+        """fit → admit."""
+        turn.fit = self.budget.fit(turn)
+        await self.admission.admit(turn)
+
+    async def finish(self, turn: Turn, answer: str) -> Reply:
+        """record → commit → summarise later."""
+        if not self.gate.start_commit(turn.ticket):
+            raise Interrupted("a newer message of the same user took over")
+        secretary = turn.resolved.secretary
+        answer = storable(answer)
+        # Usage first: the tokens were spent whether or not the context write succeeds.
+        self.recorder.record(turn, answer)
+        await store_turn(self.store, turn, answer, self.now)
+        self.metrics.messages.labels(secretary=secretary.name).inc()
+        self.summarizer.later(turn)
+        return Reply(answer, secretary.name, secretary.id, turn.resolved.source)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def instance_for(self, secretary: SecretarySnapshot, telegram_id: int) -> SecretaryInstance:
+        """The pooled instance: one per secretary version (shared) or per user too (per-user)."""
+        mode = str(secretary.params.get(PARAM_INSTANCE_MODE) or self.settings.instance_mode)
+        if mode not in ("shared", "per-user"):
+            raise InvalidInput(
+                f"secretary {secretary.name!r} has an unknown instance_mode {mode!r}"
+            )
+        return self.pool.get(secretary, telegram_id if mode == "per-user" else None)
+
+    def policy(self, secretary: SecretarySnapshot) -> Policy:
+        """The secretary's double-texting policy (its param, else the setting)."""
+        value = secretary.params.get(PARAM_DOUBLE_TEXTING) or self.settings.double_texting
+        if value not in DOUBLE_TEXTING:
+            raise InvalidInput(
+                f"secretary {secretary.name!r} has an unknown double_texting {value!r}: "
+                f"use one of {', '.join(DOUBLE_TEXTING)}"
+            )
+        return cast(Policy, value)
+
+    async def answered(self, telegram_id: int, key: str) -> Reply | None:
+        """The stored answer to the message stored with `key`, if that turn was stored."""
+        with self.our_errors():
+            resolved = await self.resolver.aresolve(telegram_id)
+            history = await self.store.aread(telegram_id, resolved.secretary.id)
+            return stored_answer(resolved, history, key)
+
+    @contextmanager
+    def our_errors(self) -> Iterator[None]:
+        """Count every failure; let only our own errors leave the entry points."""
+        try:
+            yield
+        except SecretariesError as exc:
+            self._count(exc)
+            raise
+        except Exception as exc:
+            raise self._count(self._translate(exc)) from exc
+
+    def _count(self, exc: SecretariesError) -> SecretariesError:
+        self.metrics.errors.labels(type=type(exc).__name__).inc()
+        return exc
+
+    def _translate(self, exc: Exception) -> SecretariesError:
+        """Only our own errors leave the library: a driver's failure becomes one of them."""
+        from sqlalchemy.exc import DBAPIError
+
+        from secretaries_core.plumbing.db import unavailable
+
+        if isinstance(exc, DBAPIError):
+            return unavailable(self.registry.engine, exc)
+        log.error("unexpected failure while answering a message", exc_info=exc)
+        return SecretariesError(f"internal error ({type(exc).__name__}); see the log")

@@ -1,0 +1,93 @@
+"""The values of the message path: one `Turn` in flight, its `Reply`, a streamed `ReplyStream`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+from secretaries_core.catalog.schemas import Source
+from secretaries_core.context.base import Message
+from secretaries_core.conversation import summaries
+from secretaries_core.conversation.budget import Fit
+from secretaries_core.conversation.instances import SecretaryInstance
+from secretaries_core.conversation.ordering import Ticket
+from secretaries_core.conversation.resolution_cache import Resolved
+from secretaries_core.llm.base import CallUsage
+from secretaries_core.usage import Reservation
+
+IDEMPOTENCY_KEY = "update_id"  # metadata key of a queued message's id on its stored text
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The answer to one message, with the secretary that gave it and why it was chosen."""
+
+    text: str
+    secretary: str
+    secretary_id: uuid.UUID
+    source: Source
+
+
+@dataclass
+class Turn:
+    """One message between taking its user's turn and storing its answer.
+
+    Each stage of the path fills in its part: resolution `resolved` and `instance`, the
+    read `history` and `summary`, the budget `fit`, admission `reservation`, the model
+    call `usage`, recording `recorded`.
+    """
+
+    telegram_id: int
+    text: str
+    resolved: Resolved
+    instance: SecretaryInstance
+    ticket: Ticket
+    history: list[Message]
+    summary: summaries.RunningSummary | None = None
+    fit: Fit | None = None
+    reservation: Reservation | None = None
+    usage: CallUsage | None = None
+    recorded: bool = False
+    key: str | None = None
+
+    @property
+    def texts(self) -> list[str]:
+        """The user messages this turn answers: superseded earlier ones, then its own."""
+        return [*self.ticket.carried, self.text]
+
+
+class ReplyStream:
+    """The pieces of one streamed reply (an async iterator); `reply` once it has ended."""
+
+    def __init__(self) -> None:
+        self.reply: Reply | None = None
+        self._pieces: AsyncGenerator[str, None] | None = None
+
+    def __aiter__(self) -> ReplyStream:
+        return self
+
+    async def __anext__(self) -> str:
+        assert self._pieces is not None
+        return await anext(self._pieces)
+
+    async def aclose(self) -> None:
+        """Stop early: the model call is cancelled and nothing is stored."""
+        if self._pieces is not None:
+            await self._pieces.aclose()
+
+
+def new_turn_id() -> str:
+    """A fresh id for a turn that has no update id (12 hex digits: unique per context)."""
+    return uuid.uuid4().hex[:12]
+
+
+def stored_answer(resolved: Resolved, history: list[Message], key: str) -> Reply | None:
+    """The stored answer to the message stored with idempotency `key`, if any."""
+    for i, message in enumerate(history):
+        if (message.metadata or {}).get(IDEMPOTENCY_KEY) == key:
+            for later in history[i + 1 :]:
+                if later.role == "assistant":
+                    secretary = resolved.secretary
+                    return Reply(later.content, secretary.name, secretary.id, resolved.source)
+    return None

@@ -1,0 +1,1 @@
+"""Plumbing every part uses: engines and migrations, loops and thread hops, metrics, time."""

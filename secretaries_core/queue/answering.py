@@ -1,0 +1,150 @@
+"""Answering one queued update: the model (once), the reply (once), or the dead letters.
+
+Failures, by kind (docs/operations.md, "Faults"):
+- outages (model, database or Redis unavailable) are waited out with capped exponential
+  backoff for up to `outage_grace` seconds; longer ones are dead-lettered;
+- other unexpected errors count as failed attempts (in Redis, across workers); after
+  `max_attempts` of them the update is dead-lettered;
+- final errors (quota, bad input, no secretary) are answered at once with the error;
+- a malformed entry is dead-lettered with its reason and acknowledged, never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from secretaries_core.errors import (
+    BackendUnavailable,
+    ModelUnavailable,
+    SecretariesError,
+    error_code,
+)
+from secretaries_core.orchestrator import Orchestrator, Reply
+from secretaries_core.queue.client import Queue, Update
+from secretaries_core.redact import scrub
+
+log = logging.getLogger(__name__)
+BACKOFF_CAP_S = 10.0
+# Deliveries (takeovers after a crash or a lost lease) before an entry is taken to kill
+# the workers that try it: far above what a crash or a restart causes.
+CRASH_DELIVERIES = 20
+
+
+def _outage(exc: SecretariesError) -> bool:
+    # An unreachable model or store comes back: wait it out.
+    return isinstance(exc, ModelUnavailable | BackendUnavailable)
+
+
+def _failure(exc: SecretariesError) -> bool:
+    # An internal error may be transient: retried, counted as a failed attempt.
+    return type(exc) is SecretariesError
+
+
+class Answerer:
+    """Settles updates for a worker: answers, replies, dead letters."""
+
+    def __init__(
+        self,
+        orchestrator: Orchestrator,
+        queue: Queue,
+        stopping: asyncio.Event,
+        *,
+        max_attempts: int,
+        retry_delay: float,
+        outage_grace: float,
+    ) -> None:
+        self.orch = orchestrator
+        self.queue = queue
+        self._stopping = stopping
+        self.max_attempts = max_attempts
+        self.retry_delay = retry_delay
+        self.outage_grace = outage_grace
+        self.answered = 0
+        self.dead_lettered = 0
+
+    async def bury(self, n: int, entry_id: str, fields: dict[str, str], reason: str) -> None:
+        """Dead-letter an entry that can never be answered, then let the next ones pass."""
+        reason = scrub(reason)
+        await self.queue.dead_letter(n, entry_id, fields, reason)
+        await self.queue.ack(n, entry_id)
+        self.dead_lettered += 1
+        self.orch.metrics.errors.labels(type="DeadLetter").inc()
+        log.error("partition %d entry %s dead-lettered: %s", n, entry_id, reason)
+
+    async def settle(self, n: int, entry_id: str, update: Update, redelivered: bool) -> None:
+        key = str(update.update_id)
+        if redelivered and await self.queue.deliveries(n, entry_id) > CRASH_DELIVERIES:
+            error = SecretariesError(
+                f"delivered more than {CRASH_DELIVERIES} times without an answer"
+            )
+            await self.give_up(n, entry_id, update, error)
+            return
+        failed = await self.queue.failed_attempts(n, update, add=False)
+        outage_since: float | None = None
+        delay = self.retry_delay
+        while True:
+            try:
+                # Checks the stored context for this update id before the model is asked.
+                reply = await self.orch.ahandle(
+                    update.telegram_id,
+                    update.text,
+                    username=update.username,
+                    idempotency_key=key,
+                )
+            except SecretariesError as exc:
+                if _outage(exc) and self._stopping.is_set():
+                    return  # left pending: whoever owns the partition next answers it
+                if _outage(exc):
+                    now = time.monotonic()
+                    outage_since = outage_since if outage_since is not None else now
+                    if now - outage_since <= self.outage_grace:
+                        log.warning(
+                            "update %s waits out an outage (%.0fs so far): %s",
+                            key,
+                            now - outage_since,
+                            scrub(str(exc)),
+                        )
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, BACKOFF_CAP_S)
+                        continue
+                elif _failure(exc):
+                    failed = await self.queue.failed_attempts(n, update, add=True)
+                    if failed < self.max_attempts:
+                        log.warning("update %s attempt %d failed: %s", key, failed, exc)
+                        await asyncio.sleep(self.retry_delay * 2 ** (failed - 1))
+                        continue
+                else:
+                    await self.reply(n, entry_id, update, None, exc)
+                    return
+                await self.give_up(n, entry_id, update, exc)
+                return
+            await self.reply(n, entry_id, update, reply, None)
+            return
+
+    async def give_up(self, n: int, entry_id: str, update: Update, error: SecretariesError) -> None:
+        reason = scrub(f"{type(error).__name__}: {error}")
+        await self.queue.dead_letter(n, entry_id, update.fields(), reason)
+        self.dead_lettered += 1
+        self.orch.metrics.errors.labels(type="DeadLetter").inc()
+        log.error("update %s dead-lettered: %s", update.update_id, reason)
+        await self.reply(n, entry_id, update, None, error)
+
+    async def reply(
+        self,
+        n: int,
+        entry_id: str,
+        update: Update,
+        reply: Reply | None,
+        error: SecretariesError | None,
+    ) -> None:
+        fields = {
+            "secretary": reply.secretary if reply else "",
+            "text": reply.text if reply else "",
+            "error": scrub(str(error)) if error else "",
+            "error_code": error_code(error) if error else "",
+        }
+        await self.queue.publish(update, fields)
+        await self.queue.ack(n, entry_id)
+        self.answered += 1
