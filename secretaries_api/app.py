@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from secretaries_api import errors
 from secretaries_api.auth import require_token
 from secretaries_api.guard import RequestGuard
-from secretaries_api.routes import catalog, contexts, ops, updates, usage, users
+from secretaries_api.routes import catalog, contexts, ops, updates, usage, users, versions
 from secretaries_api.services import Services
 from secretaries_core.config import Settings
 
@@ -106,5 +106,6 @@ def create_app(
     app.include_router(contexts.router, dependencies=protected)
     app.include_router(usage.router, dependencies=protected)
     app.include_router(updates.router, dependencies=protected)
+    app.include_router(versions.router, dependencies=protected)
     app.include_router(ops.router)
     return app

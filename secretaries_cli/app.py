@@ -10,6 +10,7 @@ from secretaries_cli import help
 from secretaries_cli.commands import (
     bot,
     catalog,
+    catalog_file,
     chat,
     contexts,
     database,
@@ -18,6 +19,7 @@ from secretaries_cli.commands import (
     serve,
     usage,
     users,
+    versions,
 )
 from secretaries_cli.runtime import App, Runtime, guarded
 from secretaries_core.config import Settings
@@ -95,6 +97,8 @@ bot.register(app)
 queue.register(app)
 usage.register(app)
 serve.register(app)
+versions.register(app)
+catalog_file.register(app)
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ from secretaries_core.plumbing.loops import SyncRunner
 from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.plumbing.timeutil import utcnow
 from secretaries_core.usage import Limits, Quotas, UsageBook
+from secretaries_core.usage.version_counts import VersionCounts
 from secretaries_core.usage.writer import UsageWriter
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class Orchestrator:
         self._hops = Hops(settings.db_threads, name="secretaries-db")
         store.use_hops(self._hops)
         self.resolver = Resolver(registry, self.quotas, self.cache, self._hops, self.metrics)
+        self.versions = VersionCounts(registry, on_rollback=self._rolled_back)
         budget = Budgeter(self.tokens, settings)
         recorder = UsageRecorder(self.usage, self.tokens, self.metrics, self._now)
         self.summarizer = Summarizer(
@@ -126,6 +128,7 @@ class Orchestrator:
             asker=Asker(budget, settings, self.metrics),
             recorder=recorder,
             summarizer=self.summarizer,
+            counts=self.versions,
             now=self._now,
         )
         self._sync = SyncRunner()
@@ -251,6 +254,51 @@ class Orchestrator:
     def flush_usage(self) -> None:
         """Write the usage of every answered message now (reports read the database)."""
         self.usage.flush()
+        self.versions.flush()
+
+    def _rolled_back(self, secretary: str, reason: str) -> None:
+        self.metrics.rollouts.labels(secretary=secretary, outcome="rolled_back").inc()
+        self.cache.invalidate()  # this process: everyone back on live at once
+
+    async def feedback(
+        self,
+        telegram_id: int,
+        value: int,
+        *,
+        update_id: str | int | None = None,
+        message_id: int | None = None,
+    ) -> int:
+        """Count a like (1) or dislike (-1) for the version that wrote a reply; its number.
+
+        The reply is found by the update it answered (its turn in the context) or by the
+        Telegram message id the bot sent it as. Unknown replies are `NotFound`.
+        """
+        from secretaries_core.errors import InvalidInput, NotFound
+
+        if value not in (1, -1):
+            raise InvalidInput(f"feedback is 1 (like) or -1 (dislike), got {value}")
+        if (update_id is None) == (message_id is None):
+            raise InvalidInput("give exactly one of update_id and message_id")
+        found: tuple[uuid.UUID, int] | None
+        if message_id is not None:
+            found = await self._hops.run(self.registry.reply_version, telegram_id, message_id)
+        else:
+            resolved = await self.aresolve(telegram_id)
+            reply = await self.path.answered(telegram_id, str(update_id))
+            found = (resolved.secretary.id, reply.version) if reply is not None else None
+        if found is None:
+            raise NotFound(f"no reply to user {telegram_id} known by that id")
+        secretary_id, version = found
+        rollout = await self._hops.run(self.registry.rollout_of, secretary_id, version)
+        self.versions.add(
+            secretary_id,
+            version,
+            rollout,
+            likes=1 if value == 1 else 0,
+            dislikes=1 if value == -1 else 0,
+        )
+        await self._hops.run(self.versions.flush)
+        return version
 
     def metrics_text(self) -> bytes:
         """Prometheus exposition of this orchestrator's metrics."""
@@ -270,6 +318,7 @@ class Orchestrator:
             self.model_clients.close()
         self.pool.close()
         self.usage.close()
+        self.versions.close()
         self._hops.close()
         if self._owned_engine is not None:
             self.store.close()

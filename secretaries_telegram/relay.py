@@ -21,6 +21,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import Bot
@@ -53,11 +54,13 @@ class Relay:
         metrics: Metrics | None = None,
         grace: float = DEFAULT_GRACE_S,
         name: str | None = None,
+        on_sent: Callable[[dict[str, str], int], Awaitable[None]] | None = None,
     ) -> None:
         self.bot = bot
         self.queue = queue
         self.metrics = metrics or Metrics()
         self.grace = grace
+        self.on_sent = on_sent
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.sent = 0
         self.dropped = 0
@@ -192,10 +195,17 @@ class Relay:
                 parts = [texts.for_code(fields.get("error_code", ""), fields["error"])]
             else:
                 parts = split_text(fields.get("text") or "…")
+            first: int | None = None
             for part in parts:
                 send = self.bot.send_message
-                await patiently(lambda: send(chat, part), grace=self.grace)  # noqa: B023
+                sent = await patiently(lambda: send(chat, part), grace=self.grace)  # noqa: B023
+                first = first if first is not None else sent.message_id
             self.sent += 1
+            if self.on_sent is not None and first is not None and not fields.get("error"):
+                try:
+                    await self.on_sent(fields, first)
+                except Exception as exc:  # feedback bookkeeping never blocks a reply
+                    log.warning("reply %s sent, not remembered: %s", entry_id, exc)
         except Undeliverable as exc:
             self._drop(exc.reason, entry_id, chat, str(exc))
         except asyncio.CancelledError:
@@ -224,9 +234,15 @@ class Relay:
                 delay = min(delay * 2, 10.0)
 
 
-async def relay(bot: Bot, queue: Queue, *, metrics: Metrics | None = None) -> None:
+async def relay(
+    bot: Bot,
+    queue: Queue,
+    *,
+    metrics: Metrics | None = None,
+    on_sent: Callable[[dict[str, str], int], Awaitable[None]] | None = None,
+) -> None:
     """Run a `Relay` for `bot` on `queue` until cancelled."""
-    sender = Relay(bot, queue, metrics=metrics)
+    sender = Relay(bot, queue, metrics=metrics, on_sent=on_sent)
     try:
         await sender.run()
     finally:

@@ -12,11 +12,11 @@ from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandStart, Filter
-from aiogram.types import BotCommand, CallbackQuery, Message
+from aiogram.types import BotCommand, CallbackQuery, Message, MessageReactionUpdated
 
 from secretaries_core.conversation.frontdesk import FrontDesk
 from secretaries_core.errors import SecretariesError
-from secretaries_core.orchestrator import Orchestrator
+from secretaries_core.orchestrator import Orchestrator, Reply
 from secretaries_core.queue import Queue
 from secretaries_core.queue import Update as QueuedUpdate
 from secretaries_telegram import picker, texts
@@ -56,6 +56,19 @@ def _without_mention(text: str, username: str | None) -> str:
     if at < 0:
         return text
     return (text[:at] + text[at + len(mention) :]).strip() or text
+
+
+LIKE, DISLIKE = "\U0001f44d", "\U0001f44e"
+
+
+def _vote(reactions: list[Any] | None) -> int | None:
+    """1 for a 👍 among the reactions, -1 for a 👎, None for neither."""
+    emojis = {getattr(r, "emoji", None) for r in reactions or []}
+    if LIKE in emojis:
+        return 1
+    if DISLIKE in emojis:
+        return -1
+    return None
 
 
 def create_router(
@@ -233,6 +246,8 @@ def create_router(
         stream = orchestrator.astream(user.id, content, username=user.username)
         try:
             await reply.stream(stream)
+            if stream.reply is not None and reply.message_id is not None:
+                await _remember(user.id, reply.message_id, stream.reply)
         except SecretariesError as exc:
             log.warning("chat %s: %s: %s", message.chat.id, type(exc).__name__, exc)
             try:
@@ -245,6 +260,33 @@ def create_router(
             _dropped(message.chat.id, exc)
         finally:
             await stream.aclose()
+
+    async def _remember(user_id: int, message_id: int, answer: Reply) -> None:
+        # Which version wrote this message, so a reaction to it counts for that version.
+        try:
+            await orchestrator.hops.run(
+                orchestrator.registry.remember_reply,
+                user_id,
+                message_id,
+                answer.secretary_id,
+                answer.version,
+            )
+        except Exception as exc:  # feedback is a nicety; the reply is out
+            log.warning("reply %s not remembered for feedback: %s", message_id, exc)
+
+    @router.message_reaction()
+    async def reaction(update: MessageReactionUpdated) -> None:
+        """👍 / 👎 on one of our replies counts for the version that wrote it."""
+        user = update.user
+        if user is None:
+            return
+        value = _vote(update.new_reaction)
+        if value is None or value == _vote(update.old_reaction):
+            return
+        try:
+            await orchestrator.feedback(user.id, value, message_id=update.message_id)
+        except SecretariesError as exc:
+            log.info("reaction to %s not counted: %s", update.message_id, exc)
 
     @router.message(Addressed(), F.chat.type == "private")
     async def other(message: Message) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -40,6 +40,25 @@ def make_bot(token: str, api_url: str | None) -> Bot:
         raise InvalidInput(
             "the bot token is malformed: it looks like 123456789:AA… (from @BotFather)"
         ) from None
+
+
+def _remembering(orchestrator: Orchestrator) -> Callable[[dict[str, str], int], Awaitable[None]]:
+    """After the sender delivered a reply: keep which version wrote it (for reactions)."""
+
+    async def remember(fields: dict[str, str], message_id: int) -> None:
+        import uuid
+
+        if not fields.get("secretary_id") or not fields.get("version"):
+            return
+        await orchestrator.hops.run(
+            orchestrator.registry.remember_reply,
+            int(fields["telegram_id"]),
+            message_id,
+            uuid.UUID(fields["secretary_id"]),
+            int(fields["version"]),
+        )
+
+    return remember
 
 
 async def run_bot(
@@ -86,13 +105,20 @@ async def run_bot(
             create_router(orchestrator, edit_interval=edit_interval, queue=queue)
         )
         sender = (
-            asyncio.ensure_future(relay(bot, queue, metrics=orchestrator.metrics))
+            asyncio.ensure_future(
+                relay(bot, queue, metrics=orchestrator.metrics, on_sent=_remembering(orchestrator))
+            )
             if queue is not None
             else None
         )
         try:
             await dispatcher.start_polling(
-                bot, polling_timeout=polling_timeout, handle_signals=True, close_bot_session=False
+                bot,
+                polling_timeout=polling_timeout,
+                handle_signals=True,
+                close_bot_session=False,
+                # message_reaction is only sent to bots that ask for it (feedback).
+                allowed_updates=dispatcher.resolve_used_update_types(),
             )
         finally:
             if sender is not None:

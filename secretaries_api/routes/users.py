@@ -45,8 +45,14 @@ def list_users(
 @router.get("/users/{user_id}/secretary", response_model=CurrentOut, operation_id="current")
 def current(svc: Svc, user_id: UserPath) -> CurrentOut:
     """The user's resolved secretary and its source (assigned, default, fallback)."""
-    found, secretary = svc.registry.current(user_ref(user_id))
-    return CurrentOut(user=UserOut.of(found.user), secretary=secretary, source=found.source)
+    found, secretary, served = svc.registry.current_version(user_ref(user_id))
+    return CurrentOut(
+        user=UserOut.of(found.user),
+        secretary=secretary,
+        source=found.source,
+        version=served.version,
+        version_source=served.source,
+    )
 
 
 @router.post(

@@ -130,9 +130,16 @@ def register(app: App) -> None:
         prompt_file: PromptFileOpt = None,
         description: Annotated[str | None, typer.Option("--description")] = None,
         param: ParamOpt = None,
+        draft: Annotated[
+            bool,
+            typer.Option("--draft", help="Make the new version a draft: stored, not live."),
+        ] = False,
+        note: Annotated[
+            str | None, typer.Option("--note", help="A note on the new version.")
+        ] = None,
         json: JsonFlag = False,
     ) -> None:
-        """Change a secretary; its version goes up when model, prompt or params change."""
+        """Change a secretary; a change of model, prompt or params makes a new version."""
         from secretaries_core.catalog.models import AssistantUpdate
 
         changes = AssistantUpdate(
@@ -142,9 +149,15 @@ def register(app: App) -> None:
             prompt=_prompt(prompt, prompt_file, required=False),
             params=_params(param),
         )
-        change = runtime(ctx).registry().update_secretary(sec, changes)
+        change = runtime(ctx).registry().update_secretary(sec, changes, draft=draft, note=note)
         if json:
             _report(change, "", True, ctx)
+        elif change.changed and draft:
+            newest = runtime(ctx).registry().versions(change.secretary.id)[0]
+            output.say(
+                f"Draft version {newest.version} of {change.secretary.name} saved; "
+                f"version {change.secretary.version} stays live."
+            )
         elif change.changed:
             output.say(f"Updated {change.secretary.name}, now version {change.secretary.version}.")
         else:

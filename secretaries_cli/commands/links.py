@@ -37,12 +37,21 @@ def register(app: App) -> None:
         """Show USER's resolved secretary and where it comes from."""
         from secretaries_core.catalog.schemas import CurrentOut, UserOut
 
-        found, secretary = runtime(ctx).registry().current(user)
-        doc = CurrentOut(user=UserOut.of(found.user), secretary=secretary, source=found.source)
+        found, secretary, served = runtime(ctx).registry().current_version(user)
+        doc = CurrentOut(
+            user=UserOut.of(found.user),
+            secretary=secretary,
+            source=found.source,
+            version=served.version,
+            version_source=served.source,
+        )
         if json:
             output.emit_json(doc)
         else:
-            output.say(f"{user}: {secretary.name} ({found.source}), model {secretary.model}")
+            output.say(
+                f"{user}: {secretary.name} ({found.source}), version {served.version} "
+                f"({served.source}), model {served.model}"
+            )
 
     @app.command("history")
     def history(ctx: typer.Context, user: UserArg, json: JsonFlag = False) -> None:

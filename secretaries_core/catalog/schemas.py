@@ -89,6 +89,8 @@ class CurrentOut(BaseModel):
     user: UserOut
     secretary: SecretaryOut
     source: Source
+    version: int | None = None
+    version_source: Literal["live", "rollout", "pinned"] = "live"
 
 
 class LinkOut(BaseModel):

@@ -24,5 +24,7 @@ async def store_turn(
     items = [(turn.telegram_id, secretary.id, Message("user", t, at)) for t in turn.texts]
     tid, sid, last = items[-1]
     items[-1] = (tid, sid, Message(last.role, last.content, last.at, meta))
-    items.append((turn.telegram_id, secretary.id, Message("assistant", answer, now())))
+    # The version that wrote the answer travels with it (feedback finds it there).
+    written = {"version": secretary.version}
+    items.append((turn.telegram_id, secretary.id, Message("assistant", answer, now(), written)))
     await store.aappend_many(items, policy=turn.instance.policy)

@@ -37,8 +37,9 @@ from secretaries_core.conversation.resolution import Resolver
 from secretaries_core.conversation.summarizing import Summarizer
 from secretaries_core.conversation.text import check_incoming, storable
 from secretaries_core.conversation.turn import Reply, ReplyStream, Turn, stored_answer
-from secretaries_core.errors import Interrupted, InvalidInput, SecretariesError
+from secretaries_core.errors import Interrupted, InvalidInput, ModelError, SecretariesError
 from secretaries_core.plumbing.metrics import Metrics
+from secretaries_core.usage.version_counts import VersionCounts
 
 log = logging.getLogger(__name__)
 PARAM_DOUBLE_TEXTING = "double_texting"
@@ -62,6 +63,7 @@ class MessagePath:
         asker: Asker,
         recorder: UsageRecorder,
         summarizer: Summarizer,
+        counts: VersionCounts,
         now: Callable[[], datetime],
     ) -> None:
         self.registry = registry
@@ -76,6 +78,7 @@ class MessagePath:
         self.asker = asker
         self.recorder = recorder
         self.summarizer = summarizer
+        self.counts = counts
         self.now = now
 
     # -- the whole path ---------------------------------------------------------------------
@@ -95,7 +98,7 @@ class MessagePath:
                     if found is not None:
                         return found
                 await self.admit(turn)
-                answer = await self.asker.ask(turn, None)
+                answer = await self.ask(turn, None)
                 return await self.finish(turn, answer)
             except BaseException:
                 await self.admission.give_back(turn)
@@ -112,7 +115,7 @@ class MessagePath:
             try:
                 await self.admit(turn)
                 pieces: asyncio.Queue[str | None] = asyncio.Queue()
-                task = asyncio.ensure_future(self.asker.ask(turn, pieces.put_nowait))
+                task = asyncio.ensure_future(self.ask(turn, pieces.put_nowait))
                 task.add_done_callback(lambda _done: pieces.put_nowait(None))
                 shown: list[str] = []
                 try:
@@ -162,6 +165,21 @@ class MessagePath:
         turn.fit = self.budget.fit(turn)
         await self.admission.admit(turn)
 
+    async def ask(self, turn: Turn, sink: Callable[[str], None] | None) -> str:
+        """ask, counting a failed call against the version that made it."""
+        try:
+            return await self.asker.ask(turn, sink)
+        except ModelError:
+            resolved = turn.resolved
+            self.counts.add(
+                resolved.secretary.id,
+                resolved.secretary.version,
+                resolved.rollout,
+                messages=1,
+                errors=1,
+            )
+            raise
+
     async def finish(self, turn: Turn, answer: str) -> Reply:
         """record → commit → summarise later."""
         if not self.gate.start_commit(turn.ticket):
@@ -172,8 +190,25 @@ class MessagePath:
         self.recorder.record(turn, answer)
         await store_turn(self.store, turn, answer, self.now)
         self.metrics.messages.labels(secretary=secretary.name).inc()
+        usage = turn.usage
+        self.counts.add(
+            secretary.id,
+            secretary.version,
+            turn.resolved.rollout,
+            messages=1,
+            prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
+            completion_tokens=(usage.completion_tokens or 0) if usage else 0,
+        )
         self.summarizer.later(turn)
-        return Reply(answer, secretary.name, secretary.id, turn.resolved.source)
+        resolved = turn.resolved
+        return Reply(
+            answer,
+            secretary.name,
+            secretary.id,
+            resolved.source,
+            secretary.version,
+            resolved.version_source,
+        )
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -76,13 +76,25 @@ class Resolver:
         # The cache ticket is taken before each read: an invalidation after it wins.
         ticket = self.cache.ticket()
         try:
-            found = self.registry.resolve(telegram_id)
+            found, served = self.registry.resolve_served(telegram_id)
         except UnknownUser:
             self.registry.add_user(telegram_id, username)
             ticket = self.cache.ticket()
-            found = self.registry.resolve(telegram_id)
+            found, served = self.registry.resolve_served(telegram_id)
         limits = self.quotas.overrides(telegram_id)
-        return Resolved(snapshot(found.secretary), found.source, limits), ticket
+        # Stage "choose the version": a pin, else a running rollout's side, else live.
+        secretary = SecretarySnapshot(
+            id=found.secretary.id,
+            name=found.secretary.name,
+            model=served.model,
+            prompt=served.prompt,
+            params=dict(served.params),
+            version=served.version,
+        )
+        resolved = Resolved(
+            secretary, found.source, limits, version_source=served.source, rollout=served.rollout
+        )
+        return resolved, ticket
 
     def _remember(self, telegram_id: int, resolved: Resolved, ticket: int) -> Resolved:
         self.cache.put(telegram_id, resolved, ticket)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,6 +20,10 @@ class Resolved:
     secretary: SecretarySnapshot
     source: Source
     limits: Limits = field(default_factory=lambda: Limits())
+    # Which version serves the user and why (live, rollout, pinned); the running rollout of
+    # that secretary, if any, whose counts this user's messages add to.
+    version_source: str = "live"
+    rollout: uuid.UUID | None = None
 
 
 class ResolutionCache:

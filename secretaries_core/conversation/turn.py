@@ -27,6 +27,8 @@ class Reply:
     secretary: str
     secretary_id: uuid.UUID
     source: Source
+    version: int = 0
+    version_source: str = "live"
 
 
 @dataclass
@@ -89,5 +91,13 @@ def stored_answer(resolved: Resolved, history: list[Message], key: str) -> Reply
             for later in history[i + 1 :]:
                 if later.role == "assistant":
                     secretary = resolved.secretary
-                    return Reply(later.content, secretary.name, secretary.id, resolved.source)
+                    version = int((later.metadata or {}).get("version") or secretary.version)
+                    return Reply(
+                        later.content,
+                        secretary.name,
+                        secretary.id,
+                        resolved.source,
+                        version,
+                        resolved.version_source,
+                    )
     return None

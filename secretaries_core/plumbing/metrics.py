@@ -61,6 +61,12 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.rollouts = Counter(
+            "secretaries_rollouts",
+            "Rollouts that ended by themselves, by secretary and outcome.",
+            ["secretary", "outcome"],
+            registry=r,
+        )
         self.telegram_dropped = Counter(
             "secretaries_telegram_dropped",
             "Replies Telegram refused for good (blocked, chat not found), by reason.",

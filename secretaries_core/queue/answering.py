@@ -141,6 +141,8 @@ class Answerer:
     ) -> None:
         fields = {
             "secretary": reply.secretary if reply else "",
+            "secretary_id": str(reply.secretary_id) if reply else "",
+            "version": str(reply.version) if reply else "",
             "text": reply.text if reply else "",
             "error": scrub(str(error)) if error else "",
             "error_code": error_code(error) if error else "",

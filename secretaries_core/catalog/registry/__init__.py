@@ -6,6 +6,9 @@ resolution), `migration`; `base` holds the engine, change notification and looku
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
+from secretaries_core.catalog.refs import UserRef
 from secretaries_core.catalog.registry.base import (
     Change,
     ChangeListener,
@@ -14,10 +17,13 @@ from secretaries_core.catalog.registry.base import (
     Resolution,
     UserStatus,
 )
-from secretaries_core.catalog.registry.catalog import CatalogMixin, check_name, check_text
+from secretaries_core.catalog.registry.catalog import check_name, check_text
+from secretaries_core.catalog.registry.catalog_file import CatalogFileMixin
 from secretaries_core.catalog.registry.links import LinksMixin
 from secretaries_core.catalog.registry.migration import MigrationMixin
 from secretaries_core.catalog.registry.users import UsersMixin
+from secretaries_core.catalog.registry.versions import Rollout, Served, VersionInfo, in_rollout
+from secretaries_core.catalog.schemas import SecretaryOut
 
 __all__ = [
     "Change",
@@ -25,12 +31,35 @@ __all__ = [
     "ProgressCallback",
     "Registration",
     "Resolution",
+    "Rollout",
     "SecretaryRegistry",
+    "Served",
     "UserStatus",
+    "VersionInfo",
     "check_name",
     "check_text",
+    "in_rollout",
 ]
 
 
-class SecretaryRegistry(CatalogMixin, UsersMixin, LinksMixin, MigrationMixin):
+class SecretaryRegistry(CatalogFileMixin, UsersMixin, LinksMixin, MigrationMixin):
     """Every catalog, user and link operation, each in its own transaction on `engine`."""
+
+    def resolve_served(self, user_ref: UserRef) -> tuple[Resolution, Served]:
+        """`resolve` plus the version of that secretary the user gets (pin, rollout, live)."""
+
+        def work(session: Session) -> tuple[Resolution, Served]:
+            found = self._resolve(session, user_ref)[0]
+            return found, self._served(session, found.user, found.secretary)
+
+        return self._read(work)
+
+    def current_version(self, user_ref: UserRef) -> tuple[Resolution, SecretaryOut, Served]:
+        """`current` plus the version the user gets."""
+
+        def work(session: Session) -> tuple[Resolution, SecretaryOut, Served]:
+            found, users = self._resolve(session, user_ref)
+            served = self._served(session, found.user, found.secretary)
+            return found, SecretaryOut.of(found.secretary, users), served
+
+        return self._read(work)

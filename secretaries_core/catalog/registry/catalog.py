@@ -25,12 +25,18 @@ from secretaries_core.catalog.models import (
 )
 from secretaries_core.catalog.registry.base import (
     Change,
-    RegistryBase,
     _as_uuid,
 )
+from secretaries_core.catalog.registry.rollouts import RolloutsMixin
 from secretaries_core.catalog.schemas import (
     SecretaryDetail,
     SecretaryOut,
+)
+from secretaries_core.catalog.versions_tables import (
+    PIN_TABLE,
+    ROLLOUT_TABLE,
+    VERSION_COUNT_TABLE,
+    VERSION_TABLE,
 )
 from secretaries_core.errors import (
     Conflict,
@@ -40,7 +46,7 @@ from secretaries_core.errors import (
 from secretaries_core.llm.providers import validate_model
 
 
-class CatalogMixin(RegistryBase):
+class CatalogMixin(RolloutsMixin):
     """Secretaries: create, change, make default, (de)activate, delete; name rules."""
 
     # -- catalog ---------------------------------------------------------------------------
@@ -90,14 +96,24 @@ class CatalogMixin(RegistryBase):
             )
             session.add(secretary)
             session.flush()
+            self._add_version(session, secretary, secretary.version, "live", None)
             return secretary
 
         return self._write(work, conflict=f"a secretary named {data.name!r} already exists")
 
-    def update_secretary(self, ref: str | uuid.UUID, changes: AssistantUpdate) -> Change:
+    def update_secretary(
+        self,
+        ref: str | uuid.UUID,
+        changes: AssistantUpdate,
+        *,
+        draft: bool = False,
+        note: str | None = None,
+    ) -> Change:
         """Apply `changes`; `params` merge into the old ones (a `None` value removes a key).
 
-        `version` goes up by one when the model, the prompt or the params really change.
+        A change of the model, the prompt or the params makes a new numbered version (its
+        content kept, with `note`); with `draft` that version is stored but not made live
+        (name and description changes still apply at once). `version` is the live number.
         """
 
         if changes.params is not None:
@@ -126,12 +142,22 @@ class CatalogMixin(RegistryBase):
             )
             if "name" in new:
                 _refuse_taken_name(session, new["name"], besides=secretary.id)
-            if new.keys() & {"model", "prompt", "params"}:
-                new["version"] = secretary.version + 1
+            content: dict[str, Any] = {
+                k: new.pop(k) for k in ("model", "prompt", "params") if k in new
+            }
+            if content:
+                self._ensure_live_row(session, secretary)
+                number = self._next_version(session, secretary)
+                if draft:
+                    self._add_version(session, secretary, number, "draft", note, **content)
+                else:
+                    new.update(content, version=number)
             for field, value in new.items():
                 setattr(secretary, field, value)
             secretary.updated_at = self.clock()
             session.flush()
+            if content and not draft:
+                self._add_version(session, secretary, number, "live", note)
             return Change(secretary, changed=True)
 
         return self._write(work, conflict="the secretary changed concurrently; try again")
@@ -220,6 +246,8 @@ class CatalogMixin(RegistryBase):
                     f"{secretary.name!r} is in {used} link(s) of users' history and cannot be "
                     f"deleted; run `secretaries deactivate {secretary.name}` instead"
                 )
+            for table in (PIN_TABLE, VERSION_COUNT_TABLE, ROLLOUT_TABLE, VERSION_TABLE):
+                session.execute(table.delete().where(table.c.secretary_id == secretary.id))
             session.delete(secretary)
             session.flush()
             return secretary

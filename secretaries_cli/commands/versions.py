@@ -1,0 +1,211 @@
+"""Versions, rollouts and pins: versions, diff, rollback, rollout …, pin, unpin."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from secretaries_cli import output
+from secretaries_cli.runtime import App, UserArg, new_app, runtime
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+SecArg = Annotated[str, typer.Argument(help="Secretary name or UUID.")]
+PercentOpt = Annotated[
+    int, typer.Option("--percent", min=0, max=100, help="Share of SEC's users, 0-100.")
+]
+
+rollout_app = new_app("Canary rollouts of a secretary's version: start, set, promote, abort.")
+
+
+def _status(ctx: typer.Context, sec: str, json: bool) -> None:
+    doc = runtime(ctx).registry().rollout_status(sec)
+    if json:
+        output.emit_json(doc)
+        return
+    output.say(f"{doc['secretary']}: rollout {doc['state']} at {doc['percent']}%")
+    output.table(
+        None,
+        ["side", "version", "messages", "errors", "error rate", "likes", "dislikes"],
+        (
+            (
+                name,
+                side["version"],
+                side["messages"],
+                side["errors"],
+                side["error_rate"],
+                side["likes"],
+                side["dislikes"],
+            )
+            for name, side in (("live", doc["live"]), ("candidate", doc["candidate"]))
+        ),
+    )
+    if doc.get("reason"):
+        output.say(f"ended: {doc['reason']}")
+
+
+def register(app: App) -> None:
+    """Add versions, diff, rollback, pin, unpin and the rollout group to the root app."""
+
+    @app.command("versions")
+    def versions(ctx: typer.Context, sec: SecArg, json: JsonFlag = False) -> None:
+        """List SEC's versions, newest first, with their state (live, candidate, draft, retired).
+
+        Example: secretaries versions alice --json
+        """
+        rows = runtime(ctx).registry().versions(sec)
+        if json:
+            output.emit_json([v.doc() for v in rows])
+            return
+        output.table(
+            None,
+            ["version", "state", "model", "created", "note"],
+            (
+                (
+                    v.version,
+                    v.state,
+                    v.model,
+                    v.created_at.isoformat(timespec="seconds"),
+                    v.note or "",
+                )
+                for v in rows
+            ),
+        )
+
+    @app.command("diff")
+    def diff(
+        ctx: typer.Context,
+        sec: SecArg,
+        v1: Annotated[int, typer.Argument(help="The older version.")],
+        v2: Annotated[int, typer.Argument(help="The newer version.")],
+        json: JsonFlag = False,
+    ) -> None:
+        """Show what changed from V1 to V2: model, params and the prompt as a unified diff.
+
+        Example: secretaries diff alice 3 4
+        """
+        doc = runtime(ctx).registry().diff(sec, v1, v2)
+        if json:
+            output.emit_json(doc)
+            return
+        if doc["model"]:
+            output.say(f"model: {doc['model']['from']} -> {doc['model']['to']}")
+        for key, change in doc["params"].items():
+            output.say(f"param {key}: {change['from']!r} -> {change['to']!r}")
+        output.say(doc["prompt_diff"] or "(the prompt is the same)")
+
+    @app.command("rollback")
+    def rollback(
+        ctx: typer.Context,
+        sec: SecArg,
+        to: Annotated[int, typer.Option("--to", help="The version whose content goes live.")],
+        json: JsonFlag = False,
+    ) -> None:
+        """Make version N's content live again, as a new version; ends any rollout of SEC.
+
+        Example: secretaries rollback alice --to 3
+        """
+        change = runtime(ctx).registry().rollback(sec, to)
+        if json:
+            output.emit_json(runtime(ctx).registry().secretary_detail(change.secretary.id))
+            return
+        output.say(
+            f"{change.secretary.name} now serves the content of version {to} "
+            f"as version {change.secretary.version}."
+        )
+
+    @app.command("pin")
+    def pin(
+        ctx: typer.Context,
+        user: UserArg,
+        sec: SecArg,
+        version: Annotated[int, typer.Option("--version", help="The version USER gets.")],
+    ) -> None:
+        """Give USER version N of SEC, whatever is live or rolling out.
+
+        Example: secretaries pin @ann alice --version 2
+        """
+        runtime(ctx).registry().pin(user, sec, version)
+        output.say(f"{user} now gets version {version} of {sec}.")
+
+    @app.command("unpin")
+    def unpin(ctx: typer.Context, user: UserArg, sec: SecArg) -> None:
+        """Remove USER's pin on SEC (back to live or the rollout).
+
+        Example: secretaries unpin @ann alice
+        """
+        removed = runtime(ctx).registry().unpin(user, sec)
+        output.say(f"{user} unpinned from {sec}." if removed else f"{user} had no pin on {sec}.")
+
+    @rollout_app.command("start")
+    def start(
+        ctx: typer.Context,
+        sec: SecArg,
+        percent: PercentOpt,
+        version: Annotated[
+            int | None, typer.Option("--version", help="Default: the newest draft.")
+        ] = None,
+        max_error_rate: Annotated[
+            float | None,
+            typer.Option("--max-error-rate", help="Roll back above this error rate (0-1)."),
+        ] = None,
+        max_dislike_rate: Annotated[
+            float | None,
+            typer.Option("--max-dislike-rate", help="Roll back above this dislike rate (0-1)."),
+        ] = None,
+        min_messages: Annotated[
+            int,
+            typer.Option("--min-messages", min=1, help="Candidate messages before judging."),
+        ] = 50,
+        json: JsonFlag = False,
+    ) -> None:
+        """Serve a version to P% of SEC's users; roll back by itself past the limits.
+
+        Example: secretaries rollout start alice --percent 10 --max-error-rate 0.05
+        """
+        runtime(ctx).registry().rollout_start(
+            sec,
+            percent=percent,
+            version=version,
+            max_error_rate=max_error_rate,
+            max_dislike_rate=max_dislike_rate,
+            min_messages=min_messages,
+        )
+        _status(ctx, sec, json)
+
+    @rollout_app.command("set")
+    def set_(ctx: typer.Context, sec: SecArg, percent: PercentOpt, json: JsonFlag = False) -> None:
+        """Change the share of users on the candidate (raising it only adds users).
+
+        Example: secretaries rollout set alice --percent 50
+        """
+        runtime(ctx).registry().rollout_set(sec, percent)
+        _status(ctx, sec, json)
+
+    @rollout_app.command("promote")
+    def promote(ctx: typer.Context, sec: SecArg, json: JsonFlag = False) -> None:
+        """Make the candidate live for everyone.
+
+        Example: secretaries rollout promote alice
+        """
+        runtime(ctx).registry().rollout_promote(sec)
+        _status(ctx, sec, json)
+
+    @rollout_app.command("abort")
+    def abort(ctx: typer.Context, sec: SecArg, json: JsonFlag = False) -> None:
+        """Put everyone back on the live version (the candidate stays a draft).
+
+        Example: secretaries rollout abort alice
+        """
+        runtime(ctx).registry().rollout_abort(sec)
+        _status(ctx, sec, json)
+
+    @rollout_app.command("status")
+    def status(ctx: typer.Context, sec: SecArg, json: JsonFlag = False) -> None:
+        """Show SEC's newest rollout with live and candidate counts over its life.
+
+        Example: secretaries rollout status alice --json
+        """
+        _status(ctx, sec, json)
+
+    app.add_typer(rollout_app, name="rollout")

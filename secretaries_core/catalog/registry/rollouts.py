@@ -1,0 +1,384 @@
+"""Rollouts of a candidate version, rollback, and which version serves a user.
+
+Which version serves a user (the resolution's last stage):
+
+1. a pin of that user to that secretary (`pin USER SEC --version N`) → `pinned`;
+2. a running rollout whose hash of (user, secretary, rollout) falls under its percent →
+   the candidate, `rollout`;
+3. otherwise the live version, `live`.
+
+The hash is stable, so a user stays on one side for a rollout's life, and raising the
+percentage only adds users (a user is in at P% iff their bucket is below P x 100).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, and_, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from secretaries_core.catalog.models import Assistant, TelegramUser
+from secretaries_core.catalog.registry.base import Change
+from secretaries_core.catalog.registry.versions import (
+    DEFAULT_MIN_MESSAGES,
+    Rollout,
+    RolloutState,
+    Served,
+    VersionsMixin,
+    _row_rollout,
+    in_rollout,
+)
+from secretaries_core.catalog.versions_tables import (
+    PIN_TABLE,
+    ROLLOUT_TABLE,
+    VERSION_COUNT_TABLE,
+    VERSION_TABLE,
+)
+from secretaries_core.errors import Conflict, InvalidInput, NotFound
+
+
+class RolloutsMixin(VersionsMixin):
+    """Rollouts, rollback and the served version."""
+
+    def rollback(self, ref: str | uuid.UUID, to: int, *, note: str | None = None) -> Change:
+        """Version `to`'s content becomes live as a new version; any rollout of SEC ends."""
+
+        def work(session: Session) -> Change:
+            secretary = self._secretary(session, ref, lock=True)
+            row = self._version_row(session, secretary, to)
+            self._end_rollout(session, secretary.id, "aborted", f"rollback to version {to}")
+            number = self._next_version(session, secretary)
+            self._make_live(session, secretary, number, row, note or f"rollback to version {to}")
+            return Change(secretary, changed=True)
+
+        return self._write(work, conflict="the secretary changed meanwhile; try again")
+
+    def _make_live(
+        self, session: Session, secretary: Assistant, number: int, row: Any, note: str | None
+    ) -> None:
+        secretary.model, secretary.prompt = row.model, row.prompt
+        secretary.params = dict(row.params)
+        secretary.version = number
+        secretary.updated_at = self.clock()
+        self._add_version(
+            session,
+            secretary,
+            number,
+            "live",
+            note,
+            model=row.model,
+            prompt=row.prompt,
+            params=dict(row.params),
+        )
+        session.flush()
+
+    def rollout_start(
+        self,
+        ref: str | uuid.UUID,
+        *,
+        percent: int,
+        version: int | None = None,
+        max_error_rate: float | None = None,
+        max_dislike_rate: float | None = None,
+        min_messages: int = DEFAULT_MIN_MESSAGES,
+    ) -> Rollout:
+        """Serve VERSION (default: the newest draft) to PERCENT% of SEC's users."""
+        _check_percent(percent)
+        for name, rate in (
+            ("max error rate", max_error_rate),
+            ("max dislike rate", max_dislike_rate),
+        ):
+            if rate is not None and not 0 <= rate <= 1:
+                raise InvalidInput(f"the {name} is a fraction between 0 and 1, got {rate}")
+        if min_messages < 1:
+            raise InvalidInput(f"--min-messages must be at least 1, got {min_messages}")
+
+        def work(session: Session) -> Rollout:
+            secretary = self._secretary(session, ref, lock=True)
+            if self._running(session, secretary.id) is not None:
+                raise Conflict(
+                    f"{secretary.name} already has a running rollout; "
+                    f"`secretaries rollout status {secretary.name}`"
+                )
+            chosen = version if version is not None else self._newest_draft(session, secretary)
+            row = self._version_row(session, secretary, chosen)
+            if row.version == secretary.version:
+                raise InvalidInput(f"version {chosen} is already live")
+            rollout_id = uuid.uuid4()
+            session.execute(
+                ROLLOUT_TABLE.insert().values(
+                    id=rollout_id,
+                    secretary_id=secretary.id,
+                    live_version=secretary.version,
+                    candidate_version=row.version,
+                    percent=percent,
+                    state="running",
+                    max_error_rate=max_error_rate,
+                    max_dislike_rate=max_dislike_rate,
+                    min_messages=min_messages,
+                    started_at=self.clock(),
+                )
+            )
+            self._set_state(session, secretary.id, row.version, "candidate")
+            found = self._running(session, secretary.id)
+            assert found is not None
+            return found
+
+        try:
+            return self._write(work, conflict="a rollout of this secretary is already running")
+        except IntegrityError as exc:  # two starts raced: the partial unique index decided
+            raise Conflict("a rollout of this secretary is already running") from exc
+
+    def _newest_draft(self, session: Session, secretary: Assistant) -> int:
+        found = session.execute(
+            select(func.max(VERSION_TABLE.c.version)).where(
+                VERSION_TABLE.c.secretary_id == secretary.id,
+                VERSION_TABLE.c.version > secretary.version,
+                VERSION_TABLE.c.state.in_(("draft", "candidate")),
+            )
+        ).scalar_one_or_none()
+        if found is None:
+            raise InvalidInput(
+                f"{secretary.name} has no draft to roll out; make one with "
+                f"`secretaries update {secretary.name} ... --draft` or pass --version"
+            )
+        return int(found)
+
+    def _require_running(self, session: Session, secretary: Assistant) -> Rollout:
+        running = self._running(session, secretary.id)
+        if running is None:
+            raise NotFound(f"{secretary.name} has no running rollout")
+        return running
+
+    def rollout_set(self, ref: str | uuid.UUID, percent: int) -> Rollout:
+        """Change the share of users on the candidate (raising it only adds users)."""
+        _check_percent(percent)
+
+        def work(session: Session) -> Rollout:
+            secretary = self._secretary(session, ref, lock=True)
+            running = self._require_running(session, secretary)
+            session.execute(
+                update(ROLLOUT_TABLE)
+                .where(ROLLOUT_TABLE.c.id == running.id)
+                .values(percent=percent)
+            )
+            found = self._running(session, secretary.id)
+            assert found is not None
+            return found
+
+        result: Rollout = self._write(work, conflict="the rollout changed meanwhile; try again")
+        return result
+
+    def rollout_promote(self, ref: str | uuid.UUID) -> Rollout:
+        """The candidate becomes live for everyone."""
+
+        def work(session: Session) -> Rollout:
+            secretary = self._secretary(session, ref, lock=True)
+            running = self._require_running(session, secretary)
+            row = self._version_row(session, secretary, running.candidate_version)
+            self._end_rollout(session, secretary.id, "promoted", None)
+            # The candidate's own number goes live (its counts stay with it).
+            secretary.model, secretary.prompt = row.model, row.prompt
+            secretary.params = dict(row.params)
+            secretary.version = row.version
+            secretary.updated_at = self.clock()
+            session.execute(
+                update(VERSION_TABLE)
+                .where(
+                    VERSION_TABLE.c.secretary_id == secretary.id, VERSION_TABLE.c.state == "live"
+                )
+                .values(state="retired")
+            )
+            self._set_state(session, secretary.id, row.version, "live")
+            session.flush()
+            return self._rollout(session, running.id)
+
+        result: Rollout = self._write(work, conflict="the rollout changed meanwhile; try again")
+        return result
+
+    def rollout_abort(self, ref: str | uuid.UUID, *, reason: str | None = None) -> Rollout:
+        """Everyone back on the live version; the candidate stays a draft."""
+
+        def work(session: Session) -> Rollout:
+            secretary = self._secretary(session, ref, lock=True)
+            running = self._require_running(session, secretary)
+            self._end_rollout(session, secretary.id, "aborted", reason)
+            return self._rollout(session, running.id)
+
+        result: Rollout = self._write(work, conflict="the rollout changed meanwhile; try again")
+        return result
+
+    def _rollout(self, session: Session, rollout_id: uuid.UUID) -> Rollout:
+        return _row_rollout(
+            session.execute(select(ROLLOUT_TABLE).where(ROLLOUT_TABLE.c.id == rollout_id)).one()
+        )
+
+    def _end_rollout(
+        self, session: Session, secretary_id: uuid.UUID, state: RolloutState, reason: str | None
+    ) -> bool:
+        running = self._running(session, secretary_id)
+        if running is None:
+            return False
+        done = session.execute(
+            update(ROLLOUT_TABLE)
+            .where(ROLLOUT_TABLE.c.id == running.id, ROLLOUT_TABLE.c.state == "running")
+            .values(state=state, ended_at=self.clock(), reason=reason)
+        )
+        if state != "promoted":
+            back = "retired" if state == "rolled_back" else "draft"
+            self._set_state(session, secretary_id, running.candidate_version, back)
+        return bool(cast(CursorResult[Any], done).rowcount)
+
+    def roll_back_rollout(self, rollout_id: uuid.UUID, reason: str) -> bool:
+        """End a running rollout as `rolled_back` (once, whoever calls it first); True if so."""
+
+        def work(session: Session) -> bool:
+            row = session.execute(
+                select(ROLLOUT_TABLE).where(
+                    ROLLOUT_TABLE.c.id == rollout_id, ROLLOUT_TABLE.c.state == "running"
+                )
+            ).first()
+            if row is None:
+                return False
+            return self._end_rollout(session, row.secretary_id, "rolled_back", reason)
+
+        result: bool = self._write(work, conflict="the rollout changed meanwhile")
+        return result
+
+    def rollout_status(self, ref: str | uuid.UUID) -> dict[str, Any]:
+        """The newest rollout of SEC with both sides' counts over its life (SPEC shape)."""
+
+        def work(session: Session) -> dict[str, Any]:
+            secretary = self._secretary(session, ref)
+            row = session.execute(
+                select(ROLLOUT_TABLE)
+                .where(ROLLOUT_TABLE.c.secretary_id == secretary.id)
+                .order_by(ROLLOUT_TABLE.c.started_at.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                raise NotFound(f"{secretary.name} has never had a rollout")
+            rollout = _row_rollout(row)
+            counts = {
+                r.version: r
+                for r in session.execute(
+                    select(VERSION_COUNT_TABLE).where(
+                        VERSION_COUNT_TABLE.c.secretary_id == secretary.id,
+                        VERSION_COUNT_TABLE.c.period == rollout.id.hex,
+                    )
+                )
+            }
+            return {
+                "secretary": secretary.name,
+                "state": rollout.state,
+                "percent": rollout.percent,
+                "live": side(rollout.live_version, counts.get(rollout.live_version)),
+                "candidate": side(rollout.candidate_version, counts.get(rollout.candidate_version)),
+                "max_error_rate": rollout.max_error_rate,
+                "max_dislike_rate": rollout.max_dislike_rate,
+                "min_messages": rollout.min_messages,
+                "started_at": rollout.started_at.isoformat(),
+                "ended_at": rollout.ended_at.isoformat() if rollout.ended_at else None,
+                "reason": rollout.reason,
+            }
+
+        result: dict[str, Any] = self._read(work)
+        return result
+
+    def running_rollout(self, rollout_id: uuid.UUID) -> Rollout | None:
+        """The rollout if it is still running."""
+
+        def work(session: Session) -> Rollout | None:
+            row = session.execute(
+                select(ROLLOUT_TABLE).where(
+                    ROLLOUT_TABLE.c.id == rollout_id, ROLLOUT_TABLE.c.state == "running"
+                )
+            ).first()
+            return _row_rollout(row) if row is not None else None
+
+        result: Rollout | None = self._read(work)
+        return result
+
+    def _served(self, session: Session, user: TelegramUser, secretary: Assistant) -> Served:
+        pinned = session.execute(
+            select(VERSION_TABLE)
+            .join(
+                PIN_TABLE,
+                and_(
+                    PIN_TABLE.c.secretary_id == VERSION_TABLE.c.secretary_id,
+                    PIN_TABLE.c.version == VERSION_TABLE.c.version,
+                ),
+            )
+            .where(PIN_TABLE.c.user_id == user.id, PIN_TABLE.c.secretary_id == secretary.id)
+        ).first()
+        if pinned is not None:
+            return Served(
+                pinned.version, pinned.model, pinned.prompt, dict(pinned.params), "pinned"
+            )
+        running = self._running(session, secretary.id)
+        if running is not None:
+            if in_rollout(user.telegram_id, secretary.id, running.id, running.percent):
+                row = session.execute(
+                    select(VERSION_TABLE).where(
+                        VERSION_TABLE.c.secretary_id == secretary.id,
+                        VERSION_TABLE.c.version == running.candidate_version,
+                    )
+                ).first()
+                if row is not None:
+                    return Served(
+                        row.version,
+                        row.model,
+                        row.prompt,
+                        dict(row.params),
+                        "rollout",
+                        running.id,
+                    )
+            return Served(
+                secretary.version,
+                secretary.model,
+                secretary.prompt,
+                dict(secretary.params),
+                "live",
+                running.id,
+            )
+        return Served(
+            secretary.version, secretary.model, secretary.prompt, dict(secretary.params), "live"
+        )
+
+    def rollout_of(self, secretary_id: uuid.UUID, version: int) -> uuid.UUID | None:
+        """The running rollout of the secretary, if `version` is one of its two sides."""
+
+        def work(session: Session) -> uuid.UUID | None:
+            running = self._running(session, secretary_id)
+            if running is None or version not in (running.live_version, running.candidate_version):
+                return None
+            return running.id
+
+        return self._read(work)
+
+
+def side(version: int, row: Any) -> dict[str, Any]:
+    """One side of `rollout status`: a version's counts over the rollout's life."""
+    messages = int(row.messages) if row is not None else 0
+    errors = int(row.errors) if row is not None else 0
+    likes = int(row.likes) if row is not None else 0
+    dislikes = int(row.dislikes) if row is not None else 0
+    return {
+        "version": version,
+        "messages": messages,
+        "errors": errors,
+        "error_rate": round(errors / messages, 4) if messages else 0.0,
+        "likes": likes,
+        "dislikes": dislikes,
+        "dislike_rate": round(dislikes / (likes + dislikes), 4) if likes + dislikes else 0.0,
+        "prompt_tokens": int(row.prompt_tokens) if row is not None else 0,
+        "completion_tokens": int(row.completion_tokens) if row is not None else 0,
+    }
+
+
+def _check_percent(percent: int) -> None:
+    if not 0 <= percent <= 100:
+        raise InvalidInput(f"--percent is 0 to 100, got {percent}")

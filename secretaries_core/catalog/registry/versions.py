@@ -1,0 +1,363 @@
+"""Versions of a secretary, rollouts of a candidate, pins, and which version a user gets.
+
+The `assistant` row holds the live content and its number; `secretary_version` holds every
+version's content. Which version serves a user (the resolution's last stage):
+
+1. a pin of that user to that secretary (`pin USER SEC --version N`) → `pinned`;
+2. a running rollout whose hash of (user, secretary, rollout) falls under its percent →
+   the candidate, `rollout`;
+3. otherwise the live version, `live`.
+
+The hash is stable, so a user stays on one side for a rollout's life, and raising the
+percentage only adds users (a user is in at P% iff their bucket is below P x 100).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypeVar, cast
+
+from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy.orm import Session
+
+from secretaries_core.catalog.models import Assistant
+from secretaries_core.catalog.refs import UserRef
+from secretaries_core.catalog.registry.base import RegistryBase
+from secretaries_core.catalog.versions_tables import (
+    PIN_TABLE,
+    REPLY_REF_TABLE,
+    ROLLOUT_TABLE,
+    VERSION_TABLE,
+)
+from secretaries_core.errors import NotFound
+
+T = TypeVar("T")
+VersionSource = Literal["live", "rollout", "pinned"]
+VersionState = Literal["live", "candidate", "draft", "retired"]
+RolloutState = Literal["running", "promoted", "aborted", "rolled_back"]
+DEFAULT_MIN_MESSAGES = 50
+# How long the bot's reply → version references are kept (reactions come within days).
+REPLY_REF_RETENTION = timedelta(days=7)
+ALL = "all"  # the period of a version's counts over its whole life
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One version of a secretary (`versions --json` item)."""
+
+    version: int
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    note: str | None
+    created_at: datetime
+    state: VersionState
+
+    def doc(self) -> dict[str, Any]:
+        """The SPEC's JSON shape."""
+        return {
+            "version": self.version,
+            "model": self.model,
+            "prompt": self.prompt,
+            "params": self.params,
+            "note": self.note,
+            "created_at": self.created_at.isoformat(),
+            "state": self.state,
+        }
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a user gets of a secretary: a version's content, its number and why."""
+
+    version: int
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    source: VersionSource
+    rollout: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A rollout row."""
+
+    id: uuid.UUID
+    secretary_id: uuid.UUID
+    live_version: int
+    candidate_version: int
+    percent: int
+    state: RolloutState
+    max_error_rate: float | None
+    max_dislike_rate: float | None
+    min_messages: int
+    started_at: datetime
+    ended_at: datetime | None
+    reason: str | None
+
+
+def in_rollout(
+    telegram_id: int, secretary_id: uuid.UUID, rollout_id: uuid.UUID, percent: int
+) -> bool:
+    """True when this user gets the candidate at `percent` (stable per user and rollout)."""
+    digest = hashlib.sha256(f"{telegram_id}:{secretary_id}:{rollout_id}".encode()).digest()
+    bucket = int.from_bytes(digest[:8], "big") % 10_000
+    return bucket < percent * 100
+
+
+def _row_rollout(row: Any) -> Rollout:
+    return Rollout(**{c: getattr(row, c) for c in Rollout.__dataclass_fields__})
+
+
+class VersionsMixin(RegistryBase):
+    """Versions, rollouts and pins of the catalog."""
+
+    @staticmethod
+    def _next_version(session: Session, secretary: Assistant) -> int:
+        top = session.execute(
+            select(func.max(VERSION_TABLE.c.version)).where(
+                VERSION_TABLE.c.secretary_id == secretary.id
+            )
+        ).scalar_one_or_none()
+        return max(int(top or 0), secretary.version) + 1
+
+    def _add_version(
+        self,
+        session: Session,
+        secretary: Assistant,
+        version: int,
+        state: str,
+        note: str | None,
+        *,
+        model: str | None = None,
+        prompt: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        if state == "live":
+            # The version live so far retires.
+            session.execute(
+                update(VERSION_TABLE)
+                .where(
+                    VERSION_TABLE.c.secretary_id == secretary.id,
+                    VERSION_TABLE.c.state == "live",
+                )
+                .values(state="retired")
+            )
+        session.execute(
+            VERSION_TABLE.insert().values(
+                secretary_id=secretary.id,
+                version=version,
+                model=model if model is not None else secretary.model,
+                prompt=prompt if prompt is not None else secretary.prompt,
+                params=dict(params if params is not None else secretary.params),
+                note=note,
+                state=state,
+                created_at=self.clock(),
+            )
+        )
+
+    def _ensure_live_row(self, session: Session, secretary: Assistant) -> None:
+        """A secretary made before versions existed (or by hand) gets its live row now."""
+        found = session.execute(
+            select(VERSION_TABLE.c.version).where(
+                VERSION_TABLE.c.secretary_id == secretary.id,
+                VERSION_TABLE.c.version == secretary.version,
+            )
+        ).first()
+        if found is None:
+            self._add_version(session, secretary, secretary.version, "live", None)
+
+    def _version_row(self, session: Session, secretary: Assistant, version: int) -> Any:
+        if version == secretary.version:
+            self._ensure_live_row(session, secretary)
+        row = session.execute(
+            select(VERSION_TABLE).where(
+                VERSION_TABLE.c.secretary_id == secretary.id, VERSION_TABLE.c.version == version
+            )
+        ).first()
+        if row is None:
+            raise NotFound(
+                f"secretary {secretary.name!r} has no version {version}; "
+                f"see `secretaries versions {secretary.name}`"
+            )
+        return row
+
+    def versions(self, ref: str | uuid.UUID) -> list[VersionInfo]:
+        """Every version of SEC, newest first, with its state."""
+
+        def work(session: Session) -> list[VersionInfo]:
+            secretary = self._secretary(session, ref)
+            self._ensure_live_row(session, secretary)
+            running = self._running(session, secretary.id)
+            rows = session.execute(
+                select(VERSION_TABLE)
+                .where(VERSION_TABLE.c.secretary_id == secretary.id)
+                .order_by(VERSION_TABLE.c.version.desc())
+            ).all()
+            out = []
+            for row in rows:
+                state: VersionState = row.state
+                if row.version == secretary.version:
+                    state = "live"
+                elif running is not None and row.version == running.candidate_version:
+                    state = "candidate"
+                elif state in ("live", "candidate"):
+                    state = "retired" if row.version < secretary.version else "draft"
+                out.append(
+                    VersionInfo(
+                        row.version,
+                        row.model,
+                        row.prompt,
+                        dict(row.params),
+                        row.note,
+                        row.created_at,
+                        state,
+                    )
+                )
+            return out
+
+        return self._write_quietly(work)
+
+    def _write_quietly(self, work: Callable[[Session], T]) -> T:
+        """A write transaction that notifies nobody (backfilling a live row changes nothing)."""
+        from secretaries_core.plumbing.db import session_scope
+
+        with session_scope(self.engine, write=True) as session:
+            return work(session)
+
+    def diff(self, ref: str | uuid.UUID, v1: int, v2: int) -> dict[str, Any]:
+        """Model and param changes and the prompt as a unified diff, from V1 to V2."""
+
+        def work(session: Session) -> dict[str, Any]:
+            secretary = self._secretary(session, ref)
+            a, b = (
+                self._version_row(session, secretary, v1),
+                self._version_row(session, secretary, v2),
+            )
+            params: dict[str, Any] = {}
+            for key in sorted(set(a.params) | set(b.params)):
+                if a.params.get(key) != b.params.get(key):
+                    params[key] = {"from": a.params.get(key), "to": b.params.get(key)}
+            prompt = "\n".join(
+                difflib.unified_diff(
+                    a.prompt.splitlines(),
+                    b.prompt.splitlines(),
+                    fromfile=f"{secretary.name} v{v1}",
+                    tofile=f"{secretary.name} v{v2}",
+                    lineterm="",
+                )
+            )
+            return {
+                "from": v1,
+                "to": v2,
+                "model": {"from": a.model, "to": b.model} if a.model != b.model else None,
+                "params": params,
+                "prompt_diff": prompt,
+            }
+
+        return self._write_quietly(work)
+
+    def _set_state(
+        self, session: Session, secretary_id: uuid.UUID, version: int, state: str
+    ) -> None:
+        session.execute(
+            update(VERSION_TABLE)
+            .where(VERSION_TABLE.c.secretary_id == secretary_id, VERSION_TABLE.c.version == version)
+            .values(state=state)
+        )
+
+    def pin(self, user_ref: UserRef, ref: str | uuid.UUID, version: int) -> None:
+        """USER gets VERSION of SEC, whatever is live or rolling out."""
+
+        def work(session: Session) -> int:
+            user = self._user(session, user_ref)
+            secretary = self._secretary(session, ref)
+            self._version_row(session, secretary, version)
+            session.execute(
+                PIN_TABLE.delete().where(
+                    PIN_TABLE.c.user_id == user.id, PIN_TABLE.c.secretary_id == secretary.id
+                )
+            )
+            session.execute(
+                PIN_TABLE.insert().values(
+                    user_id=user.id,
+                    secretary_id=secretary.id,
+                    version=version,
+                    created_at=self.clock(),
+                )
+            )
+            return user.telegram_id
+
+        telegram_id = self._write_quietly(work)
+        self._changed("link", telegram_id=telegram_id)
+
+    def unpin(self, user_ref: UserRef, ref: str | uuid.UUID) -> bool:
+        """Remove USER's pin on SEC; False when there was none."""
+
+        def work(session: Session) -> tuple[int, bool]:
+            user = self._user(session, user_ref)
+            secretary = self._secretary(session, ref)
+            done = session.execute(
+                PIN_TABLE.delete().where(
+                    PIN_TABLE.c.user_id == user.id, PIN_TABLE.c.secretary_id == secretary.id
+                )
+            )
+            return user.telegram_id, bool(cast(CursorResult[Any], done).rowcount)
+
+        telegram_id, removed = self._write_quietly(work)
+        self._changed("link", telegram_id=telegram_id)
+        return bool(removed)
+
+    def remember_reply(
+        self, telegram_id: int, message_id: int, secretary_id: uuid.UUID, version: int
+    ) -> None:
+        """The bot sent a reply as `message_id`: keep which version wrote it (for reactions)."""
+        cutoff = self.clock() - REPLY_REF_RETENTION
+
+        def work(session: Session) -> None:
+            session.execute(
+                REPLY_REF_TABLE.delete().where(
+                    REPLY_REF_TABLE.c.telegram_id == telegram_id,
+                    REPLY_REF_TABLE.c.message_id == message_id,
+                )
+            )
+            session.execute(
+                REPLY_REF_TABLE.insert().values(
+                    telegram_id=telegram_id,
+                    message_id=message_id,
+                    secretary_id=secretary_id,
+                    version=version,
+                    created_at=self.clock(),
+                )
+            )
+            # Old references go as new ones come (index on created_at): they expire.
+            session.execute(REPLY_REF_TABLE.delete().where(REPLY_REF_TABLE.c.created_at < cutoff))
+
+        self._write_quietly(work)
+
+    def reply_version(self, telegram_id: int, message_id: int) -> tuple[uuid.UUID, int] | None:
+        """(secretary id, version) of the reply the bot sent as `message_id`, if known."""
+
+        def work(session: Session) -> tuple[uuid.UUID, int] | None:
+            row = session.execute(
+                select(REPLY_REF_TABLE.c.secretary_id, REPLY_REF_TABLE.c.version).where(
+                    REPLY_REF_TABLE.c.telegram_id == telegram_id,
+                    REPLY_REF_TABLE.c.message_id == message_id,
+                )
+            ).first()
+            return (row.secretary_id, int(row.version)) if row is not None else None
+
+        return self._read(work)
+
+    def _running(self, session: Session, secretary_id: uuid.UUID) -> Rollout | None:
+        row = session.execute(
+            select(ROLLOUT_TABLE).where(
+                ROLLOUT_TABLE.c.secretary_id == secretary_id, ROLLOUT_TABLE.c.state == "running"
+            )
+        ).first()
+        return _row_rollout(row) if row is not None else None

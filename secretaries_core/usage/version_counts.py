@@ -1,0 +1,180 @@
+"""Per-version counts (messages, errors, tokens, likes, dislikes) and the automatic rollback.
+
+Counted in memory on the message path and written by a background thread every 0.25 s
+(one upsert per flush, summed across every process by the database), for the period
+`all` and, while a rollout runs, for that rollout's period too, so `rollout status`
+compares live and candidate over the same time. After each write the rollouts it touched
+are checked: once the candidate has handled `min_messages` and its error rate (or dislike
+rate) is above the limit and above the live version's, the rollout ends as `rolled_back`
+— once, whichever process sees it first — and every user is back on live within the
+resolution TTL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, select
+
+from secretaries_core.catalog.versions_tables import VERSION_COUNT_TABLE
+from secretaries_core.plumbing.db import transaction
+from secretaries_core.usage.upsert import insert_for
+
+if TYPE_CHECKING:
+    from secretaries_core.catalog.registry import SecretaryRegistry
+
+log = logging.getLogger(__name__)
+FIELDS = ("messages", "errors", "prompt_tokens", "completion_tokens", "likes", "dislikes")
+ALL = "all"
+Key = tuple[uuid.UUID, int, str]
+
+
+class VersionCounts:
+    """Buffered per-version counters and the rollback guard behind them."""
+
+    def __init__(
+        self,
+        registry: SecretaryRegistry,
+        *,
+        interval: float = 0.25,
+        on_rollback: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.engine: Engine = registry.engine
+        self.interval = interval
+        self.on_rollback = on_rollback
+        self._pending: dict[Key, list[int]] = defaultdict(lambda: [0] * len(FIELDS))
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def add(
+        self,
+        secretary_id: uuid.UUID,
+        version: int,
+        rollout: uuid.UUID | None,
+        **counts: int,
+    ) -> None:
+        """Count for the version over its life and, in a rollout, over the rollout's."""
+        values = [counts.get(f, 0) for f in FIELDS]
+        periods = [ALL] if rollout is None else [ALL, rollout.hex]
+        with self._lock:
+            for period in periods:
+                row = self._pending[(secretary_id, version, period)]
+                for i, value in enumerate(values):
+                    row[i] += value
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._run, name="secretaries-version-counts", daemon=True
+                )
+                self._thread.start()
+
+    def flush(self) -> None:
+        """Write what is counted so far, then check the rollouts it touched."""
+        with self._write_lock:
+            with self._lock:
+                batch, self._pending = self._pending, defaultdict(lambda: [0] * len(FIELDS))
+            if not batch:
+                return
+            rows = [
+                {"secretary_id": s, "version": v, "period": p, **dict(zip(FIELDS, c, strict=True))}
+                for (s, v, p), c in batch.items()
+            ]
+            try:
+                insert = insert_for(self.engine, VERSION_COUNT_TABLE)
+                statement = insert.on_conflict_do_update(
+                    index_elements=["secretary_id", "version", "period"],
+                    set_={f: VERSION_COUNT_TABLE.c[f] + insert.excluded[f] for f in FIELDS},
+                )
+                with transaction(self.engine, write=True) as conn:
+                    conn.execute(statement, rows)
+            except Exception:
+                with self._lock:
+                    for key, counts in batch.items():
+                        row = self._pending[key]
+                        for i, value in enumerate(counts):
+                            row[i] += value
+                raise
+        for period in {p for (_s, _v, p) in batch if p != ALL}:
+            self.check(uuid.UUID(hex=period))
+
+    def check(self, rollout_id: uuid.UUID) -> str | None:
+        """Roll the rollout back if its candidate is worse than allowed; the reason if so."""
+        rollout = self.registry.running_rollout(rollout_id)
+        if rollout is None:
+            return None
+        with transaction(self.engine) as conn:
+            found = {
+                row.version: row
+                for row in conn.execute(
+                    select(VERSION_COUNT_TABLE).where(
+                        VERSION_COUNT_TABLE.c.secretary_id == rollout.secretary_id,
+                        VERSION_COUNT_TABLE.c.period == rollout_id.hex,
+                    )
+                )
+            }
+        candidate, live = found.get(rollout.candidate_version), found.get(rollout.live_version)
+        if candidate is None or candidate.messages < rollout.min_messages:
+            return None
+        reason = _worse(rollout.max_error_rate, _errors(candidate), _errors(live), "error") or (
+            _worse(rollout.max_dislike_rate, _dislikes(candidate), _dislikes(live), "dislike")
+        )
+        if reason is None:
+            return None
+        reason = f"{reason} after {candidate.messages} candidate message(s)"
+        if self.registry.roll_back_rollout(rollout_id, reason):
+            name = self._name(rollout.secretary_id)
+            log.warning("rollout of %s rolled back: %s", name, reason)
+            if self.on_rollback is not None:
+                self.on_rollback(name, reason)
+        return reason
+
+    def _name(self, secretary_id: uuid.UUID) -> str:
+        try:
+            return self.registry.get_secretary(secretary_id).name
+        except Exception:  # the rollout is what matters; a name is for the log
+            return str(secretary_id)
+
+    def _run(self) -> None:
+        wait = self.interval
+        while not self._closed:
+            self._wake.wait(wait)
+            try:
+                self.flush()
+                wait = self.interval
+            except Exception as exc:  # kept for the next round
+                wait = min(wait * 2, 10.0)
+                log.error("could not write version counts; retrying in %.2gs: %s", wait, exc)
+
+    def close(self) -> None:
+        """Stop the thread and write what is left."""
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        try:
+            self.flush()
+        except Exception as exc:
+            log.error("version counts lost at shutdown: %s", exc)
+
+
+def _errors(row: Any) -> float:
+    return row.errors / row.messages if row is not None and row.messages else 0.0
+
+
+def _dislikes(row: Any) -> float:
+    votes = (row.likes + row.dislikes) if row is not None else 0
+    return row.dislikes / votes if votes else 0.0
+
+
+def _worse(limit: float | None, candidate: float, live: float, what: str) -> str | None:
+    if limit is None or not (candidate > limit and candidate > live):
+        return None
+    return f"candidate {what} rate {candidate:.2f} above {limit:g} (live {live:.2f})"
