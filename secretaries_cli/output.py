@@ -18,7 +18,9 @@ def emit_json(data: Any) -> None:
     elif isinstance(data, dict):
         payload = data
     else:
-        payload = [item.model_dump(mode="json") for item in data]
+        payload = [
+            item.model_dump(mode="json") if hasattr(item, "model_dump") else item for item in data
+        ]
     sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
 
 

@@ -77,6 +77,8 @@ def make_app(script: Script) -> web.Application:
             script.requests.append(body)
             script.headers.append(dict(request.headers))
         behaviour = script.next_behaviour()
+        if "fail" in str(body.get("model", "")):
+            behaviour = "500"  # a model name with "fail" in it is always down (rollout tests)
         if script.window is not None and behaviour == "ok":
             size = sum(len(str(m.get("content", ""))) for m in body["messages"])
             behaviour = "too-long" if size > script.window else behaviour

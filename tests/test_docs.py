@@ -71,6 +71,31 @@ def test_the_readme_session_runs_as_written(tmp_path: Path) -> None:
     assert "Linked 2 user(s) to alice." in outputs[-1]
 
 
+def test_the_release_workflow_runs_as_written(tmp_path: Path) -> None:
+    """Every `secretaries …` line of operations.md's release workflow, in order."""
+    import shlex
+    import subprocess
+    import sys
+
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    block = text.split("## Releasing a secretary", 1)[1].split("```bash", 1)[1].split("```")[0]
+    commands = [line for line in block.splitlines() if line.startswith("secretaries ")]
+    assert len(commands) >= 15
+    env = {**os.environ, "SECRETARIES_HOME": str(tmp_path / "home")}
+    for name in ("SECRETARIES_DATABASE_URL", "SECRETARIES_CONTEXT_URL"):
+        env.pop(name, None)
+    for command in commands:
+        done = subprocess.run(
+            [sys.executable, "-m", "secretaries_cli", *shlex.split(command)[1:]],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+    assert "prompt: |" in (tmp_path / "catalog.yaml").read_text()
+
+
 def test_the_quickstart_echoes_commands_that_can_be_pasted_back() -> None:
     import shlex
     import subprocess

@@ -83,6 +83,21 @@ class BotApi:
             }
         )
 
+    def react(self, user: int, chat: int, message_id: int, emoji: str) -> None:
+        """The user puts `emoji` on message `message_id` (a `message_reaction` update)."""
+        self._push(
+            {
+                "message_reaction": {
+                    "chat": {"id": chat, "type": "private"},
+                    "message_id": message_id,
+                    "user": {"id": user, "is_bot": False, "first_name": f"U{user}"},
+                    "date": int(time.time()),
+                    "old_reaction": [],
+                    "new_reaction": [{"type": "emoji", "emoji": emoji}],
+                }
+            }
+        )
+
     def seen(self, method: str, chat: int | None = None) -> list[dict[str, Any]]:
         """The calls of `method` so far (for one chat)."""
         with self._lock:

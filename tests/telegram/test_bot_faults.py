@@ -153,3 +153,32 @@ def test_callbacks_that_are_not_ours_are_answered(rig: Rig) -> None:  # noqa: F8
     api.press(41, message, "something-else")
     api.wait(lambda: len(api.seen("answerCallbackQuery")) == 2)
     assert "Traceback" not in rig.stderr()
+
+
+def test_dislikes_by_reaction_roll_a_candidate_back(rig: Rig) -> None:  # noqa: F811
+    from secretaries_core.catalog.models import AssistantUpdate
+
+    registry = rig.registry
+    registry.update_secretary("alice", AssistantUpdate(prompt="You are new alice."), draft=True)
+    registry.rollout_start("alice", percent=100, max_dislike_rate=0.5, min_messages=3)
+    api = rig.api
+    for user in (91, 92, 93):
+        api.send(user, "judge me")
+    replies = {}
+    for user in (91, 92, 93):
+        found = api.wait(
+            lambda u=user: [m for m in api.messages_to(u) if "re: judge me" in m["text"]]
+        )
+        assert found[0]["text"].startswith("<You are new alice.>")
+        replies[user] = found[0]["message_id"]
+    for user, message_id in replies.items():
+        api.react(user, user, message_id, "\U0001f44e")
+    status = api.wait(
+        lambda: (s := registry.rollout_status("alice"))["state"] == "rolled_back" and s
+    )
+    assert status["candidate"]["dislikes"] == 3 and status["candidate"]["messages"] >= 3
+    # Everyone is back on the live prompt.
+    api.send(94, "and now?")
+    later = api.wait(lambda: [m for m in api.messages_to(94) if "re: and now?" in m["text"]])
+    assert later[0]["text"].startswith("<You are alice.>")
+    assert "Traceback" not in rig.stderr()

@@ -14,9 +14,10 @@ percentage only adds users (a user is in at P% iff their bucket is below P x 100
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, func, select, update
+from sqlalchemy import CursorResult, and_, bindparam, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,6 +39,26 @@ from secretaries_core.catalog.versions_tables import (
     VERSION_TABLE,
 )
 from secretaries_core.errors import Conflict, InvalidInput, NotFound
+
+# The user's pin on the secretary and the secretary's running rollout, in one query.
+_SERVED_MARKS = select(
+    select(PIN_TABLE.c.version)
+    .where(PIN_TABLE.c.user_id == bindparam("u"), PIN_TABLE.c.secretary_id == bindparam("s"))
+    .scalar_subquery(),
+    ROLLOUT_TABLE.c.id,
+    ROLLOUT_TABLE.c.percent,
+    ROLLOUT_TABLE.c.candidate_version,
+).select_from(
+    select(literal(1).label("one"))
+    .subquery()
+    .outerjoin(
+        ROLLOUT_TABLE,
+        and_(
+            ROLLOUT_TABLE.c.secretary_id == bindparam("s"),
+            ROLLOUT_TABLE.c.state == "running",
+        ),
+    )
+)
 
 
 class RolloutsMixin(VersionsMixin):
@@ -303,49 +324,41 @@ class RolloutsMixin(VersionsMixin):
         return result
 
     def _served(self, session: Session, user: TelegramUser, secretary: Assistant) -> Served:
-        pinned = session.execute(
-            select(VERSION_TABLE)
-            .join(
-                PIN_TABLE,
-                and_(
-                    PIN_TABLE.c.secretary_id == VERSION_TABLE.c.secretary_id,
-                    PIN_TABLE.c.version == VERSION_TABLE.c.version,
-                ),
-            )
-            .where(PIN_TABLE.c.user_id == user.id, PIN_TABLE.c.secretary_id == secretary.id)
-        ).first()
+        # One round trip in the common case (no pin, no rollout): both looked up at once.
+        marks = session.execute(_SERVED_MARKS, {"u": user.id, "s": secretary.id}).first()
+        values: tuple[Any, ...] = tuple(marks) if marks is not None else (None,) * 4
+        pinned, rollout_id, percent, candidate = values
+        live = Served(
+            secretary.version,
+            secretary.model,
+            secretary.prompt,
+            dict(secretary.params),
+            "live",
+            rollout_id,
+        )
+        wanted, source = None, "live"
         if pinned is not None:
-            return Served(
-                pinned.version, pinned.model, pinned.prompt, dict(pinned.params), "pinned"
+            wanted, source, rollout_id = int(pinned), "pinned", None
+        elif rollout_id is not None and in_rollout(
+            user.telegram_id, secretary.id, rollout_id, int(percent)
+        ):
+            wanted, source = int(candidate), "rollout"
+        if wanted is None or (wanted == secretary.version and source != "rollout"):
+            return live if source == "live" else replace(live, source="pinned", rollout=None)
+        row = session.execute(
+            select(VERSION_TABLE).where(
+                VERSION_TABLE.c.secretary_id == secretary.id, VERSION_TABLE.c.version == wanted
             )
-        running = self._running(session, secretary.id)
-        if running is not None:
-            if in_rollout(user.telegram_id, secretary.id, running.id, running.percent):
-                row = session.execute(
-                    select(VERSION_TABLE).where(
-                        VERSION_TABLE.c.secretary_id == secretary.id,
-                        VERSION_TABLE.c.version == running.candidate_version,
-                    )
-                ).first()
-                if row is not None:
-                    return Served(
-                        row.version,
-                        row.model,
-                        row.prompt,
-                        dict(row.params),
-                        "rollout",
-                        running.id,
-                    )
-            return Served(
-                secretary.version,
-                secretary.model,
-                secretary.prompt,
-                dict(secretary.params),
-                "live",
-                running.id,
-            )
+        ).first()
+        if row is None:
+            return live
         return Served(
-            secretary.version, secretary.model, secretary.prompt, dict(secretary.params), "live"
+            row.version,
+            row.model,
+            row.prompt,
+            dict(row.params),
+            cast(Any, source),
+            rollout_id,
         )
 
     def rollout_of(self, secretary_id: uuid.UUID, version: int) -> uuid.UUID | None:
