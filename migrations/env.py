@@ -8,8 +8,10 @@ from alembic import context
 from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
-from secretaries_core.catalog import models  # noqa: F401  (registers the tables on the metadata)
-from secretaries_core.catalog import versions_tables  # noqa: F401
+from secretaries_core.catalog import (
+    models,  # noqa: F401  (registers the tables on the metadata)
+    versions_tables,  # noqa: F401
+)
 from secretaries_core.config import Settings
 from secretaries_core.context import sql_tables  # noqa: F401
 from secretaries_core.plumbing.db import make_engine

@@ -154,7 +154,7 @@ def test_the_migration_gives_existing_secretaries_their_version(blank_url: str) 
                     ":yes, 7, :now, :now)"
                 ),
                 {
-                    "id": "0" * 32 if engine.dialect.name == "sqlite" else "0" * 32,
+                    "id": "0" * 32,
                     "yes": True,
                     "now": "2026-01-01 00:00:00+00:00",
                 },
