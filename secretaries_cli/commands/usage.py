@@ -33,17 +33,48 @@ def usage(
             help="Only the UTC days from DURATION ago on: 12h, 1d (yesterday and today), 7d.",
         ),
     ] = None,
+    by_version: Annotated[
+        bool,
+        typer.Option(
+            "--by-version", help="Also each secretary version's lifetime counts (all users)."
+        ),
+    ] = False,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
-    """Messages and tokens per UTC day and secretary (with cost when prices are set)."""
+    """Messages and tokens per UTC day and secretary (with cost when prices are set).
+
+    Example: secretaries usage --since 7d --by-version
+    """
     from secretaries_core.catalog import admin
 
-    report = admin.usage_report(
-        runtime(ctx).registry(), user=user, secretary=secretary, since=since
-    )
+    registry = runtime(ctx).registry()
+    report = admin.usage_report(registry, user=user, secretary=secretary, since=since)
+    versions = registry.version_usage(secretary) if by_version else None
     if json:
-        output.emit_json(report.as_dict())
+        doc = report.as_dict()
+        if versions is not None:
+            doc["by_version"] = versions
+        output.emit_json(doc)
         return
+    if versions is not None:
+        output.table(
+            "per version (lifetime)",
+            ["secretary", "version", "messages", "errors", "prompt", "completion", "👍", "👎"],
+            (
+                (
+                    name,
+                    v,
+                    c["messages"],
+                    c["errors"],
+                    c["prompt_tokens"],
+                    c["completion_tokens"],
+                    c["likes"],
+                    c["dislikes"],
+                )
+                for name, rows in versions.items()
+                for v, c in rows.items()
+            ),
+        )
     priced = report.total.cost is not None
     columns = ["day", "secretary", "model", "messages", "prompt", "completion"]
     title = (

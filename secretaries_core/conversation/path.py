@@ -187,17 +187,19 @@ class MessagePath:
         secretary = turn.resolved.secretary
         answer = storable(answer)
         # Usage first: the tokens were spent whether or not the context write succeeds.
-        self.recorder.record(turn, answer)
+        entry = self.recorder.record(turn, answer)
         await store_turn(self.store, turn, answer, self.now)
         self.metrics.messages.labels(secretary=secretary.name).inc()
-        usage = turn.usage
+        self.metrics.version_messages.labels(
+            secretary=secretary.name, version=str(secretary.version)
+        ).inc()
         self.counts.add(
             secretary.id,
             secretary.version,
             turn.resolved.rollout,
             messages=1,
-            prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
-            completion_tokens=(usage.completion_tokens or 0) if usage else 0,
+            prompt_tokens=entry.prompt_tokens,
+            completion_tokens=entry.completion_tokens,
         )
         self.summarizer.later(turn)
         resolved = turn.resolved

@@ -69,7 +69,7 @@ class UsageRecorder:
             estimated=not reported,
         )
 
-    def record(self, turn: Turn, answer: str) -> None:
+    def record(self, turn: Turn, answer: str) -> UsageEntry:
         """Queue the turn's usage (and the quota's token correction) for the writer."""
         assert turn.fit is not None
         secretary = turn.resolved.secretary
@@ -88,3 +88,4 @@ class UsageRecorder:
         admitted = turn.reservation.tokens if turn.reservation is not None else None
         turn.recorded = True
         self.writer.add([entry], admitted)
+        return entry

@@ -61,6 +61,12 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.version_messages = Counter(
+            "secretaries_version_messages",
+            "Messages answered, by secretary and version.",
+            ["secretary", "version"],
+            registry=r,
+        )
         self.rollouts = Counter(
             "secretaries_rollouts",
             "Rollouts that ended by themselves, by secretary and outcome.",

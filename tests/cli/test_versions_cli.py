@@ -142,3 +142,16 @@ def test_bad_files_are_refused_with_the_line_and_nothing_written(
         failed(cli(*args), 1, where)
     assert snapshot(engine) == before
     engine.dispose()
+
+
+def test_usage_by_version(cli: Run) -> None:
+    _seed(cli)
+    ok(cli("chat", "5", "hello"))
+    ok(cli("update", "alice", "--prompt", "You are Alice 2."))
+    ok(cli("chat", "5", "again"))
+    doc = as_json(cli("usage", "--by-version", "--json"))
+    versions = doc["by_version"]["alice"]
+    assert set(versions) == {"1", "2"}
+    assert versions["1"]["messages"] == 1 and versions["2"]["messages"] == 1
+    assert versions["2"]["prompt_tokens"] > 0
+    assert doc["messages"] == 2  # the SPEC document is unchanged around it
