@@ -15,6 +15,7 @@ from secretaries_cli.commands import (
     contexts,
     database,
     links,
+    providers,
     queue,
     serve,
     usage,
@@ -98,6 +99,8 @@ queue.register(app)
 usage.register(app)
 serve.register(app)
 versions.register(app)
+versions.register_replay(app)
+providers.register(app)
 catalog_file.register(app)
 
 

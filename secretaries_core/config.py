@@ -112,6 +112,8 @@ class Settings:
     api_header_timeout_seconds: float = 10.0
     api_keepalive_seconds: float = 5.0
     api_max_connections: int = 1000
+    circuit_failures: int = 3
+    circuit_cooldown_seconds: float = 30.0
 
     @classmethod
     def load(
@@ -171,6 +173,8 @@ class Settings:
             api_header_timeout_seconds=_env_float(env, "SECRETARIES_API_HEADER_TIMEOUT", 10.0),
             api_keepalive_seconds=_env_float(env, "SECRETARIES_API_KEEPALIVE", 5.0),
             api_max_connections=_env_int(env, "SECRETARIES_API_MAX_CONNECTIONS", 1000),
+            circuit_failures=_env_int(env, "SECRETARIES_CIRCUIT_FAILURES", 3),
+            circuit_cooldown_seconds=_env_float(env, "SECRETARIES_CIRCUIT_COOLDOWN", 30.0),
         )
 
     @property

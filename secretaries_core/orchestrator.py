@@ -34,8 +34,16 @@ from secretaries_core.conversation.resolution_cache import ResolutionCache, Reso
 from secretaries_core.conversation.summarizing import Summarizer
 from secretaries_core.conversation.tokens import TokenCounter
 from secretaries_core.conversation.turn import IDEMPOTENCY_KEY, Reply, ReplyStream
+from secretaries_core.llm.base import ModelAdapter
+from secretaries_core.llm.fallback import (
+    PARAM_CONTEXT_FALLBACK,
+    CircuitBreaker,
+    FallbackAdapter,
+    Link,
+    fallback_models,
+)
 from secretaries_core.llm.openai_client import OpenAIClients
-from secretaries_core.llm.providers import build_adapter
+from secretaries_core.llm.providers import ProviderClients, build_adapter
 from secretaries_core.plumbing.hops import Hops
 from secretaries_core.plumbing.loops import SyncRunner
 from secretaries_core.plumbing.metrics import Metrics
@@ -104,6 +112,8 @@ class Orchestrator:
             max_retries=settings.model_max_retries,
             max_connections=settings.model_max_connections,
         )
+        self.providers = ProviderClients(self.model_clients, registry.provider)
+        self.breaker = CircuitBreaker(settings.circuit_failures, settings.circuit_cooldown_seconds)
         # Registry lookups on a cache miss and a blocking store's calls: millisecond SQL
         # calls, run off the event loop in one pool of SECRETARIES_DB_THREADS.
         self._hops = Hops(settings.db_threads, name="secretaries-db")
@@ -113,7 +123,7 @@ class Orchestrator:
         budget = Budgeter(self.tokens, settings)
         recorder = UsageRecorder(self.usage, self.tokens, self.metrics, self._now)
         self.summarizer = Summarizer(
-            store, recorder, self.model_clients, settings, self.metrics, self._now
+            store, recorder, self.providers, settings, self.metrics, self._now
         )
         self.path = MessagePath(
             registry=registry,
@@ -236,14 +246,41 @@ class Orchestrator:
     ) -> SecretaryInstance:
         return SecretaryInstance(
             secretary=secretary,
-            adapter=build_adapter(secretary.model, self.model_clients),
+            adapter=self._adapter(secretary),
             policy=self.settings.context_policy.for_secretary(secretary.params),
             user_id=user_id,
+        )
+
+    def _adapter(self, secretary: SecretarySnapshot) -> ModelAdapter:
+        """The secretary's model, or its fallback chain when it has one."""
+        chain = [secretary.model, *fallback_models(dict(secretary.params))]
+        extra = secretary.params.get(PARAM_CONTEXT_FALLBACK)
+        if len(chain) == 1 and not extra:
+            return build_adapter(secretary.model, self.providers)
+        name = secretary.name
+
+        def fell_back(source: str, target: str) -> None:
+            self.metrics.fallbacks.labels(secretary=name, **{"from": source, "to": target}).inc()
+
+        return FallbackAdapter(
+            [Link(m, build_adapter(m, self.providers)) for m in chain],
+            self.breaker,
+            deadline=self.settings.model_timeout_seconds,
+            on_fallback=fell_back,
+            context_fallback=(
+                Link(str(extra), build_adapter(str(extra), self.providers)) if extra else None
+            ),
         )
 
     def _on_change(
         self, event: str, secretary_id: uuid.UUID | None, telegram_id: int | None
     ) -> None:
+        if event == "provider":
+            # A provider was added, changed or removed: new clients, new instances.
+            for name in list(self.providers._named):
+                self.providers.forget(name)
+            self.pool.evict_all()
+            return
         self.resolver.on_change(self.pool, event, secretary_id, telegram_id)
 
     def _usage_failed(self, exc: Exception) -> None:
@@ -315,7 +352,7 @@ class Orchestrator:
         try:
             self._sync.close(self._aclose_loop_resources)
         finally:
-            self.model_clients.close()
+            self.providers.close()
         self.pool.close()
         self.usage.close()
         self.versions.close()
@@ -336,7 +373,7 @@ class Orchestrator:
     async def _aclose_loop_resources(self) -> None:
         # Summaries still being written on this loop get their deadline to finish.
         await self.drain()
-        await self.model_clients.aclose()
+        await self.providers.aclose()
         await self.store.aclose()
 
     def __enter__(self) -> Orchestrator:

@@ -85,6 +85,28 @@ def rollout_abort(svc: Svc, secretary_id: SecretaryPath) -> dict[str, Any]:
     return svc.registry.rollout_status(secretary_id)
 
 
+class ReplayIn(BaseModel):
+    """`replay`'s options."""
+
+    version: int | None = None
+    users: int = Field(default=10, ge=1, le=1000)
+
+
+@router.post("/api/secretaries/{secretary_id}/replay", operation_id="replay")
+async def replay(svc: Svc, secretary_id: SecretaryPath, body: ReplayIn) -> dict[str, Any]:
+    """What a version would answer to stored conversations (nothing stored)."""
+    from secretaries_core.conversation.replay import replay as run
+
+    number, results = await run(
+        svc.orchestrator, secretary_id, version=body.version, users=body.users
+    )
+    return {
+        "secretary": secretary_id,
+        "version": number,
+        "conversations": [r.doc() for r in results],
+    }
+
+
 @router.post("/api/feedback", operation_id="feedback")
 async def feedback(svc: Svc, body: FeedbackIn) -> dict[str, Any]:
     """Count the like or dislike for the version that wrote that reply."""

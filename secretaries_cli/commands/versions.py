@@ -209,3 +209,56 @@ def register(app: App) -> None:
         _status(ctx, sec, json)
 
     app.add_typer(rollout_app, name="rollout")
+
+
+def register_replay(app: App) -> None:
+    """Add `replay` to the root app."""
+
+    @app.command("replay")
+    def replay(
+        ctx: typer.Context,
+        sec: SecArg,
+        version: Annotated[
+            int | None,
+            typer.Option("--version", help="Default: the newest draft or candidate."),
+        ] = None,
+        users: Annotated[
+            int, typer.Option("--users", min=1, help="At most this many conversations.")
+        ] = 10,
+        json: JsonFlag = False,
+    ) -> None:
+        """Ask a version the last question of real stored conversations; nothing is stored.
+
+        Example: secretaries replay alice --users 20
+        """
+        import sys
+
+        from secretaries_core.conversation.replay import replay as run
+
+        orchestrator = runtime(ctx).orchestrator()
+        if json or not sys.stdout.isatty():
+            number, results = orchestrator.run_sync(
+                run(orchestrator, sec, version=version, users=users)
+            )
+        else:
+            from rich.progress import Progress
+
+            with Progress(transient=True) as bar:
+                task = bar.add_task("replaying", total=users)
+
+                def step(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                number, results = orchestrator.run_sync(
+                    run(orchestrator, sec, version=version, users=users, progress=step)
+                )
+        if json:
+            output.emit_json(
+                {"secretary": sec, "version": number, "conversations": [r.doc() for r in results]}
+            )
+            return
+        output.say(f"{sec} version {number} on {len(results)} conversation(s):")
+        for r in results:
+            output.say(f"\n[{r.telegram_id}] Q: {r.question}")
+            output.say(f"  stored:  {r.stored_answer or '(none)'}")
+            output.say(f"  v{number}: {r.answer if r.error is None else 'error: ' + r.error}")

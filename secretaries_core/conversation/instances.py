@@ -158,6 +158,14 @@ class InstancePool:
         self._close(evicted)
         return len(evicted)
 
+    def evict_all(self) -> int:
+        """Close every instance, the pool staying usable (providers changed)."""
+        with self._lock:
+            evicted = self._drop(lambda _k: True, "providers")
+            self.metrics.pool_size.set(0)
+        self._close(evicted)
+        return len(evicted)
+
     def close(self) -> None:
         """Close every instance."""
         with self._lock:

@@ -210,6 +210,7 @@ class MessagePath:
             resolved.source,
             secretary.version,
             resolved.version_source,
+            entry.model,
         )
 
     # -- helpers ----------------------------------------------------------------------------

@@ -73,10 +73,11 @@ class UsageRecorder:
         """Queue the turn's usage (and the quota's token correction) for the writer."""
         assert turn.fit is not None
         secretary = turn.resolved.secretary
+        answered_by = (turn.usage.model if turn.usage else None) or secretary.model
         entry = self.entry(
             turn.telegram_id,
             secretary,
-            secretary.model,
+            answered_by,
             turn.usage,
             turn.fit.prompt_tokens,
             answer,

@@ -20,8 +20,7 @@ from secretaries_core.conversation.text import storable
 from secretaries_core.conversation.turn import Turn
 from secretaries_core.errors import ModelUnavailable
 from secretaries_core.llm.base import CallUsage, ChatRequest, ModelAdapter
-from secretaries_core.llm.openai_client import OpenAIClients
-from secretaries_core.llm.providers import build_adapter
+from secretaries_core.llm.providers import ProviderClients, build_adapter
 from secretaries_core.plumbing.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,7 @@ class Summarizer:
         self,
         store: ContextStore,
         recorder: UsageRecorder,
-        clients: OpenAIClients,
+        clients: ProviderClients,
         settings: Settings,
         metrics: Metrics,
         now: Callable[[], datetime],

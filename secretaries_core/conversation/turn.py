@@ -29,6 +29,7 @@ class Reply:
     source: Source
     version: int = 0
     version_source: str = "live"
+    model: str = ""  # the model that answered (a fallback's, when one did)
 
 
 @dataclass

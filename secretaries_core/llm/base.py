@@ -21,6 +21,8 @@ class CallUsage:
 
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # The model that answered, when a fallback chain chose one other than the first.
+    model: str | None = None
 
     @property
     def reported(self) -> bool:

@@ -1,40 +1,126 @@
-"""Which adapter a `model` string selects, checked when a secretary is created or updated."""
+"""Which provider and adapter a `model` string selects, and the clients of every provider.
+
+Model strings: `echo` (the built-in echo), `NAME/model` (a provider: `openai` is the one
+configured by `SECRETARIES_OPENAI_BASE_URL`; others are added with `secretaries providers
+add`), or a bare `model` (the `openai` provider: the OpenAI-compatible server every local
+model server speaks).
+"""
 
 from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from threading import Lock
 
 from secretaries_core.errors import InvalidInput
 from secretaries_core.llm.base import ModelAdapter
 from secretaries_core.llm.openai_client import OpenAIClients
 
-PROVIDERS = ("echo", "openai")
+BUILT_IN = ("echo", "openai")
+PROVIDERS = BUILT_IN  # kept for callers of the earlier, fixed list
+PROVIDER_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A named OpenAI-compatible server; the key is read from `api_key_env` at use."""
+
+    name: str
+    base_url: str
+    api_key_env: str | None = None
 
 
 def parse_model(model: str) -> tuple[str, str]:
-    """`echo` → (echo, echo); `openai/gpt-4o-mini` → (openai, gpt-4o-mini).
-
-    A name with no provider prefix (`gpt-4o-mini`, `llama3`) goes to the OpenAI-compatible
-    provider, the one every local server speaks. An unknown prefix is `InvalidInput`.
-    """
+    """`echo` → (echo, echo); `NAME/model` → (NAME, model); `model` → (openai, model)."""
     model = model.strip()
     if model == "echo":
         return "echo", "echo"
     provider, sep, name = model.partition("/")
     if not sep:
         return "openai", model
-    if provider not in PROVIDERS or not name:
+    if not PROVIDER_NAME_RE.fullmatch(provider) or not name:
         raise InvalidInput(
-            f"unknown model provider in {model!r}: use `echo` or `openai/<model>` "
-            "(an OpenAI-compatible server set by SECRETARIES_OPENAI_BASE_URL)"
+            f"bad model {model!r}: use `echo`, `openai/<model>` or `<provider>/<model>` "
+            "with a provider from `secretaries providers list`"
         )
     return provider, name
 
 
-def validate_model(model: str) -> None:
-    """Raise `InvalidInput` now for a model string no adapter can serve."""
-    parse_model(model)
+def validate_model(model: str, known: Iterable[str] | None = None) -> None:
+    """Raise `InvalidInput` now for a model string no adapter can serve.
+
+    `known`: the named providers in the database (the built-in ones are always known).
+    """
+    provider, _name = parse_model(model)
+    names = set(BUILT_IN) | set(known or ())
+    if provider not in names:
+        raise InvalidInput(
+            f"unknown model provider {provider!r} in {model!r}: add it with "
+            f"`secretaries providers add {provider} --base-url URL`, or use one of "
+            f"{', '.join(sorted(names))}"
+        )
 
 
-def build_adapter(model: str, clients: OpenAIClients) -> ModelAdapter:
+class ProviderClients:
+    """One `OpenAIClients` per provider (a connection pool per provider per event loop)."""
+
+    def __init__(
+        self,
+        default: OpenAIClients,
+        lookup: Callable[[str], Provider | None],
+        *,
+        env: Callable[[str], str | None] = os.environ.get,
+    ) -> None:
+        self.default = default
+        self.lookup = lookup
+        self.env = env
+        self._named: dict[str, OpenAIClients] = {}
+        self._lock = Lock()
+
+    def get(self, provider: str) -> OpenAIClients:
+        """The clients of `provider` (made on first use from its row)."""
+        if provider == "openai":
+            return self.default
+        with self._lock:
+            found = self._named.get(provider)
+        if found is not None:
+            return found
+        row = self.lookup(provider)
+        if row is None:
+            raise InvalidInput(f"unknown model provider {provider!r}; see `secretaries providers`")
+        made = OpenAIClients(
+            base_url=row.base_url.rstrip("/"),
+            api_key=self.env(row.api_key_env) if row.api_key_env else None,
+            timeout=self.default.timeout,
+            max_retries=self.default.max_retries,
+            max_connections=self.default.max_connections,
+        )
+        with self._lock:
+            return self._named.setdefault(provider, made)
+
+    def forget(self, provider: str) -> None:
+        """Drop a provider's clients (its row changed or was removed)."""
+        with self._lock:
+            gone = self._named.pop(provider, None)
+        if gone is not None:
+            gone.close()
+
+    async def aclose(self) -> None:
+        """Close the running loop's clients of every provider."""
+        await self.default.aclose()
+        for clients in list(self._named.values()):
+            await clients.aclose()
+
+    def close(self) -> None:
+        """Close every provider's clients."""
+        self.default.close()
+        for clients in list(self._named.values()):
+            clients.close()
+
+
+def build_adapter(model: str, clients: OpenAIClients | ProviderClients) -> ModelAdapter:
     """A ready adapter for `model` (no network until the first call)."""
     provider, name = parse_model(model)
     if provider == "echo":
@@ -43,4 +129,8 @@ def build_adapter(model: str, clients: OpenAIClients) -> ModelAdapter:
         return EchoAdapter()
     from secretaries_core.llm.openai_client import OpenAIAdapter
 
+    if isinstance(clients, ProviderClients):
+        return OpenAIAdapter(name, clients.get(provider))
+    if provider != "openai":
+        raise InvalidInput(f"unknown model provider {provider!r}")
     return OpenAIAdapter(name, clients)

@@ -67,6 +67,12 @@ class Metrics:
             ["secretary", "version"],
             registry=r,
         )
+        self.fallbacks = Counter(
+            "secretaries_fallbacks",
+            "Model calls that moved down a secretary's fallback chain.",
+            ["secretary", "from", "to"],
+            registry=r,
+        )
         self.rollouts = Counter(
             "secretaries_rollouts",
             "Rollouts that ended by themselves, by secretary and outcome.",

@@ -60,11 +60,20 @@ class VersionCounts:
         secretary_id: uuid.UUID,
         version: int,
         rollout: uuid.UUID | None,
+        *,
+        period: str | None = None,
         **counts: int,
     ) -> None:
-        """Count for the version over its life and, in a rollout, over the rollout's."""
+        """Count for the version over its life and, in a rollout, over the rollout's.
+
+        `period` instead counts apart under that name only (`replay`: never in the
+        version's life or a rollout's comparison).
+        """
         values = [counts.get(f, 0) for f in FIELDS]
-        periods = [ALL] if rollout is None else [ALL, rollout.hex]
+        if period is not None:
+            periods = [period]
+        else:
+            periods = [ALL] if rollout is None else [ALL, rollout.hex]
         with self._lock:
             for period in periods:
                 row = self._pending[(secretary_id, version, period)]
@@ -102,7 +111,7 @@ class VersionCounts:
                         for i, value in enumerate(counts):
                             row[i] += value
                 raise
-        for period in {p for (_s, _v, p) in batch if p != ALL}:
+        for period in {p for (_s, _v, p) in batch if len(p) == 32}:
             self.check(uuid.UUID(hex=period))
 
     def check(self, rollout_id: uuid.UUID) -> str | None:

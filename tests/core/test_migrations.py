@@ -8,6 +8,7 @@ from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 import secretaries_core.catalog.versions_tables
+import secretaries_core.llm.providers_table
 import secretaries_core.usage.tables  # noqa: F401  (usage tables on the metadata)
 from secretaries_core.plumbing import schema
 from secretaries_core.plumbing.db import make_engine

@@ -43,7 +43,7 @@ from secretaries_core.errors import (
     InvalidInput,
     UnstorableInput,
 )
-from secretaries_core.llm.providers import validate_model
+from secretaries_core.llm.providers import parse_model
 
 
 class CatalogMixin(RolloutsMixin):
@@ -85,6 +85,7 @@ class CatalogMixin(RolloutsMixin):
 
         def work(session: Session) -> Assistant:
             _refuse_taken_name(session, data.name)
+            self._check_models(session, data.model, data.params)
             now = self.clock()
             if data.is_default:
                 _clear_default(session, now)
@@ -146,6 +147,11 @@ class CatalogMixin(RolloutsMixin):
                 k: new.pop(k) for k in ("model", "prompt", "params") if k in new
             }
             if content:
+                self._check_models(
+                    session,
+                    content.get("model", secretary.model),
+                    content.get("params", secretary.params),
+                )
                 self._ensure_live_row(session, secretary)
                 number = self._next_version(session, secretary)
                 if draft:
@@ -350,7 +356,7 @@ def _check_secretary_fields(
             f"invalid model {model[:60]!r}: use printable ASCII without spaces, "
             "like openai/gpt-4o-mini"
         )
-    validate_model(model)
+    parse_model(model)  # its syntax; that its provider exists is checked with the database
     if prompt is not None and not prompt.strip():
         raise InvalidInput("a secretary needs a non-empty prompt")
 

@@ -48,6 +48,8 @@ class CatalogFileMixin(CatalogMixin):
             now = self.clock()
             for change in changes:
                 item = items.get(change.secretary)
+                if item is not None and change.action in ("create", "update"):
+                    self._check_models(session, item.model, item.params)
                 if change.action == "create" and item is not None:
                     row = Assistant(
                         name=item.name,

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from secretaries_core.catalog.models import Assistant
 from secretaries_core.catalog.refs import UserRef
-from secretaries_core.catalog.registry.base import RegistryBase
+from secretaries_core.catalog.registry.providers import ProvidersMixin
 from secretaries_core.catalog.versions_tables import (
     PIN_TABLE,
     REPLY_REF_TABLE,
@@ -115,7 +115,7 @@ def _row_rollout(row: Any) -> Rollout:
     return Rollout(**{c: getattr(row, c) for c in Rollout.__dataclass_fields__})
 
 
-class VersionsMixin(RegistryBase):
+class VersionsMixin(ProvidersMixin):
     """Versions, rollouts and pins of the catalog."""
 
     @staticmethod

@@ -1,0 +1,87 @@
+"""`providers`: named OpenAI-compatible servers that secretaries' models can name."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from secretaries_cli import output
+from secretaries_cli.runtime import App, new_app, runtime
+
+app = new_app("Model providers: OpenAI-compatible servers, each with its key's env var.")
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+NameArg = Annotated[str, typer.Argument(help="Provider name (lowercase), used as NAME/model.")]
+
+
+def register(root: App) -> None:
+    """Add the `providers` group to the root app."""
+    root.add_typer(app, name="providers")
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: NameArg,
+    base_url: Annotated[
+        str, typer.Option("--base-url", help="The server's OpenAI-compatible /v1 URL.")
+    ],
+    api_key_env: Annotated[
+        str | None,
+        typer.Option("--api-key-env", help="The environment variable that holds its key."),
+    ] = None,
+) -> None:
+    """Add (or replace) a provider; models then say NAME/model.
+
+    Example: secretaries providers add local --base-url http://127.0.0.1:8080/v1
+    """
+    from secretaries_core.plumbing.db import mask_url
+
+    provider = runtime(ctx).registry().add_provider(name, base_url, api_key_env)
+    key = f", key from ${provider.api_key_env}" if provider.api_key_env else ", no key"
+    output.say(f"Provider {provider.name}: {mask_url(provider.base_url)}{key}.")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json: JsonFlag = False) -> None:
+    """The providers (the built-in `openai` one first); keys are never shown.
+
+    Example: secretaries providers list --json
+    """
+    from secretaries_core.plumbing.db import mask_url
+
+    settings = runtime(ctx).settings
+    rows = [
+        {
+            "name": "openai",
+            "base_url": mask_url(settings.openai_base_url),
+            "api_key_env": "SECRETARIES_OPENAI_API_KEY",
+            "built_in": True,
+        }
+    ] + [
+        {
+            "name": p.name,
+            "base_url": mask_url(p.base_url),
+            "api_key_env": p.api_key_env,
+            "built_in": False,
+        }
+        for p in runtime(ctx).registry().list_providers()
+    ]
+    if json:
+        output.emit_json(rows)
+        return
+    output.table(
+        None,
+        ["name", "base URL", "key from"],
+        ((r["name"], r["base_url"], r["api_key_env"] or "") for r in rows),
+    )
+
+
+@app.command("remove")
+def remove(ctx: typer.Context, name: NameArg) -> None:
+    """Remove a provider; refused while a secretary (or a version of one) uses it.
+
+    Example: secretaries providers remove local
+    """
+    runtime(ctx).registry().remove_provider(name)
+    output.say(f"Provider {name} removed.")
