@@ -12,9 +12,9 @@ from secretaries_core.catalog import (
     models,  # noqa: F401  (registers the tables on the metadata)
     versions_tables,  # noqa: F401
 )
-from secretaries_core.llm import providers_table  # noqa: F401
 from secretaries_core.config import Settings
 from secretaries_core.context import sql_tables  # noqa: F401
+from secretaries_core.llm import providers_table  # noqa: F401
 from secretaries_core.plumbing.db import make_engine
 from secretaries_core.usage import tables as usage_tables  # noqa: F401
 
