@@ -208,11 +208,11 @@ def test_on_a_redis_cluster(tmp_path: Path, cluster_url: str, model_server: str)
 
 
 def test_sigterm_drains_and_exits_0(tmp_path: Path, redis_url: str, model_server: str) -> None:
-    users, per_user = 50, 20
+    users, per_user = 50, 10
     for farm in _farm(tmp_path, redis_url, model_server):
         farm.start(2)
         updates = _send(farm, users, per_user)
-        farm.wait_replies(100)
+        farm.wait_replies(60)
         first = farm.workers[0]
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=60)
