@@ -25,6 +25,8 @@ from secretaries_cli.commands import (
 from secretaries_cli.runtime import App, Runtime, guarded
 from secretaries_core.config import Settings
 
+DISTRIBUTION = "secretaries-platform"  # on PyPI; "secretaries" there is another project
+
 help.install()
 
 app = App(
@@ -41,7 +43,7 @@ def _show_version(value: bool) -> None:
         from importlib.metadata import version as installed
 
         try:
-            number = installed("secretaries")
+            number = installed(DISTRIBUTION)
         except PackageNotFoundError:  # running from a checkout without an install
             number = "unknown"
         typer.echo(f"secretaries {number}")

@@ -106,3 +106,27 @@ def test_the_quickstart_echoes_commands_that_can_be_pasted_back() -> None:
     echo = f'{shown}\nfor a in "$@"; do shown "$a"; done'
     done = subprocess.run(["bash", "-c", echo, "bash", *argv], capture_output=True, text=True)
     assert shlex.split(done.stdout) == argv
+
+
+def test_every_install_hint_names_our_distribution() -> None:
+    """`secretaries` on PyPI is another project: every hint says `secretaries-platform`."""
+    import re
+
+    wrong = re.compile(r"(?<![\w-])secretaries\[(api|telegram|tokens|postgres|test)\]")
+    places = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for package in (
+        "secretaries_core",
+        "secretaries_cli",
+        "secretaries_api",
+        "secretaries_telegram",
+    ):
+        places += sorted((ROOT / package).rglob("*.py"))
+    found = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in places
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if wrong.search(line) or "pip install secretaries " in line
+    ]
+    assert found == []
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'name = "secretaries-platform"' in text

@@ -51,7 +51,7 @@ def register(app: App) -> None:
         except ImportError as exc:
             raise InvalidInput(
                 f"the Telegram front is not installed ({exc.name}): "
-                "pip install 'secretaries[telegram]'"
+                "pip install 'secretaries-platform[telegram]'"
             ) from None
         from secretaries_cli.output import service_logging
 

@@ -51,7 +51,8 @@ def register(app: App) -> None:
             from secretaries_api.services import Services
         except ImportError as exc:
             raise InvalidInput(
-                f"the API needs its extra: pip install 'secretaries[api]' ({exc.name} missing)"
+                "the API needs its extra: pip install 'secretaries-platform[api]' "
+                f"({exc.name} missing)"
             ) from None
         rt = runtime(ctx)
         services = Services.from_settings(rt.settings)  # fail here, before binding, if down

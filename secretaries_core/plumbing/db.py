@@ -107,7 +107,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     except (NoSuchModuleError, ImportError) as exc:
         raise BackendUnavailable(
             f"cannot open {mask_url(parsed)}: missing driver ({exc}); "
-            "for PostgreSQL install `secretaries[postgres]`"
+            "for PostgreSQL install `secretaries-platform[postgres]`"
         ) from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
