@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+# Declares the bearer scheme in the OpenAPI document (the Authorize button, generated
+# clients that send the token); the check itself is below (and in guard.py, earlier).
+BEARER = HTTPBearer(auto_error=False, description="SECRETARIES_API_TOKEN")
 
 
-def require_token(request: Request) -> None:
+def require_token(
+    request: Request,
+    _credentials: HTTPAuthorizationCredentials | None = Security(BEARER),
+) -> None:
     """Reject the request unless `Authorization: Bearer <token>` matches (when auth is on)."""
     token: str | None = request.app.state.api_token
     if token is None:

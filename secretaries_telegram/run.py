@@ -14,6 +14,7 @@ from aiogram.utils.token import TokenValidationError
 
 from secretaries_core.errors import BackendUnavailable, InvalidInput
 from secretaries_core.orchestrator import Orchestrator
+from secretaries_core.plumbing.db import mask_url
 from secretaries_core.queue.client import Queue
 from secretaries_telegram.relay import relay
 from secretaries_telegram.router import COMMANDS, create_router
@@ -75,7 +76,7 @@ async def run_bot(
     so a wrong token is reported as such whatever state the database is in.
     """
     bot = make_bot(token, api_url)
-    where = api_url or TELEGRAM_API
+    where = mask_url(api_url) if api_url else TELEGRAM_API
     orchestrator: Orchestrator | None = None
     try:
         try:

@@ -41,10 +41,33 @@ def register(app: App) -> None:
             typer.Option("--edit-interval", min=0.2, help="Seconds between streamed edits."),
         ] = 1.0,
     ) -> None:
-        """Run the Telegram bot (the `telegram` extra): users pick their secretary."""
+        """Run the Telegram bot (the `telegram` extra): users pick their secretary.
+
+        Example: SECRETARIES_TELEGRAM_TOKEN=123:AA… secretaries bot
+        """
         import asyncio
+        import re
+        from urllib.parse import urlsplit
 
         from secretaries_core.errors import InvalidInput
+        from secretaries_core.plumbing.db import mask_url
+
+        # Checked before aiogram is imported (seconds on a busy machine): a missing or
+        # malformed token, or an API URL that is not one, is said at once.
+        if not token:
+            raise InvalidInput(
+                "no bot token: pass --token or set SECRETARIES_TELEGRAM_TOKEN (from @BotFather)"
+            )
+        if not re.fullmatch(r"\d+:[A-Za-z0-9_-]+", token):
+            raise InvalidInput(
+                "the bot token is malformed: it looks like 123456789:AA… (from @BotFather)"
+            )
+        if api_url is not None:
+            parts = urlsplit(api_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise typer.BadParameter(
+                    f"{mask_url(api_url)!r} is not an http(s) URL", param_hint="--api-url"
+                )
 
         try:
             from secretaries_telegram.run import run_bot

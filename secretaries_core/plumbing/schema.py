@@ -117,7 +117,50 @@ def open_database(settings: Settings) -> Engine:
     The embedded default is created and upgraded on the spot; any other database must be
     upgraded explicitly, so a shared server is never migrated behind its operator's back.
     """
+    _check_location(settings)
     engine = make_engine(settings.database_url)
     check_reachable(engine)
     ensure_current(engine, auto_upgrade=settings.is_embedded_default)
     return engine
+
+
+def _check_location(settings: Settings) -> None:
+    """A usable place for the database, said plainly before anything is created.
+
+    The embedded default's data dir is created (an unusable one is `InvalidInput` naming
+    it); an SQLite URL given explicitly must point into a directory that exists — a typo
+    in a path must not create a new, empty database somewhere.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from secretaries_core.plumbing.db import mask_url
+
+    if settings.is_embedded_default:
+        try:
+            settings.home.mkdir(parents=True, exist_ok=True)
+            if not settings.home.is_dir():
+                raise NotADirectoryError(str(settings.home))
+        except OSError as exc:
+            raise InvalidInput(
+                f"cannot use the data directory {settings.home} ({exc.strerror or exc}); "
+                "set SECRETARIES_HOME to a writable directory"
+            ) from None
+        return
+    try:
+        parsed = make_url(settings.database_url)
+    except ArgumentError:
+        return  # make_engine says what is wrong with it
+    name = parsed.get_backend_name()
+    if name not in ("sqlite", "postgresql"):
+        raise InvalidInput(
+            f"unsupported database {mask_url(settings.database_url)!r}: use sqlite:///PATH or "
+            "postgresql://USER:PASSWORD@HOST/DB"
+        )
+    if name == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).expanduser().parent
+        if not folder.is_dir():
+            raise InvalidInput(
+                f"the directory {folder} of the database {mask_url(settings.database_url)} "
+                "does not exist; create it first"
+            )

@@ -326,3 +326,57 @@ def test_a_provider_repeating_the_key_leaks_it_nowhere(
         assert script.requests
         assert key not in result.stdout + result.stderr
         assert "NEVERSHOWN" not in result.stdout + result.stderr
+
+
+def test_bot_refuses_a_missing_token_before_loading_aiogram(tmp_path: Path) -> None:
+    import time as clock
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARIES_")}
+    env["SECRETARIES_HOME"] = str(tmp_path)
+    started = clock.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "secretaries_cli", "bot"], env=env, capture_output=True, text=True
+    )
+    took = clock.monotonic() - started
+    assert done.returncode == 1 and done.stderr.startswith("Error: no bot token"), done.stderr
+    assert took < 5, took  # no aiogram import (it alone takes seconds on a loaded machine)
+    garbage = subprocess.run(
+        [sys.executable, "-m", "secretaries_cli", "bot", "--token", "1:AA", "--api-url", "x:y:z"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert garbage.returncode == 2, garbage.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("sqlite:////nonexistent-secretaries-dir/sub/x.db", "does not exist"),
+        ("mysql://u:pw@127.0.0.1/db", "unsupported database"),
+    ],
+)
+def test_unusable_database_locations_say_so_and_create_nothing(
+    cli_default: Run, url: str, fragment: str
+) -> None:
+    result = cli_default("--database-url", url, "list")
+    failed(result, 1, fragment)
+    assert "pw" not in result.stderr.replace("pw@", "")
+    assert not Path("/nonexistent-secretaries-dir").exists()
+
+
+def test_an_unusable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for home in (str(blocker), "/proc/nope-secretaries"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARIES_")}
+        env["SECRETARIES_HOME"] = home
+        done = subprocess.run(
+            [sys.executable, "-m", "secretaries_cli", "list"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith("Error: cannot use the data directory"), done.stderr
+        assert "Traceback" not in done.stderr
