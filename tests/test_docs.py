@@ -130,3 +130,38 @@ def test_every_install_hint_names_our_distribution() -> None:
     assert found == []
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert 'name = "secretaries-platform"' in text
+
+
+def test_the_readme_library_snippet_runs_as_a_script(tmp_path: Path) -> None:
+    """The README's Python block is a complete script (run on a fresh embedded default)."""
+    import subprocess
+    import sys
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    snippet = text.split("```python", 1)[1].split("```", 1)[0]
+    script = tmp_path / "snippet.py"
+    script.write_text(snippet)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARIES_")}
+    env["SECRETARIES_HOME"] = str(tmp_path / "home")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "secretaries_cli",
+            "create",
+            "alice",
+            "--model",
+            "echo",
+            "--prompt",
+            "You are Alice.",
+            "--default",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "(alice v1)" in done.stdout and "tell me more" in done.stdout
