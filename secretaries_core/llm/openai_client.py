@@ -159,6 +159,11 @@ class OpenAIAdapter:
         import openai
 
         where = f"{self.model} at {self.clients.masked_url}"
+        refused = _connect_failure(exc)
+        if refused is not None:
+            # The SDK's aiohttp transport reports refused connections and unknown hosts as
+            # connect *timeouts*; say what really happened.
+            return ModelUnavailable(f"{where}: cannot connect ({refused})")
         if isinstance(exc, openai.APITimeoutError):
             return ModelUnavailable(f"{where}: no reply within {self.clients.timeout:g}s")
         if isinstance(exc, openai.APIConnectionError):
@@ -170,6 +175,11 @@ class OpenAIAdapter:
                 return ModelUnavailable(
                     f"{where}: HTTP {status} after {self.clients.max_retries + 1} attempt(s)"
                     f"{detail}"
+                )
+            if status == 401 and not self.clients.api_key:
+                return ModelError(
+                    f"{where}: HTTP 401, no API key: set SECRETARIES_OPENAI_API_KEY (or "
+                    "OPENAI_API_KEY), or the provider's --api-key-env variable"
                 )
             if status in (400, 413) and any(h in detail.lower() for h in _TOO_LONG_HINTS):
                 return ContextTooLong(f"{where}: HTTP {status}, the prompt is too long{detail}")
@@ -189,6 +199,29 @@ def _take_usage(reply: Any, usage: CallUsage | None) -> None:
     )
     if isinstance(prompt, int) and isinstance(completion, int):
         usage.prompt_tokens, usage.completion_tokens = prompt, completion
+
+
+def _connect_failure(exc: BaseException) -> str | None:
+    """'connection refused' / 'unknown host NAME' when that is what the chain says."""
+    import socket
+
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, socket.gaierror):
+            return "unknown host"
+        name = type(seen).__name__
+        if name == "ClientConnectorDNSError":
+            return f"unknown host ({_first_line(seen)})"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
 
 
 def _cause(exc: BaseException) -> str:

@@ -380,3 +380,14 @@ def test_an_unusable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
         assert done.returncode == 1, done.stderr
         assert done.stderr.startswith("Error: cannot use the data directory"), done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_a_model_server_that_refuses_connections_says_so(
+    cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.servers import free_port
+
+    monkeypatch.setenv("SECRETARIES_OPENAI_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
+    monkeypatch.setenv("SECRETARIES_MODEL_RETRIES", "0")
+    ok(cli("create", "m", "--model", "openai/m", "--prompt", "p", "--default"))
+    failed(cli("chat", "5", "hello"), 3, "cannot connect (connection refused)")
