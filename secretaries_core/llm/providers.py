@@ -90,9 +90,15 @@ class ProviderClients:
         row = self.lookup(provider)
         if row is None:
             raise InvalidInput(f"unknown model provider {provider!r}; see `secretaries providers`")
+        key = self.env(row.api_key_env) if row.api_key_env else None
+        # The scrubber learns the key before it is ever sent: a provider that repeats it
+        # in an error cannot put it into a log, a reply or a dead letter.
+        from secretaries_core.redact import remember
+
+        remember([key])
         made = OpenAIClients(
             base_url=row.base_url.rstrip("/"),
-            api_key=self.env(row.api_key_env) if row.api_key_env else None,
+            api_key=key,
             timeout=self.default.timeout,
             max_retries=self.default.max_retries,
             max_connections=self.default.max_connections,

@@ -158,3 +158,30 @@ def test_replay_asks_the_draft_with_each_conversations_history(
     assert by_user[3].answer == "<You are new.> re: q2 of 3 (4 earlier)"
     assert {u: store.read(u, sid) for u in (1, 2, 3)} == before  # nothing stored
     orch.close()
+
+
+def test_a_named_provider_that_repeats_its_key_leaks_it_nowhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = "vendor-key-0123456789-SECRET"
+    monkeypatch.setenv("VENDOR_TOKEN_VAR", key)
+    engine = make_engine(f"sqlite:///{tmp_path / 'k.db'}")
+    schema.upgrade(engine)
+    registry = SecretaryRegistry(engine)
+    with llm_server(Script(default="keyecho")) as (url, script):
+        registry.add_provider("vendor", url, "VENDOR_TOKEN_VAR")
+        registry.create_secretary(
+            AssistantCreate(name="v", model="vendor/m", prompt="p", is_default=True)
+        )
+        settings = replace(
+            Settings.load(env={"SECRETARIES_HOME": str(tmp_path)}), model_max_retries=0
+        )
+        orch = _orchestrator(registry, settings)
+        with pytest.raises(Exception) as failure:
+            orch.handle(1, "hi")
+        orch.close()
+    assert script.headers and script.headers[-1]["Authorization"] == f"Bearer {key}"
+    assert key not in str(failure.value)
+    assert key not in caplog.text
+    assert key not in repr(registry.list_providers())
+    engine.dispose()
