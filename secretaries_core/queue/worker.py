@@ -47,26 +47,11 @@ from secretaries_core.queue.client import (
     decode_fields,
 )
 from secretaries_core.queue.keys import GROUP
+from secretaries_core.queue.leases import release, renew
 from secretaries_core.redact import scrub
 
 log = logging.getLogger(__name__)
 
-# KEYS: lease. ARGV: owner, ttl ms. Renew a lease we hold, or take it back if it expired
-# while nobody else took it (a worker busy past its heartbeat is slow, not dead).
-_RENEW = """
-local owner = redis.call('GET', KEYS[1])
-if owner == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-if not owner then
-  return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) and 1 or 0
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 READ_BLOCK_MS = 1000
 READ_COUNT = 50
 
@@ -176,7 +161,7 @@ class Worker:
         client = self.queue.aclient()
         for n in list(self.owned):
             try:
-                await client.eval(_RELEASE, 1, self.queue.keys.lease(n), self.id)
+                await release(client, self.queue.keys.lease(n), self.id)
             except UNAVAILABLE as exc:
                 log.warning("could not release partition %d: %s", n, exc)
         # If it cannot be removed, the heartbeat entry ages out of the live window by itself.
@@ -232,8 +217,8 @@ class Worker:
                 # Its reader ended (it never should): no lease without a live reader.
                 log.error("partition %d: its reader stopped; giving the partition up", n)
                 self._lose(n)
-                await client.eval(_RELEASE, 1, keys.lease(n), self.id)
-            elif await client.eval(_RENEW, 1, keys.lease(n), self.id, self.lease_ms):
+                await release(client, keys.lease(n), self.id)
+            elif await renew(client, keys.lease(n), self.id, self.lease_ms):
                 self._renewed[n] = time.monotonic()
             else:
                 self._lose(n)
@@ -242,7 +227,7 @@ class Worker:
             if not self.in_flight.get(n):
                 self.owned.pop(n).cancel()
                 self._renewed.pop(n, None)
-                await client.eval(_RELEASE, 1, keys.lease(n), self.id)
+                await release(client, keys.lease(n), self.id)
         order = [(hash(self.id) + i) % keys.partitions for i in range(keys.partitions)]
         for n in order:
             if len(self.owned) >= share or self._stopping.is_set():
