@@ -19,7 +19,6 @@ with its line number, and nothing is written.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,14 +218,10 @@ def plan(
         if fields:
             diff = ""
             if "prompt" in fields:
-                diff = "\n".join(
-                    difflib.unified_diff(
-                        found.prompt.splitlines(),
-                        item.prompt.splitlines(),
-                        fromfile=f"{item.name} (now)",
-                        tofile=f"{item.name} (file)",
-                        lineterm="",
-                    )
+                from secretaries_core.catalog.registry.versions import prompt_diff
+
+                diff = prompt_diff(
+                    found.prompt, item.prompt, f"{item.name} (now)", f"{item.name} (file)"
                 )
             changes.append(PlannedChange("update", item.name, fields, diff))
     wanted = next((i.name for i in declared if i.default), None)

@@ -29,15 +29,16 @@ def check_incoming(
         raise InvalidInput(
             f"the message is {len(text):,} characters long; the limit is {max_chars:,}"
         )
-    _check_storable(text, "the message")
+    check_storable(text, "the message")
     if username is not None and not isinstance(username, str):
         raise InvalidInput(f"the username must be text, got {type(username).__name__}")
     if username is not None:
-        _check_storable(username, "the username")
+        check_storable(username, "the username")
     return normalize_username(username)
 
 
-def _check_storable(text: str, what: str) -> None:
+def check_storable(text: str, what: str) -> None:
+    """`UnstorableInput` for a NUL or a lone surrogate in `text` (named `what`)."""
     if "\x00" in text:
         raise UnstorableInput(f"{what} contains a NUL character")
     try:

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select
 
 from secretaries_core.catalog.versions_tables import VERSION_COUNT_TABLE
 from secretaries_core.plumbing.db import transaction
+from secretaries_core.plumbing.flusher import BackgroundFlush
 from secretaries_core.usage.upsert import insert_for
 
 if TYPE_CHECKING:
@@ -34,8 +35,10 @@ ALL = "all"
 Key = tuple[uuid.UUID, int, str]
 
 
-class VersionCounts:
+class VersionCounts(BackgroundFlush):
     """Buffered per-version counters and the rollback guard behind them."""
+
+    what = "version counts"
 
     def __init__(
         self,
@@ -44,16 +47,13 @@ class VersionCounts:
         interval: float = 0.25,
         on_rollback: Callable[[str, str], None] | None = None,
     ) -> None:
+        super().__init__(interval)
         self.registry = registry
         self.engine: Engine = registry.engine
-        self.interval = interval
         self.on_rollback = on_rollback
         self._pending: dict[Key, list[int]] = defaultdict(lambda: [0] * len(FIELDS))
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._closed = False
 
     def add(
         self,
@@ -79,11 +79,7 @@ class VersionCounts:
                 row = self._pending[(secretary_id, version, period)]
                 for i, value in enumerate(values):
                     row[i] += value
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(
-                    target=self._run, name="secretaries-version-counts", daemon=True
-                )
-                self._thread.start()
+        self._started()
 
     def flush(self) -> None:
         """Write what is counted so far, then check the rollouts it touched."""
@@ -150,28 +146,6 @@ class VersionCounts:
             return self.registry.get_secretary(secretary_id).name
         except Exception:  # the rollout is what matters; a name is for the log
             return str(secretary_id)
-
-    def _run(self) -> None:
-        wait = self.interval
-        while not self._closed:
-            self._wake.wait(wait)
-            try:
-                self.flush()
-                wait = self.interval
-            except Exception as exc:  # kept for the next round
-                wait = min(wait * 2, 10.0)
-                log.error("could not write version counts; retrying in %.2gs: %s", wait, exc)
-
-    def close(self) -> None:
-        """Stop the thread and write what is left."""
-        self._closed = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        try:
-            self.flush()
-        except Exception as exc:
-            log.error("version counts lost at shutdown: %s", exc)
 
 
 def _errors(row: Any) -> float:

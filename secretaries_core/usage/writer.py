@@ -15,14 +15,16 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
+from secretaries_core.plumbing.flusher import BackgroundFlush
 from secretaries_core.usage.book import PendingUsage, UsageBook, UsageEntry
 
 log = logging.getLogger(__name__)
-MAX_RETRY_WAIT_S = 10.0
 
 
-class UsageWriter:
+class UsageWriter(BackgroundFlush):
     """Thread-safe buffer of usage with a lazily started flushing thread."""
+
+    what = "usage"
 
     def __init__(
         self,
@@ -31,25 +33,18 @@ class UsageWriter:
         interval: float = 0.25,
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
+        super().__init__(interval)
         self.book = book
-        self.interval = interval
         self.on_error = on_error
         self._pending = PendingUsage()
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._closed = False
 
     def add(self, entries: Sequence[UsageEntry], admitted_tokens: int | None = None) -> None:
         """Queue one call's usage (no I/O here)."""
         with self._lock:
             self._pending.add(entries, admitted_tokens)
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(
-                    target=self._run, name="secretaries-usage", daemon=True
-                )
-                self._thread.start()
+        self._started()
 
     def flush(self) -> None:
         """Write everything queued so far, now, in the calling thread."""
@@ -67,27 +62,3 @@ class UsageWriter:
                 if self.on_error is not None:
                     self.on_error(exc)
                 raise
-
-    def _run(self) -> None:
-        wait = self.interval
-        while not self._closed:
-            self._wake.wait(wait)
-            try:
-                self.flush()
-                wait = self.interval
-            except Exception as exc:  # kept for the next round; reported by on_error
-                # Backs off while the database is down: one line every few seconds, not
-                # four a second for the whole outage.
-                wait = min(wait * 2, MAX_RETRY_WAIT_S)
-                log.error("could not write usage; retrying in %.2gs: %s", wait, exc)
-
-    def close(self) -> None:
-        """Stop the thread and write what is left."""
-        self._closed = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        try:
-            self.flush()
-        except Exception as exc:
-            log.error("usage lost at shutdown: %s", exc)

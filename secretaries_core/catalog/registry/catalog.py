@@ -319,12 +319,9 @@ def check_params(params: Any) -> None:
 
 
 def _check_storable_text(field: str, value: str) -> None:
-    if "\x00" in value:
-        raise UnstorableInput(f"{field} contains a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise UnstorableInput(f"{field} contains a lone surrogate (not valid Unicode)") from None
+    from secretaries_core.conversation.text import check_storable
+
+    check_storable(value, field)
 
 
 def check_text(field: str, value: str) -> None:

@@ -1,20 +1,11 @@
-"""Versions of a secretary, rollouts of a candidate, pins, and which version a user gets.
+"""Versions of a secretary: every version's content, drafts, diffs, pins, reply references.
 
 The `assistant` row holds the live content and its number; `secretary_version` holds every
-version's content. Which version serves a user (the resolution's last stage):
-
-1. a pin of that user to that secretary (`pin USER SEC --version N`) → `pinned`;
-2. a running rollout whose hash of (user, secretary, rollout) falls under its percent →
-   the candidate, `rollout`;
-3. otherwise the live version, `live`.
-
-The hash is stable, so a user stays on one side for a rollout's life, and raising the
-percentage only adds users (a user is in at P% iff their bucket is below P x 100).
+version's content (rollouts.py decides which one serves a user).
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -100,6 +91,16 @@ class Rollout:
     started_at: datetime
     ended_at: datetime | None
     reason: str | None
+
+
+def prompt_diff(old: str, new: str, old_name: str, new_name: str) -> str:
+    """Two prompts as a unified diff (empty when they are the same)."""
+    import difflib
+
+    lines = difflib.unified_diff(
+        old.splitlines(), new.splitlines(), fromfile=old_name, tofile=new_name, lineterm=""
+    )
+    return "\n".join(lines)
 
 
 def in_rollout(
@@ -244,14 +245,8 @@ class VersionsMixin(ProvidersMixin):
             for key in sorted(set(a.params) | set(b.params)):
                 if a.params.get(key) != b.params.get(key):
                     params[key] = {"from": a.params.get(key), "to": b.params.get(key)}
-            prompt = "\n".join(
-                difflib.unified_diff(
-                    a.prompt.splitlines(),
-                    b.prompt.splitlines(),
-                    fromfile=f"{secretary.name} v{v1}",
-                    tofile=f"{secretary.name} v{v2}",
-                    lineterm="",
-                )
+            prompt = prompt_diff(
+                a.prompt, b.prompt, f"{secretary.name} v{v1}", f"{secretary.name} v{v2}"
             )
             return {
                 "from": v1,
