@@ -116,20 +116,29 @@ class OpenAIAdapter:
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         extra = {k: v for k, v in request.params.items() if k not in LOCAL_PARAMS}
-        # Everything through extra_body: secretaries may carry params this SDK version
-        # does not know as keyword arguments, and the server is the judge of them.
-        return {"model": self.model, "messages": request.messages(), "extra_body": extra}
+        # The JSON body as sent: the server is the judge of the params. It goes through the
+        # SDK's lower-level `post`, which skips `chat.completions.create`'s walk of every
+        # message against its TypedDicts — 38 ms of CPU per call at 100 messages, 2 ms
+        # this way (docs/performance.md); auth, retries, errors and parsing stay the SDK's.
+        return {**extra, "model": self.model, "messages": request.messages()}
 
     async def pieces(
         self, request: ChatRequest, *, stream: bool, usage: CallUsage | None = None
     ) -> AsyncIterator[str]:
         """Ask the server; stream with SSE when `stream`, else one JSON reply."""
+        from openai import AsyncStream
+        from openai._base_client import make_request_options
+        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
         client = self.clients.get()
         body = self._body(request)
+        options = make_request_options(security={"bearer_auth": True})
         produced = False
         try:
             if not stream:
-                completion = await client.chat.completions.create(**body)
+                completion = await client.post(
+                    "/chat/completions", body=body, cast_to=ChatCompletion, options=options
+                )
                 _take_usage(completion, usage)
                 choices = completion.choices
                 content = choices[0].message.content if choices else None
@@ -137,8 +146,13 @@ class OpenAIAdapter:
                     raise ModelError(f"{self.model}: the reply has no text")
                 yield content
                 return
-            response = await client.chat.completions.create(
-                **body, stream=True, stream_options={"include_usage": True}
+            response = await client.post(
+                "/chat/completions",
+                body={**body, "stream": True, "stream_options": {"include_usage": True}},
+                cast_to=ChatCompletion,
+                options=options,
+                stream=True,
+                stream_cls=AsyncStream[ChatCompletionChunk],
             )
             async with response:
                 async for chunk in response:
