@@ -8,7 +8,6 @@ from fastapi.responses import JSONResponse
 from secretaries_api.routes.common import Svc
 from secretaries_api.schemas import QueuedOut, UpdateIn
 from secretaries_core.conversation.text import check_incoming
-from secretaries_core.errors import BackendUnavailable
 from secretaries_core.queue import Update
 
 router = APIRouter(prefix="/api", tags=["queue"])
@@ -27,11 +26,6 @@ async def queue_update(svc: Svc, body: UpdateIn) -> JSONResponse:
         body.telegram_id, body.text, body.username, max_chars=svc.settings.max_message_chars
     )
     update = Update(body.update_id, body.telegram_id, body.text, body.username, body.chat_id)
-    if not (svc.settings.queue_url or svc.settings.context_url):
-        # The server is set up without a queue: its operator's to fix, not the client's.
-        raise BackendUnavailable(
-            "this API has no queue: set SECRETARIES_QUEUE_URL (a redis:// URL) and restart it"
-        )
     queued = await svc.queue().aenqueue(update)
     if queued:
         return JSONResponse({"queued": True}, status_code=202)

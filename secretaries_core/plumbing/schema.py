@@ -149,9 +149,9 @@ def _check_location(settings: Settings) -> None:
         return
     try:
         parsed = make_url(settings.database_url)
-    except ArgumentError:
+        name = parsed.get_backend_name()
+    except (ArgumentError, ValueError):
         return  # make_engine says what is wrong with it
-    name = parsed.get_backend_name()
     if name not in ("sqlite", "postgresql"):
         raise InvalidInput(
             f"unsupported database {mask_url(settings.database_url)!r}: use sqlite:///PATH or "

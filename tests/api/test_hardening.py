@@ -216,13 +216,6 @@ def test_a_body_that_trickles_is_408(tmp_path: Path) -> None:
         proc.wait(30)
 
 
-def test_updates_without_a_queue_are_a_server_problem(client: TestClient) -> None:
-    body = {"update_id": 1, "telegram_id": 5, "text": "hi"}
-    answer = client.post("/api/updates", json=body)
-    assert answer.status_code == 503, answer.text
-    assert "SECRETARIES_QUEUE_URL" in answer.json()["error"]["message"]
-
-
 def test_openapi_declares_bearer_auth_on_protected_routes_only(client: TestClient) -> None:
     doc = client.get("/openapi.json").json()
     schemes = doc["components"]["securitySchemes"]
