@@ -7,7 +7,7 @@ the API down, `/healthz` included. Here:
 - `SECRETARIES_API_HEADER_TIMEOUT` (s): a connection that has not sent a complete request
   head within it (new, or idle between keep-alive requests after sending a byte) is closed;
 - `SECRETARIES_API_KEEPALIVE` (s): uvicorn's idle keep-alive timeout;
-- `SECRETARIES_API_MAX_CONNECTIONS`: above it, a new connection evicts the oldest one that
+- `SECRETARIES_API_MAX_CONNECTIONS`: above it, a new connection evicts another one that
   is still waiting for its request head (it costs the server nothing to drop), else it is
   closed at once; requests being answered are never cut;
 - the soft limit of open files is raised to the hard one, so the cap, not the kernel,
@@ -60,15 +60,17 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[H11Pro
             if _waiting(self) and self._head_timer is None:
                 self._arm()  # a keep-alive connection started its next request head
             super().data_received(data)
-            if not _waiting(self) and self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
+            if not _waiting(self):
+                self._disarm()
 
         def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _disarm(self) -> None:
             if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
-            super().connection_lost(exc)
 
         def _arm(self) -> None:
             self._head_timer = self.loop.call_later(header_timeout, self._head_late)

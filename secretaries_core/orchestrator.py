@@ -246,12 +246,12 @@ class Orchestrator:
     ) -> SecretaryInstance:
         return SecretaryInstance(
             secretary=secretary,
-            adapter=self._adapter(secretary),
+            adapter=self.adapter_for(secretary),
             policy=self.settings.context_policy.for_secretary(secretary.params),
             user_id=user_id,
         )
 
-    def _adapter(self, secretary: SecretarySnapshot) -> ModelAdapter:
+    def adapter_for(self, secretary: SecretarySnapshot) -> ModelAdapter:
         """The secretary's model, or its fallback chain when it has one."""
         chain = [secretary.model, *fallback_models(dict(secretary.params))]
         extra = secretary.params.get(PARAM_CONTEXT_FALLBACK)
@@ -277,8 +277,7 @@ class Orchestrator:
     ) -> None:
         if event == "provider":
             # A provider was added, changed or removed: new clients, new instances.
-            for name in list(self.providers._named):
-                self.providers.forget(name)
+            self.providers.forget_all()
             self.pool.evict_all()
             return
         self.resolver.on_change(self.pool, event, secretary_id, telegram_id)
@@ -320,9 +319,8 @@ class Orchestrator:
         if message_id is not None:
             found = await self._hops.run(self.registry.reply_version, telegram_id, message_id)
         else:
-            resolved = await self.aresolve(telegram_id)
             reply = await self.path.answered(telegram_id, str(update_id))
-            found = (resolved.secretary.id, reply.version) if reply is not None else None
+            found = (reply.secretary_id, reply.version) if reply is not None else None
         if found is None:
             raise NotFound(f"no reply to user {telegram_id} known by that id")
         secretary_id, version = found

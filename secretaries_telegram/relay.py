@@ -29,7 +29,8 @@ from redis.exceptions import ResponseError
 
 from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.queue import Queue
-from secretaries_core.queue.client import UNAVAILABLE, decode_fields
+from secretaries_core.queue.client import UNAVAILABLE, decode_fields, parse_int
+from secretaries_core.queue.leases import alive, beat
 from secretaries_core.redact import scrub
 from secretaries_telegram import texts
 from secretaries_telegram.delivery import DEFAULT_GRACE_S, Undeliverable, patiently
@@ -118,30 +119,19 @@ class Relay:
     async def _ensure_group(self, start: str = "$") -> None:
         # First start: from new replies on. Recreated after Redis lost it: from the start
         # of what the stream holds now (all of it written after the loss).
-        try:
-            await self.queue.aclient().xgroup_create(
-                self.queue.keys.replies, GROUP, id=start, mkstream=True
-            )
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await self.queue.create_group(self.queue.keys.replies, GROUP, start)
 
     async def _beat(self) -> None:
-        client, key = self.queue.aclient(), self.queue.keys.senders
-        now_ms = time.time() * 1000
-        await client.zadd(key, {self.name: now_ms})
-        await client.zremrangebyscore(key, "-inf", now_ms - 10 * DEAD_AFTER_S * 1000)
-        await client.pexpire(key, int(10 * DEAD_AFTER_S * 1000))
+        keep_ms = 10 * DEAD_AFTER_S * 1000
+        await beat(self.queue.aclient(), self.queue.keys.senders, self.name, keep_ms)
 
     async def _adopt(self) -> None:
         """Claim replies pending under senders that stopped beating; forget those senders."""
         client, key = self.queue.aclient(), self.queue.keys.replies
-        alive_since = time.time() * 1000 - DEAD_AFTER_S * 1000
-        beating = await client.zrangebyscore(self.queue.keys.senders, alive_since, "+inf")
-        alive = {_text(m) for m in beating}
+        living = await alive(client, self.queue.keys.senders, DEAD_AFTER_S * 1000)
         for consumer in await client.xinfo_consumers(key, GROUP):
             name = _text(consumer["name"])
-            if name == self.name or name in alive or int(consumer["idle"]) < DEAD_AFTER_S * 1000:
+            if name == self.name or name in living or int(consumer["idle"]) < DEAD_AFTER_S * 1000:
                 continue
             while True:
                 rows = await client.xpending_range(
@@ -250,9 +240,7 @@ async def relay(
 
 
 def _chat(fields: dict[str, str]) -> int | None:
-    raw = fields.get("chat_id") or fields.get("telegram_id") or ""
-    digits = raw[1:] if raw.startswith("-") else raw
-    return int(raw) if digits.isascii() and digits.isdigit() else None
+    return parse_int(fields.get("chat_id") or fields.get("telegram_id") or "")
 
 
 def _text(raw: Any) -> str:

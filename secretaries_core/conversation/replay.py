@@ -91,7 +91,7 @@ async def replay(
     )
     instance = SecretaryInstance(
         secretary=snapshot,
-        adapter=orchestrator._adapter(snapshot),
+        adapter=orchestrator.adapter_for(snapshot),
         policy=orchestrator.settings.context_policy.for_secretary(snapshot.params),
     )
 

@@ -113,6 +113,13 @@ class ProviderClients:
         if gone is not None:
             gone.close()
 
+    def forget_all(self) -> None:
+        """Drop every named provider's clients (the provider table changed)."""
+        with self._lock:
+            names = list(self._named)
+        for name in names:
+            self.forget(name)
+
     async def aclose(self) -> None:
         """Close the running loop's clients of every provider."""
         await self.default.aclose()

@@ -66,12 +66,17 @@ class Answerer:
 
     async def bury(self, n: int, entry_id: str, fields: dict[str, str], reason: str) -> None:
         """Dead-letter an entry that can never be answered, then let the next ones pass."""
+        await self._dead_letter(n, entry_id, fields, reason, f"partition {n} entry {entry_id}")
+        await self.queue.ack(n, entry_id)
+
+    async def _dead_letter(
+        self, n: int, entry_id: str, fields: dict[str, str], reason: str, what: str
+    ) -> None:
         reason = scrub(reason)
         await self.queue.dead_letter(n, entry_id, fields, reason)
-        await self.queue.ack(n, entry_id)
         self.dead_lettered += 1
         self.orch.metrics.errors.labels(type="DeadLetter").inc()
-        log.error("partition %d entry %s dead-lettered: %s", n, entry_id, reason)
+        log.error("%s dead-lettered: %s", what, reason)
 
     async def settle(self, n: int, entry_id: str, update: Update, redelivered: bool) -> None:
         key = str(update.update_id)
@@ -124,11 +129,8 @@ class Answerer:
             return
 
     async def give_up(self, n: int, entry_id: str, update: Update, error: SecretariesError) -> None:
-        reason = scrub(f"{type(error).__name__}: {error}")
-        await self.queue.dead_letter(n, entry_id, update.fields(), reason)
-        self.dead_lettered += 1
-        self.orch.metrics.errors.labels(type="DeadLetter").inc()
-        log.error("update %s dead-lettered: %s", update.update_id, reason)
+        reason = f"{type(error).__name__}: {error}"
+        await self._dead_letter(n, entry_id, update.fields(), reason, f"update {update.update_id}")
         await self.reply(n, entry_id, update, None, error)
 
     async def reply(

@@ -18,7 +18,13 @@ from redis.exceptions import RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from secretaries_core.config import Settings
-from secretaries_core.errors import BackendUnavailable, InvalidInput, SecretariesError
+from secretaries_core.conversation.text import check_storable
+from secretaries_core.errors import (
+    BackendUnavailable,
+    InvalidInput,
+    SecretariesError,
+    UnstorableInput,
+)
 from secretaries_core.plumbing.db import mask_url
 from secretaries_core.plumbing.loops import PerLoop
 from secretaries_core.queue.keys import GROUP, QueueKeys
@@ -82,8 +88,11 @@ class Update:
             if name not in fields:
                 raise MalformedEntry(f"no {name} field")
         for name, value in fields.items():
-            if name in UPDATE_FIELDS and ("\x00" in value or not _is_unicode(value)):
-                raise MalformedEntry(f"{name} is not valid UTF-8 text")
+            if name in UPDATE_FIELDS:
+                try:
+                    check_storable(value, name)
+                except UnstorableInput:
+                    raise MalformedEntry(f"{name} is not valid UTF-8 text") from None
         update_id = _integer(fields, "update_id", 0, MAX_TELEGRAM_ID)
         telegram_id = _integer(fields, "telegram_id", 1, MAX_TELEGRAM_ID)
         chat_id = (
@@ -96,18 +105,15 @@ class Update:
         return cls(update_id, telegram_id, fields["text"], fields.get("username") or None, chat_id)
 
 
-def _is_unicode(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+def parse_int(raw: str) -> int | None:
+    """A stream field holding a decimal integer (an optional minus sign), else None."""
+    digits = raw[1:] if raw.startswith("-") else raw
+    return int(raw) if digits.isascii() and digits.isdigit() else None
 
 
 def _integer(fields: Mapping[str, str], name: str, low: int, high: int) -> int:
     raw = fields[name]
-    digits = raw[1:] if raw.startswith("-") else raw
-    value = int(raw) if digits.isascii() and digits.isdigit() else None
+    value = parse_int(raw)
     if value is None or not low <= value <= high:
         raise MalformedEntry(f"{name} {raw[:40]!r} is not an integer in {low}..{high}")
     return value
@@ -253,8 +259,12 @@ class Queue:
 
     async def ensure_group(self, n: int) -> None:
         """Create partition `n`'s consumer group if it is missing (a Redis that lost it)."""
+        await self.create_group(self.keys.inbound(n), GROUP, "0")
+
+    async def create_group(self, key: str, group: str, start: str) -> None:
+        """Create a consumer group on stream `key` from `start`, unless it exists."""
         try:
-            await self.aclient().xgroup_create(self.keys.inbound(n), GROUP, id="0", mkstream=True)
+            await self.aclient().xgroup_create(key, group, id=start, mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise

@@ -47,7 +47,7 @@ from secretaries_core.queue.client import (
     decode_fields,
 )
 from secretaries_core.queue.keys import GROUP
-from secretaries_core.queue.leases import release, renew
+from secretaries_core.queue.leases import alive, beat, release, renew
 from secretaries_core.redact import scrub
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,6 @@ class Worker:
         self.queue = queue
         self.concurrency = concurrency
         self.lease_ms = int(lease_seconds * 1000)
-        self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.outage_grace = outage_grace
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -205,10 +204,7 @@ class Worker:
 
     async def _balance(self) -> None:
         keys, client = self.queue.keys, self.queue.aclient()
-        now_ms = time.time() * 1000
-        await client.zadd(keys.workers, {self.id: now_ms})
-        await client.zremrangebyscore(keys.workers, "-inf", now_ms - 3 * self.lease_ms)
-        await client.pexpire(keys.workers, 3 * self.lease_ms)
+        now_ms = await beat(client, keys.workers, self.id, 3 * self.lease_ms)
         # Live: a heartbeat within two leases (a slow heartbeat is not a dead worker).
         live = max(1, int(await client.zcount(keys.workers, now_ms - 2 * self.lease_ms, "+inf")))
         share = math.ceil(keys.partitions / live)
@@ -295,9 +291,7 @@ class Worker:
 
     async def _alive(self) -> set[str]:
         """Workers whose heartbeat is within two leases."""
-        recent = (time.time() * 1000) - 2 * self.lease_ms
-        members = await self.queue.aclient().zrangebyscore(self.queue.keys.workers, recent, "+inf")
-        return {_id(member) for member in members}
+        return await alive(self.queue.aclient(), self.queue.keys.workers, 2 * self.lease_ms)
 
     async def _take_over(self, n: int) -> None:
         """Settle everything pending in `n`, in stream order, before reading anything new.

@@ -17,10 +17,11 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
+from secretaries_core.catalog.registry.rollouts import dislike_rate, error_rate
 from secretaries_core.catalog.versions_tables import VERSION_COUNT_TABLE
 from secretaries_core.plumbing.db import transaction
 from secretaries_core.plumbing.flusher import BackgroundFlush
@@ -115,21 +116,14 @@ class VersionCounts(BackgroundFlush):
         rollout = self.registry.running_rollout(rollout_id)
         if rollout is None:
             return None
-        with transaction(self.engine) as conn:
-            found = {
-                row.version: row
-                for row in conn.execute(
-                    select(VERSION_COUNT_TABLE).where(
-                        VERSION_COUNT_TABLE.c.secretary_id == rollout.secretary_id,
-                        VERSION_COUNT_TABLE.c.period == rollout_id.hex,
-                    )
-                )
-            }
+        found = self.registry.rollout_counts(rollout)
         candidate, live = found.get(rollout.candidate_version), found.get(rollout.live_version)
         if candidate is None or candidate.messages < rollout.min_messages:
             return None
-        reason = _worse(rollout.max_error_rate, _errors(candidate), _errors(live), "error") or (
-            _worse(rollout.max_dislike_rate, _dislikes(candidate), _dislikes(live), "dislike")
+        reason = _worse(
+            rollout.max_error_rate, error_rate(candidate), error_rate(live), "error"
+        ) or _worse(
+            rollout.max_dislike_rate, dislike_rate(candidate), dislike_rate(live), "dislike"
         )
         if reason is None:
             return None
@@ -146,15 +140,6 @@ class VersionCounts(BackgroundFlush):
             return self.registry.get_secretary(secretary_id).name
         except Exception:  # the rollout is what matters; a name is for the log
             return str(secretary_id)
-
-
-def _errors(row: Any) -> float:
-    return row.errors / row.messages if row is not None and row.messages else 0.0
-
-
-def _dislikes(row: Any) -> float:
-    votes = (row.likes + row.dislikes) if row is not None else 0
-    return row.dislikes / votes if votes else 0.0
 
 
 def _worse(limit: float | None, candidate: float, live: float, what: str) -> str | None:

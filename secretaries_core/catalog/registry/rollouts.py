@@ -283,15 +283,7 @@ class RolloutsMixin(VersionsMixin):
             if row is None:
                 raise NotFound(f"{secretary.name} has never had a rollout")
             rollout = _row_rollout(row)
-            counts = {
-                r.version: r
-                for r in session.execute(
-                    select(VERSION_COUNT_TABLE).where(
-                        VERSION_COUNT_TABLE.c.secretary_id == secretary.id,
-                        VERSION_COUNT_TABLE.c.period == rollout.id.hex,
-                    )
-                )
-            }
+            counts = _rollout_counts(session, rollout)
             return {
                 "secretary": secretary.name,
                 "state": rollout.state,
@@ -308,6 +300,10 @@ class RolloutsMixin(VersionsMixin):
 
         result: dict[str, Any] = self._read(work)
         return result
+
+    def rollout_counts(self, rollout: Rollout) -> dict[int, Any]:
+        """Each version's counts over the rollout's life (rows by version number)."""
+        return self._read(lambda session: _rollout_counts(session, rollout))
 
     def running_rollout(self, rollout_id: uuid.UUID) -> Rollout | None:
         """The rollout if it is still running."""
@@ -373,6 +369,27 @@ class RolloutsMixin(VersionsMixin):
         return self._read(work)
 
 
+def _rollout_counts(session: Session, rollout: Rollout) -> dict[int, Any]:
+    rows = session.execute(
+        select(VERSION_COUNT_TABLE).where(
+            VERSION_COUNT_TABLE.c.secretary_id == rollout.secretary_id,
+            VERSION_COUNT_TABLE.c.period == rollout.id.hex,
+        )
+    )
+    return {row.version: row for row in rows}
+
+
+def error_rate(row: Any) -> float:
+    """Errors per message of a counts row (0 without messages or without a row)."""
+    return row.errors / row.messages if row is not None and row.messages else 0.0
+
+
+def dislike_rate(row: Any) -> float:
+    """Dislikes per vote of a counts row (0 without votes or without a row)."""
+    votes = (row.likes + row.dislikes) if row is not None else 0
+    return row.dislikes / votes if votes else 0.0
+
+
 def side(version: int, row: Any) -> dict[str, Any]:
     """One side of `rollout status`: a version's counts over the rollout's life."""
     messages = int(row.messages) if row is not None else 0
@@ -383,10 +400,10 @@ def side(version: int, row: Any) -> dict[str, Any]:
         "version": version,
         "messages": messages,
         "errors": errors,
-        "error_rate": round(errors / messages, 4) if messages else 0.0,
+        "error_rate": round(error_rate(row), 4),
         "likes": likes,
         "dislikes": dislikes,
-        "dislike_rate": round(dislikes / (likes + dislikes), 4) if likes + dislikes else 0.0,
+        "dislike_rate": round(dislike_rate(row), 4),
         "prompt_tokens": int(row.prompt_tokens) if row is not None else 0,
         "completion_tokens": int(row.completion_tokens) if row is not None else 0,
     }
