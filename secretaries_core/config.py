@@ -114,6 +114,11 @@ class Settings:
     api_max_connections: int = 1000
     circuit_failures: int = 3
     circuit_cooldown_seconds: float = 30.0
+    # Telegram's limits, shared by every bot process of a token (docs/telegram.md).
+    telegram_bot_per_second: int = 30
+    telegram_chat_per_second: int = 1
+    telegram_group_per_minute: int = 20
+    telegram_drafts: bool = True
 
     @classmethod
     def load(
@@ -175,6 +180,11 @@ class Settings:
             api_max_connections=_env_int(env, "SECRETARIES_API_MAX_CONNECTIONS", 1000),
             circuit_failures=_env_int(env, "SECRETARIES_CIRCUIT_FAILURES", 3),
             circuit_cooldown_seconds=_env_float(env, "SECRETARIES_CIRCUIT_COOLDOWN", 30.0),
+            telegram_bot_per_second=_env_int(env, "SECRETARIES_TELEGRAM_BOT_PER_SECOND", 30),
+            telegram_chat_per_second=_env_int(env, "SECRETARIES_TELEGRAM_CHAT_PER_SECOND", 1),
+            telegram_group_per_minute=_env_int(env, "SECRETARIES_TELEGRAM_GROUP_PER_MINUTE", 20),
+            telegram_drafts=env.get("SECRETARIES_TELEGRAM_DRAFTS", "1").lower()
+            not in ("0", "false", "no", "off"),
         )
 
     @property

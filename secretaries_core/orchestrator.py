@@ -26,7 +26,7 @@ from secretaries_core.conversation.instances import (
     SecretaryInstance,
     SecretarySnapshot,
 )
-from secretaries_core.conversation.ordering import UserGate
+from secretaries_core.conversation.ordering import Policy, UserGate
 from secretaries_core.conversation.path import PARAM_DOUBLE_TEXTING, MessagePath
 from secretaries_core.conversation.recording import UsageRecorder
 from secretaries_core.conversation.resolution import Resolver, snapshot
@@ -193,13 +193,21 @@ class Orchestrator:
         *,
         username: str | None = None,
         idempotency_key: str | None = None,
+        on_piece: Callable[[str], None] | None = None,
     ) -> Reply:
         """Answer `text` from the user without holding a thread while the model works.
 
         `idempotency_key` (a queued update's id) is stored with the user's message; a
         message whose key is already stored gets its stored answer, without the model.
+        `on_piece`, when given, is called with each piece as the model streams it (a
+        worker shows them live); the reply is the stored turn either way.
         """
-        return await self.path.handle(telegram_id, text, username, idempotency_key)
+        return await self.path.handle(telegram_id, text, username, idempotency_key, on_piece)
+
+    async def double_texting(self, telegram_id: int) -> Policy:
+        """The double-texting policy of the user's secretary (its param, else the setting)."""
+        resolved = await self.aresolve(telegram_id)
+        return self.path.policy(resolved.secretary)
 
     def astream(self, telegram_id: int, text: str, *, username: str | None = None) -> ReplyStream:
         """Yield the reply in pieces as the model produces them; store the turn at the end.

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
 from redis.exceptions import ResponseError
 
 from secretaries_core.plumbing.metrics import Metrics
@@ -33,6 +34,7 @@ from secretaries_core.queue.client import UNAVAILABLE, decode_fields, parse_int
 from secretaries_core.queue.leases import alive, beat
 from secretaries_core.redact import scrub
 from secretaries_telegram import texts
+from secretaries_telegram.board import Board
 from secretaries_telegram.delivery import DEFAULT_GRACE_S, Undeliverable, patiently
 from secretaries_telegram.split import split_text
 
@@ -68,6 +70,7 @@ class Relay:
         self._last_of_chat: dict[int, asyncio.Task[None]] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
         self._taken: set[str] = set()
+        self.board = Board(queue)
 
     async def run(self) -> None:
         """Forever: claim what dead senders left, read new replies, send them."""
@@ -185,10 +188,20 @@ class Relay:
                 parts = [texts.for_code(fields.get("error_code", ""), fields["error"])]
             else:
                 parts = split_text(fields.get("text") or "…")
+            thread = parse_int(fields.get("thread_id", ""))
+            # No draft or streaming edit after this; a group's reply grew in `grown`.
+            update_id = parse_int(fields.get("update_id", ""))
+            grown = await self.board.finalise(chat, update_id) if update_id is not None else None
             first: int | None = None
+            if grown is not None:
+                await patiently(lambda: self._edit(chat, grown, parts[0]), grace=self.grace)
+                first, parts = grown, parts[1:]
             for part in parts:
                 send = self.bot.send_message
-                sent = await patiently(lambda: send(chat, part), grace=self.grace)  # noqa: B023
+                sent = await patiently(
+                    lambda: send(chat, part, message_thread_id=thread),  # noqa: B023
+                    grace=self.grace,
+                )
                 first = first if first is not None else sent.message_id
             self.sent += 1
             if self.on_sent is not None and first is not None and not fields.get("error"):
@@ -205,6 +218,13 @@ class Relay:
             # so one reply never holds up the chats behind it.
             self._drop("failed", entry_id, chat, repr(exc))
         await self._ack(entry_id)
+
+    async def _edit(self, chat: int, message_id: int, text: str) -> None:
+        try:
+            await self.bot.edit_message_text(text=text, chat_id=chat, message_id=message_id)
+        except TelegramBadRequest as exc:
+            if "not modified" not in str(exc):
+                raise
 
     def _drop(self, reason: str, entry_id: str, chat: int | None, detail: str) -> None:
         self.dropped += 1

@@ -21,7 +21,7 @@ from secretaries_core.queue import Queue
 from secretaries_core.queue import Update as QueuedUpdate
 from secretaries_telegram import picker, texts
 from secretaries_telegram.delivery import Undeliverable
-from secretaries_telegram.streaming import StreamedReply, patiently
+from secretaries_telegram.streaming import StreamedReply, draft_id_of, patiently
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +72,17 @@ def _vote(reactions: list[Any] | None) -> int | None:
 
 
 def create_router(
-    orchestrator: Orchestrator, *, edit_interval: float = 1.0, queue: Queue | None = None
+    orchestrator: Orchestrator,
+    *,
+    edit_interval: float = 1.0,
+    queue: Queue | None = None,
+    drafts: bool = True,
 ) -> Router:
     """Handlers for /start, /secretary, /new, /usage, /help, the picker and text messages.
 
-    With a `queue`, text messages are only enqueued (the workers answer them; `relay`
-    sends what arrives on the replies stream); commands are always handled here.
+    With a `queue`, text messages are only enqueued (the workers answer them; the drafter
+    shows their pieces, `relay` sends what arrives on the replies stream); commands are
+    always handled here. `drafts`: private chats stream as drafts (else by edits).
     """
     router = Router(name="secretaries")
     desk = FrontDesk(orchestrator)
@@ -226,7 +231,14 @@ def create_router(
             update_id = update.update_id if update is not None else message.message_id
             try:
                 await queue.aenqueue(
-                    QueuedUpdate(update_id, user.id, content, user.username, message.chat.id)
+                    QueuedUpdate(
+                        update_id,
+                        user.id,
+                        content,
+                        user.username,
+                        message.chat.id,
+                        message.message_thread_id,
+                    )
                 )
             except SecretariesError as exc:
                 await say_error(message, exc)
@@ -242,6 +254,7 @@ def create_router(
             reply_to=message.message_id if message.chat.type != "private" else None,
             interval=edit_interval,
             thread_id=message.message_thread_id,
+            draft_id=draft_id_of(message.message_id) if drafts else None,
         )
         stream = orchestrator.astream(user.id, content, username=user.username)
         try:

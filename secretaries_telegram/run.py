@@ -16,6 +16,9 @@ from secretaries_core.errors import BackendUnavailable, InvalidInput
 from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.plumbing.db import mask_url
 from secretaries_core.queue.client import Queue
+from secretaries_telegram.drafts import Drafter
+from secretaries_telegram.flood import FloodControl, FloodLimits, LocalFlood, RedisFlood
+from secretaries_telegram.gatekeeper import Gatekeeper
 from secretaries_telegram.relay import relay
 from secretaries_telegram.router import COMMANDS, create_router
 
@@ -62,6 +65,31 @@ def _remembering(orchestrator: Orchestrator) -> Callable[[dict[str, str], int], 
     return remember
 
 
+def flood_control(bot: Bot, queue: Queue | None, orchestrator: Orchestrator) -> FloodControl:
+    """The bot's flood control: in Redis with a queue (shared by every process), else local."""
+    limits = FloodLimits.from_settings(orchestrator.settings)
+    if queue is None:
+        return LocalFlood(limits, orchestrator.metrics)
+    return RedisFlood(queue.aclient(), queue.keys.flood(bot.id), limits, orchestrator.metrics)
+
+
+def supervised(name: str, start: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+    """Run `start()` for as long as the bot runs: restarted (and logged) if it ever ends."""
+
+    async def keep() -> None:
+        while True:
+            try:
+                await start()
+                log.error("the %s stopped by itself; starting it again", name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("the %s failed; starting it again", name, exc_info=exc)
+            await asyncio.sleep(1)
+
+    return asyncio.ensure_future(keep())
+
+
 async def run_bot(
     open_orchestrator: Callable[[], Orchestrator],
     token: str,
@@ -101,17 +129,28 @@ async def run_bot(
             where,
             f", answering through the queue {queue.masked}" if queue else "",
         )
+        settings = orchestrator.settings
+        bot.session.middleware(Gatekeeper(flood_control(bot, queue, orchestrator)))
         dispatcher = Dispatcher()
         dispatcher.include_router(
-            create_router(orchestrator, edit_interval=edit_interval, queue=queue)
-        )
-        sender = (
-            asyncio.ensure_future(
-                relay(bot, queue, metrics=orchestrator.metrics, on_sent=_remembering(orchestrator))
+            create_router(
+                orchestrator,
+                edit_interval=edit_interval,
+                queue=queue,
+                drafts=settings.telegram_drafts,
             )
-            if queue is not None
-            else None
         )
+        background: list[asyncio.Task[None]] = []
+        if queue is not None:
+            on_sent = _remembering(orchestrator)
+            background.append(
+                supervised(
+                    "sender",
+                    lambda: relay(bot, queue, metrics=orchestrator.metrics, on_sent=on_sent),
+                )
+            )
+            drafter = Drafter(bot, queue, drafts=settings.telegram_drafts, interval=edit_interval)
+            background.append(supervised("drafter", drafter.run))
         try:
             await dispatcher.start_polling(
                 bot,
@@ -122,9 +161,9 @@ async def run_bot(
                 allowed_updates=dispatcher.resolve_used_update_types(),
             )
         finally:
-            if sender is not None:
-                sender.cancel()
-                await asyncio.gather(sender, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             if queue is not None:
                 await queue.aclose()
                 queue.close()

@@ -1,11 +1,18 @@
-"""A reply streamed into one Telegram message: typing while waiting, throttled edits, splits.
+"""A reply streamed into one chat: a draft in private chats, edits of one message in groups.
 
-Telegram allows about one edit per second per chat before it answers 429; edits here come
-at most every `interval` seconds, an intermediate edit refused with `retry_after` is
-skipped (the next one carries the text), and the final text is sent with the retries of
-delivery.py (wait what Telegram asks, retry 5xx and timeouts, drop what it refuses).
-Text goes out without a parse mode, so no character can form a broken
-entity: what the model wrote is what the user reads.
+Private chats see the reply grow as an animated draft (`sendMessageDraft`, "Thinking…"
+while the model has not answered yet) and then get one `sendMessage` of the final text:
+no edit storm, nothing half-written left behind when something fails. Groups and forum
+topics (the `message_thread_id` is kept) see one message edited as the reply grows. A
+Bot API that refuses drafts (an older server) is remembered, and that bot streams by
+edits from then on.
+
+Intermediate updates (drafts, streaming edits) go at most every `interval` seconds and
+only when the bot's flood control has a slot free at once (flood.py): one it refuses is
+skipped, and the next one, or the final text, carries what it would have shown. The final
+text waits for its slot and goes with the retries of delivery.py. Text goes out without a
+parse mode, so no character can form a broken entity: what the model wrote is what the
+user reads.
 """
 
 from __future__ import annotations
@@ -18,18 +25,36 @@ from typing import Any
 
 from aiogram import Bot
 from aiogram.enums import ChatAction
-from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramNotFound,
+    TelegramRetryAfter,
+)
 
 from secretaries_telegram.delivery import patiently
+from secretaries_telegram.flood import Throttled, intermediate
 from secretaries_telegram.split import TELEGRAM_LIMIT, split_text
 
-__all__ = ["StreamedReply", "patiently"]
+__all__ = ["StreamedReply", "draft_id_of", "drafts_refused", "patiently"]
 log = logging.getLogger(__name__)
 TYPING_EVERY = 4.0  # Telegram shows "typing…" for about 5 s per action
 
 
+def draft_id_of(key: int) -> int:
+    """A draft id for the reply to update/message `key` (non-zero, within 31 bits)."""
+    return key % 2_000_000_000 + 1
+
+
+def drafts_refused(exc: BaseException) -> bool:
+    """True when the Bot API does not know `sendMessageDraft` (an older server)."""
+    if isinstance(exc, TelegramNotFound):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, TelegramBadRequest) and ("method" in text or "draft" in text)
+
+
 class StreamedReply:
-    """Shows one reply in a chat as it is produced."""
+    """Shows one reply in a chat as it is produced (direct mode)."""
 
     def __init__(
         self,
@@ -39,15 +64,19 @@ class StreamedReply:
         reply_to: int | None = None,
         interval: float = 1.0,
         thread_id: int | None = None,
+        draft_id: int | None = None,
     ) -> None:
         self.bot = bot
         self.chat_id = chat_id
         self.reply_to = reply_to
         self.interval = interval
         self.thread_id = thread_id
+        # Drafts only in private chats, and only while the Bot API takes them.
+        self.draft_id = draft_id if chat_id > 0 else None
         self.message_id: int | None = None
         self.shown = ""
         self.edits = 0
+        self.drafts = 0
         self._next_edit = 0.0
 
     async def _typing(self) -> None:
@@ -81,31 +110,79 @@ class StreamedReply:
         self.shown = text
         self.edits += 1
 
+    async def _draft(self, text: str) -> bool:
+        """Show `text` as the draft (empty: "Thinking…"); False when skipped or refused."""
+        assert self.draft_id is not None
+        try:
+            with intermediate():
+                await self.bot.send_message_draft(
+                    chat_id=self.chat_id,
+                    draft_id=self.draft_id,
+                    text=text,
+                    message_thread_id=self.thread_id,
+                )
+        except (Throttled, TelegramRetryAfter):
+            return False
+        except (TelegramBadRequest, TelegramNotFound) as exc:
+            if not drafts_refused(exc):
+                raise
+            log.warning("the Bot API refuses drafts (%s); streaming by edits", exc)
+            self.draft_id = None
+            return False
+        self.shown = text
+        self.drafts += 1
+        return True
+
     async def stream(self, pieces: AsyncIterator[str]) -> str:
         """Show `pieces` as they come; returns the whole text, shown complete at the end."""
-        typing = asyncio.ensure_future(self._typing())
+        typing: asyncio.Future[None] | None = None
+        if self.draft_id is None or not await self._draft(""):
+            typing = asyncio.ensure_future(self._typing())
         text = ""
         try:
             async for piece in pieces:
                 text += piece
-                if self.message_id is None:
-                    typing.cancel()
-                    self.shown = split_text(text)[0]
-                    self.message_id = await self._send(self.shown, reply=True)
-                    self._next_edit = time.monotonic() + self.interval
-                elif time.monotonic() >= self._next_edit:
-                    await self._progress(split_text(text)[0])
+                if time.monotonic() < self._next_edit:
+                    continue
+                preview = split_text(text)[0]
+                if self.draft_id is not None:
+                    if await self._draft(preview):
+                        self._next_edit = time.monotonic() + self.interval
+                elif self.message_id is None:
+                    await self._open(preview)
+                    if self.message_id is not None and typing is not None:
+                        typing.cancel()
+                else:
+                    await self._progress(preview)
         finally:
-            typing.cancel()
+            if typing is not None:
+                typing.cancel()
         await self.finish(text)
         return text
+
+    async def _open(self, preview: str) -> None:
+        """The message the reply grows in (groups, or drafts refused)."""
+        kwargs: dict[str, Any] = {"message_thread_id": self.thread_id}
+        if self.reply_to is not None:
+            kwargs["reply_to_message_id"] = self.reply_to
+        try:
+            with intermediate():
+                sent = await self.bot.send_message(self.chat_id, preview, **kwargs)
+        except (Throttled, TelegramRetryAfter):
+            self._next_edit = time.monotonic() + self.interval / 2
+            return
+        self.message_id, self.shown = sent.message_id, preview
+        self._next_edit = time.monotonic() + self.interval
 
     async def _progress(self, preview: str) -> None:
         if preview == self.shown:
             return
         try:
-            await self._edit(preview)
+            with intermediate():
+                await self._edit(preview)
             self._next_edit = time.monotonic() + self.interval
+        except Throttled:
+            self._next_edit = time.monotonic() + self.interval / 2
         except TelegramRetryAfter as exc:
             # Skip this edit; a later one (or the final text) carries what was missed.
             self._next_edit = time.monotonic() + max(exc.retry_after, self.interval)
@@ -117,9 +194,6 @@ class StreamedReply:
             self.message_id = await self._send(parts[0], reply=True)
             self.shown = parts[0]
         elif parts[0] != self.shown:
-            wait = self._next_edit - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
             await patiently(lambda: self._edit(parts[0]))
         for part in parts[1:]:
             await self._send(part, reply=False)

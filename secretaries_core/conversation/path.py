@@ -84,7 +84,12 @@ class MessagePath:
     # -- the whole path ---------------------------------------------------------------------
 
     async def handle(
-        self, telegram_id: int, text: str, username: str | None, key: str | None
+        self,
+        telegram_id: int,
+        text: str,
+        username: str | None,
+        key: str | None,
+        sink: Callable[[str], None] | None = None,
     ) -> Reply:
         """One message to its stored answer (see the module docstring)."""
         with self.our_errors():
@@ -98,7 +103,7 @@ class MessagePath:
                     if found is not None:
                         return found
                 await self.admit(turn)
-                answer = await self.ask(turn, None)
+                answer = await self.ask(turn, sink)
                 return await self.finish(turn, answer)
             except BaseException:
                 await self.admission.give_back(turn)

@@ -85,6 +85,30 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.flood_wait = Histogram(
+            "secretaries_telegram_flood_wait_seconds",
+            "How long a send to Telegram waited for the bot's flood control, by kind "
+            "(final: a text that must go out; intermediate: a draft or streaming edit).",
+            ["kind"],
+            buckets=(0.0, 0.05, 0.25, 1.0, 2.5, 5.0, 15.0, 60.0),
+            registry=r,
+        )
+        self.flood_waiting = Gauge(
+            "secretaries_telegram_flood_waiting",
+            "Sends of this process waiting for the bot's flood control right now.",
+            registry=r,
+        )
+        self.flood_skipped = Counter(
+            "secretaries_telegram_flood_skipped",
+            "Intermediate drafts or edits skipped to stay within Telegram's limits "
+            "(the next one, or the final text, carries what they would have shown).",
+            registry=r,
+        )
+        self.flood_refused = Counter(
+            "secretaries_telegram_429",
+            "Sends Telegram refused with 429 Too Many Requests despite the flood control.",
+            registry=r,
+        )
         self.queue = Gauge(
             "secretaries_queue",
             "The workers' queue at scrape time: inbound, pending, dead_letters, replies, "

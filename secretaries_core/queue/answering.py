@@ -17,12 +17,14 @@ import time
 
 from secretaries_core.errors import (
     BackendUnavailable,
+    Interrupted,
     ModelUnavailable,
     SecretariesError,
     error_code,
 )
 from secretaries_core.orchestrator import Orchestrator, Reply
 from secretaries_core.queue.client import Queue, Update
+from secretaries_core.queue.live import ENDED, SUPERSEDED, LivePieces, quietly_end
 from secretaries_core.redact import scrub
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ class Answerer:
         max_attempts: int,
         retry_delay: float,
         outage_grace: float,
+        live_interval: float | None = 0.25,
     ) -> None:
         self.orch = orchestrator
         self.queue = queue
@@ -61,7 +64,9 @@ class Answerer:
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.outage_grace = outage_grace
+        self.live_interval = live_interval
         self.answered = 0
+        self.superseded = 0
         self.dead_lettered = 0
 
     async def bury(self, n: int, entry_id: str, fields: dict[str, str], reason: str) -> None:
@@ -78,29 +83,73 @@ class Answerer:
         self.orch.metrics.errors.labels(type="DeadLetter").inc()
         log.error("%s dead-lettered: %s", what, reason)
 
-    async def settle(self, n: int, entry_id: str, update: Update, redelivered: bool) -> None:
-        key = str(update.update_id)
+    async def settle(
+        self,
+        n: int,
+        entry_id: str,
+        update: Update,
+        redelivered: bool,
+        entered: asyncio.Event | None = None,
+    ) -> None:
+        """Answer `update` (or dead-letter it); `entered` is set once it is in its user's line."""
         if redelivered and await self.queue.deliveries(n, entry_id) > CRASH_DELIVERIES:
             error = SecretariesError(
                 f"delivered more than {CRASH_DELIVERIES} times without an answer"
             )
             await self.give_up(n, entry_id, update, error)
             return
+        live = (
+            LivePieces(self.queue, update, interval=self.live_interval)
+            if self.live_interval is not None
+            else None
+        )
+        outcome = ENDED
+        try:
+            if live is not None:
+                await live.begin()
+            outcome = await self._settle(n, entry_id, update, live, entered)
+        finally:
+            if live is not None:
+                await quietly_end(live, outcome)
+
+    async def _settle(
+        self,
+        n: int,
+        entry_id: str,
+        update: Update,
+        live: LivePieces | None,
+        entered: asyncio.Event | None,
+    ) -> str:
+        key = str(update.update_id)
         failed = await self.queue.failed_attempts(n, update, add=False)
         outage_since: float | None = None
         delay = self.retry_delay
         while True:
             try:
+                # ahandle takes the user's place in line before its first await: the
+                # user's next message may start once this one is set.
+                if entered is not None:
+                    entered.set()
                 # Checks the stored context for this update id before the model is asked.
                 reply = await self.orch.ahandle(
                     update.telegram_id,
                     update.text,
                     username=update.username,
                     idempotency_key=key,
+                    on_piece=live.feed if live is not None else None,
                 )
+            except Interrupted:
+                # A newer message of the same user took over (policy `interrupt`): nothing
+                # of this answer was stored, the newer one carries this text, and the user
+                # gets no reply to this one, only to the newer.
+                await self.queue.ack(n, entry_id)
+                self.superseded += 1
+                return SUPERSEDED
             except SecretariesError as exc:
+                if live is not None:
+                    live.restart()
                 if _outage(exc) and self._stopping.is_set():
-                    return  # left pending: whoever owns the partition next answers it
+                    return ENDED  # left pending: whoever owns the partition next answers it
                 if _outage(exc):
                     now = time.monotonic()
                     outage_since = outage_since if outage_since is not None else now
@@ -122,11 +171,11 @@ class Answerer:
                         continue
                 else:
                     await self.reply(n, entry_id, update, None, exc)
-                    return
+                    return ENDED
                 await self.give_up(n, entry_id, update, exc)
-                return
+                return ENDED
             await self.reply(n, entry_id, update, reply, None)
-            return
+            return ENDED
 
     async def give_up(self, n: int, entry_id: str, update: Update, error: SecretariesError) -> None:
         reason = f"{type(error).__name__}: {error}"

@@ -48,7 +48,7 @@ return 0
 
 FAILS_TTL_S = 2 * 24 * 3600
 # Stream fields that are ours: everything else in an entry is unknown.
-UPDATE_FIELDS = ("update_id", "telegram_id", "text", "username", "chat_id")
+UPDATE_FIELDS = ("update_id", "telegram_id", "text", "username", "chat_id", "thread_id")
 
 
 class MalformedEntry(SecretariesError):
@@ -64,16 +64,26 @@ class Update:
     text: str
     username: str | None = None
     chat_id: int | None = None
+    # The forum topic the message came from: the reply goes back into it.
+    thread_id: int | None = None
+
+    @property
+    def chat(self) -> int:
+        """The chat the reply goes to (the user's private chat unless a chat is named)."""
+        return self.chat_id if self.chat_id is not None else self.telegram_id
 
     def fields(self) -> dict[str, str]:
         """The stream entry."""
-        return {
+        fields = {
             "update_id": str(self.update_id),
             "telegram_id": str(self.telegram_id),
             "text": self.text,
             "username": self.username or "",
-            "chat_id": str(self.chat_id if self.chat_id is not None else self.telegram_id),
+            "chat_id": str(self.chat),
         }
+        if self.thread_id is not None:
+            fields["thread_id"] = str(self.thread_id)
+        return fields
 
     @classmethod
     def of(cls, fields: Mapping[str, str]) -> Update:
@@ -100,9 +110,13 @@ class Update:
             if fields.get("chat_id")
             else None
         )
+        thread_id = (
+            _integer(fields, "thread_id", 1, MAX_TELEGRAM_ID) if fields.get("thread_id") else None
+        )
         if not fields["text"].strip():
             raise MalformedEntry("empty text")
-        return cls(update_id, telegram_id, fields["text"], fields.get("username") or None, chat_id)
+        username = fields.get("username") or None
+        return cls(update_id, telegram_id, fields["text"], username, chat_id, thread_id)
 
 
 def parse_int(raw: str) -> int | None:
@@ -286,7 +300,8 @@ class Queue:
         entry = {
             "update_id": str(update.update_id),
             "telegram_id": str(update.telegram_id),
-            "chat_id": str(update.chat_id if update.chat_id is not None else update.telegram_id),
+            "chat_id": str(update.chat),
+            **({"thread_id": str(update.thread_id)} if update.thread_id is not None else {}),
             **fields,
         }
         done = await self.aclient().eval(

@@ -12,6 +12,14 @@ one Lua call must touch atomically), while different partitions spread over the 
     P q:{r}:replies             STREAM  answers (update_id, telegram_id, chat_id, ...)
     P q:{r}:sent:<user>:<update>      STRING  updates already answered (TTL)
     P q:{r}:senders             ZSET    bot sender id -> last heartbeat (ms)
+    P q:{r}:live                STREAM  pieces of replies being written (capped, TTL)
+    P q:{r}:shown:<chat>:<update>     STRING  what a chat shows of a reply: a message id
+                                        while it streams by edits, "final" once sent
+    P q:{r}:shown:<chat>:<update>:lock STRING  held while one process touches that message
+    P tg:{f<bot>}:bot / :chat:<c> / :group:<c>  ZSET  sends of the last window (flood)
+    P tg:{f<bot>}:final:<c>     STRING  a final text waits for chat c: drafts give way
+    P tg:{f<bot>}:hold:<c>      STRING  Telegram asked to wait (429): every process waits
+                                        (c = "bot" for the bot as a whole)
 
 An update is identified by (user, update id): Telegram's ids are unique per bot, but a
 client that reuses one for two users gets both answered rather than one silently dropped.
@@ -43,6 +51,9 @@ class QueueKeys:
     SENDERS = "{prefix}q:{{r}}:senders"
     DEAD = "{prefix}q:{{d}}:dead"
     WORKERS = "{prefix}q:{{w}}:workers"
+    LIVE = "{prefix}q:{{r}}:live"
+    SHOWN = "{prefix}q:{{r}}:shown:{chat}:{update}"
+    FLOOD = "{prefix}tg:{{f{bot}}}:"
 
     def partition(self, telegram_id: int) -> int:
         """The partition of a user: all of one user's messages go through one stream."""
@@ -71,6 +82,19 @@ class QueueKeys:
     def sent(self, telegram_id: int | str, update_id: int | str) -> str:
         """Marker of a user's update already answered on the replies stream."""
         return self.SENT.format(prefix=self.prefix, user=telegram_id, update=update_id)
+
+    def shown(self, chat: int, update_id: int | str) -> str:
+        """What `chat` shows of the reply to `update_id` (streaming by edits, or final)."""
+        return self.SHOWN.format(prefix=self.prefix, chat=chat, update=update_id)
+
+    def flood(self, bot: int | str) -> str:
+        """Prefix of the flood-control keys of one bot (one cluster slot for all of them)."""
+        return self.FLOOD.format(prefix=self.prefix, bot=bot)
+
+    @property
+    def live(self) -> str:
+        """The stream of pieces of replies being written."""
+        return self.LIVE.format(prefix=self.prefix)
 
     @property
     def replies(self) -> str:

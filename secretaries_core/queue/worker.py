@@ -31,11 +31,11 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable
 from typing import Any
 
 from redis.exceptions import ResponseError
 
+from secretaries_core.conversation.ordering import Policy
 from secretaries_core.errors import SecretariesError
 from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.queue.answering import BACKOFF_CAP_S, Answerer
@@ -74,6 +74,7 @@ class Worker:
         retry_delay: float = 0.5,
         outage_grace: float = 300.0,
         worker_id: str | None = None,
+        live_interval: float | None = 0.25,
     ) -> None:
         self.orch = orchestrator
         self.queue = queue
@@ -96,6 +97,7 @@ class Worker:
             max_attempts=max_attempts,
             retry_delay=retry_delay,
             outage_grace=outage_grace,
+            live_interval=live_interval,
         )
 
     @property
@@ -392,8 +394,13 @@ class Worker:
                 waited = time.monotonic()
             await asyncio.sleep(0.02)
         before = self._last_of_user.get(update.telegram_id)
-        task = asyncio.ensure_future(self._answer(n, entry_id, update, before, redelivered))
+        policy = await self._policy(update.telegram_id) if before is not None else "enqueue"
+        entered = asyncio.Event()
+        task = asyncio.ensure_future(
+            self._answer(n, entry_id, update, before, redelivered, policy, entered)
+        )
         task.entry_id = entry_id  # type: ignore[attr-defined]
+        task.entered = entered  # type: ignore[attr-defined]
         self._last_of_user[update.telegram_id] = task
         self.in_flight.setdefault(n, set()).add(task)
 
@@ -412,22 +419,37 @@ class Worker:
 
     # -- answering ------------------------------------------------------------------------
 
+    async def _policy(self, telegram_id: int) -> Policy:
+        """The user's double-texting policy; `enqueue` when it cannot be told now."""
+        try:
+            return await self.orch.double_texting(telegram_id)
+        except SecretariesError as exc:
+            log.debug("policy of user %s unknown, enqueueing: %s", telegram_id, exc)
+            return "enqueue"
+
     async def _answer(
         self,
         n: int,
         entry_id: str,
         update: Update,
-        before: Awaitable[None] | None,
+        before: asyncio.Task[None] | None,
         redelivered: bool,
+        policy: Policy,
+        entered: asyncio.Event,
     ) -> None:
-        if before is not None:
+        if before is not None and policy == "enqueue":
             # One user's updates strictly in stream order, retries included.
             await asyncio.gather(before, return_exceptions=True)
+        elif before is not None:
+            # `reject` / `interrupt`: this message must meet the previous one in the user's
+            # line while it is answered (every message of a user comes to the one worker
+            # owning its partition), so it only waits until that one has taken its place.
+            await _first(before, getattr(before, "entered", None))
         delay = self.retry_delay
         while True:
             try:
                 async with self._slots:
-                    await self.answerer.settle(n, entry_id, update, redelivered)
+                    await self.answerer.settle(n, entry_id, update, redelivered, entered)
                 return
             except asyncio.CancelledError:
                 raise
@@ -444,6 +466,18 @@ class Worker:
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_CAP_S)
             redelivered = True
+
+
+async def _first(task: asyncio.Task[None], entered: asyncio.Event | None) -> None:
+    """Until `task` is done or has `entered` its user's line, whichever comes first."""
+    if entered is None:
+        await asyncio.gather(task, return_exceptions=True)
+        return
+    waiting = asyncio.ensure_future(entered.wait())
+    try:
+        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
 
 
 def _order(entry_id: str) -> tuple[int, int]:
