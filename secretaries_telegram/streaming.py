@@ -31,13 +31,27 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
 )
 
-from secretaries_telegram.delivery import patiently
+from secretaries_telegram.delivery import Undeliverable, drop_reason, patiently
 from secretaries_telegram.flood import Throttled, intermediate
 from secretaries_telegram.split import TELEGRAM_LIMIT, split_text
 
 __all__ = ["StreamedReply", "draft_id_of", "drafts_refused", "patiently"]
 log = logging.getLogger(__name__)
 TYPING_EVERY = 4.0  # Telegram shows "typing…" for about 5 s per action
+
+
+def skipped(exc: Exception) -> bool:
+    """An intermediate update failed: skip it (False), or `Undeliverable` if the chat is gone.
+
+    What it would have shown comes with the next one or the final text, which has the
+    retries; a failure here never costs the reply.
+    """
+    reason = drop_reason(exc)
+    if reason is not None:
+        raise Undeliverable(reason, str(exc)) from exc
+    if not isinstance(exc, Throttled | TelegramRetryAfter):
+        log.info("intermediate update skipped: %r", exc)
+    return False
 
 
 def draft_id_of(key: int) -> int:
@@ -121,14 +135,14 @@ class StreamedReply:
                     text=text,
                     message_thread_id=self.thread_id,
                 )
-        except (Throttled, TelegramRetryAfter):
-            return False
         except (TelegramBadRequest, TelegramNotFound) as exc:
             if not drafts_refused(exc):
                 raise
             log.warning("the Bot API refuses drafts (%s); streaming by edits", exc)
             self.draft_id = None
             return False
+        except Exception as exc:
+            return skipped(exc)
         self.shown = text
         self.drafts += 1
         return True
@@ -168,7 +182,8 @@ class StreamedReply:
         try:
             with intermediate():
                 sent = await self.bot.send_message(self.chat_id, preview, **kwargs)
-        except (Throttled, TelegramRetryAfter):
+        except Exception as exc:
+            skipped(exc)
             self._next_edit = time.monotonic() + self.interval / 2
             return
         self.message_id, self.shown = sent.message_id, preview
@@ -181,11 +196,10 @@ class StreamedReply:
             with intermediate():
                 await self._edit(preview)
             self._next_edit = time.monotonic() + self.interval
-        except Throttled:
-            self._next_edit = time.monotonic() + self.interval / 2
-        except TelegramRetryAfter as exc:
+        except Exception as exc:
             # Skip this edit; a later one (or the final text) carries what was missed.
-            self._next_edit = time.monotonic() + max(exc.retry_after, self.interval)
+            skipped(exc)
+            self._next_edit = time.monotonic() + self.interval / 2
 
     async def finish(self, text: str) -> None:
         """The complete text: the first part in the streamed message, the rest after it."""

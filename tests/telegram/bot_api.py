@@ -5,7 +5,10 @@ real `Bot` and `Dispatcher` talk to it as to api.telegram.org. It enforces what 
 enforces and a bot gets wrong: 4,096-character texts, no empty text, "message is not
 modified" on an identical edit, entity parsing when a parse mode is sent, and it can
 answer any method with 429 `retry_after` on demand, 403 for chats that blocked the bot,
-and 500 for every send during an outage.
+and 500 for every send during an outage. With `limits` on it enforces Telegram's flood
+limits as sliding windows — 30 sends a second per bot, 1 a second per chat, 20 a minute
+per group, edits and drafts included — and answers 429 with `retry_after` past them.
+It takes `sendMessageDraft` in private chats (unless `drafts` is off: an older server).
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ class BotApi:
     down_until: float = 0.0
     texts: dict[tuple[int, int], str] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)
+    # Telegram's flood limits (see the module docstring) and the 429s they caused.
+    limits: bool = False
+    refused: list[tuple[str, int]] = field(default_factory=list)
+    _windows: dict[Any, list[float]] = field(default_factory=dict)
+    drafts: bool = True
+    # chat -> the texts of its drafts, in order, and when each came
+    draft_texts: dict[int, list[tuple[str, float]]] = field(default_factory=dict)
+    deleted: list[tuple[int, int]] = field(default_factory=list)
+    sent_at: dict[tuple[int, int], float] = field(default_factory=dict)
     _next_update: int = 1
     _next_message: int = 1000
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -55,7 +67,9 @@ class BotApi:
         if self._loop is not None and self._arrived is not None:
             self._loop.call_soon_threadsafe(self._arrived.set)
 
-    def send(self, user: int, text: str, *, chat: dict[str, Any] | None = None) -> None:
+    def send(
+        self, user: int, text: str, *, chat: dict[str, Any] | None = None, thread: int | None = None
+    ) -> None:
         """The user `user` writes `text` (in a private chat unless `chat` says otherwise)."""
         message: dict[str, Any] = {
             "message_id": self._new_message_id(),
@@ -64,6 +78,9 @@ class BotApi:
             "from": {"id": user, "is_bot": False, "first_name": f"U{user}", "username": f"u{user}"},
             "text": text,
         }
+        if thread is not None:
+            message["message_thread_id"] = thread
+            message["is_topic_message"] = True
         if text.startswith("/"):
             length = len(text.split()[0])
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
@@ -140,7 +157,29 @@ class BotApi:
             out["reply_markup"] = json.loads(markup)
         with self._lock:
             self.sent.append(out)
+            self.sent_at[(chat_id, message_id)] = time.monotonic()
         return out
+
+    def _over_limit(self, chat: int) -> int | None:
+        """Take a slot in every window of `chat`, or the seconds to wait (a 429)."""
+        now = time.monotonic()
+        windows = [(("bot",), 30, 1.0), (("chat", chat), 1, 1.0)]
+        if chat < 0:
+            windows.append((("group", chat), 20, 60.0))
+        with self._lock:
+            for key, limit, span in windows:
+                times = [t for t in self._windows.get(key, []) if t > now - span]
+                self._windows[key] = times
+                if len(times) >= limit:
+                    return max(1, int(times[len(times) - limit] + span - now + 0.999))
+            for key, _limit, _span in windows:
+                self._windows[key].append(now)
+        return None
+
+    def drafts_to(self, chat: int) -> list[str]:
+        """The texts of the drafts shown in `chat`, oldest first."""
+        with self._lock:
+            return [text for text, _ in self.draft_texts.get(chat, [])]
 
     def messages_to(self, chat: int) -> list[dict[str, Any]]:
         """Messages the bot sent to `chat`, oldest first, with their text as edited since."""
@@ -149,6 +188,15 @@ class BotApi:
         for m in found:
             m["text"] = self.texts.get((chat, m["message_id"]), m["text"])
         return found
+
+
+LIMITED = {
+    "sendMessage",
+    "sendMessageDraft",
+    "editMessageText",
+    "editMessageReplyMarkup",
+    "deleteMessage",
+}
 
 
 def _bad(status: int, description: str, **extra: Any) -> web.Response:
@@ -184,6 +232,14 @@ def make_app(api: BotApi) -> web.Application:
             return _bad(
                 429, f"Too Many Requests: retry after {wait}", parameters={"retry_after": wait}
             )
+        if api.limits and method in LIMITED:
+            wait = api._over_limit(int(params.get("chat_id") or 0))
+            if wait is not None:
+                with api._lock:
+                    api.refused.append((method, int(params.get("chat_id") or 0)))
+                return _bad(
+                    429, f"Too Many Requests: retry after {wait}", parameters={"retry_after": wait}
+                )
         if method not in ("getMe", "getUpdates", "setMyCommands", "deleteWebhook"):
             if time.monotonic() < api.down_until:
                 return _bad(500, "Internal Server Error")
@@ -224,6 +280,28 @@ async def _answer(api: BotApi, method: str, params: dict[str, Any]) -> web.Respo
         if problem:
             return _bad(400, problem)
         return ok(api._message(chat_id, params["text"], params.get("reply_markup")))
+    if method == "sendMessageDraft":
+        if not api.drafts:
+            return _bad(404, "Not Found: method not found")
+        if chat_id <= 0:
+            return _bad(400, "Bad Request: drafts are for private chats only")
+        if int(params.get("draft_id") or 0) == 0:
+            return _bad(400, "Bad Request: draft_id must be non-zero")
+        text = params.get("text") or ""
+        if len(text) > 4096 or params.get("parse_mode"):
+            return _bad(400, "Bad Request: bad draft text")
+        with api._lock:
+            api.draft_texts.setdefault(chat_id, []).append((text, time.monotonic()))
+        return ok(True)
+    if method == "deleteMessage":
+        with api._lock:
+            api.deleted.append((chat_id, int(params["message_id"])))
+            api.sent = [
+                m
+                for m in api.sent
+                if (m["chat"]["id"], m["message_id"]) != (chat_id, int(params["message_id"]))
+            ]
+        return ok(True)
     if method == "editMessageText":
         problem = _text_problem(params.get("text"), params)
         if problem:

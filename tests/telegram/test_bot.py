@@ -202,7 +202,7 @@ def test_long_replies_flood_control_and_markup_characters(rig: Rig) -> None:
     # 10,000 characters of prose with sentences and paragraphs: the echo makes it the reply.
     paragraph = "This is a sentence about *bold* _things_ and [links](x) <b>&amp; more</b>. " * 11
     long_text = "\n\n".join(paragraph.strip() for _ in range(14))[:10_000]
-    api.flood["editMessageText"] = [1]  # the first edit is refused: retry after 1 s
+    api.flood["sendMessageDraft"] = [1, 1]  # two drafts refused: skipped, never queued
     rig.script.chunk_delay = 0.002  # ~1,400 words in ~3 s: several edits
     started = time.monotonic()
     api.send(7, long_text)
@@ -219,12 +219,18 @@ def test_long_replies_flood_control_and_markup_characters(rig: Rig) -> None:
     assert not any(
         p.get("parse_mode") for p in api.seen("sendMessage") + api.seen("editMessageText")
     )
-    # Edits were at most one per 0.3 s interval, and the refused one was waited out.
-    edits = [t for m, p, t in api.calls if m == "editMessageText"]
-    gaps = [b - a for a, b in itertools.pairwise(edits)]
+    # A private chat streams as a draft ("Thinking…" first), then gets the final messages:
+    # no edits at all, drafts at most one per 0.3 s interval, the refused ones skipped.
+    assert not api.seen("editMessageText", 7)
+    # "Thinking…" (an empty draft) was refused, so "typing…" stands in for it.
+    drafts = api.drafts_to(7)
+    assert drafts and all(b.startswith(a) for a, b in itertools.pairwise(drafts)), "drafts grow"
+    assert drafts[0] and answer.startswith(drafts[-1])
+    assert api.seen("sendChatAction", 7)
+    times = [t for m, p, t in api.calls if m == "sendMessageDraft"]
+    gaps = [b - a for a, b in itertools.pairwise(times[2:])]
     assert all(g >= 0.25 for g in gaps), gaps
     assert time.monotonic() - started < 30
-    assert api.seen("sendChatAction", 7)
     assert "Traceback" not in rig.stderr()
 
 
