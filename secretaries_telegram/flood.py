@@ -9,13 +9,15 @@ Every send (`sendMessage`, `editMessageText`, `sendMessageDraft`, ...) takes a s
   (`RedisFlood`); without Redis the same windows live in the process (`LocalFlood`);
 - a *final* text (what the user must get) waits for its slot; an *intermediate* update (a
   draft, a streaming edit) takes one only if it is free at once, leaves a reserve of the
-  bot's rate to finals, and gives way to a final waiting for the same chat. A refused
+  bot's rate (and half of a group's minute) to finals, and gives way to a final waiting
+  for the same chat. A refused
   intermediate is skipped, never queued: the next one, or the final, carries its text;
 - a 429 despite all this (another program on the token) makes every process wait what
   Telegram asked, for that chat.
 
-Each window is padded by a margin: a slot granted here reaches Telegram a little later,
-and jitter between two sends must not squeeze them into one window there.
+Each window is padded by a margin, and the bot's sends are evenly paced rather than sent
+in bursts: a slot granted here reaches Telegram a little later, and the jitter of a busy
+process between two sends must not squeeze them into one window there.
 """
 
 from __future__ import annotations
@@ -38,8 +40,16 @@ from secretaries_core.queue.client import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
-OK, BOT, CHAT, GROUP, HOLD, GIVE_WAY = range(6)
-CAUSES = {BOT: "bot", CHAT: "chat", GROUP: "group", HOLD: "hold", GIVE_WAY: "final waiting"}
+OK, BOT, CHAT, GROUP, HOLD, GIVE_WAY, PACE = range(7)
+CAUSES = {
+    BOT: "bot",
+    PACE: "bot",
+    CHAT: "chat",
+    GROUP: "group",
+    HOLD: "hold",
+    GIVE_WAY: "final waiting",
+}
+WINDOW_KEYS = {BOT: "bot", PACE: "pace", CHAT: "chat:{chat}", GROUP: "group:{chat}"}
 # An intermediate update is one of these; set by the code that streams (`intermediate()`).
 _INTERMEDIATE: contextvars.ContextVar[bool] = contextvars.ContextVar("intermediate", default=False)
 
@@ -72,7 +82,7 @@ class FloodLimits:
     group_per_minute: int = 20
     # Of the bot's rate, this many slots a second are for final texts only.
     final_reserve: int = 5
-    bot_margin_s: float = 0.05
+    bot_margin_s: float = 0.1
     chat_margin_s: float = 0.25
     group_margin_s: float = 1.0
 
@@ -92,10 +102,18 @@ class FloodLimits:
         bot = self.bot_per_second - (self.final_reserve if kind_intermediate else 0)
         found = [
             (BOT, max(1, bot), int((1 + self.bot_margin_s) * 1000)),
+            # Evenly spaced, not in bursts of 30: a burst reaches Telegram spread by the
+            # network, and its stragglers would share a window with the next burst.
+            (PACE, 1, max(1, int(1000 / self.bot_per_second))),
             (CHAT, self.chat_per_second, int((1 + self.chat_margin_s) * 1000)),
         ]
         if group:
-            found.append((GROUP, self.group_per_minute, int((60 + self.group_margin_s) * 1000)))
+            # Half of a group's minute is for final texts: streaming edits of one busy
+            # minute must not make the replies themselves wait for the next one.
+            per_minute = self.group_per_minute
+            if kind_intermediate:
+                per_minute = max(1, per_minute - per_minute // 2)
+            found.append((GROUP, per_minute, int((60 + self.group_margin_s) * 1000)))
         return found
 
 
@@ -137,11 +155,11 @@ class FloodControl:
                 cause, wait = await self._try(chat, chat < 0, False)
                 if cause == OK:
                     break
-                if cause != BOT:
+                if cause not in (BOT, PACE):
                     await asyncio.sleep(wait + random.uniform(0, 0.02))
                     continue
                 async with self._bot_line:
-                    while cause == BOT:
+                    while cause in (BOT, PACE):
                         await asyncio.sleep(wait)
                         cause, wait = await self._try(chat, chat < 0, False)
                 if cause == OK:
@@ -169,7 +187,7 @@ class LocalFlood(FloodControl):
             return GIVE_WAY, 0.0
         for which, limit, span_ms in self.limits.windows(group, intermediate):
             span = span_ms / 1000
-            times = self._sent.setdefault((which, 0 if which == BOT else chat), deque())
+            times = self._sent.setdefault((which, 0 if which in (BOT, PACE) else chat), deque())
             while times and times[0] <= now - span:
                 times.popleft()
             if len(times) >= limit:
@@ -182,7 +200,7 @@ class LocalFlood(FloodControl):
             self._finals[chat] = now + 5.0
             return cause, wait
         for which, _limit, _span in self.limits.windows(group, intermediate):
-            self._sent[(which, 0 if which == BOT else chat)].append(now)
+            self._sent[(which, 0 if which in (BOT, PACE) else chat)].append(now)
         if not intermediate:
             self._finals.pop(chat, None)
         if len(self._sent) > 10_000:
@@ -199,42 +217,36 @@ class LocalFlood(FloodControl):
         self._holds[chat] = max(self._holds.get(chat, 0.0), time.monotonic() + seconds)
 
 
-# KEYS: 1 the bot's window, 2 the chat's, 3 the group's, 4 "a final waits for this chat",
-# 5 the chat's hold (429). ARGV: 1 member, 2 intermediate (0/1), 3 is a group (0/1),
-# 4.. (limit, window ms) for the bot, the chat and the group, then how long a final marks
-# the chat (ms). Returns {cause, ms to wait}. TIME is Redis's clock: one clock for every
-# process of the bot.
+# KEYS: 1 "a final waits for this chat", 2 the chat's hold (429), 3.. the windows.
+# ARGV: 1 member, 2 intermediate (0/1), 3 how long a final marks the chat (ms), 4.. (cause,
+# limit, window ms) per window. Returns {cause, ms to wait}. TIME is Redis's clock: one
+# clock for every process of the bot.
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local intermediate = ARGV[2] == '1'
-local wait, cause = redis.call('PTTL', KEYS[5]), 4
-if intermediate and redis.call('EXISTS', KEYS[4]) == 1 then return {5, 0} end
-local function window(key, limit, span, which)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span)
-  local n = redis.call('ZCARD', key)
+local wait, cause = redis.call('PTTL', KEYS[2]), 4
+if intermediate and redis.call('EXISTS', KEYS[1]) == 1 then return {5, 0} end
+for i = 3, #KEYS do
+  local a = 4 + (i - 3) * 3
+  local limit, span = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - span)
+  local n = redis.call('ZCARD', KEYS[i])
   if n >= limit then
-    local first = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
+    local first = redis.call('ZRANGE', KEYS[i], n - limit, n - limit, 'WITHSCORES')
     local free = tonumber(first[2]) + span - now
-    if free > wait then wait, cause = free, which end
+    if free > wait then wait, cause = free, tonumber(ARGV[a]) end
   end
 end
-window(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]), 1)
-window(KEYS[2], tonumber(ARGV[6]), tonumber(ARGV[7]), 2)
-if ARGV[3] == '1' then window(KEYS[3], tonumber(ARGV[8]), tonumber(ARGV[9]), 3) end
 if wait > 0 then
-  if not intermediate then redis.call('SET', KEYS[4], '1', 'PX', ARGV[10]) end
+  if not intermediate then redis.call('SET', KEYS[1], '1', 'PX', ARGV[3]) end
   return {cause, wait}
 end
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('ZADD', KEYS[2], now, ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[7])
-if ARGV[3] == '1' then
-  redis.call('ZADD', KEYS[3], now, ARGV[1])
-  redis.call('PEXPIRE', KEYS[3], ARGV[9])
+for i = 3, #KEYS do
+  redis.call('ZADD', KEYS[i], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], ARGV[4 + (i - 3) * 3 + 2])
 end
-if not intermediate then redis.call('DEL', KEYS[4]) end
+if not intermediate then redis.call('DEL', KEYS[1]) end
 return {0, 0}
 """
 
@@ -259,18 +271,17 @@ class RedisFlood(FloodControl):
         self.fallback = LocalFlood(limits, self.metrics)
         self._warned = False
 
-    def _keys(self, chat: int) -> list[str]:
-        p = self.prefix
-        return [f"{p}bot", *(f"{p}{what}:{chat}" for what in ("chat", "group", "final", "hold"))]
-
     async def _try(self, chat: int, group: bool, intermediate: bool) -> tuple[int, float]:
-        args: list[Any] = [uuid.uuid4().hex, int(intermediate), int(group)]
-        windows = {w: (limit, span) for w, limit, span in self.limits.windows(True, intermediate)}
-        for which in (BOT, CHAT, GROUP):
-            args += list(windows[which])
-        args.append(5000)
+        p = self.prefix
+        keys, args = (
+            [f"{p}final:{chat}", f"{p}hold:{chat}"],
+            [uuid.uuid4().hex, int(intermediate), 5000],
+        )
+        for which, limit, span in self.limits.windows(group, intermediate):
+            keys.append(p + WINDOW_KEYS[which].format(chat=chat))
+            args += [which, limit, span]
         try:
-            cause, wait_ms = await self.client.eval(_TAKE, 5, *self._keys(chat), *args)
+            cause, wait_ms = await self.client.eval(_TAKE, len(keys), *keys, *args)
         except UNAVAILABLE as exc:
             if not self._warned:
                 self._warned = True

@@ -44,7 +44,7 @@ class BotApi:
     sent: list[dict[str, Any]] = field(default_factory=list)
     # Telegram's flood limits (see the module docstring) and the 429s they caused.
     limits: bool = False
-    refused: list[tuple[str, int]] = field(default_factory=list)
+    refused: list[tuple[str, int, str]] = field(default_factory=list)
     _windows: dict[Any, list[float]] = field(default_factory=dict)
     drafts: bool = True
     # chat -> the texts of its drafts, in order, and when each came
@@ -160,8 +160,8 @@ class BotApi:
             self.sent_at[(chat_id, message_id)] = time.monotonic()
         return out
 
-    def _over_limit(self, chat: int) -> int | None:
-        """Take a slot in every window of `chat`, or the seconds to wait (a 429)."""
+    def _over_limit(self, chat: int) -> tuple[int, str] | None:
+        """Take a slot in every window of `chat`, or (seconds to wait, which limit)."""
         now = time.monotonic()
         windows = [(("bot",), 30, 1.0), (("chat", chat), 1, 1.0)]
         if chat < 0:
@@ -171,7 +171,9 @@ class BotApi:
                 times = [t for t in self._windows.get(key, []) if t > now - span]
                 self._windows[key] = times
                 if len(times) >= limit:
-                    return max(1, int(times[len(times) - limit] + span - now + 0.999))
+                    wait = max(1, int(times[len(times) - limit] + span - now + 0.999))
+                    gap = now - times[-1]
+                    return wait, f"{key[0]} (last {gap:.3f}s ago)"
             for key, _limit, _span in windows:
                 self._windows[key].append(now)
         return None
@@ -233,10 +235,11 @@ def make_app(api: BotApi) -> web.Application:
                 429, f"Too Many Requests: retry after {wait}", parameters={"retry_after": wait}
             )
         if api.limits and method in LIMITED:
-            wait = api._over_limit(int(params.get("chat_id") or 0))
-            if wait is not None:
+            over = api._over_limit(int(params.get("chat_id") or 0))
+            if over is not None:
+                wait, which = over
                 with api._lock:
-                    api.refused.append((method, int(params.get("chat_id") or 0)))
+                    api.refused.append((method, int(params.get("chat_id") or 0), which))
                 return _bad(
                     429, f"Too Many Requests: retry after {wait}", parameters={"retry_after": wait}
                 )

@@ -102,7 +102,7 @@ def test_group_limit_per_minute(redis_url: str) -> None:
         cause, wait = await flood._try(group, True, False)
         assert cause != 0 and 50 < wait <= 61.1, (cause, wait)
         # Another chat is not held up by that group.
-        assert (await flood._try(43, False, False))[0] == 0
+        assert await flood.take_final(43) < 0.2
         await client.aclose()
 
     asyncio.run(main())
@@ -124,9 +124,12 @@ def test_redis_away_the_process_limits_itself(redis_url: str) -> None:
 def test_local_flood_keeps_the_reserve_for_finals() -> None:
     async def main() -> None:
         flood = LocalFlood(FloodLimits(bot_per_second=6, final_reserve=2), Metrics())
-        drafts = [await flood.take_intermediate(chat) for chat in range(1, 10)]
+        drafts = []
+        for chat in range(1, 7):
+            drafts.append(await flood.take_intermediate(chat))
+            await asyncio.sleep(0.17)  # evenly paced: at most one every 1/6 s
         assert drafts.count(True) == 4  # 6 a second, 2 of them kept for finals
         waited = [await flood.take_final(chat) for chat in range(20, 22)]
-        assert all(w < 0.1 for w in waited)
+        assert all(w < 0.25 for w in waited), waited  # the pace only, no full window
 
     asyncio.run(main())
