@@ -6,6 +6,7 @@ Handlers only translate between Telegram and the library (`Orchestrator.astream`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any
@@ -15,7 +16,7 @@ from aiogram.filters import Command, CommandStart, Filter
 from aiogram.types import BotCommand, CallbackQuery, Message, MessageReactionUpdated
 
 from secretaries_core.conversation.frontdesk import FrontDesk
-from secretaries_core.errors import SecretariesError
+from secretaries_core.errors import NotFound, SecretariesError
 from secretaries_core.orchestrator import Orchestrator, Reply
 from secretaries_core.queue import Queue
 from secretaries_core.queue import Update as QueuedUpdate
@@ -59,6 +60,7 @@ def _without_mention(text: str, username: str | None) -> str:
 
 
 LIKE, DISLIKE = "\U0001f44d", "\U0001f44e"
+REACTION_ATTEMPTS = 6
 
 
 def _vote(reactions: list[Any] | None) -> int | None:
@@ -296,10 +298,20 @@ def create_router(
         value = _vote(update.new_reaction)
         if value is None or value == _vote(update.old_reaction):
             return
-        try:
-            await orchestrator.feedback(user.id, value, message_id=update.message_id)
-        except SecretariesError as exc:
-            log.info("reaction to %s not counted: %s", update.message_id, exc)
+        for attempt in range(REACTION_ATTEMPTS):
+            try:
+                await orchestrator.feedback(user.id, value, message_id=update.message_id)
+                return
+            except NotFound as exc:
+                # The reply is out but which version wrote it is written just after it
+                # was sent: a quick reaction may come first. Wait a moment for it.
+                if attempt + 1 == REACTION_ATTEMPTS:
+                    log.info("reaction to %s not counted: %s", update.message_id, exc)
+                    return
+                await asyncio.sleep(0.5)
+            except SecretariesError as exc:
+                log.info("reaction to %s not counted: %s", update.message_id, exc)
+                return
 
     @router.message(Addressed(), F.chat.type == "private")
     async def other(message: Message) -> None:
