@@ -22,6 +22,7 @@ from bench import (
     orchestrator,
     resolution,
     startup,
+    telegram,
 )
 from bench.common import Row, print_table
 
@@ -69,6 +70,7 @@ def main() -> None:
         ("instances", instances.run([1000, 10_000] if q else [1000, 10_000, 100_000])),
         ("cli start-up", startup.run(runs=3 if q else 5)),
         ("rest api", api.run(clients=50, seconds=3 if q else 10, users=1000)),
+        ("telegram", telegram.run(messages=5 if q else 10, chats=200 if q else 600)),
     ]
     rows = [
         Row(f"[{name}] {row.name}", row.ours, row.baseline, row.baseline_name)

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 GROUP = "drafters"
 IDLE_S = 60.0  # a reply with no news this long is over (its worker died: a retry restarts it)
 RETRY_S = 0.3
+THINKING_AFTER_S = 1.0  # no text by then: a private chat shows the "Thinking…" draft
 
 
 @dataclass
@@ -154,6 +155,8 @@ class Drafter:
                     return  # the sender sends the final text
                 if frame.text == showing.drawn and frame.text:
                     continue
+                if not frame.text and showing.drawn is None and not await _slow(showing):
+                    continue  # the first words came quickly: no placeholder before them
                 drawn = await self._draw(chat, update_id, frame)
                 if drawn is None:
                     return  # final, or the chat is gone
@@ -250,3 +253,13 @@ class Drafter:
         if state is not None and state.isdigit():
             with contextlib.suppress(Exception):
                 await self.bot.delete_message(chat, int(state))
+
+
+async def _slow(showing: Showing) -> bool:
+    """True when no news came within `THINKING_AFTER_S` (news is left set for the loop)."""
+    try:
+        async with asyncio.timeout(THINKING_AFTER_S):
+            await showing.news.wait()
+    except TimeoutError:
+        return True
+    return False

@@ -38,6 +38,7 @@ from secretaries_telegram.split import TELEGRAM_LIMIT, split_text
 __all__ = ["StreamedReply", "draft_id_of", "drafts_refused", "patiently"]
 log = logging.getLogger(__name__)
 TYPING_EVERY = 4.0  # Telegram shows "typing…" for about 5 s per action
+THINKING_AFTER_S = 1.0  # no first piece by then: show the "Thinking…" draft
 
 
 def skipped(exc: Exception) -> bool:
@@ -147,14 +148,31 @@ class StreamedReply:
         self.drafts += 1
         return True
 
+    async def _thinking(self) -> None:
+        """ "typing…" at once; a "Thinking…" draft if the model is slow to start.
+
+        Not at once: a draft takes the chat's one send a second, and a model that answers
+        quickly should have its first words shown, not wait behind a placeholder.
+        """
+        if self.draft_id is not None:
+            typing = asyncio.ensure_future(self._typing())
+            try:
+                await asyncio.sleep(THINKING_AFTER_S)
+            finally:
+                typing.cancel()
+            if self.draft_id is not None and not self.shown and await self._draft(""):
+                return
+        await self._typing()
+
     async def stream(self, pieces: AsyncIterator[str]) -> str:
         """Show `pieces` as they come; returns the whole text, shown complete at the end."""
-        typing: asyncio.Future[None] | None = None
-        if self.draft_id is None or not await self._draft(""):
-            typing = asyncio.ensure_future(self._typing())
+        typing: asyncio.Future[None] | None = asyncio.ensure_future(self._thinking())
         text = ""
         try:
             async for piece in pieces:
+                if typing is not None and self.draft_id is not None:
+                    typing.cancel()
+                    typing = None
                 text += piece
                 if time.monotonic() < self._next_edit:
                     continue

@@ -14,6 +14,7 @@ from bench import (
     orchestrator,
     resolution,
     startup,
+    telegram,
 )
 
 
@@ -73,3 +74,9 @@ def test_budget_usage_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("SECRETARIES_BENCH_REDIS_URL", redis_url.rsplit("/", 1)[0] + "/5")
     rows = budget_usage.run(messages=20)
     assert len(rows) == 8 and all(r.ours > 0 and r.baseline > 0 for r in rows)
+
+
+@pytest.mark.xdist_group("telegram-scale")
+def test_telegram_bench_runs() -> None:
+    rows = telegram.run(messages=2, chats=40)
+    assert len(rows) == 2 and all(r.ours > 0 and r.baseline > 0 for r in rows)

@@ -33,6 +33,8 @@ class BotApi:
     """State of the double: updates to hand out, calls seen, faults to inject."""
 
     updates: list[dict[str, Any]] = field(default_factory=list)
+    # every update ever pushed (`updates` loses them as the bot confirms them)
+    history: list[dict[str, Any]] = field(default_factory=list)
     calls: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
     # method -> retry_after seconds for its next calls (one entry per refused call)
     flood: dict[str, list[int]] = field(default_factory=dict)
@@ -64,6 +66,7 @@ class BotApi:
             update["update_id"] = self._next_update
             self._next_update += 1
             self.updates.append(update)
+            self.history.append(update)
         if self._loop is not None and self._arrived is not None:
             self._loop.call_soon_threadsafe(self._arrived.set)
 

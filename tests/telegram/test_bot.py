@@ -377,7 +377,7 @@ def test_with_a_worker_and_the_queue(tmp_path: Path, redis_url: str) -> None:
                 "update_id": str(
                     next(
                         u["update_id"]
-                        for u in api.updates
+                        for u in api.history
                         if "message" in u and u["message"]["text"] == "through the queue"
                     )
                 )
