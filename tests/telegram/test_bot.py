@@ -395,3 +395,16 @@ def test_with_a_worker_and_the_queue(tmp_path: Path, redis_url: str) -> None:
             assert "Traceback" not in text, text[-2000:]
         assert [p.returncode for p in procs] == [0, 0]
     engine.dispose()
+
+
+def test_a_bot_api_without_drafts_streams_by_edits(rig: Rig) -> None:
+    api = rig.api
+    api.drafts = False  # an older Bot API: sendMessageDraft is an unknown method
+    rig.script.chunk_delay = 0.05
+    question = " ".join(f"word{i}" for i in range(40))
+    api.send(17, question)
+    answer = _reply_to(rig, 17, question, "alice")
+    assert [m["text"] for m in api.messages_to(17)] == [answer]
+    assert api.seen("sendMessageDraft", 17) and not api.drafts_to(17)
+    assert api.seen("editMessageText", 17)  # the message grew by edits instead
+    assert "Traceback" not in rig.stderr()
