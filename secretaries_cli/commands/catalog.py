@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from secretaries_cli import output
+from secretaries_cli.options import JsonFlag
 from secretaries_cli.runtime import App, runtime
 from secretaries_core.catalog.refs import parse_params
 from secretaries_core.errors import InvalidInput
@@ -16,7 +17,6 @@ if TYPE_CHECKING:
     from secretaries_core.catalog.registry import Change
     from secretaries_core.catalog.schemas import SecretaryOut
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 SecArg = Annotated[str, typer.Argument(help="Secretary name or UUID.")]
 ParamOpt = Annotated[
     list[str] | None,

@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 
 from secretaries_cli import output
+from secretaries_cli.options import JsonFlag
 from secretaries_cli.runtime import App, runtime
 from secretaries_core.errors import InvalidInput
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 FileArg = Annotated[
     Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A catalog YAML file.")
 ]

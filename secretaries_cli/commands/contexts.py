@@ -8,10 +8,10 @@ from typing import Annotated, Any
 import typer
 
 from secretaries_cli import output
+from secretaries_cli.options import JsonFlag, LimitOpt, OffsetOpt, page
 from secretaries_cli.runtime import UserArg, duration_arg, new_app, runtime, user_arg
 
 app = new_app("Conversation contexts: statistics, contents and purge.")
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 SecOpt = Annotated[str | None, typer.Option("--secretary", metavar="SEC", help="Name or UUID.")]
 
 
@@ -34,13 +34,25 @@ def stats(ctx: typer.Context, json: JsonFlag = False) -> None:
 
 @app.command("show")
 def show(
-    ctx: typer.Context, user: UserArg, secretary: SecOpt = None, json: JsonFlag = False
+    ctx: typer.Context,
+    user: UserArg,
+    secretary: SecOpt = None,
+    limit: LimitOpt = None,
+    offset: OffsetOpt = 0,
+    json: JsonFlag = False,
 ) -> None:
-    """Show USER's stored messages (every secretary's, or one with --secretary)."""
+    """Show USER's stored messages (every secretary's, or one with --secretary).
+
+    --limit and --offset page through each conversation's messages, oldest first.
+
+    Example: secretaries contexts show 42 --secretary alice --limit 20
+    """
     from secretaries_core.catalog import admin
 
     rt = runtime(ctx)
     doc = admin.user_contexts(rt.registry(), rt.contexts(), user, secretary)
+    for item in doc.contexts:
+        item.messages = page(item.messages, limit, offset)
     if json:
         output.emit_json(doc)
         return

@@ -7,9 +7,8 @@ from typing import Annotated
 import typer
 
 from secretaries_cli import output
+from secretaries_cli.options import JsonFlag, LimitOpt, OffsetOpt, page
 from secretaries_cli.runtime import App, UserArg, runtime
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
 def register(app: App) -> None:
@@ -54,9 +53,15 @@ def register(app: App) -> None:
             )
 
     @app.command("history")
-    def history(ctx: typer.Context, user: UserArg, json: JsonFlag = False) -> None:
+    def history(
+        ctx: typer.Context,
+        user: UserArg,
+        limit: LimitOpt = None,
+        offset: OffsetOpt = 0,
+        json: JsonFlag = False,
+    ) -> None:
         """Show USER's secretary links, newest first."""
-        rows = runtime(ctx).registry().history(user)
+        rows = page(runtime(ctx).registry().history(user), limit, offset)
         if json:
             output.emit_json(rows)
             return

@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 
 from secretaries_cli import output
+from secretaries_cli.options import JsonFlag
 from secretaries_cli.runtime import App, new_app, runtime
 
 app = new_app("Model providers: OpenAI-compatible servers, each with its key's env var.")
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 NameArg = Annotated[str, typer.Argument(help="Provider name (lowercase), used as NAME/model.")]
 
 

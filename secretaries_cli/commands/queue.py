@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from secretaries_cli import output
+from secretaries_cli.options import JsonFlag
 from secretaries_cli.runtime import App, new_app, runtime
 
 if TYPE_CHECKING:
@@ -14,7 +15,6 @@ if TYPE_CHECKING:
     from secretaries_core.queue.client import Queue
 
 app = new_app("The Redis Streams queue: statistics, dead letters, retry.")
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
 def _queue(settings: Settings) -> Queue:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from secretaries_cli import output
+from secretaries_cli.options import JsonFlag, LimitOpt, OffsetOpt, page
 from secretaries_cli.runtime import App, duration_arg, runtime, user_arg
 
 
@@ -39,9 +40,13 @@ def usage(
             "--by-version", help="Also each secretary version's lifetime counts (all users)."
         ),
     ] = False,
-    json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    limit: LimitOpt = None,
+    offset: OffsetOpt = 0,
+    json: JsonFlag = False,
 ) -> None:
     """Messages and tokens per UTC day and secretary (with cost when prices are set).
+
+    --limit and --offset page through the day rows; the totals are the whole report's.
 
     Example: secretaries usage --since 7d --by-version
     """
@@ -49,6 +54,8 @@ def usage(
 
     registry = runtime(ctx).registry()
     report = admin.usage_report(registry, user=user, secretary=secretary, since=since)
+    # Paging picks the day rows shown; the totals stay those of the whole report.
+    report.days = page(report.days, limit, offset)
     versions = registry.version_usage(secretary) if by_version else None
     if json:
         doc = report.as_dict()

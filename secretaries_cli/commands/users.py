@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 
 from secretaries_cli import output
+from secretaries_cli.options import JsonFlag, LimitOpt, OffsetOpt
 from secretaries_cli.runtime import UserArg, new_app, runtime
 from secretaries_core.catalog.refs import validate_telegram_id
 from secretaries_core.errors import InvalidInput
 
 app = new_app("Register and list users.")
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
 def _telegram_id(value: int) -> int:
@@ -74,10 +74,15 @@ def list_(
     secretary: Annotated[
         str | None, typer.Option("--secretary", metavar="SEC", help="Only users linked to SEC.")
     ] = None,
+    limit: LimitOpt = None,
+    offset: OffsetOpt = 0,
     json: JsonFlag = False,
 ) -> None:
-    """List users with the secretary of their active link."""
-    rows = runtime(ctx).registry().list_users(secretary=secretary)
+    """List users with the secretary of their active link, by Telegram id.
+
+    Example: secretaries users list --secretary alice --limit 50 --offset 100
+    """
+    rows = runtime(ctx).registry().list_users(secretary=secretary, limit=limit, offset=offset)
     if json:
         output.emit_json(rows)
         return

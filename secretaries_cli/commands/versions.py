@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 from secretaries_cli import output
+from secretaries_cli.options import JsonFlag
 from secretaries_cli.runtime import App, UserArg, new_app, runtime
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 SecArg = Annotated[str, typer.Argument(help="Secretary name or UUID.")]
 PercentOpt = Annotated[
     int, typer.Option("--percent", min=0, max=100, help="Share of SEC's users, 0-100.")

@@ -147,3 +147,31 @@ def test_migrate_users_cli(world: Run, engine: Engine) -> None:
     assert doc["migrated"] == 1
     assert "Linked 0 user(s)" in ok(world("migrate-users")).stdout
     failed(world("migrate-users", "--batch-size", "0"), 2)
+
+
+def test_paging_users_history_contexts_and_usage(world: Run, tmp_path: Path) -> None:
+    csv = tmp_path / "many.csv"
+    csv.write_text("telegram_id,username\n" + "".join(f"{1000 + i},\n" for i in range(120)))
+    ok(world("users", "import", str(csv)))
+    everyone = as_json(world("users", "list", "--json"))
+    page = as_json(world("users", "list", "--limit", "50", "--offset", "100", "--json"))
+    assert [u["telegram_id"] for u in page] == [u["telegram_id"] for u in everyone[100:150]]
+    assert len(page) == 22  # 122 users: 42, 43 and the 120 imported
+    table = ok(world("users", "list", "--limit", "3")).stdout
+    assert "1000" in table and "1002" not in table
+    failed(world("users", "list", "--limit", "-1"), 2)
+    # history: newest first, paged the same way
+    for name in ("bob", "alice", "bob"):
+        ok(world("assign", "42", name))
+    links = as_json(world("history", "42", "--json"))
+    assert as_json(world("history", "42", "--limit", "1", "--offset", "1", "--json")) == links[1:2]
+    # contexts show and usage: rows of the first conversation, oldest first
+    ok(world("chat", "42", "one"))
+    ok(world("chat", "42", "two"))
+    shown = as_json(world("contexts", "show", "42", "--limit", "2", "--offset", "1", "--json"))
+    messages = shown["contexts"][0]["messages"]
+    assert len(messages) == 2
+    full = as_json(world("contexts", "show", "42", "--json"))["contexts"][0]["messages"]
+    assert messages == full[1:3]
+    report = as_json(world("usage", "--limit", "0", "--json"))
+    assert report["days"] == [] and report["messages"] == 2

@@ -245,8 +245,18 @@ class UsersMixin(RegistryBase):
             work, conflict="users were added concurrently; run the import again", event="user"
         )
 
-    def list_users(self, *, secretary: str | uuid.UUID | None = None) -> list[UserListItem]:
-        """Users by Telegram id, each with the secretary of their active link (if any)."""
+    def list_users(
+        self,
+        *,
+        secretary: str | uuid.UUID | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[UserListItem]:
+        """Users by Telegram id, each with the secretary of their active link (if any).
+
+        `limit` and `offset` page through them in the database (50,000 users are not
+        read to show the first 50).
+        """
 
         def work(session: Session) -> list[UserListItem]:
             link, user = linksql.LINK, linksql.USER
@@ -260,6 +270,10 @@ class UsersMixin(RegistryBase):
             )
             if secretary is not None:
                 query = query.where(link.c.secretary_id == self._secretary(session, secretary).id)
+            if offset:
+                query = query.offset(offset)
+            if limit is not None:
+                query = query.limit(limit)
             return [
                 UserListItem(telegram_id=tid, username=name, created_at=created, secretary=sec_name)
                 for tid, name, created, sec_name in session.execute(query)
