@@ -46,6 +46,16 @@ def say(message: str) -> None:
     typer.echo(for_terminal(message))
 
 
+def verbatim(text: str) -> None:
+    """`text` on stdout exactly as it is (stdout is a pipe or a file, not a terminal).
+
+    Not `typer.echo`: off a terminal it strips ESC sequences, and the text must arrive
+    unchanged.
+    """
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def error(message: str, details: Iterable[str] = ()) -> None:
     """The one `Error:` line on stderr, then any details (bad rows, ...) one per line."""
     typer.echo(f"Error: {for_terminal(message)}", err=True)

@@ -45,7 +45,10 @@ def register(app: App) -> None:
                 ReplyOut(reply=reply.text, secretary=reply.secretary, source=reply.source)
             )
         else:
-            output.say(output.for_terminal(reply.text) if sys.stdout.isatty() else reply.text)
+            if sys.stdout.isatty():
+                output.say(reply.text)
+            else:
+                output.verbatim(reply.text)
 
 
 def _pieces(orchestrator: Orchestrator, telegram_id: int, message: str) -> Iterator[str]:

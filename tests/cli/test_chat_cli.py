@@ -58,3 +58,19 @@ def test_chat_model_failures(cli: Run, monkeypatch) -> None:  # type: ignore[no-
         script.default = "400"
         failed(cli("chat", "9", "again"), 1, "HTTP 400")
         assert as_json(cli("contexts", "stats", "--json"))["messages"] == 2
+
+
+def test_chat_piped_prints_the_reply_unchanged(cli_default: Run) -> None:
+    """Off a terminal the reply is the model's text byte for byte, ESC sequences included."""
+    import subprocess
+    import sys
+
+    ok(cli_default("create", "e", "--model", "echo", "--prompt", "p", "--default"))
+    text = "red \x1b[31mALERT\x1b[0m and a bell \x07 [b]markup[/b]"
+    done = subprocess.run(
+        [sys.executable, "-m", "secretaries_cli", "chat", "1", text],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert text in done.stdout and "\ufffd" not in done.stdout
