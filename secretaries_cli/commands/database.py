@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from secretaries_cli import output
+from secretaries_cli.options import JsonFlag
 from secretaries_cli.runtime import new_app, runtime
 
 if TYPE_CHECKING:
@@ -23,11 +24,21 @@ def _engine(ctx: typer.Context) -> Engine:
     return engine
 
 
+RevArg = Annotated[
+    str,
+    typer.Argument(metavar="REV", help="An Alembic revision: head, base, or an id like 0006."),
+]
+
+
 @app.command("upgrade")
-def upgrade(
-    ctx: typer.Context, revision: Annotated[str, typer.Argument(metavar="REV")] = "head"
-) -> None:
-    """Upgrade the schema to REV (default: head)."""
+def upgrade(ctx: typer.Context, revision: RevArg = "head", json: JsonFlag = False) -> None:
+    """Upgrade the schema to REV (default: head).
+
+    JSON: {"from", "to", "changed", "nonconforming_names"}.
+
+    Example: secretaries --database-url postgresql://db/secretaries db upgrade
+    """
+    from secretaries_core.catalog.registry.catalog import nonconforming_names
     from secretaries_core.plumbing import schema
     from secretaries_core.plumbing.db import mask_url
 
@@ -36,14 +47,22 @@ def upgrade(
     schema.upgrade(engine, revision)
     after = schema.current_revision(engine)
     where = mask_url(engine.url)
+    with engine.connect() as conn:
+        problems = nonconforming_names(conn)
+    if json:
+        output.emit_json(
+            {
+                "from": before,
+                "to": after,
+                "changed": before != after,
+                "nonconforming_names": problems,
+            }
+        )
+        return
     if before == after:
         output.say(f"{where} is already at {after}.")
     else:
         output.say(f"Upgraded {where} from {before or 'an empty database'} to {after}.")
-    from secretaries_core.catalog.registry.catalog import nonconforming_names
-
-    with engine.connect() as conn:
-        problems = nonconforming_names(conn)
     if problems:
         output.say(
             "Secretaries that break today's name rules (they keep working; rename them "
@@ -56,10 +75,16 @@ def upgrade(
 @app.command("downgrade")
 def downgrade(
     ctx: typer.Context,
-    revision: Annotated[str, typer.Argument(metavar="REV")],
+    revision: RevArg,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
+    json: JsonFlag = False,
 ) -> None:
-    """Downgrade the schema to REV (`base` removes every table); asks first."""
+    """Downgrade the schema to REV (`base` removes every table); asks first.
+
+    JSON: {"from", "to", "changed"}.
+
+    Example: secretaries db downgrade 0005 --yes
+    """
     from secretaries_core.errors import InvalidInput
     from secretaries_core.plumbing import schema
     from secretaries_core.plumbing.db import mask_url
@@ -71,13 +96,21 @@ def downgrade(
     )
     if not output.confirmed(question, yes=yes):
         raise InvalidInput("not downgraded: confirm on a terminal or pass --yes")
+    before = schema.current_revision(engine)
     schema.downgrade(engine, revision)
-    output.say(f"Downgraded {mask_url(engine.url)} to {schema.current_revision(engine) or 'base'}.")
+    after = schema.current_revision(engine)
+    if json:
+        output.emit_json({"from": before, "to": after, "changed": before != after})
+        return
+    output.say(f"Downgraded {mask_url(engine.url)} to {after or 'base'}.")
 
 
 @app.command("current")
-def current(ctx: typer.Context, json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show the schema revision of the database and the newest one known."""
+def current(ctx: typer.Context, json: JsonFlag = False) -> None:
+    """Show the schema revision of the database and the newest one known.
+
+    Example: secretaries db current --json
+    """
     from secretaries_core.plumbing import schema
 
     engine = _engine(ctx)

@@ -90,3 +90,16 @@ def test_installed_executable_runs_a_session(tmp_path: Path) -> None:
         timeout=60,
     )
     assert module.returncode == 0 and json.loads(module.stdout)[0]["name"] == "alice"
+
+
+def test_db_upgrade_and_downgrade_speak_json(cli_default: Run, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    up = as_json(cli_default("--database-url", url, "db", "upgrade", "--json"))
+    assert up["from"] is None and up["changed"] and up["nonconforming_names"] == []
+    head = up["to"]
+    again = as_json(cli_default("--database-url", url, "db", "upgrade", "--json"))
+    assert again == {"from": head, "to": head, "changed": False, "nonconforming_names": []}
+    down = as_json(cli_default("--database-url", url, "db", "downgrade", "0004", "--yes", "--json"))
+    assert down == {"from": head, "to": "0004", "changed": True}
+    now = as_json(cli_default("--database-url", url, "db", "current", "--json"))
+    assert now["current"] == "0004" and not now["up_to_date"]
