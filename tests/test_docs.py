@@ -31,6 +31,26 @@ def test_every_command_has_a_section_in_cli_md() -> None:
     assert missing == [], f"docs/cli.md lacks a '### `secretaries …`' section for: {missing}"
 
 
+def _commands(command: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if hasattr(command, "commands"):
+        found: list[tuple[str, Any]] = []
+        for name, sub in command.commands.items():
+            found += _commands(sub, f"{prefix} {name}".strip())
+        return found
+    return [(prefix, command)]
+
+
+def test_every_command_has_an_example_and_help_on_every_argument() -> None:
+    no_example, no_help = [], []
+    for path, command in _commands(typer.main.get_command(app)):
+        if "Example: secretaries " not in (command.help or "") and "Example: SECRETARIES_" not in (
+            command.help or ""
+        ):
+            no_example.append(path)
+        no_help += [f"{path} {p.name}" for p in command.params if not getattr(p, "help", None)]
+    assert no_example == [] and no_help == [], (no_example, no_help)
+
+
 def test_docs_exist() -> None:
     for name in (
         "architecture.md",

@@ -94,12 +94,17 @@ def register(app: App) -> None:
         ],
         prompt: Annotated[str | None, typer.Option("--prompt", help="The system prompt.")] = None,
         prompt_file: PromptFileOpt = None,
-        description: Annotated[str, typer.Option("--description")] = "",
+        description: Annotated[
+            str, typer.Option("--description", help="One line for users choosing a secretary.")
+        ] = "",
         param: ParamOpt = None,
         default: Annotated[bool, typer.Option("--default", help="Make it the default.")] = False,
         json: JsonFlag = False,
     ) -> None:
-        """Add a secretary to the catalog."""
+        """Add a secretary to the catalog.
+
+        Example: secretaries create alice --model openai/gpt-4o-mini --prompt 'Be brief.' --default
+        """
         from secretaries_core.catalog.models import AssistantCreate
 
         text = _prompt(prompt, prompt_file, required=True)
@@ -124,11 +129,16 @@ def register(app: App) -> None:
     def update(
         ctx: typer.Context,
         sec: SecArg,
-        name: Annotated[str | None, typer.Option("--name")] = None,
-        model: Annotated[str | None, typer.Option("--model")] = None,
-        prompt: Annotated[str | None, typer.Option("--prompt")] = None,
+        name: Annotated[str | None, typer.Option("--name", help="A new name (rename).")] = None,
+        model: Annotated[
+            str | None,
+            typer.Option("--model", help="A new model: PROVIDER/MODEL (openai/… by default)."),
+        ] = None,
+        prompt: Annotated[str | None, typer.Option("--prompt", help="A new system prompt.")] = None,
         prompt_file: PromptFileOpt = None,
-        description: Annotated[str | None, typer.Option("--description")] = None,
+        description: Annotated[
+            str | None, typer.Option("--description", help="A new one-line description.")
+        ] = None,
         param: ParamOpt = None,
         draft: Annotated[
             bool,
@@ -139,7 +149,10 @@ def register(app: App) -> None:
         ] = None,
         json: JsonFlag = False,
     ) -> None:
-        """Change a secretary; a change of model, prompt or params makes a new version."""
+        """Change a secretary; a change of model, prompt or params makes a new version.
+
+        Example: secretaries update alice --prompt 'You are Alice, brief.' --note 'shorter' --draft
+        """
         from secretaries_core.catalog.models import AssistantUpdate
 
         changes = AssistantUpdate(
@@ -169,7 +182,10 @@ def register(app: App) -> None:
         all_: Annotated[bool, typer.Option("--all", help="Include inactive secretaries.")] = False,
         json: JsonFlag = False,
     ) -> None:
-        """List active secretaries (all with --all)."""
+        """List active secretaries (all with --all).
+
+        Example: secretaries list --all --json
+        """
         rows = runtime(ctx).registry().list_secretaries(include_inactive=all_)
         if json:
             output.emit_json(rows)
@@ -180,7 +196,10 @@ def register(app: App) -> None:
 
     @app.command("show")
     def show(ctx: typer.Context, sec: SecArg, json: JsonFlag = False) -> None:
-        """Show one secretary with its prompt and number of users."""
+        """Show one secretary with its prompt and number of users.
+
+        Example: secretaries show alice --json
+        """
         detail = runtime(ctx).registry().secretary_detail(sec)
         if json:
             output.emit_json(detail)
@@ -196,7 +215,10 @@ def register(app: App) -> None:
 
     @app.command("set-default")
     def set_default(ctx: typer.Context, sec: SecArg, json: JsonFlag = False) -> None:
-        """Make SEC the default secretary."""
+        """Make SEC the default secretary.
+
+        Example: secretaries set-default alice
+        """
         _report(runtime(ctx).registry().set_default(sec), "the default", json, ctx)
 
     @app.command("deactivate")
@@ -209,7 +231,10 @@ def register(app: App) -> None:
         ] = None,
         json: JsonFlag = False,
     ) -> None:
-        """Deactivate SEC (never the default); its users fall back to the default unless moved."""
+        """Deactivate SEC (never the default); its users fall back to the default unless moved.
+
+        Example: secretaries deactivate bob --to alice
+        """
         change = runtime(ctx).registry().deactivate(sec, reassign_to=reassign_to)
         _report(change, "deactivated", json, ctx)
 
@@ -220,7 +245,10 @@ def register(app: App) -> None:
         yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
         json: JsonFlag = False,
     ) -> None:
-        """Delete SEC if no user was ever linked to it (otherwise deactivate it)."""
+        """Delete SEC if no user was ever linked to it (otherwise deactivate it).
+
+        Example: secretaries delete bob --yes
+        """
         from secretaries_core.catalog import admin
         from secretaries_core.errors import InvalidInput
 
@@ -235,5 +263,8 @@ def register(app: App) -> None:
 
     @app.command("activate")
     def activate(ctx: typer.Context, sec: SecArg, json: JsonFlag = False) -> None:
-        """Make SEC available again."""
+        """Make SEC available again.
+
+        Example: secretaries activate bob
+        """
         _report(runtime(ctx).registry().activate(sec), "activated", json, ctx)

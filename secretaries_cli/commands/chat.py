@@ -25,7 +25,10 @@ def register(app: App) -> None:
         message: Annotated[str, typer.Argument(help="The text the user sends.")],
         json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     ) -> None:
-        """Send MESSAGE as USER (an unknown numeric id is registered) and print the reply."""
+        """Send MESSAGE as USER (an unknown numeric id is registered) and print the reply.
+
+        Example: secretaries chat 42 'What is on my calendar today?'
+        """
         rt = runtime(ctx)
         # An @username must be known; a numeric id may be new and is registered by handle().
         telegram_id = rt.registry().get_user(user).telegram_id if isinstance(user, str) else user

@@ -17,7 +17,10 @@ SecOpt = Annotated[str | None, typer.Option("--secretary", metavar="SEC", help="
 
 @app.command("stats")
 def stats(ctx: typer.Context, json: JsonFlag = False) -> None:
-    """Count contexts and messages, per secretary."""
+    """Count contexts and messages, per secretary.
+
+    Example: secretaries contexts stats --json
+    """
     from secretaries_core.catalog import admin
 
     rt = runtime(ctx)
@@ -85,7 +88,10 @@ def purge(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count only, delete nothing.")] = False,
     json: JsonFlag = False,
 ) -> None:
-    """Delete idle contexts, or all of one user's / one secretary's."""
+    """Delete idle contexts, or all of one user's / one secretary's.
+
+    Example: secretaries contexts purge --older-than 30d --yes
+    """
     from secretaries_core.catalog import admin
 
     rt = runtime(ctx)

@@ -18,10 +18,13 @@ def register(app: App) -> None:
     def assign(
         ctx: typer.Context,
         user: UserArg,
-        sec: Annotated[str, typer.Argument()],
+        sec: Annotated[str, typer.Argument(metavar="SEC", help="The secretary: its name or UUID.")],
         json: JsonFlag = False,
     ) -> None:
-        """Switch USER to SEC."""
+        """Switch USER to SEC.
+
+        Example: secretaries assign @ann alice
+        """
         result = runtime(ctx).registry().assign(user, sec)
         if json:
             output.emit_json(result)
@@ -33,7 +36,10 @@ def register(app: App) -> None:
 
     @app.command("current")
     def current(ctx: typer.Context, user: UserArg, json: JsonFlag = False) -> None:
-        """Show USER's resolved secretary and where it comes from."""
+        """Show USER's resolved secretary and where it comes from.
+
+        Example: secretaries current 42 --json
+        """
         from secretaries_core.catalog.schemas import CurrentOut, UserOut
 
         found, secretary, served = runtime(ctx).registry().current_version(user)
@@ -60,7 +66,10 @@ def register(app: App) -> None:
         offset: OffsetOpt = 0,
         json: JsonFlag = False,
     ) -> None:
-        """Show USER's secretary links, newest first."""
+        """Show USER's secretary links, newest first.
+
+        Example: secretaries history @ann --limit 10
+        """
         rows = page(runtime(ctx).registry().history(user), limit, offset)
         if json:
             output.emit_json(rows)
@@ -96,7 +105,10 @@ def register(app: App) -> None:
         ] = 10_000,
         json: JsonFlag = False,
     ) -> None:
-        """Give every user without an active link (or, with --from, on SEC) an explicit link."""
+        """Give every user without an active link (or, with --from, on SEC) an explicit link.
+
+        Example: secretaries migrate-users --to alice --dry-run
+        """
         registry = runtime(ctx).registry()
         with output.progress_bar("migrating users", enabled=not (json or dry_run)) as progress:
             result = registry.migrate_users(

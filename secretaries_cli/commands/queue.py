@@ -34,7 +34,10 @@ def register(root: App) -> None:
             int, typer.Option("--concurrency", min=1, help="Messages in flight at most.")
         ] = 64,
     ) -> None:
-        """Answer queued updates until SIGTERM (then finish those in flight, exit 0)."""
+        """Answer queued updates until SIGTERM (then finish those in flight, exit 0).
+
+        Example: SECRETARIES_QUEUE_URL=redis://localhost:6379/0 secretaries worker --concurrency 64
+        """
         import asyncio
         import signal
 
@@ -75,7 +78,10 @@ def register(root: App) -> None:
 
 @app.command("stats")
 def stats(ctx: typer.Context, json: JsonFlag = False) -> None:
-    """Inbound length, pending, oldest pending age, consumers, dead letters, replies stream."""
+    """Inbound length, pending, oldest pending age, consumers, dead letters, replies stream.
+
+    Example: secretaries queue stats --json
+    """
     queue = _queue(runtime(ctx).settings)
     try:
         doc = queue.stats()
@@ -108,7 +114,10 @@ def stats(ctx: typer.Context, json: JsonFlag = False) -> None:
 
 @app.command("dead-letters")
 def dead_letters(ctx: typer.Context, json: JsonFlag = False) -> None:
-    """Messages that failed for good, with their error."""
+    """Messages that failed for good, with their error.
+
+    Example: secretaries queue dead-letters --json
+    """
     queue = _queue(runtime(ctx).settings)
     try:
         letters = queue.dead_letters()
@@ -127,11 +136,19 @@ def dead_letters(ctx: typer.Context, json: JsonFlag = False) -> None:
 @app.command("retry")
 def retry(
     ctx: typer.Context,
-    ids: Annotated[list[str] | None, typer.Argument(metavar="ID", show_default=False)] = None,
+    ids: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="ID", show_default=False, help="Dead-letter entry ids (from dead-letters)."
+        ),
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
     json: JsonFlag = False,
 ) -> None:
-    """Queue dead letters again: the ones named by ID, or --all."""
+    """Queue dead letters again: the ones named by ID, or --all.
+
+    Example: secretaries queue retry --all
+    """
     from secretaries_core.errors import InvalidInput
 
     if bool(ids) == all_:

@@ -28,12 +28,17 @@ def register(app: App) -> None:
     def serve(
         ctx: typer.Context,
         host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
-        port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+        port: Annotated[
+            int, typer.Option("--port", min=1, max=65535, help="TCP port to listen on.")
+        ] = 8000,
         no_auth: Annotated[
             bool, typer.Option("--no-auth", help="No token (only allowed on loopback).")
         ] = False,
     ) -> None:
-        """Serve the REST API (the `api` extra, and SECRETARIES_API_TOKEN)."""
+        """Serve the REST API (the `api` extra, and SECRETARIES_API_TOKEN).
+
+        Example: SECRETARIES_API_TOKEN=$(openssl rand -hex 32) secretaries serve --port 8000
+        """
         token = os.environ.get("SECRETARIES_API_TOKEN") or None
         if no_auth:
             if not _is_loopback(host):

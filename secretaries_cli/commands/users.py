@@ -26,11 +26,18 @@ def _telegram_id(value: int) -> int:
 @app.command("add")
 def add(
     ctx: typer.Context,
-    telegram_id: Annotated[int, typer.Argument(callback=_telegram_id)],
-    username: Annotated[str | None, typer.Option("--username")] = None,
+    telegram_id: Annotated[
+        int, typer.Argument(callback=_telegram_id, help="The user's numeric Telegram id.")
+    ],
+    username: Annotated[
+        str | None, typer.Option("--username", help="Their @username (the @ is optional).")
+    ] = None,
     json: JsonFlag = False,
 ) -> None:
-    """Register a user (idempotent)."""
+    """Register a user (idempotent).
+
+    Example: secretaries users add 42 --username ann
+    """
     from secretaries_core.catalog.schemas import UserOut
 
     found = runtime(ctx).registry().register_user(telegram_id, username)
@@ -47,10 +54,18 @@ def add(
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="CSV: telegram_id,username."
+        ),
+    ],
     json: JsonFlag = False,
 ) -> None:
-    """Register users from a CSV file with the header telegram_id,username; all or nothing."""
+    """Register users from a CSV file with the header telegram_id,username; all or nothing.
+
+    Example: secretaries users import users.csv
+    """
     from secretaries_core.catalog.users_csv import parse_users_csv
 
     try:
@@ -126,7 +141,10 @@ def limit(
     ] = None,
     json: JsonFlag = False,
 ) -> None:
-    """Set or show USER's own daily limits (they win over the secretary's and the global)."""
+    """Set or show USER's own daily limits (they win over the secretary's and the global).
+
+    Example: secretaries users limit 42 --messages-per-day 100 --tokens-per-day none
+    """
     changes = {
         key: value
         for key, value in (
@@ -168,7 +186,10 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
     json: JsonFlag = False,
 ) -> None:
-    """Erase USER everywhere: the user, their link history, contexts and usage."""
+    """Erase USER everywhere: the user, their link history, contexts and usage.
+
+    Example: secretaries users delete 42 --yes
+    """
     from secretaries_core.catalog import admin
 
     rt = runtime(ctx)
