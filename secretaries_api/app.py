@@ -9,7 +9,7 @@ from urllib.parse import unquote_to_bytes
 from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from secretaries_api import errors
+from secretaries_api import errors, openapi_doc
 from secretaries_api.auth import require_token
 from secretaries_api.guard import RequestGuard
 from secretaries_api.routes import catalog, contexts, ops, updates, usage, users, versions
@@ -86,7 +86,6 @@ def create_app(
         version="0.1.0",
         description="Per-user AI secretaries: catalog, assignment, contexts and messages.",
         lifespan=lifespan,
-        responses=errors.ERROR_RESPONSES,
     )
     app.state.services = services
     app.state.api_token = api_token
@@ -108,4 +107,5 @@ def create_app(
     app.include_router(updates.router, dependencies=protected)
     app.include_router(versions.router, dependencies=protected)
     app.include_router(ops.router)
+    openapi_doc.install(app)
     return app

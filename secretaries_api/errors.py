@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from secretaries_api.schemas import ErrorOut
 from secretaries_core.errors import (
     BackendUnavailable,
     Conflict,
@@ -43,19 +42,6 @@ STATUS_BY_ERROR: list[tuple[type[SecretariesError], int]] = [
     (InvalidInput, 422),
     (ModelError, 502),
 ]
-
-ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorOut, "description": text}
-    for status, text in [
-        (401, "Missing or bad bearer token"),
-        (404, "Unknown user or secretary"),
-        (409, "Conflicts with the current state"),
-        (422, "Invalid input"),
-        (429, "Over a daily quota"),
-        (502, "The secretary's model failed"),
-        (503, "A backend cannot be reached"),
-    ]
-}
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:

@@ -33,11 +33,14 @@ class UserIn(BaseModel):
 
 
 class RegisteredOut(BaseModel):
-    """A registered user and what registration did."""
+    """A registered user and what registration did (the CLI's `users add --json`)."""
 
     telegram_id: int
     username: str | None
     status: str
+    # The user whose username moved to this one (usernames are unique at any moment on
+    # Telegram, so a holder here is stale), or null: the move is said, never silent.
+    username_moved_from: int | None = None
 
 
 class MigrateIn(BaseModel):

@@ -16,6 +16,8 @@ def install() -> None:
     """Drop the type label of flags, and of arguments that have a metavar."""
     if getattr(TyperOption, "_secretaries_help", False):
         return
+    if not hasattr(TyperOption, "display_type_rich"):
+        return  # an older Typer (< 0.28) labels differently; its help stays as it is
     option_label = TyperOption.display_type_rich
     argument_label = TyperArgument.display_type_rich
 

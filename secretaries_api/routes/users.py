@@ -27,11 +27,20 @@ router = APIRouter(prefix="/api", tags=["users"])
     responses={201: {"model": RegisteredOut, "description": "Created"}},
 )
 def register_user(svc: Svc, body: UserIn, response: Response) -> RegisteredOut:
-    """Register a user (idempotent): 201 when created, 200 when it already existed."""
-    user, state = svc.registry.add_user(body.telegram_id, body.username)
-    if state == "created":
+    """Register a user (idempotent): 201 when created, 200 when it already existed.
+
+    The document is the CLI's `users add --json`: `username_moved_from` names the user a
+    username was taken from (they changed it on Telegram), else null.
+    """
+    found = svc.registry.register_user(body.telegram_id, body.username)
+    if found.status == "created":
         response.status_code = status.HTTP_201_CREATED
-    return RegisteredOut(telegram_id=user.telegram_id, username=user.username, status=state)
+    return RegisteredOut(
+        telegram_id=found.user.telegram_id,
+        username=found.user.username,
+        status=found.status,
+        username_moved_from=found.username_moved_from,
+    )
 
 
 @router.get("/users/", response_model=list[UserListItem], operation_id="list_users")
