@@ -18,8 +18,9 @@ def install() -> None:
         return
     if not hasattr(TyperOption, "display_type_rich"):
         return  # an older Typer (< 0.28) labels differently; its help stays as it is
-    option_label = TyperOption.display_type_rich
-    argument_label = TyperArgument.display_type_rich
+    # getattr/setattr: the method exists from Typer 0.28 on, and is absent before.
+    option_label = getattr(TyperOption, "display_type_rich")  # noqa: B009
+    argument_label = getattr(TyperArgument, "display_type_rich")  # noqa: B009
 
     def option(self: TyperOption, ctx: Any) -> str | None:
         return None if self.is_flag else option_label(self, ctx)
@@ -27,6 +28,6 @@ def install() -> None:
     def argument(self: TyperArgument, ctx: Any) -> str | None:
         return None if self.metavar is not None else argument_label(self, ctx)
 
-    TyperOption.display_type_rich = option  # type: ignore[method-assign]
-    TyperArgument.display_type_rich = argument  # type: ignore[method-assign,assignment]
+    setattr(TyperOption, "display_type_rich", option)  # noqa: B010
+    setattr(TyperArgument, "display_type_rich", argument)  # noqa: B010
     TyperOption._secretaries_help = True  # type: ignore[attr-defined]
