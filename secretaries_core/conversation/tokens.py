@@ -141,19 +141,27 @@ class TokenCounter:
         self.tokenizer = tokenizer
         self._loader = loader
         self._encodings: dict[str, Any | None] = {}
+        self._by_model: dict[str, tuple[str | None, Any | None]] = {}
         self._lock = threading.Lock()
         self._memo: OrderedDict[tuple[str | None, str], int] = OrderedDict()
         self._memo_size = memo_size
 
     def _encoding(self, model: str) -> tuple[str | None, Any | None]:
+        # Per model string, once: a history of 100 messages is counted message by message,
+        # and matching the model against the vocabularies' prefixes each time cost more
+        # than the memoised counts themselves.
+        found = self._by_model.get(model)
+        if found is not None:
+            return found
         name = encoding_name(model) if self.tokenizer != "estimate" else None
-        if name is None:
-            return None, None
-        if name not in self._encodings:
+        if name is not None and name not in self._encodings:
             with self._lock:
                 if name not in self._encodings:
                     self._encodings[name] = self._loader(name)
-        return name, self._encodings[name]
+        found = (name, self._encodings[name]) if name is not None else (None, None)
+        if len(self._by_model) < 10_000:  # model strings come from the catalog: few
+            self._by_model[model] = found
+        return found
 
     def is_exact(self, model: str) -> bool:
         """True when `model`'s counts come from its real tokenizer."""
