@@ -29,7 +29,13 @@ TEXTS = {
 }
 PUBLIC = ("/healthz", "/metrics")
 # Routes that may meet an unknown user or secretary beyond their path parameters.
-FINDS = {"/api/messages", "/api/feedback", "/api/migrate-users", "/api/usage"}
+FINDS = {
+    "/api/messages",
+    "/api/feedback",
+    "/api/migrate-users",
+    "/api/usage",
+    "/api/contexts/purge",
+}
 CONFLICTS = ("/api/secretaries", "/api/messages", "/api/migrate-users")
 ASKS_THE_MODEL = ("/api/messages", "/replay")
 

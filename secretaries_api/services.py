@@ -10,6 +10,7 @@ from fastapi import Request
 from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import ContextStore, open_context_store
+from secretaries_core.errors import BackendUnavailable, InvalidInput
 from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.plumbing.schema import open_database
 from secretaries_core.queue.client import Queue
@@ -39,9 +40,16 @@ class Services:
         return cls(settings, registry, contexts, Orchestrator(registry, contexts, settings))
 
     def queue(self) -> Any:
-        """The workers' queue (opened on first use; InvalidInput without a Redis URL)."""
+        """The workers' queue (opened on first use).
+
+        A server started without a Redis URL is misconfigured, which no request can fix:
+        `BackendUnavailable` (503), not a client error.
+        """
         if self._queue is None:
-            self._queue = Queue.from_settings(self.settings)
+            try:
+                self._queue = Queue.from_settings(self.settings)
+            except InvalidInput as exc:
+                raise BackendUnavailable(f"this server has no queue: {exc}") from None
         return self._queue
 
     def close(self) -> None:

@@ -224,3 +224,14 @@ def test_openapi_declares_bearer_auth_on_protected_routes_only(client: TestClien
     assert paths["/api/secretaries/"]["get"].get("security")
     assert not paths["/healthz"]["get"].get("security")
     assert not paths["/metrics"]["get"].get("security")
+
+
+def test_updates_on_a_server_without_a_queue_are_503_not_a_client_error(
+    seeded: TestClient, engine: Engine
+) -> None:
+    before = snapshot(engine)
+    response = seeded.post("/api/updates", json={"update_id": 1, "telegram_id": 5, "text": "hello"})
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert "no queue" in error["message"] and "SECRETARIES_QUEUE_URL" in error["message"]
+    assert snapshot(engine) == before
