@@ -185,3 +185,83 @@ def test_the_readme_library_snippet_runs_as_a_script(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "(alice v1)" in done.stdout and "tell me more" in done.stdout
+
+
+def _api_commands() -> tuple[str, list[tuple[str, str]]]:
+    """docs/api.md's endpoint block: its variables line and each (command, its comments)."""
+    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    block = text.split("## Endpoints", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    setup, commands, current = "", [], ["", ""]
+    for raw in block.splitlines():
+        stripped = raw.strip()
+        if stripped.startswith("#"):
+            if raw.startswith(" ") and commands:  # a note on the command above
+                commands[-1] = (commands[-1][0], commands[-1][1] + stripped)
+            continue
+        code, _, comment = raw.partition("  #")
+        line = code.strip()
+        if line.startswith("API="):
+            setup = line
+            continue
+        if not line:
+            continue
+        current[0] += " " + line.rstrip("\\").strip()
+        current[1] += comment
+        if not line.endswith("\\"):
+            commands.append((current[0].strip(), current[1]))
+            current = ["", ""]
+    return setup, commands
+
+
+def test_the_api_doc_block_runs_in_order(tmp_path: Path, redis_url: str) -> None:
+    """Every curl of docs/api.md, in order, against a fresh real server with a queue."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.servers import free_port
+
+    setup, commands = _api_commands()
+    assert setup and len(commands) >= 30
+    port, token = free_port(), "doc-token-" + "x" * 24
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARIES_")}
+    env.update(
+        SECRETARIES_HOME=str(tmp_path / "home"),
+        SECRETARIES_API_TOKEN=token,
+        SECRETARIES_QUEUE_URL=redis_url,
+        SECRETARIES_REDIS_PREFIX=f"doc{port}:",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "secretaries_cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not come up"
+                time.sleep(0.1)
+        setup = setup.replace("8000", str(port))
+        for command, notes in commands:
+            assert command.startswith("curl "), command
+            probe = command.replace("curl ", "curl -sS -o /dev/null -w '%{http_code}' ", 1)
+            done = subprocess.run(
+                ["bash", "-c", f"{setup}; {probe}"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            status = int(done.stdout or 0)
+            allowed = status < 300 or (status == 404 and "404" in notes)
+            assert allowed, (command, status, done.stderr)
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)

@@ -39,10 +39,17 @@ def get_secretary(svc: Svc, secretary_id: SecretaryPath) -> SecretaryDetail:
 
 @router.patch("/{secretary_id}", response_model=SecretaryDetail, operation_id="update_secretary")
 def update_secretary(
-    svc: Svc, secretary_id: SecretaryPath, body: AssistantUpdate
+    svc: Svc,
+    secretary_id: SecretaryPath,
+    body: AssistantUpdate,
+    draft: bool = Query(False, description="Make the new version a draft, not live"),
 ) -> SecretaryDetail:
-    """Change a secretary; `version` goes up when model, prompt or params change."""
-    change = svc.registry.update_secretary(secretary_id, body)
+    """Change a secretary; `version` goes up when model, prompt or params change.
+
+    With `?draft=true` (the CLI's `update --draft`) the new version is kept as a draft
+    for a rollout or a replay, and the live version stays.
+    """
+    change = svc.registry.update_secretary(secretary_id, body, draft=draft)
     return svc.registry.secretary_detail(change.secretary.id)
 
 
