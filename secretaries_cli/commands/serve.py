@@ -21,6 +21,10 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+# A bearer token anyone can guess in a few tries protects nothing.
+MIN_TOKEN_CHARS = 8
+
+
 def register(app: App) -> None:
     """Add `serve` to the root app."""
 
@@ -39,17 +43,10 @@ def register(app: App) -> None:
 
         Example: SECRETARIES_API_TOKEN=$(openssl rand -hex 32) secretaries serve --port 8000
         """
-        token = os.environ.get("SECRETARIES_API_TOKEN") or None
-        if no_auth:
-            if not _is_loopback(host):
-                raise InvalidInput(f"--no-auth is only allowed on a loopback address, not {host}")
-            token = None
-        elif token is None:
-            raise InvalidInput(
-                "set SECRETARIES_API_TOKEN (or use --no-auth on 127.0.0.1) to start the API"
-            )
         try:
-            import uvicorn  # noqa: F401  (checked here: the extra may be missing)
+            # The extra first: asking for a token the server could not use anyway helps
+            # nobody.
+            import uvicorn  # noqa: F401
 
             from secretaries_api.app import create_app
             from secretaries_api.server import serve as run_server
@@ -59,6 +56,20 @@ def register(app: App) -> None:
                 "the API needs its extra: pip install 'secretaries-platform[api]' "
                 f"({exc.name} missing)"
             ) from None
+        token = os.environ.get("SECRETARIES_API_TOKEN") or None
+        if no_auth:
+            if not _is_loopback(host):
+                raise InvalidInput(f"--no-auth is only allowed on a loopback address, not {host}")
+            token = None
+        elif token is None:
+            raise InvalidInput(
+                "set SECRETARIES_API_TOKEN (or use --no-auth on 127.0.0.1) to start the API"
+            )
+        elif len(token) < MIN_TOKEN_CHARS:
+            raise InvalidInput(
+                f"SECRETARIES_API_TOKEN is {len(token)} characters: use at least "
+                f"{MIN_TOKEN_CHARS} (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
         rt = runtime(ctx)
         services = Services.from_settings(rt.settings)  # fail here, before binding, if down
         try:

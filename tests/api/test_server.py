@@ -121,6 +121,11 @@ def test_serve_refuses_without_token(tmp_path: Path) -> None:
     proc = serve(url, "--host", "0.0.0.0", "--no-auth", token=None)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1 and "loopback" in err
+    # A token anyone could guess is refused at start, and never printed.
+    proc = serve(url, "--port", str(free_port()), token="abc12")
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and "at least 8" in err and "abc12" not in err
+    assert not Path(url.removeprefix("sqlite:///")).exists()  # nothing created
 
 
 def _post_json(url: str, body: dict[str, object]) -> urllib.request.Request:
