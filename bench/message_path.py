@@ -1,5 +1,9 @@
 """The message path at load: 1,000 users x 1 message at once against a 1.0 s model.
 
+Also the same burst with 50 earlier turns per user (100 stored messages each), and steady
+traffic: 200 users x 10 messages, each sent after the previous reply, a 200 ms model,
+Redis contexts, vs a bare aiohttp loop sending the same growing bodies in the same order.
+
 Floors measured in the same run against the same loopback server (its own process):
 - the bare `openai` SDK (`AsyncOpenAI`, aiohttp transport, the fastest it has) making the
   same 1,000 calls, and the SDK on its default httpx transport;
@@ -151,6 +155,68 @@ def first_piece(
     return asyncio.run(measure())
 
 
+def steady(
+    base: str,
+    users: int,
+    per_user: int,
+    registry: SecretaryRegistry,
+    store: ContextStore,
+    settings: Settings,
+) -> tuple[float, float]:
+    """Steady traffic: every user sends `per_user` messages, each after the last reply.
+
+    Ours: `ahandle` (contexts grow to 2 x `per_user` messages). Baseline: a bare aiohttp
+    loop sending the same growing bodies in the same per-user order.
+    """
+    import aiohttp
+
+    orch = Orchestrator(registry, store, replace(settings, openai_base_url=base))
+
+    async def ours() -> None:
+        async def user(u: int) -> None:
+            for i in range(per_user):
+                await orch.ahandle(1 + u, f"message {i} from user {u}, a few words long")
+
+        await asyncio.gather(*(user(u) for u in range(users)))
+        await orch.aclose()
+
+    async def bare() -> None:
+        connector = aiohttp.TCPConnector(limit=users)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def user(u: int) -> None:
+                history: list[dict[str, str]] = [{"role": "system", "content": "p"}]
+                for i in range(per_user):
+                    history.append(
+                        {"role": "user", "content": f"message {i} from user {u}, a few words long"}
+                    )
+                    body = {"model": "m", "messages": history}
+                    async with session.post(f"{base}/chat/completions", json=body) as response:
+                        reply = await response.json()
+                    history.append(
+                        {"role": "assistant", "content": reply["choices"][0]["message"]["content"]}
+                    )
+
+            await asyncio.gather(*(user(u) for u in range(users)))
+
+    return burst(base, bare)[0], burst(base, ours)[0]
+
+
+def seed_history(store: ContextStore, registry: SecretaryRegistry, users: int, turns: int) -> None:
+    """Give every user `turns` earlier turns with the default secretary."""
+    from secretaries_core.context.base import Message
+    from secretaries_core.plumbing.timeutil import utcnow
+
+    sid = registry.get_secretary("alice").id
+    now = utcnow()
+    store.append_many(
+        (1 + u, sid, Message(role, f"earlier {role} message {t} of user {u}", now))
+        for u in range(users)
+        for t in range(turns)
+        for role in ("user", "assistant")
+    )
+
+
 def prepare(url: str, users: int) -> SecretaryRegistry:
     """A migrated database with one default secretary on the model server and `users` users."""
     engine = make_engine(url)
@@ -165,7 +231,7 @@ def prepare(url: str, users: int) -> SecretaryRegistry:
     return registry
 
 
-def run(users: int, latency: float) -> list[Row]:
+def run(users: int, latency: float, steady_users: int = 200) -> list[Row]:
     """Every row of the table."""
     rows: list[Row] = []
     settings = replace(Settings.load(env={}), model_max_retries=0, model_timeout_seconds=60)
@@ -218,6 +284,40 @@ def run(users: int, latency: float) -> list[Row]:
                 "bare SDK, aiohttp transport",
             ),
         ]
+        # The same burst, every user with 50 earlier turns (100 stored messages).
+        registry = prepare(f"sqlite:///{Path(tmp) / 'history.db'}", users)
+        sql = SqlContextStore(registry.engine, settings.context_policy)
+        seed_history(sql, registry, users, 50)
+        ours_history, peak_history = orchestrator_burst(base, users, registry, sql, settings)
+        rows.append(
+            Row(
+                f"ahandle SQLite, {n} users with 50 earlier turns (peak {peak_history})",
+                ours_history,
+                sdk_fast,
+                "bare SDK, aiohttp transport (short requests)",
+            )
+        )
+        registry.engine.dispose()
+    with llm_server_process(0.2) as base, TemporaryDirectory() as tmp:
+        # Steady traffic: 200 users x 10 messages, a 200 ms model, per-user order, Redis.
+        registry = prepare(f"sqlite:///{Path(tmp) / 'steady.db'}", steady_users)
+        with redis_client() as client:
+            kwargs = client.connection_pool.connection_kwargs
+            redis = open_context_store(
+                f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}",
+                policy=settings.context_policy,
+                prefix="steady:",
+            )
+            bare_steady, ours_steady = steady(base, steady_users, 10, registry, redis, settings)
+            redis.close()
+        rows.append(
+            Row(
+                f"steady: {steady_users} users x 10 messages, 200 ms model, Redis",
+                ours_steady,
+                bare_steady,
+                "bare aiohttp, same bodies, same order",
+            )
+        )
         registry.engine.dispose()
     with llm_server_process(0.05, chunk_delay=0.05) as base, TemporaryDirectory() as tmp:
         registry = prepare(f"sqlite:///{Path(tmp) / 'stream.db'}", 0)

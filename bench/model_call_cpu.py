@@ -1,4 +1,4 @@
-"""CPU per model call: the adapter (SDK `post` with a prepared body) vs `chat.completions.create`.
+"""CPU per model call: the adapter (a lean aiohttp client) vs the SDK's `chat.completions.create`.
 
 Both against the model double in its own process, so only the client's CPU counts; the
 history grows from 2 to 200 messages. Run: `python -m bench.model_call_cpu`.
@@ -23,7 +23,11 @@ async def _measure(url: str, size: int, calls: int) -> tuple[float, float]:
         for i in range(size)
     ]
     request = ChatRequest("s", "You are s.", history, ["hello"], {"temperature": 0.2})
-    client = clients.get()
+    import openai
+
+    client = openai.AsyncOpenAI(
+        base_url=url, api_key="k", max_retries=0, http_client=openai.DefaultAioHttpClient()
+    )
 
     async def ours() -> None:
         _ = [p async for p in adapter.pieces(request, stream=False, usage=CallUsage())]
@@ -43,6 +47,7 @@ async def _measure(url: str, size: int, calls: int) -> tuple[float, float]:
             await call()
         out.append((time.process_time() - started) / calls)
     await clients.aclose()
+    await client.close()
     return out[0], out[1]
 
 

@@ -59,13 +59,13 @@ def test_instances_bench_runs() -> None:
 
 def test_startup_bench_runs() -> None:
     rows = startup.run(runs=1)
-    assert len(rows) == 3 and all(r.ours > 0 for r in rows)
+    assert len(rows) == 9 and all(r.ours > 0 for r in rows)
 
 
 def test_message_path_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SECRETARIES_BENCH_REDIS_URL", redis_url.rsplit("/", 1)[0] + "/4")
-    rows = message_path.run(users=20, latency=0.05)
-    assert len(rows) == 6 and all(r.ours > 0 and r.baseline > 0 for r in rows)
+    rows = message_path.run(users=20, latency=0.05, steady_users=5)
+    assert len(rows) == 8 and all(r.ours > 0 and r.baseline > 0 for r in rows)
 
 
 def test_budget_usage_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,26 +1,30 @@
-"""OpenAI-compatible chat completions through the official `openai` SDK (async client).
+"""OpenAI-compatible chat completions over a lean aiohttp client.
 
-One `AsyncOpenAI` per event loop (its connection pool belongs to that loop) is shared by
-every secretary of an orchestrator. The SDK's own retries (429, 5xx, connection errors,
-with its backoff and `Retry-After`) and per-request timeout apply inside the call; the
-orchestrator's deadline bounds the whole of it. SDK errors are mapped onto ours here and
-nowhere else.
+The request is one JSON body POSTed to `{base_url}/chat/completions`, the reply one JSON
+document or a stream of Server-Sent Events. Not the `openai` SDK: it validated every
+message of the history against its TypedDicts and built a pydantic model per response
+and per streamed chunk, which made a message's CPU grow with the conversation (35.7 ms at
+100 messages through `create()`, 1.8 ms through its lower-level `post()`, about 0.4 ms
+here; docs/performance.md). What the SDK gave and users rely on is kept: bearer auth,
+retries of connection errors, timeouts, 408/409/429/5xx with its backoff (0.5 s doubling
+to 8 s, or the server's `Retry-After`), streaming with usage, and its errors mapped onto
+ours — here and nowhere else. One session (connection pool) per event loop; the
+orchestrator's deadline bounds the whole call, retries included.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import re
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from secretaries_core.errors import ModelError, ModelUnavailable
 from secretaries_core.llm.base import CallUsage, ChatRequest
 from secretaries_core.plumbing.db import mask_url
 from secretaries_core.plumbing.loops import PerLoop
-
-if TYPE_CHECKING:
-    from openai import AsyncOpenAI
 
 # Params that configure this library, not the model: never sent to the API.
 LOCAL_PARAMS = frozenset(
@@ -40,17 +44,33 @@ LOCAL_PARAMS = frozenset(
 )
 # Phrases providers use when the prompt does not fit the model's window.
 _TOO_LONG_HINTS = ("context_length_exceeded", "context length", "too long", "maximum context")
-NO_KEY = "unused"  # local servers need none; the SDK refuses an empty one
+NO_KEY = "unused"  # local servers need none; some proxies refuse an empty bearer
 MAX_DETAIL_CHARS = 160
 _SECRETS_IN_TEXT = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+RETRY_STATUSES = frozenset({408, 409, 429})
+FIRST_BACKOFF_S, MAX_BACKOFF_S, MAX_RETRY_AFTER_S = 0.5, 8.0, 60.0
 
 
 class ContextTooLong(ModelError):
     """The provider refused the request because the prompt does not fit the model."""
 
 
+class _Refused(Exception):
+    """An HTTP error answer: its status, the provider's error document and headers."""
+
+    def __init__(self, status: int, body: Any, headers: Any) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+class _NotACompletion(Exception):
+    """The answer is not a chat completion (not JSON, or not the expected shape)."""
+
+
 class OpenAIClients:
-    """The SDK clients of one orchestrator, one per event loop, made on first use."""
+    """The HTTP sessions of one orchestrator, one per event loop, made on first use."""
 
     def __init__(
         self,
@@ -63,48 +83,77 @@ class OpenAIClients:
     ) -> None:
         self.base_url = base_url
         self.masked_url = mask_url(base_url)
+        self.url = base_url.rstrip("/") + "/chat/completions"
         self.api_key = api_key
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_connections = max_connections
-        self._clients: PerLoop[AsyncOpenAI] = PerLoop(self._make)
+        self.headers = {
+            "Authorization": f"Bearer {api_key or NO_KEY}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        self._clients: PerLoop[Any] = PerLoop(self._make)
 
-    def _make(self) -> AsyncOpenAI:
-        import openai
+    def _make(self) -> Any:
+        import aiohttp
 
-        try:
-            import httpx2 as http  # the SDK's HTTP layer from openai 3 on
-        except ImportError:  # pragma: no cover  (older SDKs are built on httpx)
-            import httpx as http  # type: ignore[no-redef]
-
-        limits = http.Limits(
-            max_connections=self.max_connections,
-            max_keepalive_connections=self.max_connections,
-        )
-        try:
-            # aiohttp's transport costs about a third less CPU per call than httpx's.
-            http_client = openai.DefaultAioHttpClient(limits=limits, timeout=self.timeout)
-        except RuntimeError:
-            http_client = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout)
-        return openai.AsyncOpenAI(
-            base_url=self.base_url,
-            api_key=self.api_key or NO_KEY,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            http_client=http_client,
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.max_connections),
+            # Per connect and per read, as the SDK did; the whole call is bounded by the
+            # orchestrator's deadline.
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=self.timeout, sock_read=self.timeout
+            ),
+            headers=self.headers,
         )
 
-    def get(self) -> AsyncOpenAI:
-        """The running loop's client."""
+    def get(self) -> Any:
+        """The running loop's `aiohttp.ClientSession`."""
         return self._clients.get()
 
     async def aclose(self) -> None:
-        """Close the running loop's client."""
-        await self._clients.aclose_current(lambda client: client.close())
+        """Close the running loop's session."""
+        await self._clients.aclose_current(lambda session: session.close())
 
     def close(self) -> None:
-        """Close every loop's client (from outside any loop)."""
-        self._clients.close_all(lambda client: client.close())
+        """Close every loop's session (from outside any loop)."""
+        self._clients.close_all(lambda session: session.close())
+
+    async def post(self, body: dict[str, Any], *, stream: bool) -> Any:
+        """POST `body`; the open response (status 200), after the retries the SDK made.
+
+        Retried: connection errors, timeouts, 408, 409, 429 and 5xx, at most
+        `max_retries` times, waiting `Retry-After` when the server says (up to 60 s), else
+        0.5 s doubling to 8 s (with jitter). Anything else raises at once.
+        """
+        import aiohttp
+
+        data = json.dumps(body, ensure_ascii=False).encode()
+        session = self.get()
+        attempt = 0
+        while True:
+            try:
+                response = await session.post(self.url, data=data)
+            except (aiohttp.ClientConnectionError, TimeoutError):
+                if attempt >= self.max_retries:
+                    raise
+                await asyncio.sleep(_backoff(attempt, None))
+                attempt += 1
+                continue
+            if response.status == 200:
+                return response
+            try:
+                raw = await response.read()
+            except (aiohttp.ClientError, TimeoutError):
+                raw = b""
+            finally:
+                response.release()
+            retry = response.status in RETRY_STATUSES or response.status >= 500
+            if not retry or attempt >= self.max_retries:
+                raise _Refused(response.status, _error_body(raw), response.headers)
+            await asyncio.sleep(_backoff(attempt, response.headers))
+            attempt += 1
 
 
 class OpenAIAdapter:
@@ -116,52 +165,46 @@ class OpenAIAdapter:
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         extra = {k: v for k, v in request.params.items() if k not in LOCAL_PARAMS}
-        # The JSON body as sent: the server is the judge of the params. It goes through the
-        # SDK's lower-level `post`, which skips `chat.completions.create`'s walk of every
-        # message against its TypedDicts — 38 ms of CPU per call at 100 messages, 2 ms
-        # this way (docs/performance.md); auth, retries, errors and parsing stay the SDK's.
+        # The JSON body as sent: the server is the judge of the params.
         return {**extra, "model": self.model, "messages": request.messages()}
 
     async def pieces(
         self, request: ChatRequest, *, stream: bool, usage: CallUsage | None = None
     ) -> AsyncIterator[str]:
         """Ask the server; stream with SSE when `stream`, else one JSON reply."""
-        from openai import AsyncStream
-        from openai._base_client import make_request_options
-        from openai.types.chat import ChatCompletion, ChatCompletionChunk
-
-        client = self.clients.get()
         body = self._body(request)
-        options = make_request_options(security={"bearer_auth": True})
         produced = False
         try:
             if not stream:
-                completion = await client.post(
-                    "/chat/completions", body=body, cast_to=ChatCompletion, options=options
-                )
+                response = await self.clients.post(body, stream=False)
+                try:
+                    raw = await response.read()
+                finally:
+                    response.release()
+                completion = _completion(raw)
                 _take_usage(completion, usage)
-                choices = completion.choices
-                content = choices[0].message.content if choices else None
+                choices = completion["choices"]
+                first = choices[0] if choices else None
+                message = first.get("message") if isinstance(first, dict) else None
+                content = message.get("content") if isinstance(message, dict) else None
                 if not isinstance(content, str) or not content:
                     raise ModelError(f"{self.model}: the reply has no text")
                 yield content
                 return
-            response = await client.post(
-                "/chat/completions",
-                body={**body, "stream": True, "stream_options": {"include_usage": True}},
-                cast_to=ChatCompletion,
-                options=options,
-                stream=True,
-                stream_cls=AsyncStream[ChatCompletionChunk],
-            )
-            async with response:
-                async for chunk in response:
+            streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
+            response = await self.clients.post(streamed, stream=True)
+            try:
+                async for chunk in _events(response):
                     # With include_usage the last chunk carries the counts and no choices.
                     _take_usage(chunk, usage)
-                    for choice in chunk.choices:
-                        if choice.delta is not None and choice.delta.content:
+                    for choice in chunk.get("choices") or ():
+                        delta = choice.get("delta") if isinstance(choice, dict) else None
+                        content = delta.get("content") if isinstance(delta, dict) else None
+                        if isinstance(content, str) and content:
                             produced = True
-                            yield choice.delta.content
+                            yield content
+            finally:
+                response.release()
             if not produced:
                 raise ModelError(f"{self.model}: the reply has no text")
         except ModelError:
@@ -170,22 +213,20 @@ class OpenAIAdapter:
             raise self._translate(exc) from exc
 
     def _translate(self, exc: Exception) -> ModelError:
-        import openai
+        import aiohttp
 
         where = f"{self.model} at {self.clients.masked_url}"
         refused = _connect_failure(exc)
         if refused is not None:
-            # The SDK's aiohttp transport reports refused connections and unknown hosts as
-            # connect *timeouts*; say what really happened.
             return ModelUnavailable(f"{where}: cannot connect ({refused})")
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, TimeoutError):
             return ModelUnavailable(f"{where}: no reply within {self.clients.timeout:g}s")
-        if isinstance(exc, openai.APIConnectionError):
-            return ModelUnavailable(f"{where}: unreachable ({_cause(exc)})")
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
+        if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+            return ModelUnavailable(f"{where}: unreachable ({type(exc).__name__})")
+        if isinstance(exc, _Refused):
+            status = exc.status
             detail = _detail(exc.body)
-            if status == 429 or status >= 500:
+            if status in RETRY_STATUSES or status >= 500:
                 return ModelUnavailable(
                     f"{where}: HTTP {status} after {self.clients.max_retries + 1} attempt(s)"
                     f"{detail}"
@@ -198,19 +239,70 @@ class OpenAIAdapter:
             if status in (400, 413) and any(h in detail.lower() for h in _TOO_LONG_HINTS):
                 return ContextTooLong(f"{where}: HTTP {status}, the prompt is too long{detail}")
             return ModelError(f"{where}: HTTP {status}{detail}")
-        if isinstance(exc, json.JSONDecodeError | openai.APIResponseValidationError):
+        if isinstance(exc, _NotACompletion | json.JSONDecodeError | UnicodeDecodeError):
             return ModelError(f"{where}: the response is not a chat completion")
         return ModelError(f"{where}: bad response ({type(exc).__name__})")
 
 
-def _take_usage(reply: Any, usage: CallUsage | None) -> None:
-    counts = getattr(reply, "usage", None)
-    if usage is None or counts is None:
+def _backoff(attempt: int, headers: Any) -> float:
+    """Seconds before retry `attempt + 1`: the server's Retry-After, else the SDK's backoff."""
+    if headers is not None:
+        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+            value = headers.get(name)
+            try:
+                wait = float(value) * scale if value is not None else None
+            except ValueError:
+                wait = None
+            if wait is not None and 0 <= wait <= MAX_RETRY_AFTER_S:
+                return wait
+    backoff: float = min(FIRST_BACKOFF_S * 2**attempt, MAX_BACKOFF_S)
+    return backoff * random.uniform(0.75, 1.0)
+
+
+def _error_body(raw: bytes) -> Any:
+    """The provider's error object (`{"error": {...}}` unwrapped), or None."""
+    try:
+        found = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(found, dict) and isinstance(found.get("error"), dict):
+        return found["error"]
+    return found
+
+
+def _completion(raw: bytes) -> dict[str, Any]:
+    found = json.loads(raw)
+    if not isinstance(found, dict) or not isinstance(found.get("choices"), list):
+        raise _NotACompletion("no choices")
+    return found
+
+
+async def _events(response: Any) -> AsyncIterator[dict[str, Any]]:
+    """The JSON documents of a Server-Sent Events body, until `data: [DONE]`."""
+    buffer = b""
+    async for raw in response.content:
+        buffer += raw
+        if not buffer.endswith(b"\n"):
+            continue  # a line split across reads: wait for its end
+        line, buffer = buffer.strip(), b""
+        if not line.startswith(b"data:"):
+            continue  # comments, event names, blank separators
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            return
+        found = json.loads(data)
+        if isinstance(found, dict) and isinstance(found.get("error"), dict):
+            raise _Refused(200, found["error"], None)
+        if not isinstance(found, dict):
+            raise _NotACompletion("a streamed chunk is not an object")
+        yield found
+
+
+def _take_usage(reply: dict[str, Any], usage: CallUsage | None) -> None:
+    counts = reply.get("usage")
+    if usage is None or not isinstance(counts, dict):
         return
-    prompt, completion = (
-        getattr(counts, "prompt_tokens", None),
-        getattr(counts, "completion_tokens", None),
-    )
+    prompt, completion = counts.get("prompt_tokens"), counts.get("completion_tokens")
     if isinstance(prompt, int) and isinstance(completion, int):
         usage.prompt_tokens, usage.completion_tokens = prompt, completion
 
@@ -236,11 +328,6 @@ def _connect_failure(exc: BaseException) -> str | None:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-
-
-def _cause(exc: BaseException) -> str:
-    inner = exc.__cause__ or exc.__context__
-    return type(inner).__name__ if inner is not None else "connection error"
 
 
 def _detail(body: object) -> str:
