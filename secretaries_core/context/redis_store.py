@@ -345,8 +345,7 @@ def _by_context(
 
 
 def _decode(raw: list[bytes]) -> list[Message]:
-    messages = []
-    for item in raw:
-        data = json.loads(item)
-        messages.append(Message(data["r"], data["c"], from_score(data["t"]), data.get("m")))
-    return messages
+    # One json.loads over the joined items, not one per message: a 100-message context
+    # costs one parser call instead of a hundred (each with its own encoding sniffing).
+    items = json.loads(b"[" + b",".join(raw) + b"]") if raw else []
+    return [Message(d["r"], d["c"], from_score(d["t"]), d.get("m")) for d in items]
