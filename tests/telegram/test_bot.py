@@ -408,3 +408,14 @@ def test_a_bot_api_without_drafts_streams_by_edits(rig: Rig) -> None:
     assert api.seen("sendMessageDraft", 17) and not api.drafts_to(17)
     assert api.seen("editMessageText", 17)  # the message grew by edits instead
     assert "Traceback" not in rig.stderr()
+
+
+def test_a_slow_model_shows_thinking_first(rig: Rig) -> None:
+    """No word within a second: the private chat shows the empty ("Thinking…") draft."""
+    api = rig.api
+    rig.script.latency = 1.6
+    api.send(18, "take your time")
+    answer = _reply_to(rig, 18, "take your time", "alice")
+    drafts = api.drafts_to(18)
+    assert drafts and drafts[0] == "", drafts
+    assert [m["text"] for m in api.messages_to(18)] == [answer]

@@ -187,7 +187,6 @@ def test_a_thousand_chats_at_once_stream_through_two_workers_without_a_429(
             ):
                 growing += 1
         assert growing >= 20, growing
-        assert any(texts and texts[0][0] == "" for texts in api.draft_texts.values())
         # The forum topic: one message per reply, in the topic, never a draft (its edits,
         # which give way to the thousand finals here, are asserted in the next test).
         assert group["id"] not in api.draft_texts
