@@ -97,6 +97,7 @@ async def run_bot(
     *,
     edit_interval: float = 1.0,
     polling_timeout: int = 30,
+    metrics_port: int | None = None,
 ) -> None:
     """Check the token, register the commands, then answer updates until SIGTERM/SIGINT.
 
@@ -130,6 +131,15 @@ async def run_bot(
             f", answering through the queue {queue.masked}" if queue else "",
         )
         settings = orchestrator.settings
+        if metrics_port is not None:
+            # The flood control's waits, the queue of sends and the dropped replies live in
+            # this process: an operator scrapes them here.
+            from prometheus_client import start_http_server
+
+            start_http_server(
+                metrics_port, addr="127.0.0.1", registry=orchestrator.metrics.registry
+            )
+            log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
         bot.session.middleware(Gatekeeper(flood_control(bot, queue, orchestrator)))
         dispatcher = Dispatcher()
         dispatcher.include_router(

@@ -40,6 +40,16 @@ def register(app: App) -> None:
             float,
             typer.Option("--edit-interval", min=0.2, help="Seconds between streamed edits."),
         ] = 1.0,
+        metrics_port: Annotated[
+            int | None,
+            typer.Option(
+                "--metrics-port",
+                min=1,
+                max=65535,
+                metavar="PORT",
+                help="Serve this process's Prometheus metrics on 127.0.0.1:PORT/metrics.",
+            ),
+        ] = None,
     ) -> None:
         """Run the Telegram bot (the `telegram` extra): users pick their secretary.
 
@@ -80,4 +90,12 @@ def register(app: App) -> None:
 
         service_logging()
         rt = runtime(ctx)
-        asyncio.run(run_bot(rt.orchestrator, token or "", api_url, edit_interval=edit_interval))
+        asyncio.run(
+            run_bot(
+                rt.orchestrator,
+                token or "",
+                api_url,
+                edit_interval=edit_interval,
+                metrics_port=metrics_port,
+            )
+        )

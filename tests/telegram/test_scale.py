@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.plumbing import schema
 from secretaries_core.plumbing.db import make_engine
 from tests.llm_server import Script, llm_server, llm_server_process
+from tests.servers import free_port
 from tests.telegram.bot_api import BotApi, bot_api
 from tests.telegram.test_bot import _env
 
@@ -229,7 +231,8 @@ def test_a_busy_group_streams_by_edits_within_twenty_a_minute(
     ):
         api.limits = True
         running.start("worker1", "worker")
-        running.start("bot", "bot")
+        metrics_port = free_port()
+        running.start("bot", "bot", "--metrics-port", str(metrics_port))
         api.wait(lambda: api.seen("setMyCommands"), timeout=60)
         started = time.monotonic()
         for user in people:
@@ -253,6 +256,17 @@ def test_a_busy_group_streams_by_edits_within_twenty_a_minute(
         assert _window_max(to_group, 60.0) <= 20
         # Edits leave half of the minute to the replies: none waits for the next minute.
         assert took < 45, took
+        # What an operator sees: the bot process's own metrics.
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as page:
+            metrics = page.read().decode()
+        assert 'secretaries_telegram_flood_wait_seconds_count{kind="final"}' in metrics
+        assert "secretaries_telegram_429_total 0.0" in metrics
+        skipped = [
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("secretaries_telegram_flood_skipped_total")
+        ]
+        assert skipped and skipped[0] > 0  # edits gave way in the busy group
 
 
 def test_a_worker_killed_mid_stream_leaves_one_complete_message(
