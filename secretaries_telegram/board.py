@@ -17,6 +17,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from secretaries_core.queue.client import UNAVAILABLE, Queue
 
 log = logging.getLogger(__name__)
@@ -78,8 +80,10 @@ class Board:
                 raw: Any = await self.queue.aclient().set(
                     self._key(chat, update_id), FINAL, ex=KEEP_S, get=True
                 )
-        except UNAVAILABLE as exc:
-            log.warning("reply to update %s: board unreachable, sending anew: %s", update_id, exc)
+        except (*UNAVAILABLE, RedisError) as exc:
+            # The final text goes out whatever the board's state: at worst a group keeps
+            # the partial message beside it; a reply is never lost for a preview's sake.
+            log.warning("reply to update %s: board unusable, sending anew: %r", update_id, exc)
             return None
         old = raw.decode() if isinstance(raw, bytes) else raw
         return int(old) if old and old.isdigit() else None

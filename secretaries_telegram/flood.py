@@ -34,6 +34,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from secretaries_core.config import Settings
 from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.queue.client import UNAVAILABLE
@@ -282,10 +284,12 @@ class RedisFlood(FloodControl):
             args += [which, limit, span]
         try:
             cause, wait_ms = await self.client.eval(_TAKE, len(keys), *keys, *args)
-        except UNAVAILABLE as exc:
+        except (*UNAVAILABLE, RedisError) as exc:
+            # Unreachable, or refusing (a replica mid-failover, out of memory): the process
+            # keeps to the limits alone rather than fail the send.
             if not self._warned:
                 self._warned = True
-                log.warning("flood control: Redis unreachable, this process alone: %s", exc)
+                log.warning("flood control: Redis unusable, this process alone: %r", exc)
             return await self.fallback._try(chat, group, intermediate)
         self._warned = False
         return int(cause), int(wait_ms) / 1000
@@ -295,5 +299,5 @@ class RedisFlood(FloodControl):
         await self.fallback.hold(chat, seconds)
         try:
             await self.client.set(f"{self.prefix}hold:{chat}", "1", px=max(1, int(seconds * 1000)))
-        except UNAVAILABLE as exc:
+        except (*UNAVAILABLE, RedisError) as exc:
             log.warning("flood control: the hold of chat %s is local only: %s", chat, exc)

@@ -194,8 +194,14 @@ class Relay:
             grown = await self.board.finalise(chat, update_id) if update_id is not None else None
             first: int | None = None
             if grown is not None:
-                await patiently(lambda: self._edit(chat, grown, parts[0]), grace=self.grace)
-                first, parts = grown, parts[1:]
+                try:
+                    await patiently(lambda: self._edit(chat, grown, parts[0]), grace=self.grace)
+                    first, parts = grown, parts[1:]
+                except Undeliverable as exc:
+                    if exc.reason != "bad_request":
+                        raise
+                    # The message it grew in is gone (deleted in the chat): send anew.
+                    log.info("reply %s: its streamed message is gone; sending anew", entry_id)
             for part in parts:
                 send = self.bot.send_message
                 sent = await patiently(
