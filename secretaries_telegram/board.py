@@ -77,13 +77,17 @@ class Board:
         """
         try:
             async with self.held(chat, update_id, wait=LOCK_MS / 1000):
-                raw: Any = await self.queue.aclient().set(
-                    self._key(chat, update_id), FINAL, ex=KEEP_S, get=True
-                )
+                return await self.mark_final(chat, update_id)
         except (*UNAVAILABLE, RedisError) as exc:
             # The final text goes out whatever the board's state: at worst a group keeps
             # the partial message beside it; a reply is never lost for a preview's sake.
             log.warning("reply to update %s: board unusable, sending anew: %r", update_id, exc)
             return None
+
+    async def mark_final(self, chat: int, update_id: int) -> int | None:
+        """Set the reply `FINAL` (call with its lock held); the message it grew in, if any."""
+        raw: Any = await self.queue.aclient().set(
+            self._key(chat, update_id), FINAL, ex=KEEP_S, get=True
+        )
         old = raw.decode() if isinstance(raw, bytes) else raw
         return int(old) if old and old.isdigit() else None

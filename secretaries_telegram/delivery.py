@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from aiogram.exceptions import (
     TelegramBadRequest,
@@ -24,6 +24,9 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
+
+if TYPE_CHECKING:
+    from aiogram import Bot
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,6 +55,15 @@ def drop_reason(exc: BaseException) -> str | None:
             return "deactivated"
         return "bad_request"
     return None
+
+
+async def edit_text(bot: Bot, chat: int, message_id: int, text: str) -> None:
+    """Edit a message to `text`; one that already shows it ("not modified") is fine."""
+    try:
+        await bot.edit_message_text(text=text, chat_id=chat, message_id=message_id)
+    except TelegramBadRequest as exc:
+        if "not modified" not in str(exc):
+            raise
 
 
 def _passing(exc: BaseException) -> bool:

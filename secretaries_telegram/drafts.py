@@ -32,6 +32,7 @@ from secretaries_core.queue.client import UNAVAILABLE, Queue, decode_fields, par
 from secretaries_core.queue.live import SUPERSEDED, WRITING
 from secretaries_core.redact import scrub
 from secretaries_telegram.board import FINAL, Board
+from secretaries_telegram.delivery import edit_text
 from secretaries_telegram.flood import Throttled, intermediate
 from secretaries_telegram.split import split_text
 from secretaries_telegram.streaming import draft_id_of, drafts_refused
@@ -230,16 +231,11 @@ class Drafter:
                         )
                         await self.board.growing(chat, update_id, sent.message_id)
                     else:
-                        await self.bot.edit_message_text(
-                            text=preview, chat_id=chat, message_id=int(state)
-                        )
+                        await edit_text(self.bot, chat, int(state), preview)
             except (Throttled, TelegramRetryAfter):
                 return False
             except TelegramForbiddenError:
                 return None
-            except TelegramBadRequest as exc:
-                if "not modified" not in str(exc):
-                    raise
         self.shown += 1
         return True
 
@@ -248,11 +244,10 @@ class Drafter:
         async with self.board.held(chat, update_id, wait=2.0) as held:
             if not held:
                 return
-            state = await self.board.state(chat, update_id)
-            await self.queue.aclient().set(self.queue.keys.shown(chat, update_id), FINAL, ex=3600)
-        if state is not None and state.isdigit():
+            grown = await self.board.mark_final(chat, update_id)
+        if grown is not None:
             with contextlib.suppress(Exception):
-                await self.bot.delete_message(chat, int(state))
+                await self.bot.delete_message(chat, grown)
 
 
 async def _slow(showing: Showing) -> bool:

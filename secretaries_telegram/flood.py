@@ -43,14 +43,6 @@ from secretaries_core.queue.client import UNAVAILABLE
 log = logging.getLogger(__name__)
 
 OK, BOT, CHAT, GROUP, HOLD, GIVE_WAY, PACE = range(7)
-CAUSES = {
-    BOT: "bot",
-    PACE: "bot",
-    CHAT: "chat",
-    GROUP: "group",
-    HOLD: "hold",
-    GIVE_WAY: "final waiting",
-}
 WINDOW_KEYS = {BOT: "bot", PACE: "pace", CHAT: "chat:{chat}", GROUP: "group:{chat}"}
 # An intermediate update is one of these; set by the code that streams (`intermediate()`).
 _INTERMEDIATE: contextvars.ContextVar[bool] = contextvars.ContextVar("intermediate", default=False)

@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramBadRequest
 from redis.exceptions import ResponseError
 
 from secretaries_core.plumbing.metrics import Metrics
@@ -35,7 +34,7 @@ from secretaries_core.queue.leases import alive, beat
 from secretaries_core.redact import scrub
 from secretaries_telegram import texts
 from secretaries_telegram.board import Board
-from secretaries_telegram.delivery import DEFAULT_GRACE_S, Undeliverable, patiently
+from secretaries_telegram.delivery import DEFAULT_GRACE_S, Undeliverable, edit_text, patiently
 from secretaries_telegram.split import split_text
 
 log = logging.getLogger(__name__)
@@ -195,7 +194,9 @@ class Relay:
             first: int | None = None
             if grown is not None:
                 try:
-                    await patiently(lambda: self._edit(chat, grown, parts[0]), grace=self.grace)
+                    await patiently(
+                        lambda: edit_text(self.bot, chat, grown, parts[0]), grace=self.grace
+                    )
                     first, parts = grown, parts[1:]
                 except Undeliverable as exc:
                     if exc.reason != "bad_request":
@@ -224,13 +225,6 @@ class Relay:
             # so one reply never holds up the chats behind it.
             self._drop("failed", entry_id, chat, repr(exc))
         await self._ack(entry_id)
-
-    async def _edit(self, chat: int, message_id: int, text: str) -> None:
-        try:
-            await self.bot.edit_message_text(text=text, chat_id=chat, message_id=message_id)
-        except TelegramBadRequest as exc:
-            if "not modified" not in str(exc):
-                raise
 
     def _drop(self, reason: str, entry_id: str, chat: int | None, detail: str) -> None:
         self.dropped += 1

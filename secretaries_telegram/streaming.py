@@ -31,7 +31,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
 )
 
-from secretaries_telegram.delivery import Undeliverable, drop_reason, patiently
+from secretaries_telegram.delivery import Undeliverable, drop_reason, edit_text, patiently
 from secretaries_telegram.flood import Throttled, intermediate
 from secretaries_telegram.split import TELEGRAM_LIMIT, split_text
 
@@ -116,12 +116,7 @@ class StreamedReply:
 
     async def _edit(self, text: str) -> None:
         assert self.message_id is not None
-        message_id = self.message_id
-        try:
-            await self.bot.edit_message_text(text=text, chat_id=self.chat_id, message_id=message_id)
-        except TelegramBadRequest as exc:
-            if "not modified" not in str(exc):
-                raise
+        await edit_text(self.bot, self.chat_id, self.message_id, text)
         self.shown = text
         self.edits += 1
 

@@ -176,9 +176,11 @@ def test_dislikes_by_reaction_roll_a_candidate_back(rig: Rig) -> None:  # noqa: 
     # Two dislikes of three already cross the rate: the rollback may come before the
     # third is counted, so wait for both.
     status = api.wait(
-        lambda: (s := registry.rollout_status("alice"))["state"] == "rolled_back"
-        and s["candidate"]["dislikes"] == 3
-        and s
+        lambda: (
+            (s := registry.rollout_status("alice"))["state"] == "rolled_back"
+            and s["candidate"]["dislikes"] == 3
+            and s
+        )
     )
     assert status["candidate"]["dislikes"] == 3 and status["candidate"]["messages"] >= 3
     # Everyone is back on the live prompt.

@@ -22,28 +22,14 @@ from typing import IO, Any
 
 import pytest
 
-from secretaries_core.catalog.models import AssistantCreate
-from secretaries_core.catalog.registry import SecretaryRegistry
-from secretaries_core.plumbing import schema
-from secretaries_core.plumbing.db import make_engine
 from tests.llm_server import Script, llm_server, llm_server_process
 from tests.servers import free_port
 from tests.telegram.bot_api import BotApi, bot_api
 from tests.telegram.test_bot import _env
+from tests.telegram.test_bot_faults import _catalog
 
 pytestmark = pytest.mark.xdist_group("telegram-scale")
 WORDS = 40
-
-
-def _catalog(tmp_path: Path) -> str:
-    db_url = f"sqlite:///{tmp_path / 'scale.db'}"
-    engine = make_engine(db_url)
-    schema.upgrade(engine)
-    SecretaryRegistry(engine).create_secretary(
-        AssistantCreate(name="alice", model="openai/m", prompt="You are alice.", is_default=True)
-    )
-    engine.dispose()
-    return db_url
 
 
 def _question(user: int) -> str:
