@@ -23,12 +23,13 @@ POLICY = ContextPolicy(timedelta(days=7), 100)
 
 
 def raw_append(raw: object, user: int, content: str) -> None:
-    """The floor: the same three statements, by hand, on the DBAPI connection."""
+    """The floor: a turn (two messages) by the same statements, by hand, on the driver."""
     cur = raw.cursor()  # type: ignore[attr-defined]
-    now = datetime.now(UTC).replace(tzinfo=None).isoformat(" ")
+    now = datetime.now(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     cur.execute("BEGIN IMMEDIATE")
     cur.execute(
-        "SELECT id FROM conversation_context WHERE user_id = ? AND secretary_id = ?",
+        "SELECT id, expires_at, message_count FROM conversation_context"
+        " WHERE user_id = ? AND secretary_id = ?",
         (user, SEC.hex),
     )
     row = cur.fetchone()
@@ -38,32 +39,43 @@ def raw_append(raw: object, user: int, content: str) -> None:
             " expires_at, message_count) VALUES (?, ?, ?, ?, 0)",
             (user, SEC.hex, now, now),
         )
-        context_id = cur.lastrowid
+        context_id, count = cur.lastrowid, 0
     else:
-        context_id = row[0]
-    cur.execute(
-        "INSERT INTO context_message (context_id, role, content, created_at)"
-        " VALUES (?, 'user', ?, ?)",
-        (context_id, content, now),
+        context_id, _expiry, count = row
+    cur.executemany(
+        "INSERT INTO context_message (context_id, role, content, meta, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [
+            (context_id, "user", content, '{"turn": "t"}', now),
+            (context_id, "assistant", content, '{"version": 1}', now),
+        ],
     )
     cur.execute(
         "UPDATE conversation_context SET last_activity = ?, expires_at = ?,"
-        " message_count = message_count + 1 WHERE id = ?",
-        (now, now, context_id),
+        " message_count = ? WHERE id = ?",
+        (now, now, count + 2, context_id),
     )
     cur.execute("COMMIT")
 
 
 def raw_read(raw: object, user: int) -> list[tuple[object, ...]]:
-    """The floor: one join, by hand."""
+    """The floor: the same join, by hand, rows fetched as the driver gives them."""
     cur = raw.cursor()  # type: ignore[attr-defined]
     cur.execute(
         "SELECT m.role, m.content, m.created_at, m.meta FROM context_message m"
         " JOIN conversation_context c ON c.id = m.context_id"
-        " WHERE c.user_id = ? AND c.secretary_id = ? ORDER BY m.id DESC",
-        (user, SEC.hex),
+        " WHERE c.user_id = ? AND c.secretary_id = ? AND c.expires_at > ?"
+        " ORDER BY m.id DESC LIMIT ?",
+        (user, SEC.hex, "2000-01-01 00:00:00.000000", -1),
     )
     return cur.fetchall()
+
+
+def _turn(user: int, content: str, at: datetime) -> list[tuple[int, uuid.UUID, Message]]:
+    return [
+        (user, SEC, Message("user", content, at, {"turn": "t"})),
+        (user, SEC, Message("assistant", content, at, {"version": 1})),
+    ]
 
 
 def seed(engine: Engine, contexts: int) -> None:
@@ -98,27 +110,36 @@ def run(ops: int, contexts: int) -> list[Row]:
         raw = engine.raw_connection()
         raw.isolation_level = None  # type: ignore[attr-defined]
         at = datetime.now(UTC)
+        line = "a message of a realistic length in a chat, " * 3
         ours_append = timed(
-            lambda: [store.append(i % 200, SEC, Message("user", f"m{i}", at)) for i in range(ops)]
+            lambda: [store.append_many(_turn(i % 200, line, at)) for i in range(ops)]
         )
-        base_append = timed(lambda: [raw_append(raw, 1000 + i % 200, f"m{i}") for i in range(ops)])
-        ours_read = timed(lambda: [store.read(i % 200, SEC) for i in range(ops)])
-        base_read = timed(lambda: [raw_read(raw, 1000 + i % 200) for i in range(ops)])
-        raw.close()
+        base_append = timed(lambda: [raw_append(raw, 1000 + i % 200, line) for i in range(ops)])
         rows = [
             Row(
-                f"embedded append x{ops:,}",
+                f"embedded append of a turn x{ops:,}",
                 ours_append / ops,
                 base_append / ops,
                 "same statements by hand (sqlite3)",
-            ),
-            Row(
-                f"embedded read x{ops:,}",
-                ours_read / ops,
-                base_read / ops,
-                "one join by hand (sqlite3)",
-            ),
+            )
         ]
+        for size in (2, 100):
+            # Users 5000+: contexts of exactly `size` messages (the cap is 100).
+            for user in range(20):
+                for _ in range(size // 2):
+                    store.append_many(_turn(5000 + size * 100 + user, line, at))
+            first = 5000 + size * 100
+            ours_read = timed(lambda f=first: [store.read(f + i % 20, SEC) for i in range(ops)])
+            base_read = timed(lambda f=first: [raw_read(raw, f + i % 20) for i in range(ops)])
+            rows.append(
+                Row(
+                    f"embedded read, {size} messages x{ops:,}",
+                    ours_read / ops,
+                    base_read / ops,
+                    "same join by hand (sqlite3)",
+                )
+            )
+        raw.close()
         seed(engine, contexts)
         ours = timed(lambda: store.purge(older_than=timedelta(days=1)))
         seed(engine, contexts)

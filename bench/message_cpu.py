@@ -103,7 +103,12 @@ async def _bare(base: str, size: int, calls: int) -> float:
         return (time.process_time() - started) / calls
 
 
-def run(calls: int = 200, users: int = 20, sizes: tuple[int, ...] = SIZES) -> list[Row]:
+def run(
+    calls: int = 200,
+    users: int = 20,
+    sizes: tuple[int, ...] = SIZES,
+    kinds: tuple[str, ...] = ("SQLite", "Redis"),
+) -> list[Row]:
     """One row per (store, size): CPU per message, ours vs the bare POST of the same body."""
     rows: list[Row] = []
     with (
@@ -120,7 +125,7 @@ def run(calls: int = 200, users: int = 20, sizes: tuple[int, ...] = SIZES) -> li
                 max_context_tokens=1_000_000,
             )
             bare = asyncio.run(_bare(base, size, calls))
-            for kind in ("SQLite", "Redis"):
+            for kind in kinds:
                 registry = _prepare(Path(tmp), users)
                 store: ContextStore = (
                     SqlContextStore(registry.engine, settings.context_policy)
@@ -154,8 +159,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="e.g. 2,100")
+    parser.add_argument("--stores", default="SQLite,Redis", help="SQLite, Redis or both")
     args = parser.parse_args()
-    rows = run(args.calls, args.users)
+    sizes = tuple(int(size) for size in args.sizes.split(","))
+    rows = run(args.calls, args.users, sizes, tuple(args.stores.split(",")))
     print_table("CPU per message vs the length of the conversation", rows)
     for kind in ("SQLite", "Redis"):
         by_size = {int(r.name.split(", ")[2].split()[0]): r.ours for r in rows if kind in r.name}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -34,6 +35,7 @@ from secretaries_core.context.base import (
 )
 from secretaries_core.context.sql_tables import CONTEXT_TABLE as CTX
 from secretaries_core.context.sql_tables import MESSAGE_TABLE as MSG
+from secretaries_core.context.sqlite_lane import SqliteLane, WouldWait, usable
 from secretaries_core.errors import Conflict
 from secretaries_core.plumbing.db import connected, session_scope, transaction
 from secretaries_core.plumbing.timeutil import UTCDateTime, utcnow
@@ -59,6 +61,8 @@ class SqlContextStore(ContextStore):
         self.policy = policy
         self.clock = clock
         self._sql = _Statements(engine.dialect.name == "postgresql")
+        # A SQLite file: reads and appends go straight to the driver (see sqlite_lane).
+        self._lane = SqliteLane(engine) if usable(engine) else None
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -82,8 +86,11 @@ class SqlContextStore(ContextStore):
         """Append many messages, all in one transaction."""
         rules = policy or self.policy
         batch = list(items)
+        lane = self._lane
         for attempt in range(APPEND_ATTEMPTS):
             try:
+                if lane is not None:
+                    return lane.append_turns(_turns(batch), rules, self.clock())
                 with transaction(self.engine, write=True) as conn:
                     written = 0
                     for (user_id, secretary_id), messages in _by_context(batch):
@@ -93,7 +100,7 @@ class SqlContextStore(ContextStore):
                             self._append(conn, user_id, secretary_id, message, rules)
                         written += len(messages)
                 return written
-            except IntegrityError:
+            except (IntegrityError, sqlite3.IntegrityError):
                 # Two writers created the same new context at once; the loser retries.
                 time.sleep(0.005 * (attempt + 1))
         raise Conflict("the context changed concurrently; try again")
@@ -150,6 +157,12 @@ class SqlContextStore(ContextStore):
             count = rules.max_messages
         conn.execute(sql.touch, {"c": context_id, "now": now, "exp": now + rules.ttl, "n": count})
 
+    def close(self) -> None:
+        """Close the lane's connections (the engine is the owner's) and the thread pool."""
+        if self._lane is not None:
+            self._lane.close()
+        super().close()
+
     def clear(self, user_id: int, secretary_id: uuid.UUID) -> bool:
         """Delete one context and its messages."""
         return self.purge(user_id=user_id, secretary_id=secretary_id) > 0
@@ -160,11 +173,42 @@ class SqlContextStore(ContextStore):
         self, user_id: int, secretary_id: uuid.UUID, limit: int | None = None
     ) -> list[Message]:
         """The last `limit` messages of a live context, oldest first, in one query."""
+        if self._lane is not None:
+            return self._lane.read(user_id, secretary_id, self.clock(), limit)
         params = {"u": user_id, "s": secretary_id, "now": self.clock(), "lim": limit}
         query = self._sql.read if limit is not None else self._sql.read_all
         with connected(self.engine) as conn:
             rows = conn.execute(query, params).all()
         return [Message(role, content, at, meta) for role, content, at, meta in reversed(rows)]
+
+    async def aread(
+        self, user_id: int, secretary_id: uuid.UUID, limit: int | None = None
+    ) -> list[Message]:
+        """On a SQLite file, on the loop itself unless SQLite would make it wait (then as
+        any blocking store: on a thread); see sqlite_lane."""
+        if self._lane is not None:
+            try:
+                return self._lane.read(user_id, secretary_id, self.clock(), limit, wait=False)
+            except WouldWait:
+                pass
+        return await super().aread(user_id, secretary_id, limit)
+
+    async def aappend_many(
+        self,
+        items: list[tuple[int, uuid.UUID, Message]],
+        *,
+        policy: ContextPolicy | None = None,
+    ) -> int:
+        """As `aread`: on the loop when the write lock is free at once, else on a thread."""
+        lane = self._lane
+        if lane is not None and lane.may_write_inline():
+            try:
+                return lane.append_turns(
+                    _turns(items), policy or self.policy, self.clock(), wait=False
+                )
+            except (WouldWait, sqlite3.IntegrityError):
+                pass  # a lock or a racing writer: the thread waits and retries
+        return await super().aappend_many(items, policy=policy)
 
     def stats(self) -> ContextStats:
         """One GROUP BY over live contexts."""
@@ -328,3 +372,12 @@ def _by_context(
     """Consecutive messages of one context together (a turn is checked and written whole)."""
     for pair, group in groupby(items, key=lambda item: (item[0], item[1])):
         yield pair, [message for _u, _s, message in group]
+
+
+def _turns(
+    items: list[tuple[int, uuid.UUID, Message]],
+) -> list[tuple[int, uuid.UUID, list[Message]]]:
+    return [
+        (user_id, secretary_id, messages)
+        for (user_id, secretary_id), messages in _by_context(items)
+    ]

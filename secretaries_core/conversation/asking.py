@@ -16,7 +16,7 @@ from secretaries_core.config import Settings
 from secretaries_core.conversation.fitting import Budgeter
 from secretaries_core.conversation.turn import Turn
 from secretaries_core.errors import Interrupted, ModelUnavailable
-from secretaries_core.llm.base import CallUsage, ChatTurn
+from secretaries_core.llm.base import CallUsage
 from secretaries_core.llm.openai_client import ContextTooLong
 from secretaries_core.plumbing.metrics import Metrics
 
@@ -78,7 +78,7 @@ class Asker:
     async def _call(self, turn: Turn, parts: list[str], sink: Sink | None) -> None:
         assert turn.fit is not None
         request = turn.instance.request(
-            [ChatTurn(m.role, m.content) for m in turn.fit.history],
+            turn.fit.history,
             turn.texts,
             summary=turn.summary.text if turn.summary else None,
         )

@@ -99,10 +99,15 @@ def fit_history(
     kept_from = len(turns)
     used = 0
     floor = 0 if max_turns is None else max(0, len(turns) - max_turns)
+    # Every message's cost in one call: per-turn calls cost more than the lookups.
+    costs = counter.each(model, [m.content for turn in turns[floor:] for m in turn])
+    end = len(costs)
     while kept_from > floor:
-        cost = sum(counter.message(model, m.content) for m in turns[kept_from - 1])
+        size = len(turns[kept_from - 1])
+        cost = sum(costs[end - size : end])
         if used + cost > room:
             break
         used += cost
+        end -= size
         kept_from -= 1
     return Fit(list(turns[kept_from:]), list(turns[:kept_from]), fixed + used)

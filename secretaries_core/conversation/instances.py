@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from secretaries_core.context.base import ContextPolicy
-from secretaries_core.llm.base import CallUsage, ChatRequest, ChatTurn, ModelAdapter
+from secretaries_core.llm.base import CallUsage, ChatRequest, ModelAdapter, Said
 from secretaries_core.plumbing.metrics import Metrics
 
 PARAM_INSTANCE_MODE = "instance_mode"
@@ -53,7 +53,7 @@ class SecretaryInstance:
     closed: bool = False
 
     def request(
-        self, history: Sequence[ChatTurn], texts: Sequence[str], *, summary: str | None = None
+        self, history: Sequence[Said], texts: Sequence[str], *, summary: str | None = None
     ) -> ChatRequest:
         """The model call for `texts` (oldest first) after `history` (and its `summary`)."""
         return ChatRequest(

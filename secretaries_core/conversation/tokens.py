@@ -22,7 +22,6 @@ import os
 import tempfile
 import threading
 import types
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any
@@ -124,6 +123,12 @@ def load_encoding(name: str) -> Any | None:
         return None
 
 
+def _tokens(encoding: Any | None, text: str) -> int:
+    if encoding is not None:
+        return len(encoding.encode(text, disallowed_special=()))
+    return estimate_tokens(text)
+
+
 class TokenCounter:
     """Counts tokens of chat messages per model; vocabularies loaded once, counts memoised.
 
@@ -143,7 +148,9 @@ class TokenCounter:
         self._encodings: dict[str, Any | None] = {}
         self._by_model: dict[str, tuple[str | None, Any | None]] = {}
         self._lock = threading.Lock()
-        self._memo: OrderedDict[tuple[str | None, str], int] = OrderedDict()
+        # Per vocabulary (None: the estimate), text -> tokens. Emptied when it outgrows
+        # `memo_size`: cheaper than keeping an LRU order on every hit, and thread-safe.
+        self._memos: dict[str | None, dict[str, int]] = {}
         self._memo_size = memo_size
 
     def _encoding(self, model: str) -> tuple[str | None, Any | None]:
@@ -167,30 +174,47 @@ class TokenCounter:
         """True when `model`'s counts come from its real tokenizer."""
         return self._encoding(model)[1] is not None
 
+    def _memo(self, name: str | None) -> dict[str, int]:
+        memo = self._memos.get(name)
+        if memo is None:
+            memo = self._memos.setdefault(name, {})
+        elif len(memo) > self._memo_size:
+            memo.clear()
+        return memo
+
     def count(self, model: str, text: str) -> int:
         """Tokens of `text` for `model`."""
         name, encoding = self._encoding(model)
-        key = (name, text)
-        found = self._memo.get(key)
-        if found is not None:
-            return found
-        if encoding is not None:
-            value = len(encoding.encode(text, disallowed_special=()))
-        else:
-            value = estimate_tokens(text)
-        # Memoised because the same history is counted again on every message of a user.
-        self._memo[key] = value
-        if len(self._memo) > self._memo_size:
-            self._memo.popitem(last=False)
-        return value
+        memo = self._memo(name)
+        found = memo.get(text)
+        if found is None:
+            # Memoised because the same history is counted again on every message of a user.
+            found = memo[text] = _tokens(encoding, text)
+        return found
 
     def message(self, model: str, text: str) -> int:
         """Tokens one chat message of `text` costs, its framing included."""
         return self.count(model, text) + PER_MESSAGE
 
+    def each(self, model: str, texts: Iterable[str]) -> list[int]:
+        """Tokens each chat message of `texts` costs, framing included.
+
+        One call for a whole history, not one per message: a 100-message context is
+        counted on every message of its user, and the calls cost more than the lookups.
+        """
+        name, encoding = self._encoding(model)
+        memo = self._memo(name)
+        out = []
+        for text in texts:
+            found = memo.get(text)
+            if found is None:
+                found = memo[text] = _tokens(encoding, text)
+            out.append(found + PER_MESSAGE)
+        return out
+
     def messages(self, model: str, texts: Iterable[str]) -> int:
         """Tokens of a whole request's messages, reply priming included."""
-        return sum(self.message(model, t) for t in texts) + REPLY_PRIMING
+        return sum(self.each(model, texts)) + REPLY_PRIMING
 
     def warm(self, models: Sequence[str]) -> None:
         """Load the vocabularies of `models` now (startup) rather than on a first message."""

@@ -15,6 +15,20 @@ class ChatTurn:
     content: str
 
 
+class Said(Protocol):
+    """What the model is handed of an earlier message: a `ChatTurn`, or a stored message."""
+
+    @property
+    def role(self) -> str:
+        """user or assistant."""
+        ...
+
+    @property
+    def content(self) -> str:
+        """The text."""
+        ...
+
+
 @dataclass
 class CallUsage:
     """Tokens one model call used, as the provider reported them (None: not reported)."""
@@ -40,7 +54,9 @@ class ChatRequest:
 
     secretary: str
     prompt: str
-    history: Sequence[ChatTurn]
+    # Stored messages are passed as they are: copying a 100-message history into ChatTurns
+    # on every message cost more than sending it.
+    history: Sequence[Said]
     texts: Sequence[str]
     params: Mapping[str, Any]
 

@@ -49,6 +49,11 @@ def mask_url(url: str | URL) -> str:
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    sqlite_pragmas(dbapi_connection)
+
+
+def sqlite_pragmas(dbapi_connection: Any) -> None:
+    """Set up a `sqlite3` connection as every connection of ours: WAL, timeouts, keys."""
     # pysqlite's own transaction handling is switched off so that `begin` below decides
     # whether a transaction takes the write lock up front (IMMEDIATE) or lazily.
     dbapi_connection.isolation_level = None

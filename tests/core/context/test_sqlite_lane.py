@@ -1,0 +1,188 @@
+"""The embedded store's driver-level lane: same rows as Core, no loop stalls, a bounded WAL."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine, select
+
+from secretaries_core.context import ContextPolicy, Message, SqlContextStore
+from secretaries_core.context.sql_tables import MESSAGE_TABLE
+from secretaries_core.errors import BackendUnavailable
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
+
+SEC = uuid.UUID(int=42)
+POLICY = ContextPolicy(timedelta(hours=1), 100)
+HOSTILE = "na\u00efve \u2018quotes\u2019 \x00 nul, emoji 🦊, SQL '); DROP TABLE context_message; --"
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    made = make_engine(f"sqlite:///{tmp_path / 'lane.db'}")
+    schema.upgrade(made)
+    yield made
+    made.dispose()
+
+
+def _core_only(engine: Engine) -> SqlContextStore:
+    store = SqlContextStore(engine, POLICY)
+    assert store._lane is not None  # a file: the lane is on
+    store._lane.close()
+    store._lane = None
+    return store
+
+
+def _turn(i: int, at: datetime) -> list[tuple[int, uuid.UUID, Message]]:
+    return [
+        (7, SEC, Message("user", f"{HOSTILE} {i}", at, {"turn": f"t{i}"})),
+        (7, SEC, Message("assistant", f"answer {i}", at + timedelta(seconds=1), {"version": 2})),
+    ]
+
+
+def test_lane_and_core_read_each_others_rows_exactly(engine: Engine) -> None:
+    lane = SqlContextStore(engine, POLICY)
+    core = _core_only(engine)
+    # A whole second (no microseconds) and a far-off zone: both are stored as UTC stamps.
+    on_the_second = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    elsewhere = datetime(2026, 1, 2, 9, 4, 5, 123456, tzinfo=UTC).astimezone(
+        ZoneInfo("Asia/Tokyo")
+    )
+    lane.append_many(_turn(1, on_the_second))
+    core.append_many(_turn(2, elsewhere))
+    lane.append_many(_turn(3, on_the_second))
+    by_lane, by_core = lane.read(7, SEC), core.read(7, SEC)
+    assert by_lane == by_core
+    assert [m.content for m in by_lane][::2] == [f"{HOSTILE} {i}" for i in (1, 2, 3)]
+    assert by_lane[2].at == elsewhere and by_lane[2].at.tzinfo == UTC
+    assert by_lane[0].at == on_the_second
+    assert by_lane[1].metadata == {"version": 2}
+    # Core's typed columns decode what the lane wrote.
+    with engine.connect() as conn:
+        stamps = [row.created_at for row in conn.execute(select(MESSAGE_TABLE))]
+    assert stamps[0] == on_the_second and all(s.tzinfo == UTC for s in stamps)
+    lane.close()
+
+
+def test_the_cap_and_a_redelivered_update_hold_on_the_lane(engine: Engine) -> None:
+    store = SqlContextStore(engine, ContextPolicy(timedelta(hours=1), 5))
+    at = datetime.now(UTC)
+    for i in range(4):
+        store.append_many(_turn(i, at))
+    assert [m.content for m in store.read(7, SEC)] == [
+        "answer 1",
+        f"{HOSTILE} 2",
+        "answer 2",
+        f"{HOSTILE} 3",
+        "answer 3",
+    ]
+    queued = [
+        (7, SEC, Message("user", "queued", at, {"update_id": 991})),
+        (7, SEC, Message("assistant", "once", at, {"version": 1})),
+    ]
+    assert store.append_many(queued) == 2
+    assert store.append_many(queued) == 0  # the same update again: not doubled
+    assert [m.content for m in store.read(7, SEC)][-2:] == ["queued", "once"]
+    with engine.connect() as conn:
+        count = conn.exec_driver_sql("SELECT message_count FROM conversation_context").scalar()
+    assert count == 5
+    store.close()
+
+
+def test_a_held_write_lock_never_stalls_the_loop(engine: Engine, tmp_path: Path) -> None:
+    """Another process holds the write lock for 1.5 s: the loop keeps ticking, reads answer
+    at once, and the write lands once the lock is free."""
+    store = SqlContextStore(engine, POLICY)
+    store.append_many(_turn(0, datetime.now(UTC)))
+    holder = sqlite3.connect(tmp_path / "lane.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    async def scenario() -> tuple[float, float, int]:
+        gaps: list[float] = []
+
+        async def tick() -> None:
+            last = time.perf_counter()
+            while True:
+                await asyncio.sleep(0.01)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        ticker = asyncio.create_task(tick())
+        asyncio.get_running_loop().call_later(1.5, holder.execute, "COMMIT")
+        started = time.perf_counter()
+        read = await store.aread(7, SEC)
+        read_took = time.perf_counter() - started
+        await store.aappend_many(_turn(1, datetime.now(UTC)))
+        wrote_after = time.perf_counter() - started
+        ticker.cancel()
+        assert len(read) == 2
+        return read_took, max(gaps), int(wrote_after * 1000)
+
+    # Every write goes inline first (the checkpointing write is not due in this test).
+    read_took, worst_gap, wrote_ms = asyncio.run(scenario())
+    assert read_took < 0.2  # WAL: a reader never waits for the writer
+    assert wrote_ms >= 1400  # the write waited for the lock (on a thread) ...
+    assert worst_gap < 0.3  # ... while the loop kept running
+    assert len(store.read(7, SEC)) == 4
+    holder.close()
+    store.close()
+
+
+def test_inline_writes_keep_the_wal_bounded(engine: Engine, tmp_path: Path) -> None:
+    """No-wait connections never checkpoint; every CHECKPOINT_EVERY-th write does."""
+    store = SqlContextStore(engine, ContextPolicy(timedelta(hours=1), 10))
+    big = "x" * 8000
+
+    async def write() -> None:
+        at = datetime.now(UTC)
+        for i in range(1500):
+            await store.aappend_many(
+                [
+                    (i % 50, SEC, Message("user", big, at)),
+                    (i % 50, SEC, Message("assistant", big, at)),
+                ]
+            )
+
+    asyncio.run(write())
+    wal = tmp_path / "lane.db-wal"
+    # Unchecked, 1,500 turns of 16 KB would leave a WAL of ~30 MB.
+    assert wal.stat().st_size < 12 * 1024 * 1024
+    assert sum(1 for _ in store.iter_contexts()) == 50
+    store.close()
+
+
+def test_a_broken_database_is_backend_unavailable_and_the_store_recovers(
+    engine: Engine, tmp_path: Path
+) -> None:
+    store = SqlContextStore(engine, POLICY)
+    store.append_many(_turn(0, datetime.now(UTC)))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE context_message RENAME TO parked")
+    with pytest.raises(BackendUnavailable, match="no such table"):
+        store.read(7, SEC)
+    with pytest.raises(BackendUnavailable, match="no such table"):
+        asyncio.run(store.aappend_many(_turn(1, datetime.now(UTC))))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE parked RENAME TO context_message")
+    store.append_many(_turn(2, datetime.now(UTC)))
+    assert [m.content for m in store.read(7, SEC)][-1] == "answer 2"
+    store.close()
+
+
+def test_an_in_memory_database_keeps_the_core_path() -> None:
+    engine = make_engine("sqlite://")
+    schema.upgrade(engine)
+    store = SqlContextStore(engine, POLICY)
+    assert store._lane is None
+    store.append_many(_turn(0, datetime.now(UTC)))
+    assert len(store.read(7, SEC)) == 2
+    engine.dispose()
