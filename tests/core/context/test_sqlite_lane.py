@@ -53,9 +53,7 @@ def test_lane_and_core_read_each_others_rows_exactly(engine: Engine) -> None:
     core = _core_only(engine)
     # A whole second (no microseconds) and a far-off zone: both are stored as UTC stamps.
     on_the_second = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    elsewhere = datetime(2026, 1, 2, 9, 4, 5, 123456, tzinfo=UTC).astimezone(
-        ZoneInfo("Asia/Tokyo")
-    )
+    elsewhere = datetime(2026, 1, 2, 9, 4, 5, 123456, tzinfo=UTC).astimezone(ZoneInfo("Asia/Tokyo"))
     lane.append_many(_turn(1, on_the_second))
     core.append_many(_turn(2, elsewhere))
     lane.append_many(_turn(3, on_the_second))
