@@ -5,7 +5,7 @@ of 2, 20, 100 and 200 stored messages (users whose conversations already hold th
 `SECRETARIES_CONTEXT_MAX_MESSAGES` set to the size so the context stays there), on the
 embedded SQLite store and on Redis: CPU seconds per `Orchestrator.ahandle` (resolution,
 context read, token fitting, the model call, the turn write, usage), one message at a time
-over USERS users. Baseline in the same run: a bare aiohttp POST of the same request body
+over USERS users, the best of 5 rounds. Baseline in the same run: a bare aiohttp POST of the same request body
 (system prompt, that history, the new message) to the same server, the JSON response read.
 
 Targets: ≤ 3x the bare POST at 100 messages, and the 100-message figure ≤ 1.3x the
@@ -69,13 +69,21 @@ def _fill(store: ContextStore, registry: SecretaryRegistry, users: int, size: in
     )
 
 
+ROUNDS = 5
+
+
 async def _ours(orch: Orchestrator, users: int, calls: int) -> float:
     for u in range(users):  # warm: pools, caches, the first connection
         await orch.ahandle(1 + u, "warm up")
-    started = time.process_time()
-    for i in range(calls):
-        await orch.ahandle(1 + i % users, _line(i))
-    return (time.process_time() - started) / calls
+    # The best of ROUNDS rounds: CPU figures of a shared 2-core machine only ever err up.
+    best = float("inf")
+    per_round = max(1, calls // ROUNDS)
+    for r in range(ROUNDS):
+        started = time.process_time()
+        for i in range(r * per_round, (r + 1) * per_round):
+            await orch.ahandle(1 + i % users, _line(i))
+        best = min(best, (time.process_time() - started) / per_round)
+    return best
 
 
 async def _bare(base: str, size: int, calls: int) -> float:
@@ -97,10 +105,14 @@ async def _bare(base: str, size: int, calls: int) -> float:
                 await response.json()
 
         await one(0)
-        started = time.process_time()
-        for i in range(calls):
-            await one(i)
-        return (time.process_time() - started) / calls
+        best = float("inf")
+        per_round = max(1, calls // ROUNDS)
+        for r in range(ROUNDS):
+            started = time.process_time()
+            for i in range(r * per_round, (r + 1) * per_round):
+                await one(i)
+            best = min(best, (time.process_time() - started) / per_round)
+        return best
 
 
 def run(

@@ -172,7 +172,18 @@ class RedisContextStore(RedisAdmin, ContextStore):
         messages: list[Message],
         rules: ContextPolicy,
     ) -> None:
-        """Queue one script call that pushes `messages` (one context's) and touches indexes."""
+        """Queue the script calls that push `messages` (one context's) and touch indexes."""
+        for script, keys, args in self._push_calls(user_id, secretary_id, messages, rules):
+            self._call(pipe, script, keys, args)
+
+    def _push_calls(
+        self,
+        user_id: int,
+        secretary_id: uuid.UUID,
+        messages: list[Message],
+        rules: ContextPolicy,
+    ) -> list[tuple[str, list[str], list[Any]]]:
+        """The script calls that push `messages` (one context's) and touch the indexes."""
         now = repr(score(self.clock()))
         ttl_ms = int(rules.ttl.total_seconds() * 1000)
         bodies = [_encode(message) for message in messages]
@@ -185,23 +196,24 @@ class RedisContextStore(RedisAdmin, ContextStore):
         # One script call on a single server; on a cluster the user's own slot (list and
         # user index) in one call, and each global index in its own.
         local = indexes[:1] if self.cluster else indexes
-        self._call(
-            pipe,
-            "push",
-            [self.context_key(user_id, secretary_id), *(k for k, _ in local)],
-            [
-                _guard(messages),
-                rules.max_messages,
-                ttl_ms,
-                now,
-                len(bodies),
-                *bodies,
-                *(m for _, m in local),
-            ],
-        )
+        calls: list[tuple[str, list[str], list[Any]]] = [
+            (
+                "push",
+                [self.context_key(user_id, secretary_id), *(k for k, _ in local)],
+                [
+                    _guard(messages),
+                    rules.max_messages,
+                    ttl_ms,
+                    now,
+                    len(bodies),
+                    *bodies,
+                    *(m for _, m in local),
+                ],
+            )
+        ]
         if self.cluster:
-            for key, member in indexes[1:]:
-                self._call(pipe, "touch", [key], [ttl_ms, now, member])
+            calls += [("touch", [key], [ttl_ms, now, member]) for key, member in indexes[1:]]
+        return calls
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -253,27 +265,37 @@ class RedisContextStore(RedisAdmin, ContextStore):
     def read(
         self, user_id: int, secretary_id: uuid.UUID, limit: int | None = None
     ) -> list[Message]:
-        """One LRANGE."""
+        """One script call: the context's newest messages as one JSON array."""
         start = -limit if limit is not None else 0
-        try:
-            raw = self.client.lrange(self.context_key(user_id, secretary_id), start, -1)
-        except UNAVAILABLE as exc:
-            raise self._unavailable(exc) from exc
+        key = self.context_key(user_id, secretary_id)
+        raw = self._run(lambda pipe: self._call(pipe, "read", [key], [start]))[0]
         return _decode(raw)
 
     async def aread(
         self, user_id: int, secretary_id: uuid.UUID, limit: int | None = None
     ) -> list[Message]:
-        """One LRANGE on this loop's async client."""
+        """`read` on this loop's async client."""
         if self._async_clients is None:
             return await super().aread(user_id, secretary_id, limit)
         start = -limit if limit is not None else 0
-        try:
-            client = self._async_clients.get()
-            raw = await client.lrange(self.context_key(user_id, secretary_id), start, -1)
-        except UNAVAILABLE as exc:
-            raise self._unavailable(exc) from exc
-        return _decode(raw)
+        return _decode(
+            await self._aeval("read", [self.context_key(user_id, secretary_id)], [start])
+        )
+
+    async def _aeval(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """One script call on this loop's async client, without a pipeline around it."""
+        assert self._async_clients is not None
+        client = self._async_clients.get()
+
+        async def load() -> None:
+            for body, _sha in SCRIPTS.values():
+                await client.script_load(body)
+
+        async def execute() -> list[Any]:
+            sha = SCRIPTS[script][1]
+            return [await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)]
+
+        return (await self._with_scripts(load, execute))[0]
 
     async def aappend_many(
         self,
@@ -285,12 +307,21 @@ class RedisContextStore(RedisAdmin, ContextStore):
         if self._async_clients is None:
             return await super().aappend_many(items, policy=policy)
         rules = policy or self.policy
+        calls = [
+            call
+            for (user_id, secretary_id), messages in _by_context(items)
+            for call in self._push_calls(user_id, secretary_id, messages, rules)
+        ]
+        if len(calls) == 1:
+            # A turn on a single server: one command, without a pipeline around it.
+            await self._aeval(*calls[0])
+        else:
 
-        def queue(pipe: Any) -> None:
-            for (user_id, secretary_id), messages in _by_context(items):
-                self._queue_push(pipe, user_id, secretary_id, messages, rules)
+            def queue(pipe: Any) -> None:
+                for call in calls:
+                    self._call(pipe, *call)
 
-        await self._arun(queue)
+            await self._arun(queue)
         return len(items)
 
     async def aclose(self) -> None:
@@ -344,8 +375,27 @@ def _by_context(
         yield pair, [message for _u, _s, message in group]
 
 
-def _decode(raw: list[bytes]) -> list[Message]:
-    # One json.loads over the joined items, not one per message: a 100-message context
-    # costs one parser call instead of a hundred (each with its own encoding sniffing).
-    items = json.loads(b"[" + b",".join(raw) + b"]") if raw else []
-    return [Message(d["r"], d["c"], from_score(d["t"]), d.get("m")) for d in items]
+def _decode(raw: bytes | str | None) -> list[Message]:
+    # The read script's one reply, split at the newlines between items. A user's context
+    # is read again on each of their messages: an item read before maps to the message it
+    # decoded to (keyed by its whole stored text, so never to another message).
+    if not raw:
+        return []
+    items = raw.split(b"\n") if isinstance(raw, bytes) else raw.encode().split(b"\n")
+    decoded = _DECODED
+    if len(decoded) > DECODED_CAP:
+        decoded.clear()
+    out = []
+    for item in items:
+        message = decoded.get(item)
+        if message is None:
+            d = json.loads(item)
+            message = decoded[item] = Message(d["r"], d["c"], from_score(d["t"]), d.get("m"))
+        out.append(message)
+    return out
+
+
+# Decoded items, shared by the stores of the process (an item's message does not depend
+# on the store). Emptied when it outgrows the cap: cheaper than an LRU order on each hit.
+DECODED_CAP = 50_000
+_DECODED: dict[bytes, Message] = {}

@@ -66,7 +66,7 @@ Row = tuple[str, str, str, str | None]
 # into the same messages (stamp, metadata, the object) cost more than the SELECT: each
 # row read maps to the message it decoded to last time. Keyed by the whole row, so a
 # reused row id can never hand back another message. Emptied when it outgrows the cap.
-DECODED_CAP = 200_000
+DECODED_CAP = 50_000
 
 
 def _decode(row: Row) -> Message:
