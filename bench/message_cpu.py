@@ -5,8 +5,9 @@ of 2, 20, 100 and 200 stored messages (users whose conversations already hold th
 `SECRETARIES_CONTEXT_MAX_MESSAGES` set to the size so the context stays there), on the
 embedded SQLite store and on Redis: CPU seconds per `Orchestrator.ahandle` (resolution,
 context read, token fitting, the model call, the turn write, usage), one message at a time
-over USERS users, the best of 5 rounds. Baseline in the same run: a bare aiohttp POST of the same request body
-(system prompt, that history, the new message) to the same server, the JSON response read.
+over USERS users, the best of 5 rounds. Baseline in the same run: a bare aiohttp POST of
+the same request body (system prompt, that history, the new message) to the same server,
+the JSON response read.
 
 Targets: ≤ 3x the bare POST at 100 messages, and the 100-message figure ≤ 1.3x the
 2-message one.

@@ -231,10 +231,26 @@ def prepare(url: str, users: int) -> SecretaryRegistry:
     return registry
 
 
-def run(users: int, latency: float, steady_users: int = 200) -> list[Row]:
-    """Every row of the table."""
+PARTS = ("burst", "steady", "stream")
+
+
+def run(
+    users: int, latency: float, steady_users: int = 200, parts: tuple[str, ...] = PARTS
+) -> list[Row]:
+    """Every row of the table (of the `parts` asked for)."""
     rows: list[Row] = []
     settings = replace(Settings.load(env={}), model_max_retries=0, model_timeout_seconds=60)
+    if "burst" in parts:
+        rows += _bursts(users, latency, settings)
+    if "steady" in parts:
+        rows += _steady_rows(steady_users, settings)
+    if "stream" in parts:
+        rows += _stream_rows(settings)
+    return rows
+
+
+def _bursts(users: int, latency: float, settings: Settings) -> list[Row]:
+    rows: list[Row] = []
     with llm_server_process(latency) as base, TemporaryDirectory() as tmp:
         sdk_fast, sdk_fast_peak = sdk_burst(base, users, "aiohttp")
         sdk_httpx, sdk_httpx_peak = sdk_burst(base, users, "httpx")
@@ -298,8 +314,13 @@ def run(users: int, latency: float, steady_users: int = 200) -> list[Row]:
             )
         )
         registry.engine.dispose()
+    return rows
+
+
+def _steady_rows(steady_users: int, settings: Settings) -> list[Row]:
+    rows: list[Row] = []
     with llm_server_process(0.2) as base, TemporaryDirectory() as tmp:
-        # Steady traffic: 200 users x 10 messages, a 200 ms model, per-user order, Redis.
+        # Steady traffic: 200 users x 10 messages, a 200 ms model, per-user order.
         registry = prepare(f"sqlite:///{Path(tmp) / 'steady.db'}", steady_users)
         with redis_client() as client:
             kwargs = client.connection_pool.connection_kwargs
@@ -318,7 +339,23 @@ def run(users: int, latency: float, steady_users: int = 200) -> list[Row]:
                 "bare aiohttp, same bodies, same order",
             )
         )
+        sql = SqlContextStore(registry.engine, settings.context_policy)
+        bare_steady, ours_steady = steady(base, steady_users, 10, registry, sql, settings)
+        sql.close()
+        rows.append(
+            Row(
+                f"steady: {steady_users} users x 10 messages, 200 ms model, SQLite",
+                ours_steady,
+                bare_steady,
+                "bare aiohttp, same bodies, same order",
+            )
+        )
         registry.engine.dispose()
+    return rows
+
+
+def _stream_rows(settings: Settings) -> list[Row]:
+    rows: list[Row] = []
     with llm_server_process(0.05, chunk_delay=0.05) as base, TemporaryDirectory() as tmp:
         registry = prepare(f"sqlite:///{Path(tmp) / 'stream.db'}", 0)
         sql = SqlContextStore(registry.engine, settings.context_policy)
@@ -333,9 +370,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=1.0)
+    parser.add_argument("--parts", default=",".join(PARTS), help="burst, steady, stream")
     args = parser.parse_args()
     print_table(
-        "Message path (model latency in the row names' server)", run(args.users, args.latency)
+        "Message path (model latency in the row names' server)",
+        run(args.users, args.latency, parts=tuple(args.parts.split(","))),
     )
 
 
