@@ -69,7 +69,7 @@ class Services:
         self.registry.engine.dispose()
 
 
-def services(request: Request) -> Services:
-    """FastAPI dependency: the app's services."""
+async def services(request: Request) -> Services:
+    """FastAPI dependency: the app's services (`async`: a plain `def` would hop to a thread)."""
     found: Services = request.app.state.services
     return found

@@ -1,5 +1,5 @@
 """`python -m secretaries_cli`."""
 
-from secretaries_cli.app import main
+from secretaries_cli.launch import main
 
 main()

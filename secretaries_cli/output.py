@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import typer
+
+from secretaries_cli.render import for_terminal, table, yes_no
+
+__all__ = ["for_terminal", "table", "yes_no"]  # kept here: commands print through `output`
 
 
 def emit_json(data: Any) -> None:
@@ -22,15 +26,6 @@ def emit_json(data: Any) -> None:
             item.model_dump(mode="json") if hasattr(item, "model_dump") else item for item in data
         ]
     sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
-
-
-_CONTROL = [*range(0x20), 0x7F, *range(0x80, 0xA0)]
-_TERMINAL_UNSAFE = {c: "\ufffd" for c in _CONTROL if c not in (9, 10)}
-
-
-def for_terminal(text: str) -> str:
-    """Text with control characters (ESC sequences included) made visible and harmless."""
-    return text.translate(_TERMINAL_UNSAFE)
 
 
 def stream_text(pieces: Iterable[str]) -> None:
@@ -63,24 +58,6 @@ def error(message: str, details: Iterable[str] = ()) -> None:
         typer.echo(f"  {for_terminal(line)}", err=True)
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Render rows as a Rich table on stdout.
-
-    Every cell and the title are literal text: stored data (chat messages, descriptions)
-    may hold `[...]` that Rich would read as markup, or ESC sequences for the terminal.
-    """
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    grid = Table(title=Text(for_terminal(title)) if title else None, show_lines=False)
-    for column in columns:
-        grid.add_column(Text(column), overflow="fold")
-    for row in rows:
-        grid.add_row(*(Text(for_terminal("" if cell is None else str(cell))) for cell in row))
-    Console().print(grid)
-
-
 @contextmanager
 def progress_bar(label: str, *, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
     """A `progress(done, total)` callback drawing a Rich bar, or None when not on a terminal."""
@@ -104,11 +81,6 @@ def confirmed(question: str, *, yes: bool) -> bool:
     if not sys.stdin.isatty():
         return False
     return typer.confirm(question, default=False)
-
-
-def yes_no(flag: bool) -> str:
-    """A boolean for a table cell."""
-    return "yes" if flag else "no"
 
 
 def service_logging() -> None:

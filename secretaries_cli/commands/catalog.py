@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from secretaries_cli import output
+from secretaries_cli import output, render
 from secretaries_cli.options import JsonFlag
 from secretaries_cli.runtime import App, runtime
 from secretaries_core.catalog.refs import parse_params
@@ -50,22 +50,7 @@ def _prompt(prompt: str | None, prompt_file: Path | None, *, required: bool) -> 
 
 
 def _print_secretaries(rows: list[SecretaryOut]) -> None:
-    output.table(
-        None,
-        ["name", "model", "default", "active", "version", "users", "description"],
-        (
-            (
-                r.name,
-                r.model,
-                output.yes_no(r.is_default),
-                output.yes_no(r.is_active),
-                r.version,
-                r.users,
-                r.description,
-            )
-            for r in rows
-        ),
-    )
+    render.secretaries(row.model_dump() for row in rows)
 
 
 def _report(change: Change, did: str, json: bool, ctx: typer.Context) -> None:

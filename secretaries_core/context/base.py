@@ -7,10 +7,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secretaries_core.errors import InvalidInput
-from secretaries_core.plumbing.hops import Hops
+
+if TYPE_CHECKING:  # asyncio and a thread pool only for async callers: config imports this
+    from secretaries_core.plumbing.hops import Hops
 
 ProgressCallback = Callable[[int, int], None]
 """Called as `progress(done, total)` while a purge works through its batches."""
@@ -177,6 +179,8 @@ class ContextStore(ABC):
     def hops(self) -> Hops:
         """The thread pool that runs this store's blocking calls for async callers."""
         if self._hops is None:
+            from secretaries_core.plumbing.hops import Hops
+
             self._hops = Hops(name="secretaries-store")
         return self._hops
 

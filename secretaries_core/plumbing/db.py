@@ -6,14 +6,16 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
-from sqlalchemy.orm import Session
 
 from secretaries_core.errors import BackendUnavailable, InvalidInput
+
+if TYPE_CHECKING:  # the ORM only where sessions are used: Core-only readers start faster
+    from sqlalchemy.orm import Session
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_CACHE_KIB = 64 * 1024
@@ -186,6 +188,8 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
     `write=True` takes SQLite's write lock at BEGIN so that two writers queue on the busy
     timeout instead of one failing half way with "database is locked".
     """
+    from sqlalchemy.orm import Session
+
     session = Session(bind=_bind(engine, write), expire_on_commit=False)
     try:
         with _translated(engine), session.begin():

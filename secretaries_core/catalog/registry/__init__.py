@@ -22,7 +22,8 @@ from secretaries_core.catalog.registry.catalog_file import CatalogFileMixin
 from secretaries_core.catalog.registry.links import LinksMixin
 from secretaries_core.catalog.registry.migration import MigrationMixin
 from secretaries_core.catalog.registry.users import UsersMixin
-from secretaries_core.catalog.registry.versions import Rollout, Served, VersionInfo, in_rollout
+from secretaries_core.catalog.registry.versions import Rollout, Served, VersionInfo
+from secretaries_core.catalog.rollout_hash import in_rollout
 from secretaries_core.catalog.schemas import SecretaryOut
 
 __all__ = [

@@ -30,8 +30,8 @@ from secretaries_core.catalog.registry.versions import (
     Served,
     VersionsMixin,
     _row_rollout,
-    in_rollout,
 )
+from secretaries_core.catalog.rollout_hash import in_rollout
 from secretaries_core.catalog.versions_tables import (
     PIN_TABLE,
     ROLLOUT_TABLE,

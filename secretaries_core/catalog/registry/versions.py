@@ -6,7 +6,6 @@ version's content (rollouts.py decides which one serves a user).
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,15 +100,6 @@ def prompt_diff(old: str, new: str, old_name: str, new_name: str) -> str:
         old.splitlines(), new.splitlines(), fromfile=old_name, tofile=new_name, lineterm=""
     )
     return "\n".join(lines)
-
-
-def in_rollout(
-    telegram_id: int, secretary_id: uuid.UUID, rollout_id: uuid.UUID, percent: int
-) -> bool:
-    """True when this user gets the candidate at `percent` (stable per user and rollout)."""
-    digest = hashlib.sha256(f"{telegram_id}:{secretary_id}:{rollout_id}".encode()).digest()
-    bucket = int.from_bytes(digest[:8], "big") % 10_000
-    return bucket < percent * 100
 
 
 def _row_rollout(row: Any) -> Rollout:

@@ -1,0 +1,215 @@
+"""The quick reads (`list`, `show`, `current` without Typer) print what the Typer app prints.
+
+Each case runs the console script (`secretaries`, quick path first) and the
+Typer app alone, in fresh processes on the same database, and compares stdout, stderr and
+exit codes byte for byte — over assigned, default and fallback users, a running rollout,
+a pin, an inactive secretary, hostile text, and every error the three commands have.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from secretaries_cli.quick import parse
+from secretaries_core.catalog import reads
+from secretaries_core.catalog.models import AssistantCreate, AssistantUpdate
+from secretaries_core.catalog.registry import SecretaryRegistry
+from secretaries_core.catalog.rollout_hash import in_rollout
+from secretaries_core.plumbing import schema
+from secretaries_core.plumbing.db import make_engine
+
+HOSTILE = "Shows [b]markup[/b], 'quotes'\tand ünïcode 🦊"
+# The catalog refuses control characters; a row written by hand may still hold one.
+ESCAPED = "\x1b[31mred\x1b[0m by hand"
+TYPER = "import sys; from secretaries_cli.app import main; sys.argv[0] = 'secretaries'; main()"
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SecretaryRegistry]]:
+    path = tmp_path_factory.mktemp("quick") / "catalog.db"
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    registry = SecretaryRegistry(engine)
+    registry.create_secretary(
+        AssistantCreate(
+            name="alice",
+            model="echo",
+            prompt=f"Alice.\n{HOSTILE}",
+            description=HOSTILE,
+            params={"temperature": 0.2},
+            is_default=True,
+        )
+    )
+    registry.create_secretary(AssistantCreate(name="bob", model="echo", prompt="Bob."))
+    registry.create_secretary(AssistantCreate(name="carol", model="echo", prompt="Carol."))
+    for telegram_id, username in [(42, "Ann"), (43, None), (44, None), (45, "pinned")]:
+        registry.register_user(telegram_id, username)
+    for telegram_id in range(100, 140):
+        registry.register_user(telegram_id, None)
+    registry.assign(42, "bob")
+    registry.assign(43, "carol")
+    registry.deactivate("bob")  # 42 falls back to the default
+    registry.update_secretary("alice", AssistantUpdate(model="echo-2"), draft=True)
+    registry.rollout_start("alice", percent=50)
+    registry.pin(45, "alice", 1)
+    with engine.begin() as conn:
+        conn.execute(
+            reads.SECRETARY.update()
+            .where(reads.SECRETARY.c.name == "carol")
+            .values(description=ESCAPED)
+        )
+    yield url, registry
+    engine.dispose()
+
+
+def _run(url: str, args: list[str], *, typer_only: bool) -> tuple[int, str, str]:
+    env = {**os.environ, "SECRETARIES_DATABASE_URL": url, "COLUMNS": "120"}
+    # The installed console script: the entry every operator runs.
+    entry = [str(Path(sys.executable).with_name("secretaries"))]
+    command = [sys.executable, "-c", TYPER] if typer_only else entry
+    done = subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=60)
+    return done.returncode, done.stdout, done.stderr
+
+
+def _rollout_users(registry: SecretaryRegistry) -> tuple[int, int]:
+    """A default user inside the running rollout and one outside it."""
+    from sqlalchemy import select
+
+    with registry.engine.connect() as conn:
+        rollout_id, secretary_id = conn.execute(
+            select(reads.ROLLOUT.c.id, reads.ROLLOUT.c.secretary_id).where(
+                reads.ROLLOUT.c.state == "running"
+            )
+        ).one()
+    inside = [t for t in range(100, 140) if in_rollout(t, secretary_id, rollout_id, 50)]
+    outside = [t for t in range(100, 140) if t not in inside]
+    return inside[0], outside[0]
+
+
+CASES = [
+    ["list"],
+    ["list", "--all"],
+    ["list", "--json"],
+    ["list", "--all", "--json"],
+    ["show", "alice"],
+    ["show", "bob", "--json"],
+    ["show", "alice", "--json"],
+    ["show", "carol"],
+    ["show", "carol", "--json"],
+    ["current", "42"],  # fallback: bob is inactive
+    ["current", "@ann", "--json"],  # usernames match without case
+    ["current", "43", "--json"],  # assigned
+    ["current", "45"],  # pinned to version 1 during the rollout
+    ["current", "45", "--json"],
+    # Errors: the quick path gives up and the Typer app answers.
+    ["current", "99"],
+    ["current", "@nobody", "--json"],
+    ["current", "0"],
+    ["current", "@@x"],
+    ["show", "nobody"],
+    ["show", "nobody", "--json"],
+]
+
+
+@pytest.mark.parametrize("args", CASES, ids=" ".join)
+def test_quick_read_prints_what_the_typer_app_prints(
+    catalog: tuple[str, SecretaryRegistry], args: list[str]
+) -> None:
+    url, _registry = catalog
+    quick = _run(url, args, typer_only=False)
+    full = _run(url, args, typer_only=True)
+    assert quick == full
+    assert "\x1b" not in quick[1]
+
+
+def test_rollout_sides_and_the_id_lookup_match(catalog: tuple[str, SecretaryRegistry]) -> None:
+    url, registry = catalog
+    inside, outside = _rollout_users(registry)
+    sid = str(registry.get_secretary("alice").id)
+    for args in (["current", str(inside)], ["current", str(outside), "--json"], ["show", sid]):
+        assert _run(url, args, typer_only=False) == _run(url, args, typer_only=True)
+    code, out, _ = _run(url, ["current", str(inside), "--json"], typer_only=False)
+    assert code == 0 and '"version_source": "rollout"' in out and '"version": 2' in out
+
+
+def test_no_default_is_the_registry_s_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nodefault.db'}"
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    registry = SecretaryRegistry(engine)
+    registry.create_secretary(AssistantCreate(name="solo", model="echo", prompt="S."))
+    registry.register_user(7, None)
+    engine.dispose()
+    for args in (["current", "7"], ["list", "--json"], ["list"]):
+        quick, full = _run(url, args, typer_only=False), _run(url, args, typer_only=True)
+        assert quick == full
+    assert _run(url, ["current", "7"], typer_only=False)[0] == 1
+
+
+def test_only_exact_quick_command_lines_are_taken() -> None:
+    assert parse(["list"]) == ({}, "list", [], set())
+    assert parse(["--database-url", "sqlite:///x.db", "show", "a", "--json"]) == (
+        {"database_url": "sqlite:///x.db"},
+        "show",
+        ["a"],
+        {"--json"},
+    )
+    assert parse(["--context-url=redis://h", "current", "@ann"]) is not None
+    for argv in (
+        [],
+        ["list", "--help"],
+        ["--help"],
+        ["--version"],
+        ["show"],
+        ["show", "a", "b"],
+        ["list", "extra"],
+        ["current", "42", "--all"],
+        ["--database-url"],
+        ["--database-url", "x", "--database-url", "y", "list"],
+        ["users", "list"],
+        ["list", "-h"],
+    ):
+        assert parse(argv) is None, argv
+
+
+def test_quick_reads_load_neither_typer_nor_the_orm(
+    catalog: tuple[str, SecretaryRegistry],
+) -> None:
+    url, _registry = catalog
+    probe = (
+        "import sys\n"
+        "from secretaries_cli import quick\n"
+        "assert quick.run(['current', '42', '--json']) == 0\n"
+        "heavy = [m for m in ('typer', 'click', 'sqlalchemy.orm', 'sqlmodel', 'pydantic')"
+        " if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    env = {**os.environ, "SECRETARIES_DATABASE_URL": url}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip().endswith("HEAVY []")
+
+
+def test_the_views_match_the_real_tables(catalog: tuple[str, SecretaryRegistry]) -> None:
+    """Every column a quick read uses exists in the migrated schema, with the same type."""
+    from sqlalchemy import inspect
+
+    _url, registry = catalog
+    inspector = inspect(registry.engine)
+    from sqlmodel import SQLModel
+
+    for view in reads.VIEWS:
+        real = SQLModel.metadata.tables[view.name]
+        live = {c["name"] for c in inspector.get_columns(view.name)}
+        for column in view.columns:
+            assert column.name in live, (view.name, column.name)
+            ours, theirs = column.type._type_affinity, real.c[column.name].type._type_affinity
+            assert ours is theirs, (view.name, column.name, ours, theirs)
