@@ -8,8 +8,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from sqlalchemy import Engine
 
 from secretaries_core.context.base import ContextPolicy, ContextStore
-from secretaries_core.context.redis_scripts import UNAVAILABLE as _UNAVAILABLE
-from secretaries_core.context.redis_store import RedisContextStore
 from secretaries_core.context.sql import SqlContextStore
 from secretaries_core.errors import BackendUnavailable, InvalidInput
 from secretaries_core.plumbing.db import mask_url
@@ -74,6 +72,9 @@ def open_context_store(
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     masked = mask_url(url)
     if scheme in (*REDIS_SCHEMES, CLUSTER_SCHEME):
+        # redis-py only for a Redis store: it costs ~60 ms of every start-up otherwise.
+        from secretaries_core.context.redis_store import RedisContextStore
+
         return RedisContextStore(
             redis_client(url, asynchronous=False),
             policy,
@@ -89,6 +90,8 @@ def open_context_store(
 
 
 def _cluster_client(url: str, masked: str, *, asynchronous: bool = False) -> Any:
+    from secretaries_core.context.redis_scripts import UNAVAILABLE
+
     if asynchronous:
         from redis.asyncio.cluster import ClusterNode, RedisCluster
     else:
@@ -117,7 +120,7 @@ def _cluster_client(url: str, masked: str, *, asynchronous: bool = False) -> Any
             socket_connect_timeout=CONNECT_TIMEOUT_S,
             socket_timeout=SOCKET_TIMEOUT_S,
         )
-    except _UNAVAILABLE as exc:
+    except UNAVAILABLE as exc:
         raise BackendUnavailable(f"cannot reach the context store {masked}: {exc}") from exc
 
 
