@@ -49,7 +49,7 @@ def test_resolution_bench_runs() -> None:
 
 def test_context_sql_bench_runs() -> None:
     rows = context_sql.run(ops=20, contexts=200)
-    assert len(rows) == 3 and all(r.ours > 0 and r.baseline > 0 for r in rows)
+    assert len(rows) == 4 and all(r.ours > 0 and r.baseline > 0 for r in rows)
 
 
 def test_instances_bench_runs() -> None:
@@ -65,7 +65,7 @@ def test_startup_bench_runs() -> None:
 def test_message_path_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SECRETARIES_BENCH_REDIS_URL", redis_url.rsplit("/", 1)[0] + "/4")
     rows = message_path.run(users=20, latency=0.05, steady_users=5)
-    assert len(rows) == 8 and all(r.ours > 0 and r.baseline > 0 for r in rows)
+    assert len(rows) == 9 and all(r.ours > 0 and r.baseline > 0 for r in rows)
 
 
 def test_budget_usage_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

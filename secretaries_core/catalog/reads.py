@@ -15,6 +15,7 @@ contract's: one implementation of every refusal.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -138,16 +139,17 @@ def _users_of(secretary_id: Any) -> Any:
     )
 
 
-def _summary(row: Any, users: int) -> dict[str, Any]:
+def _summary(values: Mapping[Any, Any], users: int) -> dict[str, Any]:
+    """SecretaryOut's document, in its field order."""
     return {
-        "id": str(row.id),
-        "name": row.name,
-        "description": row.description,
-        "model": row.model,
-        "params": dict(row.params),
-        "is_active": row.is_active,
-        "is_default": row.is_default,
-        "version": row.version,
+        "id": str(values["id"]),
+        "name": values["name"],
+        "description": values["description"],
+        "model": values["model"],
+        "params": dict(values["params"]),
+        "is_active": values["is_active"],
+        "is_default": values["is_default"],
+        "version": values["version"],
         "users": users,
     }
 
@@ -159,7 +161,7 @@ def list_secretaries(conn: Connection, *, include_inactive: bool = False) -> lis
     """The catalog ordered by name, each with its count of active links (`list --json`)."""
     query = _LIST if include_inactive else _LIST.where(SECRETARY.c.is_active)
     rows = conn.execute(query.order_by(SECRETARY.c.name)).all()
-    return [_summary(row, row[-1]) for row in rows]
+    return [_summary(row._mapping, row[-1]) for row in rows]
 
 
 _DETAIL = select(
@@ -181,7 +183,7 @@ def secretary_detail(conn: Connection, ref: str) -> dict[str, Any]:
     if row is None:
         raise Miss(ref)
     return {
-        **_summary(row, row[-1]),
+        **_summary(row._mapping, row[-1]),
         "prompt": row.prompt,
         "created_at": stamp(row.created_at),
         "updated_at": stamp(row.updated_at),
@@ -239,17 +241,7 @@ def _side(row: Any, side: str) -> dict[str, Any] | None:
     if mapping[f"{side}_id"] is None:
         return None
     values = {k.name: mapping[f"{side}_{k.name}"] for k in _SUMMARY}
-    return {
-        "id": str(values["id"]),
-        "name": values["name"],
-        "description": values["description"],
-        "model": values["model"],
-        "params": dict(values["params"]),
-        "is_active": values["is_active"],
-        "is_default": values["is_default"],
-        "version": values["version"],
-        "users": mapping[f"{side}_users"],
-    }
+    return _summary(values, mapping[f"{side}_users"])
 
 
 def current(conn: Connection, user_ref: UserRef) -> CurrentRead:
