@@ -15,6 +15,7 @@ from sqlalchemy import Engine, text
 
 from bench.common import Row, print_table, timed
 from secretaries_core.context import ContextPolicy, Message, SqlContextStore
+from secretaries_core.context.sqlite_lane import SqliteLane
 from secretaries_core.plumbing import schema
 from secretaries_core.plumbing.db import make_engine
 
@@ -135,6 +136,22 @@ def run(ops: int, contexts: int) -> list[Row]:
                 Row(
                     f"embedded read, {size} messages x{ops:,}",
                     ours_read / ops,
+                    base_read / ops,
+                    "same join by hand (sqlite3)",
+                )
+            )
+
+            def unknown(f: int = first, lane: SqliteLane | None = store._lane) -> None:
+                # As if another process had written each context since: nothing remembered.
+                assert lane is not None
+                for i in range(ops):
+                    lane.memo.clear()
+                    store.read(f + i % 20, SEC)
+
+            rows.append(
+                Row(
+                    f"embedded read, {size} messages, not remembered x{ops:,}",
+                    timed(unknown) / ops,
                     base_read / ops,
                     "same join by hand (sqlite3)",
                 )

@@ -49,7 +49,7 @@ def test_resolution_bench_runs() -> None:
 
 def test_context_sql_bench_runs() -> None:
     rows = context_sql.run(ops=20, contexts=200)
-    assert len(rows) == 4 and all(r.ours > 0 and r.baseline > 0 for r in rows)
+    assert len(rows) == 6 and all(r.ours > 0 and r.baseline > 0 for r in rows)
 
 
 def test_instances_bench_runs() -> None:

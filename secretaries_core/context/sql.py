@@ -275,6 +275,9 @@ class SqlContextStore(ContextStore):
     ) -> int:
         """Delete matching contexts in batches of `batch_size`, one DELETE statement each."""
         conds = self._filters(older_than, user_id, secretary_id)
+        if self._lane is not None and not dry_run:
+            # What this process remembers of contexts may be about to go (see ContextMemo).
+            self._lane.memo.clear()
         with connected(self.engine) as conn:
             total = conn.execute(select(func.count()).select_from(CTX).where(*conds)).scalar_one()
         if dry_run or total == 0:

@@ -75,6 +75,56 @@ def _decode(row: Row) -> Message:
     return Message(role, content, datetime.fromisoformat(at).replace(tzinfo=UTC), metadata)
 
 
+Version = tuple[int, int, str, int | None]
+
+
+class ContextMemo:
+    """The contexts this process read or wrote last, each with the version it was at.
+
+    A read asks the database for the context's version (one indexed row) and returns the
+    remembered messages when it is unchanged: a 100-message context is not fetched and
+    decoded again on each of its user's messages. Any write anywhere (another process, a
+    purge) changes the version or removes the row, so a stale entry is never returned.
+    Holds at most `CAP` messages in all; emptied when it outgrows that.
+    """
+
+    CAP = 100_000
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, str], tuple[Version, list[Message]]] = {}
+        self._size = 0
+
+    def get(self, key: tuple[int, str], version: Any) -> list[Message] | None:
+        """The messages remembered for `key` at exactly `version` (a copy), else None."""
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != tuple(version):
+            return None
+        return list(entry[1])
+
+    def knows(self, key: tuple[int, str]) -> bool:
+        """True when some version of `key` is remembered."""
+        return key in self._entries
+
+    def put(self, key: tuple[int, str], version: Any, messages: list[Message]) -> None:
+        """Remember `messages` as the whole of `key` at `version`."""
+        if self._size > self.CAP:
+            self.clear()
+        old = self._entries.get(key)
+        self._entries[key] = (tuple(version), list(messages))
+        self._size += len(messages) - (len(old[1]) if old is not None else 0)
+
+    def forget(self, key: tuple[int, str]) -> None:
+        """Drop one context (cleared or expired)."""
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._size -= len(old[1])
+
+    def clear(self) -> None:
+        """Drop everything (a purge of many contexts)."""
+        self._entries = {}
+        self._size = 0
+
+
 def _rolled_back(conn: sqlite3.Connection) -> bool:
     """End a failed call's transaction; False when even that fails (drop the connection)."""
     try:
@@ -88,15 +138,28 @@ def _rolled_back(conn: sqlite3.Connection) -> bool:
 class SqliteLane:
     """Reads and appends of the embedded store on pooled `sqlite3` connections of its own."""
 
+    # A context's version: its row, its count, its last write and its newest message id.
+    # Every append changes the last two (ids only grow while a context lives), a purge or
+    # a clear removes the row: equal versions mean equal messages (see ContextMemo).
+    VERSION = (
+        "SELECT c.id, c.message_count, c.last_activity,"
+        " (SELECT max(m.id) FROM context_message AS m WHERE m.context_id = c.id)"
+        " FROM conversation_context AS c"
+        " WHERE c.user_id = ? AND c.secretary_id = ? AND c.expires_at > ?"
+    )
+    # The messages with the version, in one statement (one snapshot): the newest message
+    # comes first, so its id is the version's last part.
     READ = (
-        "SELECT m.role, m.content, m.created_at, m.meta FROM context_message AS m"
+        "SELECT m.role, m.content, m.created_at, m.meta, m.id, c.id, c.message_count,"
+        " c.last_activity FROM context_message AS m"
         " JOIN conversation_context AS c ON c.id = m.context_id"
         " WHERE c.user_id = ? AND c.secretary_id = ? AND c.expires_at > ?"
-        " ORDER BY m.id DESC LIMIT ?"
+        " ORDER BY m.id DESC"
     )
     FIND = (
-        "SELECT id, expires_at, message_count FROM conversation_context"
-        " WHERE user_id = ? AND secretary_id = ?"
+        "SELECT c.id, c.expires_at, c.message_count, c.last_activity,"
+        " (SELECT max(m.id) FROM context_message AS m WHERE m.context_id = c.id)"
+        " FROM conversation_context AS c WHERE c.user_id = ? AND c.secretary_id = ?"
     )
     SEEN = (
         "SELECT 1 FROM (SELECT meta FROM context_message WHERE context_id = ?"
@@ -109,7 +172,7 @@ class SqliteLane:
     )
     CLEAR = "DELETE FROM context_message WHERE context_id = ?"
     INSERT = (
-        "INSERT INTO context_message (context_id, role, content, meta, created_at)"
+        "INSERT INTO context_message (context_id, role, content, created_at, meta)"
         " VALUES (?, ?, ?, ?, ?)"
     )
     TRIM = (
@@ -138,6 +201,7 @@ class SqliteLane:
         self._closed = False
         self._writes = itertools.count(1)
         self._decoded: dict[Row, Message] = {}
+        self.memo = ContextMemo()
 
     # -- connections ----------------------------------------------------------------------
 
@@ -211,11 +275,34 @@ class SqliteLane:
         *,
         wait: bool = True,
     ) -> list[Message]:
-        """The last `limit` messages of a live context, oldest first."""
-        params = (user_id, secretary_id.hex, stamp(now), -1 if limit is None else limit)
+        """The last `limit` messages of a live context, oldest first.
+
+        One small query when this process knows the context at its current version (it
+        read or wrote it last); otherwise the version and the messages in one snapshot.
+        """
+        key = (user_id, secretary_id.hex)
+        params = (*key, stamp(now))
+        messages = None
         with self._connection(wait) as conn:
-            rows = conn.execute(self.READ, params).fetchall()
-        rows.reverse()
+            if self.memo.knows(key):
+                version = conn.execute(self.VERSION, params).fetchone()
+                if version is None:  # cleared, purged or expired since
+                    self.memo.forget(key)
+                    return []
+                messages = self.memo.get(key, version)
+            if messages is None:
+                rows = conn.execute(self.READ, params).fetchall()
+        if messages is None:
+            if not rows:
+                self.memo.forget(key)
+                return []
+            newest = rows[0]
+            rows.reverse()
+            messages = self._messages([row[:4] for row in rows])
+            self.memo.put(key, (newest[5], newest[6], newest[7], newest[4]), messages)
+        return messages[-limit:] if limit is not None and limit < len(messages) else messages
+
+    def _messages(self, rows: list[Row]) -> list[Message]:
         decoded = self._decoded
         if len(decoded) > DECODED_CAP:
             decoded.clear()
@@ -243,56 +330,71 @@ class SqliteLane:
         at = stamp(now)
         expires = stamp(now + rules.ttl)
         written = 0
+        known: list[tuple[tuple[int, str], Version, list[Message]] | None] = []
         with self._connection(wait) as conn:
             conn.execute("BEGIN IMMEDIATE")
             for user_id, secretary_id, messages in turns:
-                written += self._append(
-                    conn, user_id, secretary_id.hex, messages, rules, at, expires
+                wrote, after = self._append(
+                    conn, (user_id, secretary_id.hex), messages, rules, at, expires
                 )
+                written += wrote
+                known.append(after)
             conn.execute("COMMIT")
+        # Only once committed: what this process now knows each context holds.
+        for after in known:
+            if after is not None:
+                self.memo.put(*after)
         return written
 
     def _append(
         self,
         conn: sqlite3.Connection,
-        user_id: int,
-        secretary: str,
+        key: tuple[int, str],
         messages: list[Message],
         rules: ContextPolicy,
         at: str,
         expires: str,
-    ) -> int:
-        row = conn.execute(self.FIND, (user_id, secretary)).fetchone()
+    ) -> tuple[int, tuple[tuple[int, str], Version, list[Message]] | None]:
+        """Write one context's messages; returns how many, and what the context then holds
+        when this process knew all of it before (else None)."""
+        row = conn.execute(self.FIND, key).fetchone()
+        before: list[Message] | None
         if row is None:
-            context_id = conn.execute(self.NEW_CONTEXT, (user_id, secretary, at, at)).lastrowid
-            count = 0
+            context_id = int(conn.execute(self.NEW_CONTEXT, (*key, at, at)).lastrowid or 0)
+            count, before = 0, []
         else:
-            context_id, old_expiry, count = row
+            context_id, old_expiry, count, last_activity, newest = row
+            before = self.memo.get(key, (context_id, count, last_activity, newest))
             if old_expiry <= at:
                 # Idle past its retention: it is gone even if purge has not run yet.
                 conn.execute(self.CLEAR, (context_id,))
-                count = 0
+                count, before = 0, []
             elif self._stored(conn, context_id, messages):
-                return 0  # this turn is already there: a retried write
-        conn.executemany(
-            self.INSERT,
-            [
-                (
-                    context_id,
-                    m.role,
-                    m.content,
-                    json.dumps(dict(m.metadata)) if m.metadata else None,
-                    stamp(m.at),
-                )
-                for m in messages
-            ],
-        )
+                return 0, None  # this turn is already there: a retried write
+        rows: list[Row] = []
+        last_id = 0
+        for m in messages:
+            row_values = (
+                m.role,
+                m.content,
+                stamp(m.at),
+                json.dumps(dict(m.metadata)) if m.metadata else None,
+            )
+            last_id = conn.execute(self.INSERT, (context_id, *row_values)).lastrowid or 0
+            rows.append(row_values)
         count += len(messages)
-        if count > rules.max_messages:
+        trimmed = count > rules.max_messages
+        if trimmed:
             conn.execute(self.TRIM, (context_id, context_id, rules.max_messages))
             count = rules.max_messages
         conn.execute(self.TOUCH, (at, expires, count, context_id))
-        return len(messages)
+        if before is None:
+            return len(messages), None
+        # The rows as a read would decode them: the context is what it was plus these.
+        after = before + self._messages(rows)
+        if trimmed:
+            after = after[-rules.max_messages :]
+        return len(messages), (key, (context_id, count, at, last_id), after)
 
     def _stored(self, conn: sqlite3.Connection, context_id: int, messages: list[Message]) -> bool:
         # Only a turn that may be sent again on purpose (a queued update delivered twice)

@@ -101,6 +101,10 @@ def fit_history(
     floor = 0 if max_turns is None else max(0, len(turns) - max_turns)
     # Every message's cost in one call: per-turn calls cost more than the lookups.
     costs = counter.each(model, [m.content for turn in turns[floor:] for m in turn])
+    total = sum(costs)
+    if total <= room:
+        # The whole history fits (the common case): no walk turn by turn.
+        return Fit(list(turns[floor:]), list(turns[:floor]), fixed + total)
     end = len(costs)
     while kept_from > floor:
         size = len(turns[kept_from - 1])

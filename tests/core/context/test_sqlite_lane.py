@@ -184,3 +184,123 @@ def test_an_in_memory_database_keeps_the_core_path() -> None:
     store.append_many(_turn(0, datetime.now(UTC)))
     assert len(store.read(7, SEC)) == 2
     engine.dispose()
+
+
+def _statements(store: SqlContextStore) -> list[str]:
+    """Every statement the store's lane connections run from now on."""
+    seen: list[str] = []
+    lane = store._lane
+    assert lane is not None
+    opened = lane._open
+
+    def traced(wait: bool) -> sqlite3.Connection:
+        conn = opened(wait)
+        conn.set_trace_callback(seen.append)
+        return conn
+
+    lane.close()
+    lane._closed = False
+    lane._open = traced  # type: ignore[method-assign]
+    return seen
+
+
+def test_a_known_context_is_read_with_one_small_query(engine: Engine) -> None:
+    store = SqlContextStore(engine, POLICY)
+    for i in range(30):
+        store.append_many(_turn(i, datetime.now(UTC)))
+    seen = _statements(store)
+    first = store.read(7, SEC)
+    assert len(first) == 60
+    seen.clear()
+    again = store.read(7, SEC)
+    assert again == first
+    assert len(seen) == 1 and seen[0].startswith("SELECT c.id, c.message_count")
+    # Its own write keeps it known: the next read is one small query again.
+    store.append_many(_turn(30, datetime.now(UTC)))
+    seen.clear()
+    assert store.read(7, SEC)[-1].content == "answer 30"
+    assert len(seen) == 1
+    store.close()
+
+
+def test_what_another_process_writes_is_read_at_once(engine: Engine) -> None:
+    """Two stores on one file (two processes): a remembered context is never stale."""
+    mine, theirs = SqlContextStore(engine, POLICY), SqlContextStore(engine, POLICY)
+    now = datetime.now(UTC)
+    mine.append_many(_turn(1, now))
+    assert len(mine.read(7, SEC)) == 2
+    theirs.append_many(_turn(2, now))
+    assert [m.content for m in mine.read(7, SEC)][-1] == "answer 2"
+    assert theirs.clear(7, SEC)
+    assert mine.read(7, SEC) == []
+    theirs.append_many(_turn(3, now))
+    assert [m.content for m in mine.read(7, SEC)] == [f"{HOSTILE} 3", "answer 3"]
+    # Expiry: a context past its TTL reads empty from a store that remembers it.
+    later = SqlContextStore(engine, POLICY, clock=lambda: now + timedelta(hours=2))
+    assert later.read(7, SEC) == []
+    mine.close()
+    theirs.close()
+
+
+def test_a_frozen_clock_clear_and_rewrite_is_not_served_stale(engine: Engine) -> None:
+    """Same clock reading, same ids reused after a clear: the store forgets on its purge."""
+    frozen = datetime(2026, 5, 1, tzinfo=UTC)
+    store = SqlContextStore(engine, POLICY, clock=lambda: frozen)
+    store.append_many([(7, SEC, Message("user", "first", frozen))])
+    assert [m.content for m in store.read(7, SEC)] == ["first"]
+    assert store.clear(7, SEC)
+    store.append_many([(7, SEC, Message("user", "second", frozen))])
+    assert [m.content for m in store.read(7, SEC)] == ["second"]
+    store.close()
+
+
+def test_random_interleavings_of_two_stores_read_what_core_reads(engine: Engine) -> None:
+    import random
+
+    rng = random.Random(20261130)
+    small = ContextPolicy(timedelta(hours=1), 5)
+    stores = [SqlContextStore(engine, small), SqlContextStore(engine, small)]
+    core = _core_only(engine)
+
+    async def scenario() -> None:
+        for step in range(400):
+            store = rng.choice(stores)
+            user = rng.choice((7, 8))
+            action = rng.random()
+            at = datetime.now(UTC)
+            if action < 0.45:
+                turn = [(user, SEC, m) for _u, _s, m in _turn(step, at)]
+                if rng.random() < 0.5:
+                    await store.aappend_many(turn, policy=small)
+                else:
+                    store.append_many(turn, policy=small)
+            elif action < 0.5:
+                store.clear(user, SEC)
+            else:
+                limit = rng.choice((None, 1, 3))
+                got = (
+                    await store.aread(user, SEC, limit)
+                    if action < 0.75
+                    else store.read(user, SEC, limit)
+                )
+                assert got == core.read(user, SEC, limit), step
+
+    asyncio.run(scenario())
+    for store in stores:
+        store.close()
+
+
+def test_the_memo_stays_within_its_cap(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from secretaries_core.context.sqlite_lane import ContextMemo
+
+    monkeypatch.setattr(ContextMemo, "CAP", 10)
+    store = SqlContextStore(engine, POLICY)
+    core = _core_only(engine)
+    at = datetime.now(UTC)
+    for user in range(20):
+        store.append_many([(user, SEC, Message("user", f"u{user}", at))] * 1)
+        store.append_many([(user, SEC, Message("assistant", f"a{user}", at))])
+    for user in range(20):
+        assert store.read(user, SEC) == core.read(user, SEC)
+    assert store._lane is not None and store._lane.memo._size <= 12
+    store.close()
