@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from itertools import groupby
 
@@ -41,6 +44,9 @@ from secretaries_core.plumbing.db import connected, session_scope, transaction
 from secretaries_core.plumbing.timeutil import UTCDateTime, utcnow
 
 APPEND_ATTEMPTS = 5
+# How long a write on the loop waits out SQLite's lock there before a thread takes over.
+LOOP_LOCK_WAIT_S = 0.25
+log = logging.getLogger(__name__)
 
 
 class SqlContextStore(ContextStore):
@@ -63,6 +69,7 @@ class SqlContextStore(ContextStore):
         self._sql = _Statements(engine.dialect.name == "postgresql")
         # A SQLite file: reads and appends go straight to the driver (see sqlite_lane).
         self._lane = SqliteLane(engine) if usable(engine) else None
+        self._checkpointing: Future[None] | None = None
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -199,16 +206,51 @@ class SqlContextStore(ContextStore):
         *,
         policy: ContextPolicy | None = None,
     ) -> int:
-        """As `aread`: on the loop when the write lock is free at once, else on a thread."""
-        lane = self._lane
-        if lane is not None and lane.may_write_inline():
+        """On a SQLite file, on the loop: a held write lock is waited out there (async
+        sleeps) for up to `LOOP_LOCK_WAIT_S`, then on a thread (see sqlite_lane)."""
+        rules = policy or self.policy
+        if self._lane is not None:
+            written = await self._append_on_loop(self._lane, items, rules)
+            if written is not None:
+                return written
+        return await super().aappend_many(items, policy=rules)
+
+    async def _append_on_loop(
+        self, lane: SqliteLane, items: list[tuple[int, uuid.UUID, Message]], rules: ContextPolicy
+    ) -> int | None:
+        """The write on the loop, or None to leave it to a thread (a long lock, a race)."""
+        pending = self._checkpointing
+        if pending is not None and not pending.done():
+            # A few milliseconds: the checkpoint catches up only while nobody writes.
+            await asyncio.wait([asyncio.wrap_future(pending)])
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + LOOP_LOCK_WAIT_S
+        delay = 0.0005
+        turns = _turns(items)
+        while True:
             try:
-                return lane.append_turns(
-                    _turns(items), policy or self.policy, self.clock(), wait=False
-                )
-            except (WouldWait, sqlite3.IntegrityError):
-                pass  # a lock or a racing writer: the thread waits and retries
-        return await super().aappend_many(items, policy=policy)
+                written = lane.append_turns(turns, rules, self.clock(), wait=False)
+            except WouldWait:
+                if loop.time() + delay > give_up:
+                    return None  # held long (an import, a migration): wait on a thread
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.02)
+                continue
+            except sqlite3.IntegrityError:
+                return None  # another writer created the context: the thread retries
+            if lane.committed_inline():
+                self._checkpoint_soon(lane)
+            return written
+
+    def _checkpoint_soon(self, lane: SqliteLane) -> None:
+        """A WAL checkpoint on the store's thread pool, one at a time; a failure is
+        logged (the next one tries again), never lost."""
+        pending = self._checkpointing
+        if pending is not None and not pending.done():
+            return
+        done = self.hops().submit(lane.checkpoint)
+        done.add_done_callback(_report_checkpoint)
+        self._checkpointing = done
 
     def stats(self) -> ContextStats:
         """One GROUP BY over live contexts."""
@@ -384,3 +426,9 @@ def _turns(
         (user_id, secretary_id, messages)
         for (user_id, secretary_id), messages in _by_context(items)
     ]
+
+
+def _report_checkpoint(done: Future[None]) -> None:
+    failure = done.exception()
+    if failure is not None:
+        log.warning("WAL checkpoint of the embedded store failed: %s", failure)

@@ -12,9 +12,12 @@ on Core, where their cost is the database's, not Python's.
 An event loop calls the lane *without waiting* (`wait=False`): those connections have no
 busy timeout and never checkpoint, so a call either runs at once — a WAL reader never
 waits, a writer takes a free lock and commits without fsync under `synchronous=NORMAL` —
-or raises `WouldWait`, and the caller repeats it on a thread with the normal busy timeout.
-Hopping to a thread costs more CPU than the statements themselves (measured ~100-300 us
-per hop on a 2-core machine against 15-200 us of SQL), so the hop is kept for the waits.
+or raises `WouldWait`, and the caller waits on the loop (asyncio.sleep) and tries again,
+or after a while repeats it on a thread with the normal busy timeout. Hopping to a thread
+costs more CPU than the statements themselves (measured ~100-300 us per hop on a 2-core
+machine against 15-200 us of SQL); and a write on a thread holds the lock while it waits
+for the GIL, so under load every write on the loop met it locked and hopped too. Every
+`CHECKPOINT_EVERY` such commits a checkpoint runs on a thread (see `checkpoint`).
 """
 
 from __future__ import annotations
@@ -251,10 +254,18 @@ class SqliteLane:
             else:
                 conn.close()
 
-    def may_write_inline(self) -> bool:
-        """False on every `CHECKPOINT_EVERY`-th write: that one goes to a waiting connection,
-        whose commit checkpoints the WAL once it is long (no-wait connections never do)."""
-        return next(self._writes) % self.CHECKPOINT_EVERY != 0
+    def committed_inline(self) -> bool:
+        """Count a no-wait commit; True on every `CHECKPOINT_EVERY`-th (no-wait connections
+        never checkpoint: it is then time for `checkpoint`, on a thread)."""
+        return next(self._writes) % self.CHECKPOINT_EVERY == 0
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database (PASSIVE: no lock taken, nobody waited for). It
+        fsyncs, so it runs on a thread, and the loop's writers pause for it (see
+        SqlContextStore): a checkpoint that writers overtake never catches up with the
+        WAL, and then the WAL is never started afresh."""
+        with self._connection(True) as conn:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def close(self) -> None:
         """Close the idle connections (one in use closes when its call ends)."""

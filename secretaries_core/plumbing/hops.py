@@ -12,7 +12,7 @@ import contextvars
 import functools
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -54,6 +54,10 @@ class Hops:
         loop = asyncio.get_running_loop()
         call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
         return await loop.run_in_executor(self._executor(), call)
+
+    def submit(self, fn: Callable[[], R]) -> Future[R]:
+        """Run `fn()` in the pool without waiting for it (background upkeep)."""
+        return self._executor().submit(fn)
 
     def close(self) -> None:
         """Stop the pool's threads once their current calls finish."""

@@ -136,7 +136,7 @@ def test_a_held_write_lock_never_stalls_the_loop(engine: Engine, tmp_path: Path)
 
 
 def test_inline_writes_keep_the_wal_bounded(engine: Engine, tmp_path: Path) -> None:
-    """No-wait connections never checkpoint; every CHECKPOINT_EVERY-th write does."""
+    """No-wait connections never checkpoint; every CHECKPOINT_EVERY-th commit has one run."""
     store = SqlContextStore(engine, ContextPolicy(timedelta(hours=1), 10))
     big = "x" * 8000
 
@@ -304,3 +304,28 @@ def test_the_memo_stays_within_its_cap(engine: Engine, monkeypatch: pytest.Monke
         assert store.read(user, SEC) == core.read(user, SEC)
     assert store._lane is not None and store._lane.memo._size <= 12
     store.close()
+
+
+def test_a_failed_checkpoint_is_logged_and_writes_go_on(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from secretaries_core.context.sqlite_lane import SqliteLane
+
+    def broken(self: SqliteLane) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(SqliteLane, "checkpoint", broken)
+    monkeypatch.setattr(SqliteLane, "CHECKPOINT_EVERY", 5)
+    store = SqlContextStore(engine, POLICY)
+
+    async def write() -> None:
+        for i in range(30):
+            await store.aappend_many(_turn(i, datetime.now(UTC)))
+
+    with caplog.at_level("WARNING", logger="secretaries_core.context.sql"):
+        asyncio.run(write())
+        store.close()  # waits for the pool: every checkpoint has reported by now
+    assert len(store.read(7, SEC)) == 60
+    assert any(
+        "checkpoint" in r.getMessage() and "disk I/O" in r.getMessage() for r in caplog.records
+    )
