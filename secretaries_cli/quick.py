@@ -72,7 +72,9 @@ def _answer(
     from secretaries_core.config import Settings
     from secretaries_core.plumbing.schema import open_database
 
-    settings = Settings.load(**options)
+    settings = Settings.load(
+        database_url=options.get("database_url"), context_url=options.get("context_url")
+    )
     engine = open_database(settings)
     try:
         with engine.connect() as conn:
