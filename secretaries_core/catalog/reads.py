@@ -40,7 +40,7 @@ from sqlalchemy import (
 )
 
 from secretaries_core.catalog.refs import USERNAME_RE, UserRef
-from secretaries_core.catalog.rollout_hash import in_rollout
+from secretaries_core.catalog.rollout_hash import chosen_version
 from secretaries_core.plumbing.timeutil import UTCDateTime
 
 _views = MetaData()
@@ -216,7 +216,9 @@ def _resolution(by_name: bool) -> Any:
 
 
 _RESOLUTION = {by_name: _resolution(by_name) for by_name in (False, True)}
-_MARKS = select(
+# The user's pin on the secretary and the secretary's running rollout, in one query (the
+# registry's too: one definition of which version a user gets).
+SERVED_MARKS = select(
     select(PIN.c.version)
     .where(PIN.c.user_id == bindparam("u"), PIN.c.secretary_id == bindparam("s"))
     .scalar_subquery(),
@@ -265,19 +267,11 @@ def current(conn: Connection, user_ref: UserRef) -> CurrentRead:
         secretary, source = fallback, "default" if mine is None else "fallback"
     else:
         raise Miss(user_ref)  # no secretary at all: the registry says what to do
-    version, version_source, model = secretary["version"], "live", secretary["model"]
+    version, model = secretary["version"], secretary["model"]
     secretary_id = uuid.UUID(secretary["id"])
-    pinned, rollout_id, percent, candidate = conn.execute(
-        _MARKS, {"u": row.id, "s": secretary_id}
-    ).one()
-    wanted = None
-    if pinned is not None:
-        wanted, version_source = int(pinned), "pinned"
-    elif rollout_id is not None and in_rollout(
-        row.telegram_id, secretary_id, rollout_id, int(percent)
-    ):
-        wanted, version_source = int(candidate), "rollout"
-    if wanted is not None and (wanted != version or version_source == "rollout"):
+    marks = conn.execute(SERVED_MARKS, {"u": row.id, "s": secretary_id}).one()
+    wanted, version_source = chosen_version(row.telegram_id, secretary_id, version, tuple(marks))
+    if wanted is not None:
         found = conn.execute(_VERSION_MODEL, {"s": secretary_id, "v": wanted}).scalar()
         if found is None:
             version_source = "live"  # the version is gone: the live one is served

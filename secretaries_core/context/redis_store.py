@@ -32,6 +32,7 @@ from secretaries_core.context.base import (
     ContextPolicy,
     ContextStore,
     Message,
+    decoded_once,
     turn_id,
 )
 from secretaries_core.context.redis_admin import RedisAdmin, from_score, score
@@ -133,16 +134,12 @@ class RedisContextStore(RedisAdmin, ContextStore):
         assert self._async_clients is not None
         client = self._async_clients.get()
 
-        async def load() -> None:
-            for body, _sha in SCRIPTS.values():
-                await client.script_load(body)
-
         async def execute() -> list[Any]:
             pipe = client.pipeline(transaction=False)
             build(pipe)
             return list(await pipe.execute())
 
-        return await self._with_scripts(load, execute)
+        return await self._with_scripts(lambda: _load_scripts(client), execute)
 
     async def _with_scripts(
         self, load: Callable[[], Awaitable[None]], execute: Callable[[], Awaitable[list[Any]]]
@@ -287,15 +284,11 @@ class RedisContextStore(RedisAdmin, ContextStore):
         assert self._async_clients is not None
         client = self._async_clients.get()
 
-        async def load() -> None:
-            for body, _sha in SCRIPTS.values():
-                await client.script_load(body)
-
         async def execute() -> list[Any]:
             sha = SCRIPTS[script][1]
             return [await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)]
 
-        return (await self._with_scripts(load, execute))[0]
+        return (await self._with_scripts(lambda: _load_scripts(client), execute))[0]
 
     async def aappend_many(
         self,
@@ -336,6 +329,12 @@ class RedisContextStore(RedisAdmin, ContextStore):
             self._async_clients.close_all(_aclose_client)
         if self._owns_client:
             self.client.close()
+
+
+async def _load_scripts(client: Any) -> None:
+    """SCRIPT LOAD of every script on an asyncio client (a cluster's: on every primary)."""
+    for body, _sha in SCRIPTS.values():
+        await client.script_load(body)
 
 
 async def _aclose_client(client: Any) -> None:
@@ -382,17 +381,12 @@ def _decode(raw: bytes | str | None) -> list[Message]:
     if not raw:
         return []
     items = raw.split(b"\n") if isinstance(raw, bytes) else raw.encode().split(b"\n")
-    decoded = _DECODED
-    if len(decoded) > DECODED_CAP:
-        decoded.clear()
-    out = []
-    for item in items:
-        message = decoded.get(item)
-        if message is None:
-            d = json.loads(item)
-            message = decoded[item] = Message(d["r"], d["c"], from_score(d["t"]), d.get("m"))
-        out.append(message)
-    return out
+    return decoded_once(_DECODED, items, _item, DECODED_CAP)
+
+
+def _item(stored: bytes) -> Message:
+    d = json.loads(stored)
+    return Message(d["r"], d["c"], from_score(d["t"]), d.get("m"))
 
 
 # Decoded items, shared by the stores of the process (an item's message does not depend

@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from secretaries_core.context.base import ContextPolicy, Message, turn_id
+from secretaries_core.context.base import ContextPolicy, Message, decoded_once, turn_id
 from secretaries_core.errors import InvalidInput
 from secretaries_core.plumbing.db import busy, sqlite_pragmas, unavailable
 
@@ -314,16 +314,7 @@ class SqliteLane:
         return messages[-limit:] if limit is not None and limit < len(messages) else messages
 
     def _messages(self, rows: list[Row]) -> list[Message]:
-        decoded = self._decoded
-        if len(decoded) > DECODED_CAP:
-            decoded.clear()
-        out = []
-        for row in rows:
-            message = decoded.get(row)
-            if message is None:
-                message = decoded[row] = _decode(row)
-            out.append(message)
-        return out
+        return decoded_once(self._decoded, rows, _decode, DECODED_CAP)
 
     def append_turns(
         self,

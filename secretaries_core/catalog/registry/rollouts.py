@@ -17,11 +17,12 @@ import uuid
 from dataclasses import replace
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, bindparam, func, literal, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from secretaries_core.catalog.models import Assistant, TelegramUser
+from secretaries_core.catalog.reads import SERVED_MARKS
 from secretaries_core.catalog.registry.base import Change
 from secretaries_core.catalog.registry.versions import (
     DEFAULT_MIN_MESSAGES,
@@ -31,34 +32,13 @@ from secretaries_core.catalog.registry.versions import (
     VersionsMixin,
     _row_rollout,
 )
-from secretaries_core.catalog.rollout_hash import in_rollout
+from secretaries_core.catalog.rollout_hash import chosen_version
 from secretaries_core.catalog.versions_tables import (
-    PIN_TABLE,
     ROLLOUT_TABLE,
     VERSION_COUNT_TABLE,
     VERSION_TABLE,
 )
 from secretaries_core.errors import Conflict, InvalidInput, NotFound
-
-# The user's pin on the secretary and the secretary's running rollout, in one query.
-_SERVED_MARKS = select(
-    select(PIN_TABLE.c.version)
-    .where(PIN_TABLE.c.user_id == bindparam("u"), PIN_TABLE.c.secretary_id == bindparam("s"))
-    .scalar_subquery(),
-    ROLLOUT_TABLE.c.id,
-    ROLLOUT_TABLE.c.percent,
-    ROLLOUT_TABLE.c.candidate_version,
-).select_from(
-    select(literal(1).label("one"))
-    .subquery()
-    .outerjoin(
-        ROLLOUT_TABLE,
-        and_(
-            ROLLOUT_TABLE.c.secretary_id == bindparam("s"),
-            ROLLOUT_TABLE.c.state == "running",
-        ),
-    )
-)
 
 
 class RolloutsMixin(VersionsMixin):
@@ -321,7 +301,7 @@ class RolloutsMixin(VersionsMixin):
 
     def _served(self, session: Session, user: TelegramUser, secretary: Assistant) -> Served:
         # One round trip in the common case (no pin, no rollout): both looked up at once.
-        marks = session.execute(_SERVED_MARKS, {"u": user.id, "s": secretary.id}).first()
+        marks = session.execute(SERVED_MARKS, {"u": user.id, "s": secretary.id}).first()
         values: tuple[Any, ...] = tuple(marks) if marks is not None else (None,) * 4
         pinned, rollout_id, percent, candidate = values
         live = Served(
@@ -332,14 +312,15 @@ class RolloutsMixin(VersionsMixin):
             "live",
             rollout_id,
         )
-        wanted, source = None, "live"
-        if pinned is not None:
-            wanted, source, rollout_id = int(pinned), "pinned", None
-        elif rollout_id is not None and in_rollout(
-            user.telegram_id, secretary.id, rollout_id, int(percent)
-        ):
-            wanted, source = int(candidate), "rollout"
-        if wanted is None or (wanted == secretary.version and source != "rollout"):
+        wanted, source = chosen_version(
+            user.telegram_id,
+            secretary.id,
+            secretary.version,
+            (pinned, rollout_id, percent, candidate),
+        )
+        if source == "pinned":
+            rollout_id = None
+        if wanted is None:
             return live if source == "live" else replace(live, source="pinned", rollout=None)
         row = session.execute(
             select(VERSION_TABLE).where(
