@@ -201,6 +201,19 @@ class LocalFlood(FloodControl):
             self._forget(now)
         return OK, 0.0
 
+    def note(self, chat: int, group: bool, intermediate: bool) -> None:
+        """Count a send granted elsewhere (by Redis) in these windows too: should Redis
+        go away, this process goes on from what it really sent, not from empty windows
+        (which would let a whole window's burst through on top of it)."""
+        now = time.monotonic()
+        for which, _limit, span_ms in self.limits.windows(group, intermediate):
+            times = self._sent.setdefault((which, 0 if which in (BOT, PACE) else chat), deque())
+            while times and times[0] <= now - span_ms / 1000:
+                times.popleft()
+            times.append(now)
+        if len(self._sent) > 10_000:
+            self._forget(now)
+
     def _forget(self, now: float) -> None:
         # Chats that sent nothing for a minute and more: nothing of theirs is in a window.
         for key in [k for k, v in self._sent.items() if not v or v[-1] < now - 62]:
@@ -284,6 +297,8 @@ class RedisFlood(FloodControl):
                 log.warning("flood control: Redis unusable, this process alone: %r", exc)
             return await self.fallback._try(chat, group, intermediate)
         self._warned = False
+        if int(cause) == OK:
+            self.fallback.note(chat, group, intermediate)
         return int(cause), int(wait_ms) / 1000
 
     async def hold(self, chat: int, seconds: float) -> None:

@@ -163,9 +163,9 @@ class BotApi:
             self.sent_at[(chat_id, message_id)] = time.monotonic()
         return out
 
-    def _over_limit(self, chat: int) -> tuple[int, str] | None:
-        """Take a slot in every window of `chat`, or (seconds to wait, which limit)."""
-        now = time.monotonic()
+    def _over_limit(self, chat: int, now: float) -> tuple[int, str] | None:
+        """Take a slot in every window of `chat` at `now` (when the request arrived), or
+        (seconds to wait, which limit)."""
         windows = [(("bot",), 30, 1.0), (("chat", chat), 1, 1.0)]
         if chat < 0:
             windows.append((("group", chat), 20, 60.0))
@@ -224,6 +224,9 @@ def make_app(api: BotApi) -> web.Application:
     """The aiohttp application serving `/bot<token>/<method>`."""
 
     async def handle(request: web.Request) -> web.Response:
+        # Stamped before the body is read: under load, reading it waits its turn on this
+        # thread's loop, and a later stamp would bunch requests that came evenly spaced.
+        arrived = time.monotonic()
         token, method = request.match_info["token"], request.match_info["method"]
         params: dict[str, Any] = dict(await request.post()) if request.can_read_body else {}
         params = {k: v for k, v in params.items() if isinstance(v, str)}
@@ -238,7 +241,7 @@ def make_app(api: BotApi) -> web.Application:
                 429, f"Too Many Requests: retry after {wait}", parameters={"retry_after": wait}
             )
         if api.limits and method in LIMITED:
-            over = api._over_limit(int(params.get("chat_id") or 0))
+            over = api._over_limit(int(params.get("chat_id") or 0), arrived)
             if over is not None:
                 wait, which = over
                 with api._lock:

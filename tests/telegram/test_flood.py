@@ -133,3 +133,32 @@ def test_local_flood_keeps_the_reserve_for_finals() -> None:
         assert all(w < 0.25 for w in waited), waited  # the pace only, no full window
 
     asyncio.run(main())
+
+
+def test_redis_going_away_mid_second_lets_no_burst_through(redis_url: str) -> None:
+    """What Redis granted counts locally too: when Redis fails right after 25 sends, the
+    process does not start from empty windows and send another 30 in the same second."""
+
+    class Failing(aioredis.Redis):
+        broken = False
+
+        async def eval(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+            if Failing.broken:
+                raise aioredis.ConnectionError("Redis went away")
+            return await super().eval(*args, **kwargs)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        client = Failing.from_url(redis_url)
+        flood = RedisFlood(client, f"fl{uuid.uuid4().hex[:6]}:tg:{{f1}}:", LIMITS, Metrics())
+        granted: list[float] = []
+        for chat in range(1, 26):
+            await flood.take_final(chat)
+            granted.append(time.monotonic())
+        Failing.broken = True
+        for chat in range(26, 60):
+            await flood.take_final(chat)
+            granted.append(time.monotonic())
+        assert _max_in_window(granted, 1.0) <= 30
+        await client.aclose()
+
+    asyncio.run(main())
