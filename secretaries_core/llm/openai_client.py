@@ -120,7 +120,7 @@ class OpenAIClients:
         """Close every loop's session (from outside any loop)."""
         self._clients.close_all(lambda session: session.close())
 
-    async def post(self, body: dict[str, Any], *, stream: bool) -> Any:
+    async def post(self, body: dict[str, Any] | bytes, *, stream: bool) -> Any:
         """POST `body`; the open response (status 200), after the retries the SDK made.
 
         Retried: connection errors, timeouts, 408, 409, 429 and 5xx, at most
@@ -129,7 +129,7 @@ class OpenAIClients:
         """
         import aiohttp
 
-        data = json.dumps(body, ensure_ascii=False).encode()
+        data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
         session = self.get()
         attempt = 0
         while True:
@@ -163,20 +163,25 @@ class OpenAIAdapter:
         self.model = model
         self.clients = clients
 
-    def _body(self, request: ChatRequest) -> dict[str, Any]:
-        extra = {k: v for k, v in request.params.items() if k not in LOCAL_PARAMS}
-        # The JSON body as sent: the server is the judge of the params.
-        return {**extra, "model": self.model, "messages": request.messages()}
+    def _body(self, request: ChatRequest, *, stream: bool) -> bytes:
+        """The JSON body as sent (the server is the judge of the params); the messages are
+        spliced in already encoded (`ChatRequest.messages_json`)."""
+        head = {k: v for k, v in request.params.items() if k not in LOCAL_PARAMS}
+        head.pop("messages", None)
+        head["model"] = self.model
+        if stream:
+            head |= {"stream": True, "stream_options": {"include_usage": True}}
+        text = json.dumps(head, ensure_ascii=False)
+        return (text[:-1] + ', "messages": ' + request.messages_json() + "}").encode()
 
     async def pieces(
         self, request: ChatRequest, *, stream: bool, usage: CallUsage | None = None
     ) -> AsyncIterator[str]:
         """Ask the server; stream with SSE when `stream`, else one JSON reply."""
-        body = self._body(request)
         produced = False
         try:
             if not stream:
-                response = await self.clients.post(body, stream=False)
+                response = await self.clients.post(self._body(request, stream=False), stream=False)
                 try:
                     raw = await response.read()
                 finally:
@@ -191,8 +196,7 @@ class OpenAIAdapter:
                     raise ModelError(f"{self.model}: the reply has no text")
                 yield content
                 return
-            streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
-            response = await self.clients.post(streamed, stream=True)
+            response = await self.clients.post(self._body(request, stream=True), stream=True)
             try:
                 async for chunk in _events(response):
                     # With include_usage the last chunk carries the counts and no choices.
