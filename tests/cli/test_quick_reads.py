@@ -33,7 +33,11 @@ TYPER = "import sys; from secretaries_cli.app import main; sys.argv[0] = 'secret
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SecretaryRegistry]]:
     path = tmp_path_factory.mktemp("quick") / "catalog.db"
-    url = f"sqlite:///{path}"
+    yield from _seeded(f"sqlite:///{path}")
+
+
+def _seeded(url: str) -> Iterator[tuple[str, SecretaryRegistry]]:
+    """The catalog every comparison runs against, on the database `url` names."""
     engine = make_engine(url)
     schema.upgrade(engine)
     registry = SecretaryRegistry(engine)
@@ -139,6 +143,21 @@ def test_rollout_sides_and_the_id_lookup_match(catalog: tuple[str, SecretaryRegi
     assert code == 0 and '"version_source": "rollout"' in out and '"version": 2' in out
 
 
+def test_on_postgresql_too(pg_url: str) -> None:
+    for url, registry in _seeded(pg_url):
+        inside, _outside = _rollout_users(registry)
+        for args in (
+            ["list", "--all", "--json"],
+            ["show", "carol"],
+            ["current", "@ann", "--json"],
+            ["current", "45", "--json"],
+            ["current", str(inside), "--json"],
+            ["current", "99"],
+        ):
+            assert _run(url, args, typer_only=False) == _run(url, args, typer_only=True), args
+        assert _answered_quickly(url, ["current", str(inside), "--json"])
+
+
 def test_no_default_is_the_registry_s_error(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'nodefault.db'}"
     engine = make_engine(url)
@@ -179,23 +198,27 @@ def test_only_exact_quick_command_lines_are_taken() -> None:
         assert parse(argv) is None, argv
 
 
-def test_quick_reads_load_neither_typer_nor_the_orm(
-    catalog: tuple[str, SecretaryRegistry],
-) -> None:
-    url, _registry = catalog
+def _answered_quickly(url: str, args: list[str]) -> bool:
+    """True when the quick path itself answered `args` (exit 0) loading nothing heavy."""
     probe = (
         "import sys\n"
         "from secretaries_cli import quick\n"
-        "assert quick.run(['current', '42', '--json']) == 0\n"
+        f"assert quick.run({args!r}) == 0\n"
         "heavy = [m for m in ('typer', 'click', 'sqlalchemy.orm', 'sqlmodel', 'pydantic')"
         " if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     env = {**os.environ, "SECRETARIES_DATABASE_URL": url}
-    done = subprocess.run(
-        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip().endswith("HEAVY []")
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    return done.returncode == 0 and done.stdout.strip().endswith("HEAVY []")
+
+
+def test_quick_reads_load_neither_typer_nor_the_orm(
+    catalog: tuple[str, SecretaryRegistry],
+) -> None:
+    url, _registry = catalog
+    assert _answered_quickly(url, ["current", "42", "--json"])
+    assert _answered_quickly(url, ["list", "--all"])
 
 
 def test_the_views_match_the_real_tables(catalog: tuple[str, SecretaryRegistry]) -> None:
