@@ -22,7 +22,8 @@ import asyncio
 import json
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -234,6 +235,22 @@ def prepare(url: str, users: int) -> SecretaryRegistry:
 PARTS = ("burst", "steady", "stream")
 
 
+@contextmanager
+def redis_store(settings: Settings, prefix: str) -> Iterator[ContextStore]:
+    """A Redis context store on the benchmark's Redis, under `prefix`, closed after."""
+    with redis_client() as client:
+        kwargs = client.connection_pool.connection_kwargs
+        store = open_context_store(
+            f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}",
+            policy=settings.context_policy,
+            prefix=prefix,
+        )
+        try:
+            yield store
+        finally:
+            store.close()
+
+
 def run(
     users: int, latency: float, steady_users: int = 200, parts: tuple[str, ...] = PARTS
 ) -> list[Row]:
@@ -258,15 +275,8 @@ def _bursts(users: int, latency: float, settings: Settings) -> list[Row]:
         registry = prepare(f"sqlite:///{Path(tmp) / 'bench.db'}", users)
         sql = SqlContextStore(registry.engine, settings.context_policy)
         ours_sql, ours_sql_peak = orchestrator_burst(base, users, registry, sql, settings)
-        with redis_client() as client:
-            kwargs = client.connection_pool.connection_kwargs
-            redis = open_context_store(
-                f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}",
-                policy=settings.context_policy,
-                prefix="bench:",
-            )
+        with redis_store(settings, "bench:") as redis:
             ours_redis, ours_redis_peak = orchestrator_burst(base, users, registry, redis, settings)
-            redis.close()
         n = f"{users:,}"
         rows += [
             Row(
@@ -322,15 +332,8 @@ def _steady_rows(steady_users: int, settings: Settings) -> list[Row]:
     with llm_server_process(0.2) as base, TemporaryDirectory() as tmp:
         # Steady traffic: 200 users x 10 messages, a 200 ms model, per-user order.
         registry = prepare(f"sqlite:///{Path(tmp) / 'steady.db'}", steady_users)
-        with redis_client() as client:
-            kwargs = client.connection_pool.connection_kwargs
-            redis = open_context_store(
-                f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}",
-                policy=settings.context_policy,
-                prefix="steady:",
-            )
+        with redis_store(settings, "steady:") as redis:
             bare_steady, ours_steady = steady(base, steady_users, 10, registry, redis, settings)
-            redis.close()
         rows.append(
             Row(
                 f"steady: {steady_users} users x 10 messages, 200 ms model, Redis",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from fastapi import Request
 
 from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
-from secretaries_core.context import ContextStore, open_context_store
+from secretaries_core.context import ContextStore, open_context_store, sqlite_lane
 from secretaries_core.errors import BackendUnavailable, InvalidInput
 from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.plumbing.schema import open_database
@@ -38,6 +39,12 @@ class Services:
             prefix=settings.redis_prefix,
         )
         return cls(settings, registry, contexts, Orchestrator(registry, contexts, settings))
+
+    @cached_property
+    def reads_on_loop(self) -> bool:
+        """True when the database is a SQLite file: its reads run on the loop (a WAL reader
+        never waits, and a hop to a thread cost more than the read)."""
+        return sqlite_lane.usable(self.registry.engine)
 
     def queue(self) -> Any:
         """The workers' queue (opened on first use).

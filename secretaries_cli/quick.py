@@ -76,6 +76,7 @@ def _answer(
         database_url=options.get("database_url"), context_url=options.get("context_url")
     )
     engine = open_database(settings)
+    user: object = None
     try:
         with engine.connect() as conn:
             if command == "list":
@@ -92,18 +93,16 @@ def _answer(
     if "--json" in flags:
         document = found.document if command == "current" else found
         return json.dumps(document, ensure_ascii=False) + "\n"
-    return _for_people(command, found, arguments)
+    return _for_people(command, found, user)
 
 
-def _for_people(command: str, found: Any, arguments: list[str]) -> str | None:
+def _for_people(command: str, found: Any, user: object) -> str | None:
     from secretaries_cli import render
 
     if command == "current":
-        from secretaries_core.catalog.refs import parse_user_ref
-
         doc = found.document
         line = (
-            f"{parse_user_ref(arguments[0])}: {doc['secretary']['name']} ({doc['source']}), "
+            f"{user}: {doc['secretary']['name']} ({doc['source']}), "
             f"version {doc['version']} ({doc['version_source']}), model {found.model}"
         )
         return render.for_terminal(line) + "\n"

@@ -180,12 +180,9 @@ class LocalFlood(FloodControl):
         if intermediate and self._finals.get(chat, 0.0) > now:
             return GIVE_WAY, 0.0
         for which, limit, span_ms in self.limits.windows(group, intermediate):
-            span = span_ms / 1000
-            times = self._sent.setdefault((which, 0 if which in (BOT, PACE) else chat), deque())
-            while times and times[0] <= now - span:
-                times.popleft()
+            times = self._window(which, chat, span_ms, now)
             if len(times) >= limit:
-                free = times[len(times) - limit] + span - now
+                free = times[len(times) - limit] + span_ms / 1000 - now
                 if free > wait:
                     wait, cause = free, which
         if wait > 0:
@@ -193,24 +190,28 @@ class LocalFlood(FloodControl):
                 return cause, wait
             self._finals[chat] = now + 5.0
             return cause, wait
-        for which, _limit, _span in self.limits.windows(group, intermediate):
-            self._sent[(which, 0 if which in (BOT, PACE) else chat)].append(now)
+        self._take(chat, group, intermediate, now)
         if not intermediate:
             self._finals.pop(chat, None)
-        if len(self._sent) > 10_000:
-            self._forget(now)
         return OK, 0.0
 
     def note(self, chat: int, group: bool, intermediate: bool) -> None:
         """Count a send granted elsewhere (by Redis) in these windows too: should Redis
         go away, this process goes on from what it really sent, not from empty windows
         (which would let a whole window's burst through on top of it)."""
-        now = time.monotonic()
+        self._take(chat, group, intermediate, time.monotonic())
+
+    def _window(self, which: int, chat: int, span_ms: int, now: float) -> deque[float]:
+        """One window's send times, those older than the window dropped."""
+        times = self._sent.setdefault((which, 0 if which in (BOT, PACE) else chat), deque())
+        while times and times[0] <= now - span_ms / 1000:
+            times.popleft()
+        return times
+
+    def _take(self, chat: int, group: bool, intermediate: bool, now: float) -> None:
+        """A send at `now` in every window it counts in."""
         for which, _limit, span_ms in self.limits.windows(group, intermediate):
-            times = self._sent.setdefault((which, 0 if which in (BOT, PACE) else chat), deque())
-            while times and times[0] <= now - span_ms / 1000:
-                times.popleft()
-            times.append(now)
+            self._window(which, chat, span_ms, now).append(now)
         if len(self._sent) > 10_000:
             self._forget(now)
 

@@ -22,7 +22,6 @@ from secretaries_core.catalog.schemas import (
     UserListItem,
     UserOut,
 )
-from secretaries_core.context import sqlite_lane
 from secretaries_core.plumbing.db import connected
 
 router = APIRouter(prefix="/api", tags=["users"])
@@ -65,9 +64,8 @@ async def current(svc: Svc, user_id: UserPath) -> Any:
     ref = user_ref(user_id)
     engine = svc.registry.engine
     # The hot read on Core, answered as its JSON document (no ORM, no model rebuilt from
-    # it). On a SQLite file it runs on the loop: a WAL reader never waits, and the hop to
-    # a thread cost more than the read (measured: bench.api); elsewhere on a thread.
-    if sqlite_lane.usable(engine):
+    # it); on the loop for a SQLite file (see Services.reads_on_loop), else on a thread.
+    if svc.reads_on_loop:
         document = _quick_current(engine, ref)
     else:
         document = await run_in_threadpool(_quick_current, engine, ref)

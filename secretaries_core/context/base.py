@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from secretaries_core.errors import InvalidInput
 
@@ -17,7 +17,6 @@ if TYPE_CHECKING:  # asyncio and a thread pool only for async callers: config im
 ProgressCallback = Callable[[int, int], None]
 """Called as `progress(done, total)` while a purge works through its batches."""
 
-K = TypeVar("K")
 PARAM_TTL = "context_ttl"
 PARAM_MAX_MESSAGES = "context_max_messages"
 
@@ -30,23 +29,6 @@ class Message:
     content: str
     at: datetime
     metadata: Mapping[str, Any] | None = None
-
-
-def decoded_once(
-    memory: dict[K, Message], items: Iterable[K], decode: Callable[[K], Message], cap: int
-) -> list[Message]:
-    """`items` as messages, each decoded once: `memory` maps an item (a stored row, a
-    stored text) to its message. A context is read again on each of its user's messages,
-    and decoding the same items anew cost more than fetching them. Emptied past `cap`."""
-    if len(memory) > cap:
-        memory.clear()
-    out = []
-    for item in items:
-        message = memory.get(item)
-        if message is None:
-            message = memory[item] = decode(item)
-        out.append(message)
-    return out
 
 
 # Metadata keys that identify a turn: a queued update's id, or the id the orchestrator

@@ -32,13 +32,13 @@ from secretaries_core.context.base import (
     ContextPolicy,
     ContextStore,
     Message,
-    decoded_once,
     turn_id,
 )
 from secretaries_core.context.redis_admin import RedisAdmin, from_score, score
 from secretaries_core.context.redis_scripts import ANY_AGE, SCRIPTS, UNAVAILABLE, lost_scripts
 from secretaries_core.errors import BackendUnavailable
 from secretaries_core.plumbing.loops import PerLoop
+from secretaries_core.plumbing.memo import each_once
 from secretaries_core.plumbing.timeutil import utcnow
 
 P = ParamSpec("P")
@@ -381,7 +381,7 @@ def _decode(raw: bytes | str | None) -> list[Message]:
     if not raw:
         return []
     items = raw.split(b"\n") if isinstance(raw, bytes) else raw.encode().split(b"\n")
-    return decoded_once(_DECODED, items, _item, DECODED_CAP)
+    return each_once(_DECODED, items, _item, DECODED_CAP)
 
 
 def _item(stored: bytes) -> Message:

@@ -35,9 +35,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from secretaries_core.context.base import ContextPolicy, Message, decoded_once, turn_id
+from secretaries_core.context.base import ContextPolicy, Message, turn_id
 from secretaries_core.errors import InvalidInput
 from secretaries_core.plumbing.db import busy, sqlite_pragmas, unavailable
+from secretaries_core.plumbing.memo import each_once
 
 # How far back a redelivered update's turn is looked for (as the Core path does).
 LOOK_BACK = 64
@@ -314,7 +315,7 @@ class SqliteLane:
         return messages[-limit:] if limit is not None and limit < len(messages) else messages
 
     def _messages(self, rows: list[Row]) -> list[Message]:
-        return decoded_once(self._decoded, rows, _decode, DECODED_CAP)
+        return each_once(self._decoded, rows, _decode, DECODED_CAP)
 
     def append_turns(
         self,

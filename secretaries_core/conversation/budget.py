@@ -104,7 +104,7 @@ def fit_history(
     total = sum(costs)
     if total <= room:
         # The whole history fits (the common case): no walk turn by turn.
-        return Fit(list(turns[floor:]), list(turns[:floor]), fixed + total)
+        kept_from, used = floor, total
     end = len(costs)
     while kept_from > floor:
         size = len(turns[kept_from - 1])

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any
 
+from secretaries_core.plumbing.memo import each_once
+
 log = logging.getLogger(__name__)
 
 # Tokens the chat format adds around every message, and once to prime the reply
@@ -174,23 +176,18 @@ class TokenCounter:
         """True when `model`'s counts come from its real tokenizer."""
         return self._encoding(model)[1] is not None
 
-    def _memo(self, name: str | None) -> dict[str, int]:
+    def _counts(self, model: str, texts: Iterable[str]) -> list[int]:
+        """Tokens of each of `texts`, memoised: the same history is counted again on every
+        message of its user."""
+        name, encoding = self._encoding(model)
         memo = self._memos.get(name)
         if memo is None:
             memo = self._memos.setdefault(name, {})
-        elif len(memo) > self._memo_size:
-            memo.clear()
-        return memo
+        return each_once(memo, texts, lambda text: _tokens(encoding, text), self._memo_size)
 
     def count(self, model: str, text: str) -> int:
         """Tokens of `text` for `model`."""
-        name, encoding = self._encoding(model)
-        memo = self._memo(name)
-        found = memo.get(text)
-        if found is None:
-            # Memoised because the same history is counted again on every message of a user.
-            found = memo[text] = _tokens(encoding, text)
-        return found
+        return self._counts(model, (text,))[0]
 
     def message(self, model: str, text: str) -> int:
         """Tokens one chat message of `text` costs, its framing included."""
@@ -202,15 +199,7 @@ class TokenCounter:
         One call for a whole history, not one per message: a 100-message context is
         counted on every message of its user, and the calls cost more than the lookups.
         """
-        name, encoding = self._encoding(model)
-        memo = self._memo(name)
-        out = []
-        for text in texts:
-            found = memo.get(text)
-            if found is None:
-                found = memo[text] = _tokens(encoding, text)
-            out.append(found + PER_MESSAGE)
-        return out
+        return [n + PER_MESSAGE for n in self._counts(model, texts)]
 
     def messages(self, model: str, texts: Iterable[str]) -> int:
         """Tokens of a whole request's messages, reply priming included."""

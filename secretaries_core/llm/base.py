@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from secretaries_core.plumbing.memo import each_once
+
 
 @dataclass(frozen=True)
 class ChatTurn:
@@ -61,12 +63,16 @@ class ChatRequest:
     texts: Sequence[str]
     params: Mapping[str, Any]
 
+    def _said(self) -> list[tuple[str, str]]:
+        """(role, content) of every message: the system prompt, the history, the texts."""
+        said = [("system", self.prompt)]
+        said += [(turn.role, turn.content) for turn in self.history]
+        said += [("user", text) for text in self.texts]
+        return said
+
     def messages(self) -> list[dict[str, str]]:
         """The chat-completions `messages` list."""
-        out = [{"role": "system", "content": self.prompt}]
-        out += [{"role": turn.role, "content": turn.content} for turn in self.history]
-        out += [{"role": "user", "content": text} for text in self.texts]
-        return out
+        return [{"role": role, "content": content} for role, content in self._said()]
 
     def messages_json(self) -> str:
         """`messages()` as JSON text, each message encoded once per process.
@@ -74,21 +80,11 @@ class ChatRequest:
         The same history goes out again on every message of its user: encoding it anew
         was most of what a request's CPU still grew by with the history.
         """
-        encoded = _ENCODED
-        if len(encoded) > ENCODED_CAP:
-            encoded.clear()
-        parts = []
-        said = [("system", self.prompt)]
-        said += [(turn.role, turn.content) for turn in self.history]
-        said += [("user", text) for text in self.texts]
-        for key in said:
-            part = encoded.get(key)
-            if part is None:
-                part = encoded[key] = json.dumps(
-                    {"role": key[0], "content": key[1]}, ensure_ascii=False
-                )
-            parts.append(part)
-        return "[" + ", ".join(parts) + "]"
+        return "[" + ", ".join(each_once(_ENCODED, self._said(), _encoded, ENCODED_CAP)) + "]"
+
+
+def _encoded(said: tuple[str, str]) -> str:
+    return json.dumps({"role": said[0], "content": said[1]}, ensure_ascii=False)
 
 
 # (role, content) -> that message's JSON; emptied when it outgrows the cap.

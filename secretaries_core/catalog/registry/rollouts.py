@@ -303,7 +303,7 @@ class RolloutsMixin(VersionsMixin):
         # One round trip in the common case (no pin, no rollout): both looked up at once.
         marks = session.execute(SERVED_MARKS, {"u": user.id, "s": secretary.id}).first()
         values: tuple[Any, ...] = tuple(marks) if marks is not None else (None,) * 4
-        pinned, rollout_id, percent, candidate = values
+        rollout_id = values[1]
         live = Served(
             secretary.version,
             secretary.model,
@@ -312,12 +312,7 @@ class RolloutsMixin(VersionsMixin):
             "live",
             rollout_id,
         )
-        wanted, source = chosen_version(
-            user.telegram_id,
-            secretary.id,
-            secretary.version,
-            (pinned, rollout_id, percent, candidate),
-        )
+        wanted, source = chosen_version(user.telegram_id, secretary.id, secretary.version, values)
         if source == "pinned":
             rollout_id = None
         if wanted is None:
