@@ -14,6 +14,7 @@ from secretaries_core.plumbing.db import mask_url
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEME = "redis+cluster"
+LANE_SCHEMES = ("redis", "unix")
 CONNECT_TIMEOUT_S = 5.0
 SOCKET_TIMEOUT_S = 10.0
 ASYNC_MAX_CONNECTIONS = 64
@@ -82,6 +83,8 @@ def open_context_store(
             url=masked,
             owns_client=True,
             async_client=lambda: redis_client(url, asynchronous=True),
+            # rediss:// keeps the pool: the lane reads its socket directly (no TLS there).
+            lane=url if scheme in LANE_SCHEMES else None,
         )
     raise InvalidInput(
         f"unknown context store URL {masked!r}: use redis://, rediss://, redis+cluster:// "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -73,6 +73,9 @@ class RedisAdmin:
 
     @staticmethod
     def _call(pipe: Any, script: str, keys: list[str], args: list[Any]) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _forget_remembered(self, keys: Iterable[str] | None) -> None:  # pragma: no cover
         raise NotImplementedError
 
     def _lengths(self, pairs: list[tuple[int, uuid.UUID]]) -> list[int]:
@@ -166,6 +169,7 @@ class RedisAdmin:
                 self._call(pipe, "delete", keys, [repr(cutoff), *(s.hex for _, s in group)])
 
         outcomes = [outcome for reply in self._run(queue_deletes) for outcome in reply]
+        self._forget_remembered(self.context_key(u, s) for u, s in pairs)
         gone: dict[str, list[str]] = defaultdict(list)
         fresh: dict[str, dict[str, float]] = defaultdict(dict)
         deleted = 0
@@ -264,6 +268,8 @@ class RedisAdmin:
                 )
             )
             examined, deleted = reply[0]
+            if deleted:
+                self._forget_remembered(None)
             if not examined:
                 return done
             done += int(deleted)

@@ -19,6 +19,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 # of payloads, the payloads, then the index members. A non-empty guard (the turn's id as it
 # appears in its JSON) makes the push happen once: a turn already among the newest
 # messages is not pushed again, so a write retried after a lost reply cannot double it.
+# Returns 0 when the guard found the turn, else the list's new length. That last LLEN is
+# a read, and it matters: a write drops the key from the writer's client tracking, the
+# read puts it back, so the lane (redis_lane) keeps hearing of other writers' changes.
 _PUSH_AND_TOUCH = """
 local guard, n = ARGV[1], tonumber(ARGV[5])
 if guard ~= '' then
@@ -34,7 +37,7 @@ for i = 2, #KEYS do
   redis.call('ZADD', KEYS[i], ARGV[4], ARGV[4 + n + i])
   if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
-return 1
+return redis.call('LLEN', KEYS[1])
 """
 # The index half of the above, for indexes in another cluster slot than the list.
 # KEYS: indexes; ARGV: ttl_ms, score, members...
@@ -99,6 +102,11 @@ return {#members, deleted}
 _READ = """
 return table.concat(redis.call('LRANGE', KEYS[1], ARGV[1], -1), '\\n')
 """
+# What the lane remembers: a whole context and how long it lives, {PTTL, joined items}
+# (PTTL -2: no such list). Reading it also makes client tracking watch the key.
+_READ_ALL = """
+return {redis.call('PTTL', KEYS[1]), table.concat(redis.call('LRANGE', KEYS[1], 0, -1), '\\n')}
+"""
 SCRIPTS = {
     name: (body, hashlib.sha1(body.encode()).hexdigest())
     for name, body in (
@@ -107,6 +115,7 @@ SCRIPTS = {
         ("delete", _DELETE_IF_IDLE),
         ("purge", _PURGE_BATCH),
         ("read", _READ),
+        ("read_all", _READ_ALL),
     )
 }
 # A cutoff above every real timestamp: delete regardless of age.

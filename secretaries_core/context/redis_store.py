@@ -17,7 +17,7 @@ KEYS or SCAN, so their cost grows with what they delete.
 
 from __future__ import annotations
 
-import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from datetime import datetime
@@ -28,19 +28,17 @@ from redis import Redis
 from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from secretaries_core.context.base import (
-    ContextPolicy,
-    ContextStore,
-    Message,
-    turn_id,
-)
-from secretaries_core.context.redis_admin import RedisAdmin, from_score, score
+from secretaries_core.context.base import ContextPolicy, ContextStore, Message
+from secretaries_core.context.factory import COMMAND_RETRIES, CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S
+from secretaries_core.context.redis_admin import RedisAdmin, score
+from secretaries_core.context.redis_items import decode_joined, encode, guard
+from secretaries_core.context.redis_lane import LaneUnsupported, RedisLane, forget_everywhere
 from secretaries_core.context.redis_scripts import ANY_AGE, SCRIPTS, UNAVAILABLE, lost_scripts
 from secretaries_core.errors import BackendUnavailable
 from secretaries_core.plumbing.loops import PerLoop
-from secretaries_core.plumbing.memo import each_once
 from secretaries_core.plumbing.timeutil import utcnow
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
@@ -65,6 +63,7 @@ class RedisContextStore(RedisAdmin, ContextStore):
         clock: Callable[[], datetime] = utcnow,
         owns_client: bool = False,
         async_client: Callable[[], Any] | None = None,
+        lane: str | None = None,
     ) -> None:
         # Typed loosely: redis-py's reply types differ between Redis and RedisCluster.
         self.client: Any = client
@@ -79,6 +78,12 @@ class RedisContextStore(RedisAdmin, ContextStore):
         # without a factory the async methods hop to threads like any blocking backend.
         self._async_clients: PerLoop[Any] | None = (
             PerLoop(async_client) if async_client is not None else None
+        )
+        # `lane`: the URL of one tracked connection per loop for context reads and turn
+        # pushes (redis_lane); a single server only (a cluster spreads contexts over nodes).
+        self._lane_url = lane if not self.cluster else None
+        self._lanes: PerLoop[RedisLane] | None = (
+            PerLoop(self._new_lane) if self._lane_url is not None else None
         )
 
     # -- keys -----------------------------------------------------------------------------
@@ -142,8 +147,8 @@ class RedisContextStore(RedisAdmin, ContextStore):
         return await self._with_scripts(lambda: _load_scripts(client), execute)
 
     async def _with_scripts(
-        self, load: Callable[[], Awaitable[None]], execute: Callable[[], Awaitable[list[Any]]]
-    ) -> list[Any]:
+        self, load: Callable[[], Awaitable[None]], execute: Callable[[], Awaitable[T]]
+    ) -> T:
         """The one loop of both clients: a server that lost its scripts gets them again once;
         an unreachable one is `BackendUnavailable`. (SCRIPT LOAD reaches every primary of a
         cluster; EVALSHA then sends only the hash.)"""
@@ -183,7 +188,7 @@ class RedisContextStore(RedisAdmin, ContextStore):
         """The script calls that push `messages` (one context's) and touch the indexes."""
         now = repr(score(self.clock()))
         ttl_ms = int(rules.ttl.total_seconds() * 1000)
-        bodies = [_encode(message) for message in messages]
+        bodies = [encode(message) for message in messages]
         indexes = [
             (self.user_index_key(user_id), secretary_id.hex),
             (self.secretary_index_key(secretary_id), str(user_id)),
@@ -198,7 +203,7 @@ class RedisContextStore(RedisAdmin, ContextStore):
                 "push",
                 [self.context_key(user_id, secretary_id), *(k for k, _ in local)],
                 [
-                    _guard(messages),
+                    guard(messages),
                     rules.max_messages,
                     ttl_ms,
                     now,
@@ -225,6 +230,7 @@ class RedisContextStore(RedisAdmin, ContextStore):
         """One round trip: push, trim to the cap, refresh the TTL and the four indexes."""
         rules = policy or self.policy
         self._run(lambda pipe: self._queue_push(pipe, user_id, secretary_id, [message], rules))
+        self._forget_remembered([self.context_key(user_id, secretary_id)])
 
     def append_many(
         self,
@@ -241,6 +247,7 @@ class RedisContextStore(RedisAdmin, ContextStore):
         def flush(pipe: Any) -> None:
             for (user_id, secretary_id), messages in _by_context(pending):
                 self._queue_push(pipe, user_id, secretary_id, messages, rules)
+            self._forget_remembered(self.context_key(u, s) for u, s, _m in pending)
 
         for item in items:
             pending.append(item)
@@ -266,18 +273,23 @@ class RedisContextStore(RedisAdmin, ContextStore):
         start = -limit if limit is not None else 0
         key = self.context_key(user_id, secretary_id)
         raw = self._run(lambda pipe: self._call(pipe, "read", [key], [start]))[0]
-        return _decode(raw)
+        return decode_joined(raw)
 
     async def aread(
         self, user_id: int, secretary_id: uuid.UUID, limit: int | None = None
     ) -> list[Message]:
-        """`read` on this loop's async client."""
+        """`read` on this loop's lane (from memory when current), else its async client."""
+        key = self.context_key(user_id, secretary_id)
+        lane = self._lane()
+        if lane is not None:
+            try:
+                return await self._with_scripts(lane.load_scripts, lambda: lane.read(key, limit))
+            except LaneUnsupported as exc:
+                self._give_up_lanes(exc)
         if self._async_clients is None:
             return await super().aread(user_id, secretary_id, limit)
         start = -limit if limit is not None else 0
-        return _decode(
-            await self._aeval("read", [self.context_key(user_id, secretary_id)], [start])
-        )
+        return decode_joined(await self._aeval("read", [key], [start]))
 
     async def _aeval(self, script: str, keys: list[str], args: list[Any]) -> Any:
         """One script call on this loop's async client, without a pipeline around it."""
@@ -307,6 +319,24 @@ class RedisContextStore(RedisAdmin, ContextStore):
         ]
         if len(calls) == 1:
             # A turn on a single server: one command, without a pipeline around it.
+            lane = self._lane()
+            if lane is not None:
+                _script, keys, args = calls[0]
+                try:
+                    await self._with_scripts(
+                        lane.load_scripts,
+                        lambda: lane.push(
+                            keys,
+                            args,
+                            bodies=args[5 : 5 + len(items)],
+                            cap=rules.max_messages,
+                            ttl_ms=int(rules.ttl.total_seconds() * 1000),
+                        ),
+                    )
+                    self._forget_remembered(keys[:1], but=lane)
+                    return len(items)
+                except LaneUnsupported as exc:
+                    self._give_up_lanes(exc)
             await self._aeval(*calls[0])
         else:
 
@@ -315,18 +345,49 @@ class RedisContextStore(RedisAdmin, ContextStore):
                     self._call(pipe, *call)
 
             await self._arun(queue)
+        self._forget_remembered(self.context_key(u, s) for u, s, _m in items)
         return len(items)
 
+    # -- the lanes' memory ----------------------------------------------------------------
+
+    def _new_lane(self) -> RedisLane:
+        assert self._lane_url is not None
+        return RedisLane(
+            self._lane_url,
+            connect_timeout_s=CONNECT_TIMEOUT_S,
+            timeout_s=SOCKET_TIMEOUT_S,
+            retries=COMMAND_RETRIES,
+        )
+
+    def _lane(self) -> RedisLane | None:
+        return self._lanes.get() if self._lanes is not None else None
+
+    def _give_up_lanes(self, exc: Exception) -> None:
+        log.warning("Redis refused client tracking (%s); reading contexts without it", exc)
+        self._lanes = None  # writes still make other stores' lanes forget (_lane_url)
+
+    def _forget_remembered(
+        self, keys: Iterable[str] | None, *, but: RedisLane | None = None
+    ) -> None:
+        """After a write: no other lane of the process may answer from what it remembered
+        of these contexts (None: of any), even before Redis' notice reaches it."""
+        if self._lane_url is not None:
+            forget_everywhere(self._lane_url, keys, but=but)
+
     async def aclose(self) -> None:
-        """Close the running loop's async client."""
+        """Close the running loop's async client and lane."""
         if self._async_clients is not None:
             await self._async_clients.aclose_current(_aclose_client)
+        if self._lanes is not None:
+            await self._lanes.aclose_current(_aclose_lane)
 
     def close(self) -> None:
         """Close the clients if this store created them."""
         super().close()
         if self._async_clients is not None:
             self._async_clients.close_all(_aclose_client)
+        if self._lanes is not None:
+            self._lanes.close_all(_aclose_lane)
         if self._owns_client:
             self.client.close()
 
@@ -341,6 +402,10 @@ async def _aclose_client(client: Any) -> None:
     await client.aclose()
 
 
+async def _aclose_lane(lane: RedisLane) -> None:
+    await lane.aclose()
+
+
 def _blocking(work: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine that never suspends (its awaits are blocking calls) to its result."""
     try:
@@ -351,45 +416,9 @@ def _blocking(work: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("a blocking Redis call suspended")
 
 
-def _encode(message: Message) -> str:
-    payload: dict[str, Any] = {"r": message.role, "c": message.content, "t": score(message.at)}
-    if message.metadata:
-        payload["m"] = dict(message.metadata)
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-
-
-def _guard(messages: list[Message]) -> str:
-    """The turn id of `messages` exactly as it appears in their JSON ('' when none)."""
-    turn = turn_id(messages)
-    if turn is None:
-        return ""
-    return json.dumps(dict([turn]), separators=(",", ":"), ensure_ascii=False)[1:-1]
-
-
 def _by_context(
     items: Iterable[tuple[int, uuid.UUID, Message]],
 ) -> Iterator[tuple[tuple[int, uuid.UUID], list[Message]]]:
     """Consecutive messages of one context together (a turn is pushed by one call)."""
     for pair, group in groupby(items, key=lambda item: (item[0], item[1])):
         yield pair, [message for _u, _s, message in group]
-
-
-def _decode(raw: bytes | str | None) -> list[Message]:
-    # The read script's one reply, split at the newlines between items. A user's context
-    # is read again on each of their messages: an item read before maps to the message it
-    # decoded to (keyed by its whole stored text, so never to another message).
-    if not raw:
-        return []
-    items = raw.split(b"\n") if isinstance(raw, bytes) else raw.encode().split(b"\n")
-    return each_once(_DECODED, items, _item, DECODED_CAP)
-
-
-def _item(stored: bytes) -> Message:
-    d = json.loads(stored)
-    return Message(d["r"], d["c"], from_score(d["t"]), d.get("m"))
-
-
-# Decoded items, shared by the stores of the process (an item's message does not depend
-# on the store). Emptied when it outgrows the cap: cheaper than an LRU order on each hit.
-DECODED_CAP = 50_000
-_DECODED: dict[bytes, Message] = {}

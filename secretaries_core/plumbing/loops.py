@@ -40,6 +40,11 @@ class PerLoop(Generic[T]):
                     found = self._items[loop] = self.factory()
         return found
 
+    def values(self) -> list[T]:
+        """Every loop's item, as of now."""
+        with self._lock:
+            return list(self._items.values())
+
     def close_all(self, close: Callable[[T], Awaitable[Any]]) -> None:
         """Close every item from a thread with no running loop (best effort per loop)."""
         with self._lock:

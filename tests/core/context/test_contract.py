@@ -149,3 +149,17 @@ def test_every_write_refreshes_expiry(handle: StoreHandle) -> None:
         store.append(U1, S1, msg(f"m{i}"), policy=short)
         time.sleep(0.5)
     assert texts(store.read(U1, S1)) == ["m0", "m1", "m2", "m3"]
+
+
+def test_a_turn_delivered_twice_is_stored_once(handle: StoreHandle) -> None:
+    """Whether its id is a string or a number: a write resent after its reply was lost
+    (a failover, a restart) must not double the turn."""
+    store = handle.store
+    for n, update_id in enumerate(("77", 78)):
+        turn = [
+            (U1, S1, msg(f"question {n}", update_id=update_id)),
+            (U1, S1, msg(f"answer {n}", role="assistant")),
+        ]
+        store.append_many(turn)
+        store.append_many(turn)
+    assert texts(store.read(U1, S1)) == ["question 0", "answer 0", "question 1", "answer 1"]

@@ -1,0 +1,279 @@
+"""The Redis store's lane: one connection per event loop that remembers the contexts it read.
+
+A message reads its user's context and then pushes the turn: two round trips, and on a
+2-core machine a round trip through redis-py costs more CPU than the rest of the message.
+The lane removes the read when nothing changed, without giving up seeing what others write:
+
+- it speaks RESP3 with `CLIENT TRACKING ON NOLOOP`, so Redis itself tells the connection
+  when any *other* client changes (writes, clears, purges, expires, flushes) a key the
+  connection read; the lane forgets that context;
+- its own pushes go over the same connection (NOLOOP: no notice for them) and update what
+  it remembers from their reply: the list's new length must be the remembered length plus
+  the pushed items (trimmed to the cap), or the context is forgotten;
+- replies and notices arrive on one connection in the order the server wrote them, so a
+  notice for a change made before a reply is always handled before that reply.
+
+A read is answered from memory only when all of these hold: the context is remembered,
+its TTL cannot have run out yet, the connection has heard from Redis in the last `LIVE_S`
+seconds, and reading what the socket already holds (`drain`) brought no notice for it.
+A lost connection forgets everything; the next command connects again (with the same
+retries as the store's pool). Redis Cluster and TLS keep the pool: see docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from secretaries_core.context.base import Message
+from secretaries_core.context.redis_items import decode_items, decode_joined
+from secretaries_core.context.redis_scripts import SCRIPTS
+from secretaries_core.context.resp3 import Arg, Push, RespConnection, connect
+
+log = logging.getLogger(__name__)
+
+LIVE_S = 2.0
+"""Serve from memory only if Redis spoke on the connection this recently (else read)."""
+CAP_MESSAGES = 100_000
+"""Messages remembered per lane at most; past it the lane forgets everything."""
+TRACKING = ("CLIENT", "TRACKING", "ON", "NOLOOP")
+PASSING = ("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")
+"""Error replies of a server that will answer soon (a restart loading its data): retried,
+not taken as a server without tracking."""
+
+
+class LaneUnsupported(Exception):
+    """The server refused RESP3 or client tracking (Redis < 6, a proxy): use the pool."""
+
+
+@dataclass(slots=True)
+class _Remembered:
+    messages: list[Message]
+    deadline: float
+    """Monotonic time before which the list cannot have expired."""
+
+
+class RedisLane:
+    """One loop's tracked RESP3 connection and the contexts it remembers."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout_s: float,
+        timeout_s: float,
+        retries: int,
+        cap_messages: int = CAP_MESSAGES,
+    ) -> None:
+        self._url = url
+        self._connect_timeout_s = connect_timeout_s
+        self._timeout_s = timeout_s
+        self._retries = retries
+        self._cap = cap_messages
+        self._conn: RespConnection | None = None
+        self._opening: asyncio.Future[RespConnection] | None = None
+        self._memory: dict[str, _Remembered] = {}
+        self._held = 0
+        self._forgets = 0  # bumped by every forget: a read in flight across one is not kept
+        self.hits = 0
+        """Reads answered from memory (for tests and benchmarks)."""
+        with _LOCK:
+            _LANES.setdefault(url, weakref.WeakSet()).add(self)
+
+    # -- the two operations ---------------------------------------------------------------
+
+    async def read(self, key: str, limit: int | None) -> list[Message]:
+        """The context's newest `limit` messages (all when None), from memory if current."""
+        conn = self._conn
+        if conn is not None and key in self._memory and conn.drain():
+            found = self._memory.get(key)  # drain may have brought a notice for it
+            now = time.monotonic()
+            if found is not None and now < found.deadline and now - conn.heard < LIVE_S:
+                self.hits += 1
+                return _newest(found.messages, limit)
+        read: list[list[Message]] = []
+        sent = time.monotonic()
+        forgets = self._forgets
+
+        def remember(reply: Any) -> None:
+            pttl, joined = reply
+            messages = decode_joined(joined)
+            read.append(messages)
+            if self._forgets != forgets:
+                # A write on another thread made lanes forget while this read was on its
+                # way: the reply may predate that write, so it is used but not kept.
+                return
+            # -2: no list (an empty context until someone writes: a notice); -1: no TTL.
+            self._hold(key, messages, sent + pttl / 1000 if pttl >= 0 else math.inf)
+
+        await self._call(["EVALSHA", SCRIPTS["read_all"][1], 1, key], remember)
+        return _newest(read[-1], limit)
+
+    async def push(
+        self,
+        keys: Sequence[str],
+        args: Sequence[Arg],
+        *,
+        bodies: Sequence[str],
+        cap: int,
+        ttl_ms: int,
+    ) -> None:
+        """Run the push script (see redis_scripts) and keep a remembered context in step."""
+        key = keys[0]
+        sent = time.monotonic()
+
+        def follow(length: Any) -> None:
+            found = self._memory.get(key)
+            if found is None or length == 0:
+                return  # not remembered, or the guard found the turn stored: nothing changed
+            pushed = decode_items(body.encode() for body in bodies)
+            messages = (found.messages + pushed)[-cap:]
+            if len(messages) != length:
+                self.forget([key])  # not the list we remembered: read it next time
+                return
+            self._hold(key, messages, sent + ttl_ms / 1000)
+
+        await self._call(["EVALSHA", SCRIPTS["push"][1], len(keys), *keys, *args], follow)
+
+    async def load_scripts(self) -> None:
+        """SCRIPT LOAD of every store script over the lane (after a restart lost them)."""
+        for body, _sha in SCRIPTS.values():
+            await self._call(["SCRIPT", "LOAD", body], None)
+
+    # -- memory ---------------------------------------------------------------------------
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """Forget these contexts (safe from any thread: single dict operations)."""
+        self._forgets += 1
+        for key in keys:
+            found = self._memory.pop(key, None)
+            if found is not None:
+                self._held -= len(found.messages)
+
+    def forget_all(self) -> None:
+        """Forget every context."""
+        self._forgets += 1
+        self._memory.clear()
+        self._held = 0
+
+    def _hold(self, key: str, messages: list[Message], deadline: float) -> None:
+        old = self._memory.get(key)
+        self._held += len(messages) - (len(old.messages) if old is not None else 0)
+        if self._held > self._cap:
+            self.forget_all()
+            self._held = len(messages)
+        self._memory[key] = _Remembered(messages, deadline)
+
+    # -- the connection -------------------------------------------------------------------
+
+    async def _call(self, args: Sequence[Arg], then: Any) -> Any:
+        """Send one command, connecting first if needed; connection failures are retried
+        (every store write is idempotent: see docs/operations.md, "Redis restarts")."""
+        for attempt in range(self._retries + 1):
+            try:
+                conn = self._conn
+                if conn is None or not conn.open:
+                    conn = await self._connect()
+                return await conn.send(args, then)
+            except (RedisConnectionError, RedisTimeoutError):
+                if attempt == self._retries:
+                    raise
+                await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    async def _connect(self) -> RespConnection:
+        """The connection, opened once for all the callers that need it now."""
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self._open())
+            self._opening.add_done_callback(self._opened)
+        return await asyncio.shield(self._opening)
+
+    def _opened(self, opening: asyncio.Future[RespConnection]) -> None:
+        if self._opening is opening:
+            self._opening = None
+        if not opening.cancelled() and opening.exception() is not None:
+            # Retrieved here so that a failure nobody awaits any more is still logged once.
+            log.debug("opening the Redis lane failed: %s", opening.exception())
+
+    async def _open(self) -> RespConnection:
+        try:
+            conn = await connect(
+                self._url,
+                self._notice,
+                self._lost,
+                connect_timeout_s=self._connect_timeout_s,
+                timeout_s=self._timeout_s,
+                setup=[TRACKING],
+            )
+        except ResponseError as exc:
+            if str(exc).startswith(PASSING):
+                raise RedisConnectionError(f"Redis is not ready: {exc}") from exc
+            raise LaneUnsupported(str(exc)) from exc
+        self.forget_all()  # nothing remembered survives a new connection's first reply
+        self._conn = conn
+        return conn
+
+    def _notice(self, push: Push) -> None:
+        if len(push) >= 2 and push[0] == b"invalidate":
+            keys = push[1]
+            if keys is None:  # FLUSHALL / FLUSHDB
+                self.forget_all()
+            else:
+                self.forget(k.decode() if isinstance(k, bytes) else str(k) for k in keys)
+            return
+        # Anything else (e.g. tracking redirection broken) could mean a missed notice.
+        log.warning("unexpected push from Redis (%r); forgetting every context", push[:1])
+        self.forget_all()
+
+    def _lost(self, conn: RespConnection) -> None:
+        # Only the current connection's loss: what a newer one read is tracked by it.
+        if self._conn is conn:
+            self._conn = None
+            self.forget_all()
+            log.info("the Redis lane lost its connection; it reconnects on the next command")
+
+    async def aclose(self) -> None:
+        """Close the connection and forget everything."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+        self.forget_all()
+
+
+# Every lane of the process by URL: a write made in this process (by any store, over any
+# connection) makes all of them forget the context at once, without waiting for Redis'
+# notice, which travels on another socket and may be read a moment after the write's reply.
+_LANES: dict[str, weakref.WeakSet[RedisLane]] = {}
+_LOCK = threading.Lock()
+
+
+def forget_everywhere(
+    url: str, keys: Iterable[str] | None, *, but: RedisLane | None = None
+) -> None:
+    """Every lane on `url` in this process but `but` forgets `keys` (None: everything)."""
+    with _LOCK:
+        lanes = [lane for lane in _LANES.get(url, ()) if lane is not but]
+    if not lanes:
+        return
+    keys = None if keys is None else list(keys)
+    for lane in lanes:
+        if keys is None:
+            lane.forget_all()
+        else:
+            lane.forget(keys)
+
+
+def _newest(messages: list[Message], limit: int | None) -> list[Message]:
+    """A copy of the newest `limit` messages: LRANGE's -limit..-1, so all for None or 0."""
+    return messages[-limit:] if limit else messages[:]

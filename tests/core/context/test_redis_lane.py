@@ -1,0 +1,382 @@
+"""The Redis store's lane: contexts read from memory only while Redis says nothing changed.
+
+Every read here is compared with what Redis itself holds (a read over the store's pool,
+which never remembers), and the lane's hit counter shows memory was actually used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from redis import Redis
+
+from secretaries_core.context import ContextPolicy, Message, open_context_store
+from secretaries_core.context.redis_lane import RedisLane
+from secretaries_core.context.redis_store import RedisContextStore
+from secretaries_core.context.resp3 import Push, encode, parse
+from secretaries_core.errors import BackendUnavailable
+from tests.servers import redis_server, restartable_redis
+
+SEC = uuid.UUID(int=7)
+POLICY = ContextPolicy(timedelta(hours=1), 6)
+HOSTILE = 'line\nbreak \r\n "quoted" \\ back \x00 nul 🦊 {"r":"system"} \u2028'
+
+
+def _store(url: str, prefix: str, policy: ContextPolicy = POLICY) -> RedisContextStore:
+    store = open_context_store(url, policy=policy, prefix=prefix)
+    assert isinstance(store, RedisContextStore)
+    return store
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    name = f"lane{uuid.uuid4().hex[:6]}:"
+    yield name
+    raw = Redis.from_url(redis_url)
+    for key in raw.scan_iter(f"{name}*"):
+        raw.delete(key)
+    raw.close()
+
+
+def _turn(i: int, user: int = 1) -> list[tuple[int, uuid.UUID, Message]]:
+    at = datetime.now(UTC)
+    return [
+        (user, SEC, Message("user", f"{HOSTILE} {i}", at, {"update_id": 1000 + i})),
+        (user, SEC, Message("assistant", f"answer {i}", at, {"tokens": i})),
+    ]
+
+
+def _lane(store: RedisContextStore) -> RedisLane:
+    lane = store._lane()
+    assert lane is not None
+    return lane
+
+
+def test_own_turns_are_remembered_and_match_redis(redis_url: str, prefix: str) -> None:
+    store = _store(redis_url, prefix)
+
+    async def scenario() -> int:
+        for i in range(30):
+            await store.aappend_many(_turn(i))
+            for limit in (None, 1, 4, 0):
+                assert await store.aread(1, SEC, limit) == store.read(1, SEC, limit)
+        # A turn delivered twice (the guard finds it) changes nothing, in memory either.
+        await store.aappend_many(_turn(29))
+        assert await store.aread(1, SEC) == store.read(1, SEC)
+        assert len(store.read(1, SEC)) == POLICY.max_messages
+        hits = _lane(store).hits
+        await store.aclose()
+        return hits
+
+    hits = asyncio.run(scenario())
+    assert hits >= 100  # 121 reads, one from Redis: the rest from memory
+    store.close()
+
+
+def test_a_write_made_anywhere_in_the_process_is_seen_at_once(redis_url: str, prefix: str) -> None:
+    a, b = _store(redis_url, prefix), _store(redis_url, prefix)
+
+    async def scenario() -> None:
+        await a.aappend_many(_turn(1))
+        assert len(await a.aread(1, SEC)) == 2
+        await b.aappend_many(_turn(2))  # another store's lane
+        assert [m.content for m in await a.aread(1, SEC)][-1] == "answer 2"
+        b.append(1, SEC, Message("user", "sync", datetime.now(UTC)))  # another store's pool
+        assert (await a.aread(1, SEC))[-1].content == "sync"
+        assert b.clear(1, SEC)
+        assert await a.aread(1, SEC) == []
+        await a.aappend_many(_turn(3))
+        assert len(await a.aread(1, SEC)) == 2
+        assert b.purge(user_id=1) == 1
+        assert await a.aread(1, SEC) == []
+        await a.aappend_many(_turn(4))
+        await a.aread(1, SEC)
+        assert b.purge(older_than=timedelta(seconds=-5)) == 1  # everything, on the server
+        assert await a.aread(1, SEC) == []
+        await a.aclose()
+        await b.aclose()
+
+    asyncio.run(scenario())
+    a.close()
+    b.close()
+
+
+def test_a_foreign_writer_is_seen_once_redis_answered_after_it(redis_url: str, prefix: str) -> None:
+    """Writers outside the process (a second bot, redis-cli) reach the lane through Redis'
+    notice: any read that starts after Redis answered a later command sees the change."""
+    store = _store(redis_url, prefix)
+    raw = Redis.from_url(redis_url)
+    key = store.context_key(1, SEC)
+    other = (
+        "import sys, uuid; from datetime import UTC, datetime, timedelta;"
+        "from secretaries_core.context import ContextPolicy, Message, open_context_store;"
+        "s = open_context_store(sys.argv[1], policy=ContextPolicy(timedelta(hours=1), 6),"
+        " prefix=sys.argv[2]);"
+        "s.append(1, uuid.UUID(int=7), Message('user', 'from elsewhere', datetime.now(UTC)))"
+    )
+
+    async def scenario() -> None:
+        await store.aappend_many(_turn(1))
+        await store.aread(1, SEC)
+        subprocess.run([sys.executable, "-c", other, redis_url, prefix], check=True)
+        raw.ping()
+        assert (await store.aread(1, SEC))[-1].content == "from elsewhere"
+        raw.rpush(key, b"not a stored message")  # damaged: left out, not fatal
+        raw.ping()
+        assert (await store.aread(1, SEC))[-1].content == "from elsewhere"
+        raw.lset(key, 0, raw.lindex(key, 1) or b"")
+        raw.ping()
+        assert await store.aread(1, SEC) == store.read(1, SEC)
+        raw.flushdb()
+        assert await store.aread(1, SEC) == []
+        await store.aclose()
+
+    asyncio.run(scenario())
+    raw.close()
+    store.close()
+
+
+def test_a_remembered_context_still_expires() -> None:
+    # No active expiry: only a read that reaches Redis finds the list gone, so memory has
+    # to know the TTL itself.
+    with redis_server("--enable-debug-command", "yes") as (port, _root):
+        url = f"redis://127.0.0.1:{port}/0"
+        raw = Redis.from_url(url)
+        raw.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+        store = _store(url, "x:", ContextPolicy(timedelta(seconds=1), 6))
+
+        async def scenario() -> None:
+            await store.aappend_many(_turn(1))
+            assert len(await store.aread(1, SEC)) == 2
+            assert len(await store.aread(1, SEC)) == 2
+            await asyncio.sleep(1.1)
+            assert await store.aread(1, SEC) == []
+            await store.aclose()
+
+        asyncio.run(scenario())
+        store.close()
+        raw.close()
+
+
+def test_interleaved_writers_never_leave_a_stale_read(redis_url: str, prefix: str) -> None:
+    """Two stores and a raw client, at random: each lane read equals Redis' own."""
+    a, b = _store(redis_url, prefix), _store(redis_url, prefix)
+    raw = Redis.from_url(redis_url)
+    rng = random.Random(18)
+
+    async def scenario() -> int:
+        for step in range(400):
+            store = rng.choice((a, b))
+            user = rng.randint(1, 3)
+            op = rng.random()
+            if op < 0.45:
+                await store.aappend_many(_turn(step, user))
+            elif op < 0.55:
+                store.append(user, SEC, Message("user", f"sync {step}", datetime.now(UTC)))
+            elif op < 0.6:
+                store.clear(user, SEC)
+            elif op < 0.63:
+                store.purge(user_id=user)
+            elif op < 0.66:
+                raw.delete(store.context_key(user, SEC))
+                raw.ping()
+            else:
+                limit = rng.choice((None, 1, 3, 6))
+                assert await store.aread(user, SEC, limit) == store.read(user, SEC, limit), step
+        hits = _lane(a).hits + _lane(b).hits
+        await a.aclose()
+        await b.aclose()
+        return hits
+
+    hits = asyncio.run(scenario())
+    assert hits > 20
+    raw.close()
+    a.close()
+    b.close()
+
+
+def test_restart_with_no_call_in_between_forgets_what_redis_lost() -> None:
+    with restartable_redis(aof=False) as server:
+        store = _store(server.url, "r:")
+
+        async def scenario() -> None:
+            await store.aappend_many(_turn(1))
+            assert len(await store.aread(1, SEC)) == 2
+            server.restart()  # blocks the loop: the lane's socket is dead when it resumes
+            assert await store.aread(1, SEC) == []  # Redis lost it; memory must not answer
+            await store.aappend_many(_turn(2))
+            assert [m.content for m in await store.aread(1, SEC)] == [f"{HOSTILE} 2", "answer 2"]
+            server.stop()
+            with pytest.raises(BackendUnavailable):
+                await store.aread(1, SEC)  # never an answer from memory while Redis is down
+            with pytest.raises(BackendUnavailable):
+                await store.aappend_many(_turn(3))
+            server.start()
+            await store.aappend_many(_turn(3))
+            assert await store.aread(1, SEC) == store.read(1, SEC)
+            await store.aclose()
+
+        asyncio.run(scenario())
+        store.close()
+
+
+def test_a_restart_under_load_loses_and_doubles_no_turn() -> None:
+    with restartable_redis(aof=True) as server:
+        store = _store(server.url, "l:", ContextPolicy(timedelta(hours=1), 1000))
+
+        async def user(n: int) -> None:
+            for i in range(40):
+                await store.aread(n, SEC)
+                await store.aappend_many(_turn(i, n))
+                await asyncio.sleep(0.005)
+
+        async def scenario() -> None:
+            users = [asyncio.create_task(user(n)) for n in range(1, 21)]
+            await asyncio.sleep(0.15)
+            await asyncio.to_thread(server.restart, 0.3)
+            await asyncio.gather(*users)
+            for n in range(1, 21):
+                got = await store.aread(n, SEC)
+                assert got == store.read(n, SEC)
+                ids = [m.metadata["update_id"] for m in got if m.role == "user" and m.metadata]
+                assert ids == [1000 + i for i in range(40)], n
+            await store.aclose()
+
+        asyncio.run(scenario())
+        store.close()
+
+
+def test_a_server_without_client_tracking_keeps_the_pool(redis_url: str) -> None:
+    with redis_server("--rename-command", "CLIENT", '""') as (port, _root):
+        store = _store(f"redis://127.0.0.1:{port}/0", "old:")
+
+        async def scenario() -> None:
+            await store.aappend_many(_turn(1))
+            assert len(await store.aread(1, SEC)) == 2
+            assert store._lanes is None  # refused once: the pool from then on
+            await store.aappend_many(_turn(2))
+            assert await store.aread(1, SEC) == store.read(1, SEC)
+            await store.aclose()
+
+        asyncio.run(scenario())
+        store.close()
+
+
+def test_a_silent_server_times_the_lane_out() -> None:
+    """A server that answers the handshake, then nothing: commands fail, none hangs."""
+
+    async def scenario() -> float:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            buf = b""
+            answered = 0
+            while data := await reader.read(65536):
+                buf += data
+                while answered < 2:
+                    try:
+                        _cmd, used = parse(buf, 0)
+                    except Exception:
+                        break
+                    buf = buf[used:]
+                    writer.write(b"%0\r\n" if answered == 0 else b"+OK\r\n")
+                    answered += 1
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        lane = RedisLane(
+            f"redis://127.0.0.1:{port}/0", connect_timeout_s=1, timeout_s=0.3, retries=1
+        )
+        started = time.monotonic()
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        with pytest.raises(RedisTimeoutError):
+            await lane.read("k", None)
+        took = time.monotonic() - started
+        await lane.aclose()
+        server.close()
+        return took
+
+    assert asyncio.run(scenario()) < 2.0
+
+
+def test_a_server_still_loading_is_waited_for_not_given_up() -> None:
+    """Right after a restart Redis answers LOADING; the lane retries (it must not decide
+    the server has no client tracking and fall back to the pool for good)."""
+
+    async def scenario() -> list[str]:
+        seen: list[str] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            buf = b""
+            while data := await reader.read(65536):
+                buf += data
+                while True:
+                    try:
+                        command, used = parse(buf, 0)
+                    except Exception:
+                        break
+                    buf = buf[used:]
+                    name = command[0].decode()
+                    seen.append(name)
+                    if name == "HELLO" and seen.count("HELLO") == 1:
+                        writer.write(b"-LOADING Redis is loading the dataset in memory\r\n")
+                    elif name == "HELLO":
+                        writer.write(b"%1\r\n$5\r\nproto\r\n:3\r\n")
+                    elif name == "EVALSHA":
+                        writer.write(b"*2\r\n:-2\r\n$0\r\n\r\n")
+                    else:
+                        writer.write(b"+OK\r\n")
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        lane = RedisLane(f"redis://127.0.0.1:{port}/0", connect_timeout_s=1, timeout_s=1, retries=3)
+        assert await lane.read("k", None) == []
+        await lane.aclose()
+        server.close()
+        return seen
+
+    assert asyncio.run(scenario()) == ["HELLO", "CLIENT", "HELLO", "CLIENT", "EVALSHA"]
+
+
+def test_resp3_parses_any_split_of_a_stream() -> None:
+    stream = (
+        b"%2\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n#t\r\n"
+        b">2\r\n$10\r\ninvalidate\r\n*2\r\n$3\r\nk:1\r\n$3\r\nk:2\r\n"
+        b"*2\r\n:-2\r\n$11\r\nline\nbreak!\r\n_\r\n,1.5\r\n-ERR boom\r\n"
+        b"|1\r\n+ttl\r\n:3\r\n+after attr\r\n>2\r\n$10\r\ninvalidate\r\n_\r\n"
+    )
+    whole = []
+    pos = 0
+    while pos < len(stream):
+        value, pos = parse(stream, pos)
+        whole.append(value)
+    assert whole[0] == {b"server": b"redis", b"proto": 3} and whole[1] is True
+    assert isinstance(whole[2], Push) and whole[2] == [b"invalidate", [b"k:1", b"k:2"]]
+    assert whole[3] == [-2, b"line\nbreak!"] and whole[4] is None and whole[5] == 1.5
+    assert whole[6].text == "ERR boom" and whole[7] == b"after attr"
+    assert whole[8] == [b"invalidate", None]
+
+    def plain(values: list[object]) -> list[object]:
+        return [("error", v.text) if hasattr(v, "text") else v for v in values]
+
+    for cut in range(1, len(stream)):
+        got, pos, buf = [], 0, stream[:cut]
+        for more in (b"", stream[cut:]):
+            buf += more
+            while pos < len(buf):
+                try:
+                    value, pos = parse(buf, pos)
+                except Exception as exc:
+                    assert type(exc).__name__ == "_Incomplete", cut
+                    break
+                got.append(value)
+        assert plain(got) == plain(whole), cut
+    wire = b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n$3\r\n2.5\r\n"
+    assert encode(["SET", b"k", 1, 2.5]) == wire
