@@ -3,7 +3,8 @@
 The model double runs in its own process, so only this process's CPU counts. For contexts
 of 2, 20, 100 and 200 stored messages (users whose conversations already hold that many,
 `SECRETARIES_CONTEXT_MAX_MESSAGES` set to the size so the context stays there), on the
-embedded SQLite store and on Redis: CPU seconds per `Orchestrator.ahandle` (resolution,
+embedded SQLite store and on Redis (with remembered contexts, and `Redis-reads`: reading
+every context from Redis as before): CPU seconds per `Orchestrator.ahandle` (resolution,
 context read, token fitting, the model call, the turn write, usage), one message at a time
 over USERS users, the best of 5 rounds. Baseline in the same run: a bare aiohttp POST of
 the same request body (system prompt, that history, the new message) to the same server,
@@ -146,7 +147,9 @@ def run(
                     else open_context_store(
                         f"redis://127.0.0.1:{port}/0",
                         policy=settings.context_policy,
-                        prefix=f"cpu{size}:",
+                        prefix=f"cpu{size}{kind}:",
+                        # Redis-reads: every context read from Redis (no tracked lane).
+                        remember=kind == "Redis",
                     )
                 )
                 _fill(store, registry, users, size)
@@ -173,13 +176,21 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="e.g. 2,100")
-    parser.add_argument("--stores", default="SQLite,Redis", help="SQLite, Redis or both")
+    parser.add_argument(
+        "--stores",
+        default="SQLite,Redis,Redis-reads",
+        help="any of SQLite, Redis, Redis-reads (Redis without remembered contexts)",
+    )
     args = parser.parse_args()
     sizes = tuple(int(size) for size in args.sizes.split(","))
     rows = run(args.calls, args.users, sizes, tuple(args.stores.split(",")))
     print_table("CPU per message vs the length of the conversation", rows)
-    for kind in ("SQLite", "Redis"):
-        by_size = {int(r.name.split(", ")[2].split()[0]): r.ours for r in rows if kind in r.name}
+    for kind in ("SQLite", "Redis", "Redis-reads"):
+        by_size = {
+            int(r.name.split(", ")[2].split()[0]): r.ours
+            for r in rows
+            if r.name.split(", ")[1] == kind
+        }
         if 2 in by_size and 100 in by_size:
             print(f"{kind}: 100 messages cost {by_size[100] / by_size[2]:.2f}x 2 messages")
 

@@ -37,6 +37,7 @@ class Services:
             policy=settings.context_policy,
             engine=None if settings.context_url else engine,
             prefix=settings.redis_prefix,
+            remember=settings.redis_remember_contexts,
         )
         return cls(settings, registry, contexts, Orchestrator(registry, contexts, settings))
 

@@ -63,6 +63,7 @@ class Runtime:
                 policy=self.settings.context_policy,
                 engine=None if url else self.registry().engine,
                 prefix=self.settings.redis_prefix,
+                remember=self.settings.redis_remember_contexts,
             )
         return self._contexts
 

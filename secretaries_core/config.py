@@ -58,6 +58,18 @@ def _env_limit(env: Mapping[str, str], name: str) -> int | None:
     return _env_int(env, name, 0, minimum=0)
 
 
+def _env_switch(env: Mapping[str, str], name: str, default: bool = True) -> bool:
+    """On/off: 1/true/yes/on or 0/false/no/off (any case); unset or empty is `default`."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(f"{name} must be on or off (1/0, true/false, yes/no), got {raw!r}")
+
+
 def _env_choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     value = env.get(name) or choices[0]
     if value not in choices:
@@ -86,6 +98,7 @@ class Settings:
     context_ttl_seconds: int = DEFAULT_CONTEXT_TTL_SECONDS
     context_max_messages: int = DEFAULT_CONTEXT_MAX_MESSAGES
     redis_prefix: str = DEFAULT_REDIS_PREFIX
+    redis_remember_contexts: bool = True
     instance_mode: str = "shared"
     pool_capacity: int = 1000
     pool_idle_seconds: int = 900
@@ -146,6 +159,7 @@ class Settings:
                 env, "SECRETARIES_CONTEXT_MAX_MESSAGES", DEFAULT_CONTEXT_MAX_MESSAGES
             ),
             redis_prefix=env.get("SECRETARIES_REDIS_PREFIX") or DEFAULT_REDIS_PREFIX,
+            redis_remember_contexts=_env_switch(env, "SECRETARIES_REDIS_REMEMBER_CONTEXTS"),
             instance_mode=_env_choice(env, "SECRETARIES_INSTANCE_MODE", INSTANCE_MODES),
             pool_capacity=_env_int(env, "SECRETARIES_POOL_CAPACITY", 1000),
             pool_idle_seconds=_env_int(env, "SECRETARIES_POOL_IDLE", 900),
@@ -183,8 +197,7 @@ class Settings:
             telegram_bot_per_second=_env_int(env, "SECRETARIES_TELEGRAM_BOT_PER_SECOND", 30),
             telegram_chat_per_second=_env_int(env, "SECRETARIES_TELEGRAM_CHAT_PER_SECOND", 1),
             telegram_group_per_minute=_env_int(env, "SECRETARIES_TELEGRAM_GROUP_PER_MINUTE", 20),
-            telegram_drafts=env.get("SECRETARIES_TELEGRAM_DRAFTS", "1").lower()
-            not in ("0", "false", "no", "off"),
+            telegram_drafts=_env_switch(env, "SECRETARIES_TELEGRAM_DRAFTS"),
         )
 
     @property

@@ -168,6 +168,7 @@ class Orchestrator:
                 policy=settings.context_policy,
                 engine=None if settings.context_url else engine,
                 prefix=settings.redis_prefix,
+                remember=settings.redis_remember_contexts,
             )
         except BaseException:
             engine.dispose()

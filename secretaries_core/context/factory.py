@@ -60,11 +60,14 @@ def open_context_store(
     policy: ContextPolicy,
     engine: Engine | None = None,
     prefix: str = "secretaries:",
+    remember: bool = True,
 ) -> ContextStore:
     """Open the store `url` names; None (or empty) means the database `engine` points at.
 
     `redis://`, `rediss://` and `unix://` open Redis; `redis+cluster://[:pw@]h1:p1,h2:p2`
     opens Redis Cluster from those seed nodes. Any other scheme is `InvalidInput`.
+    `remember`: on one Redis server, read contexts over a tracked connection that serves
+    them from memory while Redis reports no change (see `redis_lane`).
     """
     if not url:
         if engine is None:
@@ -84,7 +87,7 @@ def open_context_store(
             owns_client=True,
             async_client=lambda: redis_client(url, asynchronous=True),
             # rediss:// keeps the pool: the lane reads its socket directly (no TLS there).
-            lane=url if scheme in LANE_SCHEMES else None,
+            lane=url if remember and scheme in LANE_SCHEMES else None,
         )
     raise InvalidInput(
         f"unknown context store URL {masked!r}: use redis://, rediss://, redis+cluster:// "

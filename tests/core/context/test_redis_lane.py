@@ -380,3 +380,27 @@ def test_resp3_parses_any_split_of_a_stream() -> None:
         assert plain(got) == plain(whole), cut
     wire = b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n$3\r\n2.5\r\n"
     assert encode(["SET", b"k", 1, 2.5]) == wire
+
+
+def test_remembering_can_be_turned_off(redis_url: str, prefix: str, tmp_path: object) -> None:
+    from secretaries_core.config import Settings
+    from secretaries_core.errors import InvalidInput
+
+    env = {"SECRETARIES_HOME": str(tmp_path)}
+    assert Settings.load(env=env).redis_remember_contexts
+    off = Settings.load(env={**env, "SECRETARIES_REDIS_REMEMBER_CONTEXTS": "Off"})
+    assert not off.redis_remember_contexts
+    with pytest.raises(InvalidInput, match="SECRETARIES_REDIS_REMEMBER_CONTEXTS"):
+        Settings.load(env={**env, "SECRETARIES_REDIS_REMEMBER_CONTEXTS": "sometimes"})
+    store = open_context_store(
+        redis_url, policy=POLICY, prefix=prefix, remember=off.redis_remember_contexts
+    )
+    assert isinstance(store, RedisContextStore) and store._lanes is None
+
+    async def scenario() -> None:
+        await store.aappend_many(_turn(1))
+        assert await store.aread(1, SEC) == store.read(1, SEC)
+        await store.aclose()
+
+    asyncio.run(scenario())
+    store.close()
