@@ -162,8 +162,13 @@ class RedisLane:
                 self._held -= len(found.messages)
 
     def forget_all(self) -> None:
-        """Forget every context."""
+        """Forget every context (a write or a flush: reads in flight are not kept either)."""
         self._forgets += 1
+        self._clear()
+
+    def _clear(self) -> None:
+        # Without the forget count: for a new or lost connection (nothing in flight on it
+        # can be kept any more) and for the cap.
         self._memory.clear()
         self._held = 0
 
@@ -171,7 +176,7 @@ class RedisLane:
         old = self._memory.get(key)
         self._held += len(messages) - (len(old.messages) if old is not None else 0)
         if self._held > self._cap:
-            self.forget_all()
+            self._clear()
             self._held = len(messages)
         self._memory[key] = _Remembered(messages, deadline)
 
@@ -220,7 +225,7 @@ class RedisLane:
             if str(exc).startswith(PASSING):
                 raise RedisConnectionError(f"Redis is not ready: {exc}") from exc
             raise LaneUnsupported(str(exc)) from exc
-        self.forget_all()  # nothing remembered survives a new connection's first reply
+        self._clear()  # what an older connection read is not tracked by this one
         self._conn = conn
         return conn
 
@@ -240,7 +245,7 @@ class RedisLane:
         # Only the current connection's loss: what a newer one read is tracked by it.
         if self._conn is conn:
             self._conn = None
-            self.forget_all()
+            self._clear()
             log.info("the Redis lane lost its connection; it reconnects on the next command")
 
     async def aclose(self) -> None:
@@ -248,7 +253,7 @@ class RedisLane:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
-        self.forget_all()
+        self._clear()
 
 
 # Every lane of the process by URL: a write made in this process (by any store, over any

@@ -12,14 +12,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from secretaries_core.context import ContextPolicy, Message, open_context_store
-from secretaries_core.context.redis_lane import RedisLane
+from secretaries_core.context.redis_lane import RedisLane, forget_everywhere
 from secretaries_core.context.redis_store import RedisContextStore
 from secretaries_core.context.resp3 import Push, encode, parse
 from secretaries_core.errors import BackendUnavailable
@@ -270,38 +272,61 @@ def test_a_server_without_client_tracking_keeps_the_pool(redis_url: str) -> None
         store.close()
 
 
+Answer = Callable[[str, list[str]], Awaitable[bytes | None]]
+
+
+@asynccontextmanager
+async def _fake_redis(answer: Answer) -> AsyncIterator[str]:
+    """A TCP server speaking just enough RESP: `answer(command, names so far)` gives the
+    bytes to send back (None: say nothing). Yields its redis:// URL."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen: list[str] = []
+        buf = b""
+        while data := await reader.read(65536):
+            buf += data
+            while True:
+                try:
+                    command, used = parse(buf, 0)
+                except Exception:
+                    break
+                buf = buf[used:]
+                seen.append(command[0].decode())
+                reply = await answer(seen[-1], seen)
+                if reply is not None:
+                    writer.write(reply)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def _fake_lane(url: str, *, timeout_s: float = 1.0, retries: int = 3) -> RedisLane:
+    return RedisLane(url, connect_timeout_s=1, timeout_s=timeout_s, retries=retries)
+
+
+_ITEM = b'{"r":"user","c":"hello","t":1.5}'
+READ_REPLY = b"*2\r\n:60000\r\n$%d\r\n%s\r\n" % (len(_ITEM), _ITEM)
+
+
 def test_a_silent_server_times_the_lane_out() -> None:
     """A server that answers the handshake, then nothing: commands fail, none hangs."""
 
+    async def answer(name: str, seen: list[str]) -> bytes | None:
+        return {"HELLO": b"%0\r\n", "CLIENT": b"+OK\r\n"}.get(name)
+
     async def scenario() -> float:
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            buf = b""
-            answered = 0
-            while data := await reader.read(65536):
-                buf += data
-                while answered < 2:
-                    try:
-                        _cmd, used = parse(buf, 0)
-                    except Exception:
-                        break
-                    buf = buf[used:]
-                    writer.write(b"%0\r\n" if answered == 0 else b"+OK\r\n")
-                    answered += 1
-
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        lane = RedisLane(
-            f"redis://127.0.0.1:{port}/0", connect_timeout_s=1, timeout_s=0.3, retries=1
-        )
-        started = time.monotonic()
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-
-        with pytest.raises(RedisTimeoutError):
-            await lane.read("k", None)
-        took = time.monotonic() - started
-        await lane.aclose()
-        server.close()
-        return took
+        async with _fake_redis(answer) as url:
+            lane = _fake_lane(url, timeout_s=0.3, retries=1)
+            started = time.monotonic()
+            with pytest.raises(RedisTimeoutError):
+                await lane.read("k", None)
+            took = time.monotonic() - started
+            await lane.aclose()
+            return took
 
     assert asyncio.run(scenario()) < 2.0
 
@@ -309,40 +334,56 @@ def test_a_silent_server_times_the_lane_out() -> None:
 def test_a_server_still_loading_is_waited_for_not_given_up() -> None:
     """Right after a restart Redis answers LOADING; the lane retries (it must not decide
     the server has no client tracking and fall back to the pool for good)."""
+    names: list[str] = []
 
-    async def scenario() -> list[str]:
-        seen: list[str] = []
+    async def answer(name: str, seen: list[str]) -> bytes | None:
+        names.append(name)
+        if name == "HELLO" and names.count("HELLO") == 1:
+            return b"-LOADING Redis is loading the dataset in memory\r\n"
+        return {"HELLO": b"%1\r\n$5\r\nproto\r\n:3\r\n", "EVALSHA": READ_REPLY}.get(
+            name, b"+OK\r\n"
+        )
 
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            buf = b""
-            while data := await reader.read(65536):
-                buf += data
-                while True:
-                    try:
-                        command, used = parse(buf, 0)
-                    except Exception:
-                        break
-                    buf = buf[used:]
-                    name = command[0].decode()
-                    seen.append(name)
-                    if name == "HELLO" and seen.count("HELLO") == 1:
-                        writer.write(b"-LOADING Redis is loading the dataset in memory\r\n")
-                    elif name == "HELLO":
-                        writer.write(b"%1\r\n$5\r\nproto\r\n:3\r\n")
-                    elif name == "EVALSHA":
-                        writer.write(b"*2\r\n:-2\r\n$0\r\n\r\n")
-                    else:
-                        writer.write(b"+OK\r\n")
+    async def scenario() -> None:
+        async with _fake_redis(answer) as url:
+            lane = _fake_lane(url)
+            assert [m.content for m in await lane.read("k", None)] == ["hello"]
+            await lane.aclose()
 
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        lane = RedisLane(f"redis://127.0.0.1:{port}/0", connect_timeout_s=1, timeout_s=1, retries=3)
-        assert await lane.read("k", None) == []
-        await lane.aclose()
-        server.close()
-        return seen
+    asyncio.run(scenario())
+    assert names == ["HELLO", "CLIENT", "HELLO", "CLIENT", "EVALSHA"]
 
-    assert asyncio.run(scenario()) == ["HELLO", "CLIENT", "HELLO", "CLIENT", "EVALSHA"]
+
+def test_a_read_in_flight_across_a_write_is_used_but_not_kept() -> None:
+    """A write on another thread makes lanes forget while a read is on its way: that read's
+    reply may be from before the write, so it must not be remembered (Redis' own notice
+    could come a moment later than the reply)."""
+    release = asyncio.Event
+
+    async def scenario(forget_between: bool) -> bool:
+        asked, go = release(), release()
+
+        async def answer(name: str, seen: list[str]) -> bytes | None:
+            if name == "EVALSHA":
+                asked.set()
+                await go.wait()
+                return READ_REPLY
+            return {"HELLO": b"%0\r\n"}.get(name, b"+OK\r\n")
+
+        async with _fake_redis(answer) as url:
+            lane = _fake_lane(url)
+            reading = asyncio.create_task(lane.read("k", None))
+            await asyncio.wait_for(asked.wait(), 5)
+            if forget_between:
+                await asyncio.to_thread(forget_everywhere, url, ["other"])
+            go.set()
+            assert [m.content for m in await reading] == ["hello"]
+            kept = "k" in lane._memory
+            await lane.aclose()
+            return kept
+
+    assert asyncio.run(scenario(False))
+    assert not asyncio.run(scenario(True))
 
 
 def test_resp3_parses_any_split_of_a_stream() -> None:
@@ -404,3 +445,37 @@ def test_remembering_can_be_turned_off(redis_url: str, prefix: str, tmp_path: ob
 
     asyncio.run(scenario())
     store.close()
+
+
+def test_password_database_and_unix_socket_reach_the_same_lists(tmp_path: object) -> None:
+    """The lane opens what the pool opens: a percent-encoded password, database 3, a unix
+    socket with ?db=2 — checked by reading what the pool wrote, and by the lane's hits."""
+    from pathlib import Path
+
+    sock = Path(str(tmp_path)) / "r.sock"
+    with redis_server(
+        "--requirepass", "p@ss:w/rd", "--unixsocket", str(sock), "--unixsocketperm", "700"
+    ) as (port, _root):
+        for url in (
+            f"redis://:p%40ss%3Aw%2Frd@127.0.0.1:{port}/3",
+            f"unix://:p%40ss%3Aw%2Frd@{sock}?db=2",
+        ):
+            store = _store(url, "auth:")
+            store.append_many(_turn(1))  # over the pool
+
+            async def scenario(store: RedisContextStore = store) -> int:
+                for i in range(2, 6):
+                    assert await store.aread(1, SEC) == store.read(1, SEC)
+                    await store.aappend_many(_turn(i))
+                assert await store.aread(1, SEC) == store.read(1, SEC)
+                hits = _lane(store).hits
+                await store.aclose()
+                return hits
+
+            assert asyncio.run(scenario()) >= 4, url
+            store.close()
+        key = store.context_key(1, SEC)
+        for db, length in ((0, 0), (2, 6), (3, 6)):  # lane and pool wrote to the named db
+            raw = Redis(port=port, password="p@ss:w/rd", db=db)
+            assert raw.llen(key) == length, db
+            raw.close()
