@@ -347,6 +347,7 @@ class Orchestrator:
     def metrics_text(self) -> bytes:
         """Prometheus exposition of this orchestrator's metrics."""
         self.pool.sweep()
+        self.metrics.context_reads_remembered.set(self.store.reads_from_memory())
         return self.metrics.exposition()
 
     # -- lifecycle ------------------------------------------------------------------------

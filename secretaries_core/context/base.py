@@ -203,6 +203,10 @@ class ContextStore(ABC):
         """`append_many` for async callers."""
         return await self.hops().run(self.append_many, items, policy=policy)
 
+    def reads_from_memory(self) -> int:
+        """Context reads answered without asking the backend, so far (most stores: 0)."""
+        return 0
+
     async def aclose(self) -> None:  # noqa: B027  (optional: only async-client backends need it)
         """Release what the async methods opened on the running loop."""
 

@@ -39,7 +39,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from secretaries_core.context.base import Message
 from secretaries_core.context.redis_items import decode_items, decode_joined
 from secretaries_core.context.redis_scripts import SCRIPTS
-from secretaries_core.context.resp3 import Arg, Push, RespConnection, connect
+from secretaries_core.context.resp3 import Arg, Push, RespConnection, Then, connect
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ class RedisLane:
 
     # -- the connection -------------------------------------------------------------------
 
-    async def _call(self, args: Sequence[Arg], then: Any) -> Any:
+    async def _call(self, args: Sequence[Arg], then: Then | None) -> Any:
         """Send one command, connecting first if needed; connection failures are retried
         (every store write is idempotent: see docs/operations.md, "Redis restarts")."""
         for attempt in range(self._retries + 1):

@@ -109,6 +109,12 @@ class Metrics:
             "Sends Telegram refused with 429 Too Many Requests despite the flood control.",
             registry=r,
         )
+        self.context_reads_remembered = Gauge(
+            "secretaries_context_reads_remembered",
+            "Context reads answered from memory since start (Redis client tracking; a "
+            "running total, read at scrape time).",
+            registry=r,
+        )
         self.queue = Gauge(
             "secretaries_queue",
             "The workers' queue at scrape time: inbound, pending, dead_letters, replies, "

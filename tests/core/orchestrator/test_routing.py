@@ -7,6 +7,7 @@ import pytest
 from secretaries_core.catalog.models import AssistantUpdate
 from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.context import ContextStore
+from secretaries_core.context.redis_store import RedisContextStore
 from secretaries_core.errors import ModelError, NoDefaultSecretary
 from tests.core.orchestrator.conftest import MakeOrchestrator, add
 from tests.llm_server import llm_server
@@ -140,3 +141,16 @@ def test_per_user_mode_and_metrics(
     assert 'secretaries_resolutions_total{source="assigned"} 3.0' in text
     assert "secretaries_model_latency_seconds_bucket" in text
     assert "secretaries_pool_size 4.0" in text
+
+
+def test_reads_answered_from_memory_are_scraped(
+    registry: SecretaryRegistry, store: ContextStore, make_orchestrator: MakeOrchestrator
+) -> None:
+    add(registry, "alice", default=True)
+    orch = make_orchestrator()
+    for n in range(4):
+        assert orch.handle(20, f"message {n}").text.endswith(f"(context: {2 * n} messages)")
+    text = orch.metrics_text().decode()
+    # On Redis the first read asks Redis, the next three come from the tracked lane.
+    expected = 3.0 if isinstance(store, RedisContextStore) else 0.0
+    assert f"secretaries_context_reads_remembered {expected}" in text
