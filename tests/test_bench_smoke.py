@@ -9,6 +9,7 @@ from bench import (
     context_redis,
     context_sql,
     instances,
+    message_cpu,
     message_path,
     migrate_users,
     orchestrator,
@@ -29,6 +30,12 @@ def test_context_redis_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SECRETARIES_BENCH_REDIS_URL", redis_url.rsplit("/", 1)[0] + "/1")
     rows = context_redis.run(contexts=2_000, appends=50)
     assert len(rows) == 4 and all(r.ours > 0 and r.baseline > 0 for r in rows)
+
+
+def test_message_cpu_bench_runs() -> None:
+    rows = message_cpu.run(calls=5, users=2, sizes=(2,), kinds=("SQLite", "Redis", "Redis-reads"))
+    assert [r.name.split(", ")[1] for r in rows] == ["SQLite", "Redis", "Redis-reads"]
+    assert all(r.ours > 0 and r.baseline > 0 for r in rows)
 
 
 def test_orchestrator_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from redis._parsers.base import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class Push(list[Any]):
 
 
 class _ServerError:
-    """An error reply, parsed; raised as `ResponseError` for the command it answers."""
+    """An error reply, parsed; raised (see `server_error`) for the command it answers."""
 
     __slots__ = ("text",)
 
@@ -50,6 +50,15 @@ class _Incomplete(Exception):
 
 class ProtocolViolation(Exception):
     """The peer sent something that is not RESP."""
+
+
+def server_error(text: str) -> Exception:
+    """An error reply as the exception redis-py raises for it: LOADING is a
+    `BusyLoadingError` (a `ConnectionError`: retried, then "unavailable"), NOSCRIPT a
+    `NoScriptError`, anything unknown a `ResponseError`."""
+    # The pool's own parser's table, so that both paths raise the same classes.
+    error: Exception = BaseParser.parse_error(text)  # type: ignore[no-untyped-call]
+    return error
 
 
 def encode(args: Sequence[Arg]) -> bytes:
@@ -257,7 +266,7 @@ class RespConnection(asyncio.Protocol):
         future, then, _sent = self._pending.popleft()
         if isinstance(value, _ServerError):
             if not future.done():
-                future.set_exception(ResponseError(value.text))
+                future.set_exception(server_error(value.text))
             return
         if then is not None:
             try:
