@@ -38,7 +38,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from secretaries_core.context.base import Message
 from secretaries_core.context.redis_items import decode_items, decode_joined
-from secretaries_core.context.redis_scripts import SCRIPTS
+from secretaries_core.context.redis_scripts import SCRIPTS, push_parts
 from secretaries_core.context.resp3 import Arg, Push, RespConnection, Then, connect
 
 log = logging.getLogger(__name__)
@@ -120,17 +120,10 @@ class RedisLane:
         await self._call(["EVALSHA", SCRIPTS["read_all"][1], 1, key], remember)
         return _newest(read[-1], limit)
 
-    async def push(
-        self,
-        keys: Sequence[str],
-        args: Sequence[Arg],
-        *,
-        bodies: Sequence[str],
-        cap: int,
-        ttl_ms: int,
-    ) -> None:
+    async def push(self, keys: Sequence[str], args: Sequence[Arg]) -> None:
         """Run the push script (see redis_scripts) and keep a remembered context in step."""
         key = keys[0]
+        cap, ttl_ms, bodies = push_parts(args)
         sent = time.monotonic()
 
         def follow(length: Any) -> None:

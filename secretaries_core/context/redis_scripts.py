@@ -7,6 +7,8 @@ members and so runs on a single server only.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
@@ -118,6 +120,14 @@ SCRIPTS = {
         ("read_all", _READ_ALL),
     )
 }
+
+
+def push_parts(args: Sequence[Any]) -> tuple[int, int, list[str]]:
+    """(cap, ttl_ms, payloads) of a `push` call's ARGV, laid out as the script reads it."""
+    count = int(args[4])
+    return int(args[1]), int(args[2]), [str(body) for body in args[5 : 5 + count]]
+
+
 # A cutoff above every real timestamp: delete regardless of age.
 ANY_AGE = 1e15
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, RedisClusterException)

@@ -323,16 +323,7 @@ class RedisContextStore(RedisAdmin, ContextStore):
             if lane is not None:
                 _script, keys, args = calls[0]
                 try:
-                    await self._with_scripts(
-                        lane.load_scripts,
-                        lambda: lane.push(
-                            keys,
-                            args,
-                            bodies=args[5 : 5 + len(items)],
-                            cap=rules.max_messages,
-                            ttl_ms=int(rules.ttl.total_seconds() * 1000),
-                        ),
-                    )
+                    await self._with_scripts(lane.load_scripts, lambda: lane.push(keys, args))
                     self._forget_remembered(keys[:1], but=lane)
                     return len(items)
                 except LaneUnsupported as exc:
