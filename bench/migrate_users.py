@@ -74,16 +74,24 @@ def clear_links(engine: Engine) -> None:
 
 
 def hand_written(engine: Engine, secretary_id: str) -> None:
-    """The floor: one INSERT ... SELECT for every user without an active link."""
+    """The floor: one INSERT ... SELECT for every user without an active link.
+
+    The users already linked are read once, up front (a materialized CTE): with the
+    anti-join written against the link table itself, PostgreSQL planned a nested loop
+    that rescanned the table the statement was filling, and 1,000,000 users ran for
+    minutes instead of seconds.
+    """
     dialect = engine.dialect.name
     sec = secretary_id if dialect == "postgresql" else secretary_id.replace("-", "")
     with engine.begin() as conn:
         conn.execute(
             text(
-                f"INSERT INTO usersecretarylink (id, user_id, secretary_id, is_active, created_at,"
+                "WITH linked AS MATERIALIZED (SELECT user_id FROM usersecretarylink"
+                " WHERE is_active)"
+                " INSERT INTO usersecretarylink (id, user_id, secretary_id, is_active, created_at,"
                 f" updated_at) SELECT {UUID_SQL[dialect]}, u.id, :sec, true, :now, :now"
-                " FROM telegramuser u WHERE NOT EXISTS (SELECT 1 FROM usersecretarylink l"
-                " WHERE l.user_id = u.id AND l.is_active)"
+                " FROM telegramuser u WHERE NOT EXISTS (SELECT 1 FROM linked l"
+                " WHERE l.user_id = u.id)"
             ),
             {"sec": sec, "now": "2026-01-01 00:00:00"},
         )

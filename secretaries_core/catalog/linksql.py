@@ -48,9 +48,17 @@ def new_uuid_sql(conn: Connection) -> ColumnElement[Any]:
     raise NotImplementedError(f"no UUID generator for {conn.dialect.name}")
 
 
-def has_active_link() -> ColumnElement[bool]:
-    """Correlated EXISTS: the outer user row has an active link."""
-    return exists().where(LINK.c.user_id == USER.c.id, LINK.c.is_active)
+def has_active_link(lo: int | None = None, hi: int | None = None) -> ColumnElement[bool]:
+    """Correlated EXISTS: the outer user row has an active link.
+
+    `lo`/`hi`: the outer rows' id window, repeated on the link side. The correlation
+    implies it, but PostgreSQL does not carry a range across it: its merge anti-join
+    walked the link index from the first user on every batch, so a migration went
+    quadratic (1,000,000 users: 25 s, the last batches 340 ms each, against 13 s for one
+    hand-written statement).
+    """
+    window = [] if lo is None or hi is None else [LINK.c.user_id > lo, LINK.c.user_id <= hi]
+    return exists().where(LINK.c.user_id == USER.c.id, LINK.c.is_active, *window)
 
 
 def link_values(
@@ -74,7 +82,7 @@ def link_unlinked_users(
 ) -> int:
     """Give every user with `lo < id <= hi` and no active link an active link; one INSERT."""
     rows = select(*link_values(conn, USER.c.id, secretary_id, now)).where(
-        USER.c.id > lo, USER.c.id <= hi, ~has_active_link()
+        USER.c.id > lo, USER.c.id <= hi, ~has_active_link(lo, hi)
     )
     return _inserted(conn, insert(LINK).from_select(LINK_COLUMNS, rows))
 
