@@ -362,3 +362,25 @@ def restartable_redis(*, aof: bool) -> Iterator[RestartableRedis]:
         yield server
     finally:
         server.close()
+
+
+def tls_files(root: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate for 127.0.0.1 signed by it, made by `openssl`.
+
+    Returns (ca.crt, server.crt, server.key) under `root`.
+    """
+    openssl = _find("openssl", [])
+    ca_key, ca_crt = root / "ca.key", root / "ca.crt"
+    key, csr, crt = root / "server.key", root / "server.csr", root / "server.crt"
+    ext = root / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ca = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test CA"]
+    server = ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1"]
+    sign = ["x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key)]
+    for command in (
+        [*ca, "-keyout", str(ca_key), "-out", str(ca_crt)],
+        [*server, "-keyout", str(key), "-out", str(csr)],
+        [*sign, "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(crt)],
+    ):
+        subprocess.run([openssl, *command], check=True, capture_output=True)
+    return ca_crt, crt, key

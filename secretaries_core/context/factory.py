@@ -14,7 +14,7 @@ from secretaries_core.plumbing.db import mask_url
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEME = "redis+cluster"
-LANE_SCHEMES = ("redis", "unix")
+LANE_SCHEMES = ("redis", "rediss", "unix")
 CONNECT_TIMEOUT_S = 5.0
 SOCKET_TIMEOUT_S = 10.0
 ASYNC_MAX_CONNECTIONS = 64
@@ -86,7 +86,6 @@ def open_context_store(
             url=masked,
             owns_client=True,
             async_client=lambda: redis_client(url, asynchronous=True),
-            # rediss:// keeps the pool: the lane reads its socket directly (no TLS there).
             lane=url if remember and scheme in LANE_SCHEMES else None,
         )
     raise InvalidInput(

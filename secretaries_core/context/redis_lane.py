@@ -17,7 +17,9 @@ A read is answered from memory only when all of these hold: the context is remem
 its TTL cannot have run out yet, the connection has heard from Redis in the last `LIVE_S`
 seconds, and reading what the socket already holds (`drain`) brought no notice for it.
 A lost connection forgets everything; the next command connects again (with the same
-retries as the store's pool). Redis Cluster and TLS keep the pool: see docs/operations.md.
+retries as the store's pool). Over TLS the socket can only be looked at, not read ahead:
+a read is answered from memory only when nothing waits on it. Redis Cluster keeps the
+pool: see docs/operations.md.
 """
 
 from __future__ import annotations

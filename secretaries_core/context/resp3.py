@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from redis._parsers.base import BaseParser
+from redis.asyncio.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -141,8 +142,11 @@ class RespConnection(asyncio.Protocol):
         on_lost: Callable[[RespConnection], None],
         *,
         timeout_s: float,
+        tls: bool = False,
     ) -> None:
         self._on_push = on_push
+        # Over TLS the socket carries ciphertext: `drain` may only look, never read.
+        self._tls = tls
         self._on_lost = on_lost
         self._timeout_s = timeout_s
         self._pending: deque[tuple[asyncio.Future[Any], Then | None, float]] = deque()
@@ -223,13 +227,19 @@ class RespConnection(asyncio.Protocol):
         return future
 
     def drain(self) -> bool:
-        """Read what the kernel already holds for us, now; False if the connection is gone.
+        """Read what the kernel already holds for us, now; False if the connection is gone
+        (over TLS: False if anything waits, which only the transport can decrypt).
 
         A reply on another connection can resume a coroutine before the event loop has read
         an invalidation that arrived with it; a read served from memory calls this first.
         """
         if not self.open or self._fd < 0:
             return False
+        if self._tls:
+            # Bytes waiting (a notice, perhaps) that only the transport can decrypt: say
+            # "not current" and let the caller ask Redis, which costs one round trip.
+            waiting, _w, _x = select.select([self._fd], [], [], 0)
+            return not waiting
         while True:
             try:
                 data = os.read(self._fd, 262144)
@@ -307,32 +317,42 @@ async def connect(
     timeout_s: float,
     setup: Sequence[Sequence[Arg]] = (),
 ) -> RespConnection:
-    """Open `url` (redis:// or unix://), speak RESP3 (HELLO 3, AUTH, SELECT), then `setup`."""
-    parts = urlsplit(url)
+    """Open `url` (redis://, rediss:// or unix://), speak RESP3 (HELLO 3 with AUTH, SELECT),
+    then send `setup`. The URL is read by redis-py's own parser, and TLS is set up by its
+    own SSL context, so the lane reaches exactly what the store's pool reaches."""
+    options = parse_url(url)
+    connection_class = options.pop("connection_class", None)
+    tls = None
+    if connection_class is not None and issubclass(connection_class, SSLConnection):
+        tls = connection_class(**options).ssl_context.get()
     loop = asyncio.get_running_loop()
 
     def protocol() -> RespConnection:
-        return RespConnection(on_push, on_lost, timeout_s=timeout_s)
+        return RespConnection(on_push, on_lost, timeout_s=timeout_s, tls=tls is not None)
 
     try:
         async with asyncio.timeout(connect_timeout_s):
-            if parts.scheme == "unix":
-                _t, conn = await loop.create_unix_connection(protocol, parts.path)
+            if "path" in options:
+                _t, conn = await loop.create_unix_connection(protocol, options["path"])
             else:
+                host = options.get("host") or "localhost"
                 _t, conn = await loop.create_connection(
-                    protocol, parts.hostname or "localhost", parts.port or 6379
+                    protocol,
+                    host,
+                    options.get("port") or 6379,
+                    ssl=tls,
+                    server_hostname=host if tls is not None else None,
                 )
     except TimeoutError as exc:
         raise RedisTimeoutError(f"connecting to Redis took over {connect_timeout_s:g} s") from exc
-    except OSError as exc:
+    except OSError as exc:  # ssl.SSLError is one
         raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
     hello: list[Arg] = ["HELLO", "3"]
-    if parts.password is not None:
-        hello += ["AUTH", unquote(parts.username or "default"), unquote(parts.password)]
+    if options.get("password") is not None:
+        hello += ["AUTH", options.get("username") or "default", options["password"]]
     commands: list[Sequence[Arg]] = [hello]
-    db = _database(url)
-    if db:
-        commands.append(["SELECT", db])
+    if options.get("db"):
+        commands.append(["SELECT", int(options["db"])])
     commands += setup
     try:
         async with asyncio.timeout(timeout_s):
@@ -349,15 +369,3 @@ async def connect(
             raise RedisTimeoutError(f"Redis did not answer in {timeout_s:g} s") from exc
         raise
     return conn
-
-
-def _database(url: str) -> int:
-    """The database number a redis:// URL names (path `/N` or `?db=N`), 0 by default."""
-    parts = urlsplit(url)
-    for name, value in (p.partition("=")[::2] for p in parts.query.split("&") if p):
-        if name == "db" and value.isdigit():
-            return int(value)
-    path = parts.path.strip("/")
-    if parts.scheme != "unix" and path.isdigit():
-        return int(path)
-    return 0

@@ -480,3 +480,39 @@ def test_password_database_and_unix_socket_reach_the_same_lists(tmp_path: object
             raw = Redis(port=port, password="p@ss:w/rd", db=db)
             assert raw.llen(key) == length, db
             raw.close()
+
+
+def test_over_tls_too(tmp_path: object) -> None:
+    """rediss:// with a private CA (verified, hostname checked): the lane remembers, and a
+    write by another client is never answered from memory, though over TLS the lane can
+    only see that bytes wait, not read them ahead."""
+    from pathlib import Path
+
+    from tests.servers import free_port, tls_files
+
+    ca, crt, key = tls_files(Path(str(tmp_path)))
+    tls_port = free_port()
+    tls = ["--tls-port", str(tls_port), "--tls-cert-file", str(crt), "--tls-key-file", str(key)]
+    tls += ["--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
+    with redis_server(*tls) as (port, _root):
+        url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca}"
+        store = _store(url, "tls:")
+        raw = Redis(port=port)  # another client, on the plain port
+
+        async def scenario() -> int:
+            for i in range(1, 6):
+                await store.aappend_many(_turn(i))
+                assert await store.aread(1, SEC) == store.read(1, SEC)
+            raw.rpush(store.context_key(1, SEC), raw.lindex(store.context_key(1, SEC), 0) or b"")
+            raw.ping()
+            assert await store.aread(1, SEC) == store.read(1, SEC)
+            raw.delete(store.context_key(1, SEC))
+            raw.ping()
+            assert await store.aread(1, SEC) == []
+            hits = _lane(store).hits
+            await store.aclose()
+            return hits
+
+        assert asyncio.run(scenario()) >= 3
+        store.close()
+        raw.close()
