@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -38,7 +39,7 @@ from secretaries_core.plumbing import schema
 from secretaries_core.plumbing.db import make_engine
 from secretaries_core.plumbing.timeutil import utcnow
 from tests.llm_server import llm_server_process
-from tests.servers import redis_server
+from tests.servers import free_port, redis_server, tls_files
 
 SIZES = (2, 20, 100, 200)
 PROMPT = "You are alice, a helpful secretary who answers briefly."
@@ -128,8 +129,19 @@ def run(
     with (
         llm_server_process(0.0) as base,
         TemporaryDirectory() as tmp,
-        redis_server() as (port, _root),
+        ExitStack() as stack,
     ):
+        # One server for every kind; a TLS port too when a TLS kind is asked for.
+        tls: list[str] = []
+        if any(kind.endswith("-tls") for kind in kinds):
+            ca, crt, key = tls_files(Path(tmp))
+            tls_port = free_port()
+            tls = ["--tls-port", str(tls_port), "--tls-cert-file", str(crt)]
+            tls += ["--tls-key-file", str(key), "--tls-auth-clients", "no"]
+        port, _root = stack.enter_context(redis_server(*tls))
+        urls = {"Redis": f"redis://127.0.0.1:{port}/0"}
+        if tls:
+            urls["Redis-tls"] = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca}"
         for size in sizes:
             settings = replace(
                 Settings.load(env={}),
@@ -145,11 +157,11 @@ def run(
                     SqlContextStore(registry.engine, settings.context_policy)
                     if kind == "SQLite"
                     else open_context_store(
-                        f"redis://127.0.0.1:{port}/0",
+                        urls[kind.removesuffix("-reads")],
                         policy=settings.context_policy,
                         prefix=f"cpu{size}{kind}:",
-                        # Redis-reads: every context read from Redis (no tracked lane).
-                        remember=kind == "Redis",
+                        # *-reads: every context read from Redis (no tracked lane).
+                        remember=not kind.endswith("-reads"),
                     )
                 )
                 _fill(store, registry, users, size)
@@ -179,13 +191,14 @@ def main() -> None:
     parser.add_argument(
         "--stores",
         default="SQLite,Redis,Redis-reads",
-        help="any of SQLite, Redis, Redis-reads (Redis without remembered contexts)",
+        help="any of SQLite, Redis, Redis-reads (Redis without remembered contexts), "
+        "Redis-tls, Redis-tls-reads (the same over TLS)",
     )
     args = parser.parse_args()
     sizes = tuple(int(size) for size in args.sizes.split(","))
     rows = run(args.calls, args.users, sizes, tuple(args.stores.split(",")))
     print_table("CPU per message vs the length of the conversation", rows)
-    for kind in ("SQLite", "Redis", "Redis-reads"):
+    for kind in ("SQLite", "Redis", "Redis-reads", "Redis-tls", "Redis-tls-reads"):
         by_size = {
             int(r.name.split(", ")[2].split()[0]): r.ours
             for r in rows

@@ -33,8 +33,9 @@ def test_context_redis_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatc
 
 
 def test_message_cpu_bench_runs() -> None:
-    rows = message_cpu.run(calls=5, users=2, sizes=(2,), kinds=("SQLite", "Redis", "Redis-reads"))
-    assert [r.name.split(", ")[1] for r in rows] == ["SQLite", "Redis", "Redis-reads"]
+    kinds = ("SQLite", "Redis", "Redis-reads", "Redis-tls")
+    rows = message_cpu.run(calls=5, users=2, sizes=(2,), kinds=kinds)
+    assert [r.name.split(", ")[1] for r in rows] == list(kinds)
     assert all(r.ours > 0 and r.baseline > 0 for r in rows)
 
 
