@@ -37,14 +37,21 @@ class Message:
 TURN_KEYS = ("update_id", "turn")
 
 
-def turn_id(messages: Iterable[Message]) -> tuple[str, str] | None:
-    """The (key, value) identifying the turn `messages` belong to, if one carries it."""
+def turn_item(messages: Iterable[Message]) -> tuple[str, Any] | None:
+    """The metadata (key, value) identifying the turn `messages` belong to, the value as
+    given (a number stays a number: stores that match stored text need it so)."""
     for message in messages:
         for key in TURN_KEYS:
             value = (message.metadata or {}).get(key)
             if value is not None:
-                return key, str(value)
+                return key, value
     return None
+
+
+def turn_id(messages: Iterable[Message]) -> tuple[str, str] | None:
+    """The (key, value) identifying the turn `messages` belong to, the value as text."""
+    item = turn_item(messages)
+    return None if item is None else (item[0], str(item[1]))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from secretaries_core.plumbing.db import mask_url
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEME = "redis+cluster"
-LANE_SCHEMES = ("redis", "rediss", "unix")
 CONNECT_TIMEOUT_S = 5.0
 SOCKET_TIMEOUT_S = 10.0
 ASYNC_MAX_CONNECTIONS = 64
@@ -29,20 +28,26 @@ HEALTH_CHECK_S = 2
 COMMAND_RETRIES = 3
 
 
-def _retry_options(*, asynchronous: bool) -> dict[str, Any]:
+def command_retry(retries: int = COMMAND_RETRIES, *, asynchronous: bool = True) -> Any:
+    """redis-py's resend policy for a command that met a broken connection: `retries`
+    resends, 0.1 s apart doubling up to 1 s. The pools and the context lane share it."""
     from redis.backoff import ExponentialBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    retry: Any
+    backoff = ExponentialBackoff(cap=1.0, base=0.05)
     if asynchronous:
         from redis.asyncio.retry import Retry as AsyncRetry
 
-        retry = AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES)
-    else:
-        from redis.retry import Retry
+        return AsyncRetry(backoff, retries)
+    from redis.retry import Retry
 
-        retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES)
+    return Retry(backoff, retries)
+
+
+def _retry_options(*, asynchronous: bool) -> dict[str, Any]:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    retry = command_retry(asynchronous=asynchronous)
     return {
         # No CLIENT SETINFO on connect: on a Redis older than 7.2 it fails, and redis-py's
         # health check then reads that failure as the PING reply, leaving the connection
@@ -86,7 +91,7 @@ def open_context_store(
             url=masked,
             owns_client=True,
             async_client=lambda: redis_client(url, asynchronous=True),
-            lane=url if remember and scheme in LANE_SCHEMES else None,
+            lane=url if remember else None,  # the store has none on a cluster
         )
     raise InvalidInput(
         f"unknown context store URL {masked!r}: use redis://, rediss://, redis+cluster:// "

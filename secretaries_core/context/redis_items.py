@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from secretaries_core.context.base import Message, turn_id
+from secretaries_core.context.base import Message, turn_item
 from secretaries_core.context.redis_admin import from_score, score
 from secretaries_core.plumbing.memo import each_once
 
@@ -36,14 +36,10 @@ def guard(messages: list[Message]) -> str:
 
     The value as stored, not as `turn_id` spells it: an id given as a number is stored as
     one (`"update_id":17`), and a guard of `"update_id":"17"` would never find it."""
-    turn = turn_id(messages)
+    turn = turn_item(messages)
     if turn is None:
         return ""
-    key = turn[0]
-    value = next(
-        m.metadata[key] for m in messages if m.metadata and m.metadata.get(key) is not None
-    )
-    return json.dumps({key: value}, separators=(",", ":"), ensure_ascii=False)[1:-1]
+    return json.dumps(dict([turn]), separators=(",", ":"), ensure_ascii=False)[1:-1]
 
 
 def decode_joined(raw: bytes | str | None) -> list[Message]:

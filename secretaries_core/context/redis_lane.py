@@ -31,14 +31,14 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from secretaries_core.context.base import Message
+from secretaries_core.context.factory import command_retry
+from secretaries_core.context.memory import RememberedContexts
 from secretaries_core.context.redis_items import decode_items, decode_joined
 from secretaries_core.context.redis_scripts import SCRIPTS, push_parts
 from secretaries_core.context.resp3 import Arg, Push, RespConnection, Then, connect
@@ -47,8 +47,6 @@ log = logging.getLogger(__name__)
 
 LIVE_S = 2.0
 """Serve from memory only if Redis spoke on the connection this recently (else read)."""
-CAP_MESSAGES = 100_000
-"""Messages remembered per lane at most; past it the lane forgets everything."""
 TRACKING = ("CLIENT", "TRACKING", "ON", "NOLOOP")
 PASSING = ("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")
 """Error replies of a server that will answer soon (a restart loading its data): retried,
@@ -57,13 +55,6 @@ not taken as a server without tracking."""
 
 class LaneUnsupported(Exception):
     """The server refused RESP3 or client tracking (Redis < 6, a proxy): use the pool."""
-
-
-@dataclass(slots=True)
-class _Remembered:
-    messages: list[Message]
-    deadline: float
-    """Monotonic time before which the list cannot have expired."""
 
 
 class RedisLane:
@@ -76,17 +67,16 @@ class RedisLane:
         connect_timeout_s: float,
         timeout_s: float,
         retries: int,
-        cap_messages: int = CAP_MESSAGES,
     ) -> None:
         self._url = url
         self._connect_timeout_s = connect_timeout_s
         self._timeout_s = timeout_s
-        self._retries = retries
-        self._cap = cap_messages
+        # The pool's own resend policy (redis-py's Retry), with these many resends.
+        self._retry = command_retry(retries)
         self._conn: RespConnection | None = None
         self._opening: asyncio.Future[RespConnection] | None = None
-        self._memory: dict[str, _Remembered] = {}
-        self._held = 0
+        # Each context with the monotonic time before which its list cannot have expired.
+        self._memory: RememberedContexts[str, float] = RememberedContexts()
         self._forgets = 0  # bumped by every forget: a read in flight across one is not kept
         self.hits = 0
         """Reads answered from memory (for tests and benchmarks)."""
@@ -99,11 +89,11 @@ class RedisLane:
         """The context's newest `limit` messages (all when None), from memory if current."""
         conn = self._conn
         if conn is not None and key in self._memory and conn.drain():
-            found = self._memory.get(key)  # drain may have brought a notice for it
+            found = self._memory.entry(key)  # drain may have brought a notice for it
             now = time.monotonic()
-            if found is not None and now < found.deadline and now - conn.heard < LIVE_S:
+            if found is not None and now < found[0] and now - conn.heard < LIVE_S:
                 self.hits += 1
-                return _newest(found.messages, limit)
+                return _newest(found[1], limit)
         read: list[list[Message]] = []
         sent = time.monotonic()
         forgets = self._forgets
@@ -117,7 +107,7 @@ class RedisLane:
                 # way: the reply may predate that write, so it is used but not kept.
                 return
             # -2: no list (an empty context until someone writes: a notice); -1: no TTL.
-            self._hold(key, messages, sent + pttl / 1000 if pttl >= 0 else math.inf)
+            self._memory.put(key, sent + pttl / 1000 if pttl >= 0 else math.inf, messages)
 
         await self._call(["EVALSHA", SCRIPTS["read_all"][1], 1, key], remember)
         return _newest(read[-1], limit)
@@ -129,15 +119,15 @@ class RedisLane:
         sent = time.monotonic()
 
         def follow(length: Any) -> None:
-            found = self._memory.get(key)
+            found = self._memory.entry(key)
             if found is None or length == 0:
                 return  # not remembered, or the guard found the turn stored: nothing changed
             pushed = decode_items(body.encode() for body in bodies)
-            messages = (found.messages + pushed)[-cap:]
+            messages = (found[1] + pushed)[-cap:]
             if len(messages) != length:
                 self.forget([key])  # not the list we remembered: read it next time
                 return
-            self._hold(key, messages, sent + ttl_ms / 1000)
+            self._memory.put(key, sent + ttl_ms / 1000, messages)
 
         await self._call(["EVALSHA", SCRIPTS["push"][1], len(keys), *keys, *args], follow)
 
@@ -152,45 +142,26 @@ class RedisLane:
         """Forget these contexts (safe from any thread: single dict operations)."""
         self._forgets += 1
         for key in keys:
-            found = self._memory.pop(key, None)
-            if found is not None:
-                self._held -= len(found.messages)
+            self._memory.forget(key)
 
     def forget_all(self) -> None:
         """Forget every context (a write or a flush: reads in flight are not kept either)."""
         self._forgets += 1
-        self._clear()
-
-    def _clear(self) -> None:
-        # Without the forget count: for a new or lost connection (nothing in flight on it
-        # can be kept any more) and for the cap.
         self._memory.clear()
-        self._held = 0
-
-    def _hold(self, key: str, messages: list[Message], deadline: float) -> None:
-        old = self._memory.get(key)
-        self._held += len(messages) - (len(old.messages) if old is not None else 0)
-        if self._held > self._cap:
-            self._clear()
-            self._held = len(messages)
-        self._memory[key] = _Remembered(messages, deadline)
 
     # -- the connection -------------------------------------------------------------------
 
     async def _call(self, args: Sequence[Arg], then: Then | None) -> Any:
         """Send one command, connecting first if needed; connection failures are retried
         (every store write is idempotent: see docs/operations.md, "Redis restarts")."""
-        for attempt in range(self._retries + 1):
-            try:
-                conn = self._conn
-                if conn is None or not conn.open:
-                    conn = await self._connect()
-                return await conn.send(args, then)
-            except (RedisConnectionError, RedisTimeoutError):
-                if attempt == self._retries:
-                    raise
-                await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
-        raise AssertionError("unreachable")
+
+        async def attempt() -> Any:
+            conn = self._conn
+            if conn is None or not conn.open:
+                conn = await self._connect()
+            return await conn.send(args, then)
+
+        return await self._retry.call_with_retry(attempt, _failed)
 
     async def _connect(self) -> RespConnection:
         """The connection, opened once for all the callers that need it now."""
@@ -220,7 +191,7 @@ class RedisLane:
             if str(exc).startswith(PASSING):
                 raise RedisConnectionError(f"Redis is not ready: {exc}") from exc
             raise LaneUnsupported(str(exc)) from exc
-        self._clear()  # what an older connection read is not tracked by this one
+        self._memory.clear()  # what an older connection read is not tracked by this one
         self._conn = conn
         return conn
 
@@ -240,7 +211,7 @@ class RedisLane:
         # Only the current connection's loss: what a newer one read is tracked by it.
         if self._conn is conn:
             self._conn = None
-            self._clear()
+            self._memory.clear()
             log.info("the Redis lane lost its connection; it reconnects on the next command")
 
     async def aclose(self) -> None:
@@ -248,7 +219,7 @@ class RedisLane:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
-        self._clear()
+        self._memory.clear()
 
 
 # Every lane of the process by URL: a write made in this process (by any store, over any
@@ -272,6 +243,11 @@ def forget_everywhere(
             lane.forget_all()
         else:
             lane.forget(keys)
+
+
+async def _failed(error: Exception) -> None:
+    """Retry's failure hook: the lane has nothing to reset (a lost connection is dropped
+    by its own `connection_lost`)."""
 
 
 def _newest(messages: list[Message], limit: int | None) -> list[Message]:

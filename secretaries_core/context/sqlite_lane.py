@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from secretaries_core.context.base import ContextPolicy, Message, turn_id
+from secretaries_core.context.memory import RememberedContexts
 from secretaries_core.errors import InvalidInput
 from secretaries_core.plumbing.db import busy, sqlite_pragmas, unavailable
 from secretaries_core.plumbing.memo import each_once
@@ -82,51 +83,29 @@ def _decode(row: Row) -> Message:
 Version = tuple[int, int, str, int | None]
 
 
-class ContextMemo:
+class ContextMemo(RememberedContexts[tuple[int, str], Version]):
     """The contexts this process read or wrote last, each with the version it was at.
 
     A read asks the database for the context's version (one indexed row) and returns the
     remembered messages when it is unchanged: a 100-message context is not fetched and
     decoded again on each of its user's messages. Any write anywhere (another process, a
     purge) changes the version or removes the row, so a stale entry is never returned.
-    Holds at most `CAP` messages in all; emptied when it outgrows that.
     """
-
-    CAP = 100_000
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple[int, str], tuple[Version, list[Message]]] = {}
-        self._size = 0
 
     def get(self, key: tuple[int, str], version: Any) -> list[Message] | None:
         """The messages remembered for `key` at exactly `version` (a copy), else None."""
-        entry = self._entries.get(key)
+        entry = self.entry(key)
         if entry is None or entry[0] != tuple(version):
             return None
         return list(entry[1])
 
     def knows(self, key: tuple[int, str]) -> bool:
         """True when some version of `key` is remembered."""
-        return key in self._entries
+        return key in self
 
     def put(self, key: tuple[int, str], version: Any, messages: list[Message]) -> None:
         """Remember `messages` as the whole of `key` at `version`."""
-        if self._size > self.CAP:
-            self.clear()
-        old = self._entries.get(key)
-        self._entries[key] = (tuple(version), list(messages))
-        self._size += len(messages) - (len(old[1]) if old is not None else 0)
-
-    def forget(self, key: tuple[int, str]) -> None:
-        """Drop one context (cleared or expired)."""
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self._size -= len(old[1])
-
-    def clear(self) -> None:
-        """Drop everything (a purge of many contexts)."""
-        self._entries = {}
-        self._size = 0
+        super().put(key, tuple(version), list(messages))
 
 
 def _rolled_back(conn: sqlite3.Connection) -> bool:
