@@ -39,7 +39,7 @@ from secretaries_core.plumbing import schema
 from secretaries_core.plumbing.db import make_engine
 from secretaries_core.plumbing.timeutil import utcnow
 from tests.llm_server import llm_server_process
-from tests.servers import free_port, redis_server, tls_files
+from tests.servers import redis_server, tls_redis_server
 
 SIZES = (2, 20, 100, 200)
 PROMPT = "You are alice, a helpful secretary who answers briefly."
@@ -132,16 +132,12 @@ def run(
         ExitStack() as stack,
     ):
         # One server for every kind; a TLS port too when a TLS kind is asked for.
-        tls: list[str] = []
+        urls: dict[str, str] = {}
         if any(kind.endswith("-tls") for kind in kinds):
-            ca, crt, key = tls_files(Path(tmp))
-            tls_port = free_port()
-            tls = ["--tls-port", str(tls_port), "--tls-cert-file", str(crt)]
-            tls += ["--tls-key-file", str(key), "--tls-auth-clients", "no"]
-        port, _root = stack.enter_context(redis_server(*tls))
-        urls = {"Redis": f"redis://127.0.0.1:{port}/0"}
-        if tls:
-            urls["Redis-tls"] = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca}"
+            port, urls["Redis-tls"] = stack.enter_context(tls_redis_server(Path(tmp)))
+        else:
+            port, _root = stack.enter_context(redis_server())
+        urls["Redis"] = f"redis://127.0.0.1:{port}/0"
         for size in sizes:
             settings = replace(
                 Settings.load(env={}),

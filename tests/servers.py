@@ -384,3 +384,17 @@ def tls_files(root: Path) -> tuple[Path, Path, Path]:
     ):
         subprocess.run([openssl, *command], check=True, capture_output=True)
     return ca_crt, crt, key
+
+
+@contextmanager
+def tls_redis_server(root: Path) -> Iterator[tuple[int, str]]:
+    """A private redis-server that also listens with TLS (a private CA, see `tls_files`).
+
+    Yields (its plain port, the rediss:// URL of its TLS port, verified against the CA).
+    """
+    ca, crt, key = tls_files(root)
+    tls_port = free_port()
+    tls = ["--tls-port", str(tls_port), "--tls-cert-file", str(crt), "--tls-key-file", str(key)]
+    tls += ["--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
+    with redis_server(*tls) as (port, _root):
+        yield port, f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca}"

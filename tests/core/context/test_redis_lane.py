@@ -488,14 +488,9 @@ def test_over_tls_too(tmp_path: object) -> None:
     only see that bytes wait, not read them ahead."""
     from pathlib import Path
 
-    from tests.servers import free_port, tls_files
+    from tests.servers import tls_redis_server
 
-    ca, crt, key = tls_files(Path(str(tmp_path)))
-    tls_port = free_port()
-    tls = ["--tls-port", str(tls_port), "--tls-cert-file", str(crt), "--tls-key-file", str(key)]
-    tls += ["--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
-    with redis_server(*tls) as (port, _root):
-        url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca}"
+    with tls_redis_server(Path(str(tmp_path))) as (port, url):
         store = _store(url, "tls:")
         raw = Redis(port=port)  # another client, on the plain port
 
