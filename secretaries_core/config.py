@@ -122,6 +122,8 @@ class Settings:
     queue_lease_seconds: float = 30.0
     api_body_timeout_seconds: float = 30.0
     outage_grace_seconds: float = 300.0
+    # How long an undelivered reply is kept and retried before it is dropped as expired.
+    reply_max_age_seconds: float = 86400.0
     api_header_timeout_seconds: float = 10.0
     api_keepalive_seconds: float = 5.0
     api_max_connections: int = 1000
@@ -189,6 +191,7 @@ class Settings:
             queue_lease_seconds=_env_float(env, "SECRETARIES_QUEUE_LEASE", 30.0),
             api_body_timeout_seconds=_env_float(env, "SECRETARIES_API_BODY_TIMEOUT", 30.0),
             outage_grace_seconds=_env_float(env, "SECRETARIES_OUTAGE_GRACE", 300.0),
+            reply_max_age_seconds=_env_float(env, "SECRETARIES_REPLY_MAX_AGE", 86400.0),
             api_header_timeout_seconds=_env_float(env, "SECRETARIES_API_HEADER_TIMEOUT", 10.0),
             api_keepalive_seconds=_env_float(env, "SECRETARIES_API_KEEPALIVE", 5.0),
             api_max_connections=_env_int(env, "SECRETARIES_API_MAX_CONNECTIONS", 1000),

@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 MASK = "***"
 # Shorter values are too likely to be ordinary words to replace everywhere.
@@ -26,12 +26,16 @@ MIN_SECRET_CHARS = 6
 _PATTERNS = [
     (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{4,}"), r"\1" + MASK),
     (re.compile(r"\bsk-[A-Za-z0-9_*.-]{6,}"), "sk-" + MASK),
-    (re.compile(r"\b\d{5,12}:[A-Za-z0-9_-]{30,}"), MASK),
+    # Inside a Bot API URL the token follows "bot" with no word boundary, and a token of
+    # any length is a token there.
+    (re.compile(r"(?i)(/bot)\d+:[A-Za-z0-9_-]+"), r"\1" + MASK),
+    (re.compile(r"(?<![0-9])\d{5,12}:[A-Za-z0-9_-]{30,}"), MASK),
     (
         re.compile(r"(?i)([?&](?:token|password|passwd|api[_-]?key|key|secret)=)[^&#\s'\"]+"),
         r"\1" + MASK,
     ),
-    (re.compile(r"(://[^/\s:@]*:)[^@\s/]+(@)"), r"\1" + MASK + r"\2"),
+    # A password may hold "/", ":" or "@" (encoded or not): up to the last "@" of the URL.
+    (re.compile(r"(://[^/\s:@]*:)[^\s]*(@)"), r"\1" + MASK + r"\2"),
 ]
 
 _lock = threading.Lock()
@@ -52,10 +56,15 @@ def url_secrets(url: str | None) -> list[str]:
     """The password (raw and percent-decoded) in a URL, for `remember`."""
     if not url or "://" not in url:
         return []
-    try:
-        password = urlsplit(url.replace(",", "%2C")).password
-    except ValueError:
+    # Not urlsplit: it ends the host at the first "/", so a password holding "/" or "@"
+    # would be cut. The user info runs to the last "@" before the query.
+    start = url.index("://") + 3
+    end = min((i for i in (url.find("?", start), url.find("#", start)) if i >= 0), default=len(url))
+    at = url.rfind("@", start, end)
+    userinfo = url[start:at] if at >= 0 else ""
+    if ":" not in userinfo:
         return []
+    password = userinfo.split(":", 1)[1]
     return [password, unquote(password)] if password else []
 
 

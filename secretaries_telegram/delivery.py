@@ -2,7 +2,8 @@
 
 - 429: wait what Telegram asks (`retry_after`), then again, for as long as the grace lasts;
 - 5xx and network errors (timeouts, refused connections): retry with capped exponential
-  backoff within the grace (`SECRETARIES_OUTAGE_GRACE`);
+  backoff within the grace (`SECRETARIES_OUTAGE_GRACE` for what a user waits on now; a
+  queued reply is kept until it is `SECRETARIES_REPLY_MAX_AGE` old, see relay.py);
 - 403 (the user blocked the bot, the bot was kicked) and 400 (chat not found, a user
   deactivated, anything else Telegram will refuse again): `Undeliverable` at once, so that
   reply is dropped, counted, and nothing else waits for it.
@@ -66,15 +67,36 @@ async def edit_text(bot: Bot, chat: int, message_id: int, text: str) -> None:
             raise
 
 
-def _passing(exc: BaseException) -> bool:
+def passing(exc: BaseException) -> bool:
     """True for failures that may pass: server errors, network trouble, a wrong route."""
-    passing = (TelegramServerError, TelegramNetworkError, TelegramNotFound, TimeoutError, OSError)
-    return isinstance(exc, passing)
+    kinds = (
+        TelegramServerError,
+        TelegramNetworkError,
+        TelegramNotFound,
+        TelegramRetryAfter,
+        TimeoutError,
+        OSError,
+    )
+    return isinstance(exc, kinds)
 
 
-async def patiently(call: Callable[[], Awaitable[T]], *, grace: float = DEFAULT_GRACE_S) -> T:
-    """`call()` until it succeeds, within `grace` seconds (see the module's rules)."""
-    deadline = time.monotonic() + grace
+_grace = DEFAULT_GRACE_S
+
+
+def set_grace(seconds: float) -> None:
+    """The outage grace of this process's sends (`SECRETARIES_OUTAGE_GRACE`)."""
+    global _grace
+    _grace = seconds
+
+
+async def patiently(
+    call: Callable[[], Awaitable[T]], *, grace: float | None = None, until: float | None = None
+) -> T:
+    """`call()` until it succeeds, within `grace` seconds (default: the process's outage
+    grace) or until the wall-clock time `until` (epoch seconds) when given (see the
+    module's rules)."""
+    left = (grace if grace is not None else _grace) if until is None else until - time.time()
+    deadline = time.monotonic() + left
     delay = BACKOFF_START_S
     while True:
         try:
@@ -89,7 +111,7 @@ async def patiently(call: Callable[[], Awaitable[T]], *, grace: float = DEFAULT_
             reason = drop_reason(exc)
             if reason is not None:
                 raise Undeliverable(reason, str(exc)) from exc
-            if not _passing(exc) or time.monotonic() + delay > deadline:
+            if not passing(exc) or time.monotonic() + delay > deadline:
                 raise
             log.warning("Bot API failed, retrying in %.1fs: %s", delay, exc)
             await asyncio.sleep(delay)

@@ -7,9 +7,12 @@ under a sender that stopped beating are claimed by a live one, so a crashed or r
 bot loses no reply.
 
 Chats are served concurrently, each chat's replies in stream order. A reply Telegram
-refuses for good (403 blocked, 400 chat not found) is dropped and counted; 5xx and
-timeouts are retried within the outage grace; 429 waits what Telegram asks
-(delivery.py). Nothing in one chat holds up another, and no failure stops the loop.
+refuses for good (403 blocked, 400 chat not found) is dropped and counted; 5xx, timeouts
+and network errors are retried with capped backoff until the reply is `max_age` seconds
+old (`SECRETARIES_REPLY_MAX_AGE`, a day by default: an outage of the Bot API or of the
+egress loses nothing shorter), then dropped and counted as `expired`; 429 waits what
+Telegram asks (delivery.py). Nothing in one chat holds up another, and no failure stops
+the loop.
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ from redis.exceptions import ResponseError
 
 from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.queue import Queue
-from secretaries_core.queue.client import UNAVAILABLE, decode_fields, parse_int
+from secretaries_core.queue.client import UNAVAILABLE, decode_fields, entry_age_s, parse_int
 from secretaries_core.queue.leases import alive, beat
 from secretaries_core.redact import scrub
 from secretaries_telegram import texts
 from secretaries_telegram.board import Board
-from secretaries_telegram.delivery import DEFAULT_GRACE_S, Undeliverable, edit_text, patiently
+from secretaries_telegram.delivery import Undeliverable, edit_text, passing, patiently
 from secretaries_telegram.split import split_text
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,8 @@ HEARTBEAT_S = 2.0
 DEAD_AFTER_S = 10.0  # a sender silent this long is gone: its pending replies are taken
 READ_COUNT = 100
 IN_FLIGHT = 64
+DEFAULT_MAX_AGE_S = 86400.0
+CLOSE_WAIT_S = 5.0
 
 
 class Relay:
@@ -54,14 +59,14 @@ class Relay:
         queue: Queue,
         *,
         metrics: Metrics | None = None,
-        grace: float = DEFAULT_GRACE_S,
+        max_age: float = DEFAULT_MAX_AGE_S,
         name: str | None = None,
         on_sent: Callable[[dict[str, str], int], Awaitable[None]] | None = None,
     ) -> None:
         self.bot = bot
         self.queue = queue
         self.metrics = metrics or Metrics()
-        self.grace = grace
+        self.max_age = max_age
         self.on_sent = on_sent
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.sent = 0
@@ -111,10 +116,15 @@ class Relay:
                 log.error("sender round failed", exc_info=exc)
                 await asyncio.sleep(1)
 
-    async def aclose(self) -> None:
-        """Finish the sends in flight (each within its grace) and leave the sender set."""
+    async def aclose(self, wait: float = CLOSE_WAIT_S) -> None:
+        """Finish the sends in flight for up to `wait` seconds, leave the rest pending (a
+        reply waiting out an outage may wait for hours: the next sender takes it), and
+        leave the sender set."""
         if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            _done, waiting = await asyncio.wait(set(self._in_flight), timeout=wait)
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
         with contextlib.suppress(*UNAVAILABLE):
             await self.queue.aclient().zrem(self.queue.keys.senders, self.name)
 
@@ -164,6 +174,9 @@ class Relay:
             self._last_of_chat[chat] = task
 
         def done(finished: asyncio.Task[None]) -> None:
+            if not finished.cancelled() and finished.exception() is not None:
+                # Retrieved here, or asyncio reports "Task exception was never retrieved".
+                log.error("reply %s: sending failed", entry_id, exc_info=finished.exception())
             self._in_flight.discard(finished)
             self._taken.discard(entry_id)
             if chat is not None and self._last_of_chat.get(chat) is finished:
@@ -180,6 +193,8 @@ class Relay:
     ) -> None:
         if before is not None:
             await asyncio.gather(before, return_exceptions=True)  # one chat in stream order
+        # Kept and retried until the reply is `max_age` old, counted from when it was made.
+        until = time.time() - entry_age_s(entry_id) + self.max_age
         try:
             if chat is None:
                 raise Undeliverable("malformed", f"reply {entry_id} names no chat")
@@ -195,7 +210,7 @@ class Relay:
             if grown is not None:
                 try:
                     await patiently(
-                        lambda: edit_text(self.bot, chat, grown, parts[0]), grace=self.grace
+                        lambda: edit_text(self.bot, chat, grown, parts[0]), until=until
                     )
                     first, parts = grown, parts[1:]
                 except Undeliverable as exc:
@@ -207,7 +222,7 @@ class Relay:
                 send = self.bot.send_message
                 sent = await patiently(
                     lambda: send(chat, part, message_thread_id=thread),  # noqa: B023
-                    grace=self.grace,
+                    until=until,
                 )
                 first = first if first is not None else sent.message_id
             self.sent += 1
@@ -221,9 +236,11 @@ class Relay:
         except asyncio.CancelledError:
             raise  # left pending: this sender (restarted) or another one sends it
         except Exception as exc:
-            # Failed past the grace (or something unexpected): dropped, logged, counted,
-            # so one reply never holds up the chats behind it.
-            self._drop("failed", entry_id, chat, repr(exc))
+            # Still failing when the reply is too old (or something unexpected): dropped,
+            # logged, counted, so one reply never holds up its chat for ever.
+            # `patiently` gives up on a failure that may pass only at `until`.
+            expired = passing(exc)
+            self._drop("expired" if expired else "failed", entry_id, chat, repr(exc))
         await self._ack(entry_id)
 
     def _drop(self, reason: str, entry_id: str, chat: int | None, detail: str) -> None:
@@ -250,9 +267,10 @@ async def relay(
     *,
     metrics: Metrics | None = None,
     on_sent: Callable[[dict[str, str], int], Awaitable[None]] | None = None,
+    max_age: float = DEFAULT_MAX_AGE_S,
 ) -> None:
     """Run a `Relay` for `bot` on `queue` until cancelled."""
-    sender = Relay(bot, queue, metrics=metrics, on_sent=on_sent)
+    sender = Relay(bot, queue, metrics=metrics, on_sent=on_sent, max_age=max_age)
     try:
         await sender.run()
     finally:

@@ -9,13 +9,15 @@ from collections.abc import Awaitable, Callable
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramNetworkError, TelegramUnauthorizedError
+from aiogram.exceptions import AiogramError, TelegramUnauthorizedError
 from aiogram.utils.token import TokenValidationError
 
 from secretaries_core.errors import BackendUnavailable, InvalidInput
 from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.plumbing.db import mask_url
 from secretaries_core.queue.client import Queue
+from secretaries_core.redact import remember, scrub
+from secretaries_telegram.delivery import set_grace
 from secretaries_telegram.drafts import Drafter
 from secretaries_telegram.flood import FloodControl, FloodLimits, LocalFlood, RedisFlood
 from secretaries_telegram.gatekeeper import Gatekeeper
@@ -104,6 +106,7 @@ async def run_bot(
     The token and the Bot API are checked before `open_orchestrator()` touches the database,
     so a wrong token is reported as such whatever state the database is in.
     """
+    remember([token])  # given as a flag, it is in no env var the settings taught the scrubber
     bot = make_bot(token, api_url)
     where = mask_url(api_url) if api_url else TELEGRAM_API
     orchestrator: Orchestrator | None = None
@@ -115,10 +118,11 @@ async def run_bot(
             raise InvalidInput(
                 f"the Bot API at {where} rejected the token; check it with @BotFather"
             ) from None
-        except TelegramNetworkError as exc:
-            raise BackendUnavailable(
-                f"cannot reach the Bot API at {where}: {_masked(str(exc), token)}"
-            ) from None
+        except (AiogramError, OSError, TimeoutError) as exc:
+            # A 5xx, a gateway's error page (which may echo the URL, token included) or a
+            # network failure: the Bot API cannot be used now (exit 3), said in one line.
+            detail = scrub(_masked(str(exc), token)).splitlines() or [type(exc).__name__]
+            raise BackendUnavailable(f"cannot reach the Bot API at {where}: {detail[0]}") from None
         orchestrator = open_orchestrator()
         queue = (
             Queue.from_settings(orchestrator.settings) if orchestrator.settings.queue_url else None
@@ -131,6 +135,7 @@ async def run_bot(
             f", answering through the queue {queue.masked}" if queue else "",
         )
         settings = orchestrator.settings
+        set_grace(settings.outage_grace_seconds)
         if metrics_port is not None:
             # The flood control's waits, the queue of sends and the dropped replies live in
             # this process: an operator scrapes them here.
@@ -156,7 +161,13 @@ async def run_bot(
             background.append(
                 supervised(
                     "sender",
-                    lambda: relay(bot, queue, metrics=orchestrator.metrics, on_sent=on_sent),
+                    lambda: relay(
+                        bot,
+                        queue,
+                        metrics=orchestrator.metrics,
+                        on_sent=on_sent,
+                        max_age=settings.reply_max_age_seconds,
+                    ),
                 )
             )
             drafter = Drafter(bot, queue, drafts=settings.telegram_drafts, interval=edit_interval)

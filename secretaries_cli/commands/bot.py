@@ -62,6 +62,9 @@ def register(app: App) -> None:
         from secretaries_core.errors import InvalidInput
         from secretaries_core.plumbing.db import mask_url
 
+        from secretaries_core.redact import remember
+
+        remember([token])  # a flag's value is no env var: the scrubber must be told
         # Checked before aiogram is imported (seconds on a busy machine): a missing or
         # malformed token, or an API URL that is not one, is said at once.
         if not token:

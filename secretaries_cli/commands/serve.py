@@ -70,6 +70,10 @@ def register(app: App) -> None:
                 f"SECRETARIES_API_TOKEN is {len(token)} characters: use at least "
                 f"{MIN_TOKEN_CHARS} (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
+        from secretaries_cli.output import service_logging
+
+        # The root handler scrubs too: library records reach it, not uvicorn's handlers.
+        service_logging()
         rt = runtime(ctx)
         services = Services.from_settings(rt.settings)  # fail here, before binding, if down
         try:

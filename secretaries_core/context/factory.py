@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from sqlalchemy import Engine
 
@@ -91,7 +91,7 @@ def open_context_store(
             url=masked,
             owns_client=True,
             async_client=lambda: redis_client(url, asynchronous=True),
-            lane=url if remember else None,  # the store has none on a cluster
+            lane=encoded_userinfo(url) if remember else None,  # none on a cluster
         )
     raise InvalidInput(
         f"unknown context store URL {masked!r}: use redis://, rediss://, redis+cluster:// "
@@ -107,7 +107,7 @@ def _cluster_client(url: str, masked: str, *, asynchronous: bool = False) -> Any
     else:
         from redis.cluster import ClusterNode, RedisCluster  # type: ignore[assignment]
 
-    parts = urlsplit(url)
+    parts = urlsplit(encoded_userinfo(url))
     userinfo, _, hosts = parts.netloc.rpartition("@")
     username, _, password = userinfo.partition(":") if userinfo else ("", "", "")
     nodes = []
@@ -134,6 +134,25 @@ def _cluster_client(url: str, masked: str, *, asynchronous: bool = False) -> Any
         raise BackendUnavailable(f"cannot reach the context store {masked}: {exc}") from exc
 
 
+def encoded_userinfo(url: str) -> str:
+    """`url` with its user name and password percent-encoded.
+
+    redis-py splits a URL with `urlparse`, which ends the host at the first "/": a password
+    holding "/", "@" or ":" unencoded would be cut (and its first characters printed in a
+    "bad port" error). The user info runs to the last "@" before the query.
+    """
+    if "://" not in url:
+        return url
+    start = url.index("://") + 3
+    end = min((i for i in (url.find("?", start), url.find("#", start)) if i >= 0), default=len(url))
+    at = url.rfind("@", start, end)
+    if at < 0:
+        return url
+    user, colon, password = url[start:at].partition(":")
+    userinfo = quote(unquote(user), safe="") + colon + quote(unquote(password), safe="")
+    return url[:start] + userinfo + url[at:]
+
+
 def redis_client(url: str, *, asynchronous: bool, block_s: float = 0.0) -> Any:
     """A Redis or Redis Cluster client (blocking or asyncio) for `url`.
 
@@ -147,6 +166,14 @@ def redis_client(url: str, *, asynchronous: bool, block_s: float = 0.0) -> Any:
         return _cluster_client(url, masked, asynchronous=asynchronous)
     if scheme not in REDIS_SCHEMES:
         raise InvalidInput(f"not a Redis URL: {masked!r}")
+    url = encoded_userinfo(url)
+    try:
+        return _server_client(url, asynchronous=asynchronous, timeout=timeout)
+    except ValueError as exc:  # redis-py's own URL parsing: its text may quote the URL
+        raise InvalidInput(f"bad Redis URL {masked!r}: {mask_url(str(exc))}") from None
+
+
+def _server_client(url: str, *, asynchronous: bool, timeout: float) -> Any:
     if asynchronous:
         from redis.asyncio import BlockingConnectionPool
         from redis.asyncio import Redis as AsyncRedis
