@@ -127,6 +127,8 @@ async def run_bot(
         queue = (
             Queue.from_settings(orchestrator.settings) if orchestrator.settings.queue_url else None
         )
+        if queue is not None:
+            await queue.acheck_partitions()
         log.info(
             "bot @%s (id %s) polling %s%s",
             me.username,

@@ -61,7 +61,6 @@ def register(app: App) -> None:
 
         from secretaries_core.errors import InvalidInput
         from secretaries_core.plumbing.db import mask_url
-
         from secretaries_core.redact import remember
 
         remember([token])  # a flag's value is no env var: the scrubber must be told

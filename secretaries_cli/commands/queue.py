@@ -162,3 +162,45 @@ def retry(
         output.emit_json({"retried": count})
     else:
         output.say(f"Queued {count} dead letter(s) again.")
+
+
+@app.command("repartition")
+def repartition(
+    ctx: typer.Context,
+    partitions: Annotated[
+        int, typer.Argument(metavar="N", min=1, max=4096, help="The new partition count.")
+    ],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask (scripts must pass it).")] = False,
+    json: JsonFlag = False,
+) -> None:
+    """Move every queued entry to N partitions, keeping each user's order (no worker may run).
+
+    Then start workers, bots and APIs with SECRETARIES_QUEUE_PARTITIONS=N.
+
+    Example: secretaries queue repartition 32 --yes
+    """
+    from secretaries_core.errors import Conflict
+
+    queue = _queue(runtime(ctx).settings)
+    try:
+        running = queue.stats()["workers"]
+        if running:
+            raise Conflict(
+                f"{running} worker(s) are running on the queue {queue.masked}: stop every "
+                "worker, then repartition"
+            )
+        before = queue.recorded_partitions() or queue.keys.partitions
+        if not output.confirmed(
+            f"Move the queue from {before} to {partitions} partitions?", yes=yes
+        ):
+            raise Conflict("not confirmed: pass --yes to repartition without a terminal")
+        moved = queue.repartition(partitions)
+    finally:
+        queue.close()
+    if json:
+        output.emit_json({"partitions": partitions, "previous": before, "moved": moved})
+    else:
+        output.say(
+            f"Queue repartitioned from {before} to {partitions} partitions ({moved} entries "
+            f"moved). Start every process with SECRETARIES_QUEUE_PARTITIONS={partitions}."
+        )

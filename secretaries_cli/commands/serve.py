@@ -76,6 +76,12 @@ def register(app: App) -> None:
         service_logging()
         rt = runtime(ctx)
         services = Services.from_settings(rt.settings)  # fail here, before binding, if down
+        if rt.settings.queue_url:
+            try:
+                services.queue().check_partitions()  # another count recorded: refuse
+            except BaseException:
+                services.close()
+                raise
         try:
             run_server(
                 create_app(services, api_token=token), host=host, port=port, settings=rt.settings

@@ -21,6 +21,7 @@ from secretaries_core.config import Settings
 from secretaries_core.conversation.text import check_storable
 from secretaries_core.errors import (
     BackendUnavailable,
+    Conflict,
     InvalidInput,
     SecretariesError,
     UnstorableInput,
@@ -46,9 +47,32 @@ return 0
 """
 
 
+# Queues a dead letter again, once per letter (KEYS: retried marker, failed attempts,
+# inbound stream; one partition's slot). ARGV: ttl, cap, then field/value pairs. The letter
+# is deleted from the dead letters afterwards: a crash in between leaves it there, and a
+# rerun finds the marker and only deletes it.
+_REQUEUE_ONCE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  redis.call('DEL', KEYS[2])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+  return 1
+end
+return 0
+"""
+# Moves one entry to another partition once (KEYS: seen marker there, its stream).
+_MOVE_ONCE = _ADD_ONCE
+
 FAILS_TTL_S = 2 * 24 * 3600
 # Stream fields that are ours: everything else in an entry is unknown.
-UPDATE_FIELDS = ("update_id", "telegram_id", "text", "username", "chat_id", "thread_id")
+UPDATE_FIELDS = (
+    "update_id",
+    "telegram_id",
+    "text",
+    "username",
+    "chat_id",
+    "thread_id",
+    "retry",
+)
 
 
 class MalformedEntry(SecretariesError):
@@ -66,6 +90,8 @@ class Update:
     chat_id: int | None = None
     # The forum topic the message came from: the reply goes back into it.
     thread_id: int | None = None
+    # The dead letter this entry queues again (`queue retry`): its answer is a new one.
+    retry: str = ""
 
     @property
     def chat(self) -> int:
@@ -83,6 +109,8 @@ class Update:
         }
         if self.thread_id is not None:
             fields["thread_id"] = str(self.thread_id)
+        if self.retry:
+            fields["retry"] = self.retry
         return fields
 
     @classmethod
@@ -116,7 +144,8 @@ class Update:
         if not fields["text"].strip():
             raise MalformedEntry("empty text")
         username = fields.get("username") or None
-        return cls(update_id, telegram_id, fields["text"], username, chat_id, thread_id)
+        retry = fields.get("retry", "")
+        return cls(update_id, telegram_id, fields["text"], username, chat_id, thread_id, retry)
 
 
 def parse_int(raw: str) -> int | None:
@@ -238,6 +267,52 @@ class Queue:
             self._sync.close()
             self._sync = None
 
+    # -- the queue's shape ----------------------------------------------------------------
+
+    def _shape_error(self, found: Any) -> Conflict | None:
+        recorded = int(found)
+        if recorded == self.keys.partitions:
+            return None
+        return Conflict(
+            f"the queue {self.masked} has {recorded} partitions, but this process is "
+            f"configured with {self.keys.partitions} (SECRETARIES_QUEUE_PARTITIONS): set it to "
+            f"{recorded}, or stop every worker and run `secretaries queue repartition "
+            f"{self.keys.partitions}`"
+        )
+
+    def check_partitions(self) -> None:
+        """Record the partition count on first use; `Conflict` when another is recorded.
+
+        A message's partition is `telegram_id % partitions`: processes that disagree would
+        split one user's messages over two streams (answered concurrently, out of order).
+        """
+        key = str(self.keys.partitions)
+        try:
+            client = self.client()
+            client.set(self.keys.partitions_key, key, nx=True)
+            error = self._shape_error(client.get(self.keys.partitions_key) or key)
+        except UNAVAILABLE as exc:
+            raise self.unavailable(exc) from exc
+        if error is not None:
+            raise error
+
+    async def acheck_partitions(self) -> None:
+        """`check_partitions` on the running loop's client."""
+        key = str(self.keys.partitions)
+        client = self.aclient()
+        await client.set(self.keys.partitions_key, key, nx=True)
+        error = self._shape_error(await client.get(self.keys.partitions_key) or key)
+        if error is not None:
+            raise error
+
+    def recorded_partitions(self) -> int | None:
+        """The partition count recorded for this queue, if any process used it yet."""
+        try:
+            found = self.client().get(self.keys.partitions_key)
+        except UNAVAILABLE as exc:
+            raise self.unavailable(exc) from exc
+        return int(found) if found is not None else None
+
     # -- ingress --------------------------------------------------------------------------
 
     async def aenqueue(self, update: Update) -> bool:
@@ -296,7 +371,10 @@ class Queue:
 
     async def publish(self, update: Update, fields: Mapping[str, str]) -> bool:
         """Put the answer to `update` on the replies stream, once per (user, update id)."""
-        keys = [self.keys.sent(update.telegram_id, update.update_id), self.keys.replies]
+        keys = [
+            self.keys.sent(update.telegram_id, update.update_id, update.retry),
+            self.keys.replies,
+        ]
         entry = {
             "update_id": str(update.update_id),
             "telegram_id": str(update.telegram_id),
@@ -405,7 +483,12 @@ class Queue:
         return out
 
     def retry(self, ids: list[str] | None = None) -> int:
-        """Queue dead letters again (all of them with None); returns how many."""
+        """Queue dead letters again (all of them with None); returns how many.
+
+        Each letter is queued at most once however often this runs (a marker set in the
+        same script as the XADD), then deleted from the dead letters: a crash between the
+        two steps and a rerun never queue it twice, so never answer it twice.
+        """
         letters = self.dead_letters(count=DEAD_CAP)
         chosen = [d for d in letters if ids is None or d["id"] in ids]
         if ids is not None:
@@ -415,27 +498,90 @@ class Queue:
 
                 raise NotFound(f"no dead letter {', '.join(sorted(missing))}")
         client = self.client()
-        for letter in chosen:
-            fields = {k: v for k, v in letter.items() if k in UPDATE_FIELDS}
-            try:
-                n = int(letter.get("partition", ""))
-            except ValueError:
-                n = 0
-            user, update_id = fields.get("telegram_id", ""), fields.get("update_id", "")
-            if user.isdigit():
-                n = self.keys.partition(int(user))
-                client.delete(self.keys.sent(user, update_id))
-                if update_id.isdigit():
-                    client.delete(self.keys.fails(n, int(user), int(update_id)))
-            # A malformed letter goes back as it was: the worker dead-letters it again.
-            client.xadd(
-                self.keys.inbound(n % self.keys.partitions),
-                fields or {"empty": ""},
-                maxlen=INBOUND_CAP,
-                approximate=True,
-            )
-            client.xdel(self.keys.dead, letter["id"])
+        try:
+            for letter in chosen:
+                fields = {k: v for k, v in letter.items() if k in UPDATE_FIELDS}
+                try:
+                    n = int(letter.get("partition", ""))
+                except ValueError:
+                    n = 0
+                user, update_id = fields.get("telegram_id", ""), fields.get("update_id", "")
+                fails = ""
+                if user.isdigit():
+                    n = self.keys.partition(int(user))
+                    if update_id.isdigit():
+                        fails = self.keys.fails(n, int(user), int(update_id))
+                n %= self.keys.partitions
+                fields["retry"] = letter["id"]
+                keys = [
+                    self.keys.retried(n, letter["id"]),
+                    fails or self.keys.retried(n, letter["id"]),
+                    self.keys.inbound(n),
+                ]
+                # A malformed letter goes back as it was: the worker dead-letters it again.
+                client.eval(_REQUEUE_ONCE, 3, *keys, SEEN_TTL_S, INBOUND_CAP, *_flat(fields))
+                client.xdel(self.keys.dead, letter["id"])
+        except UNAVAILABLE as exc:
+            raise self.unavailable(exc) from exc
         return len(chosen)
+
+    def repartition(self, partitions: int) -> int:
+        """Move every queued entry to `partitions` partitions, keeping each user's order;
+        returns how many moved. Run with no worker running (the caller checks).
+
+        The new count is recorded first and the old one kept until the move ends, so a
+        rerun after a crash finds the entries still to move; each entry is added once (its
+        update's dedupe marker in the new partition) before it is deleted where it was.
+        """
+        if partitions < 1:
+            raise InvalidInput("the queue needs at least 1 partition")
+        client = self.client()
+        try:
+            recorded = int(client.get(self.keys.partitions_key) or self.keys.partitions)
+            started = client.get(self.keys.repartition)
+            old = max(recorded, int(started)) if started is not None else recorded
+            client.set(self.keys.repartition, old)
+            client.set(self.keys.partitions_key, partitions)
+            target = QueueKeys(self.keys.prefix, partitions)
+            moved = 0
+            for n in range(old):
+                source = self.keys.inbound(n)
+                moved += self._move_stream(client, n, source, target)
+                if n >= partitions:
+                    client.delete(source)
+            client.delete(self.keys.repartition)
+        except UNAVAILABLE as exc:
+            raise self.unavailable(exc) from exc
+        return moved
+
+    def _move_stream(self, client: Any, n: int, source: str, target: QueueKeys) -> int:
+        moved, after = 0, "-"
+        while True:
+            found = client.xrange(source, min=after, count=500)
+            rows = [(_text(i), decode_fields(f)) for i, f in found]
+            if not rows:
+                return moved
+            after = "(" + rows[-1][0]
+            for entry_id, fields in rows:
+                user = parse_int(fields.get("telegram_id", ""))
+                to = target.partition(user) if user is not None and user > 0 else n
+                if target.inbound(to % target.partitions) == source:
+                    continue  # this user's partition keeps its number: nothing to move
+                to %= target.partitions
+                update = fields.get("update_id", "")
+                if fields.get("retry"):
+                    update += ":" + fields["retry"]
+                marker = (
+                    target.seen(to, user, update)
+                    if user is not None
+                    else target.buried(to, entry_id)
+                )
+                flat = _flat(fields)
+                client.eval(
+                    _MOVE_ONCE, 2, marker, target.inbound(to), SEEN_TTL_S, INBOUND_CAP, *flat
+                )
+                client.xdel(source, entry_id)
+                moved += 1
 
     def iter_replies(self, after: str = "0-0") -> Iterator[tuple[str, dict[str, str]]]:
         """Replies after entry id `after`, oldest first (for tests and simple senders)."""

@@ -9,6 +9,7 @@ one Lua call must touch atomically), while different partitions spread over the 
     P q:{q<n>}:fails:<user>:<update>  STRING  failed attempts at an update (TTL)
     P q:{q<n>}:buried:<entry>   STRING  entries already dead-lettered (TTL)
     P q:{q<n>}:lease            STRING  worker id owning partition n (PX lease)
+    P q:{q<n>}:retried:<dead entry>   STRING  a dead letter already queued again (TTL)
     P q:{r}:replies             STREAM  answers (update_id, telegram_id, chat_id, ...)
     P q:{r}:sent:<user>:<update>      STRING  updates already answered (TTL)
     P q:{r}:senders             ZSET    bot sender id -> last heartbeat (ms)
@@ -25,6 +26,8 @@ An update is identified by (user, update id): Telegram's ids are unique per bot,
 client that reuses one for two users gets both answered rather than one silently dropped.
     P q:{d}:dead                STREAM  messages that failed for good, with their error
     P q:{w}:workers             ZSET    worker id -> last heartbeat (ms)
+    P q:{w}:partitions          STRING  the partition count the queue was made with
+    P q:{w}:repartition         STRING  the count a `queue repartition` moves from
 """
 
 from __future__ import annotations
@@ -46,11 +49,14 @@ class QueueKeys:
     FAILS = "{prefix}q:{{q{n}}}:fails:{user}:{update}"
     BURIED = "{prefix}q:{{q{n}}}:buried:{entry}"
     LEASE = "{prefix}q:{{q{n}}}:lease"
+    RETRIED = "{prefix}q:{{q{n}}}:retried:{entry}"
     REPLIES = "{prefix}q:{{r}}:replies"
     SENT = "{prefix}q:{{r}}:sent:{user}:{update}"
     SENDERS = "{prefix}q:{{r}}:senders"
     DEAD = "{prefix}q:{{d}}:dead"
     WORKERS = "{prefix}q:{{w}}:workers"
+    PARTITIONS = "{prefix}q:{{w}}:partitions"
+    REPARTITION = "{prefix}q:{{w}}:repartition"
     LIVE = "{prefix}q:{{r}}:live"
     SHOWN = "{prefix}q:{{r}}:shown:{chat}:{update}"
     FLOOD = "{prefix}tg:{{f{bot}}}:"
@@ -63,7 +69,7 @@ class QueueKeys:
         """Stream of partition `n`."""
         return self.INBOUND.format(prefix=self.prefix, n=n)
 
-    def seen(self, n: int, telegram_id: int, update_id: int) -> str:
+    def seen(self, n: int, telegram_id: int, update_id: int | str) -> str:
         """Dedupe marker of a user's update in partition `n`."""
         return self.SEEN.format(prefix=self.prefix, n=n, user=telegram_id, update=update_id)
 
@@ -79,9 +85,15 @@ class QueueKeys:
         """Owner of partition `n`."""
         return self.LEASE.format(prefix=self.prefix, n=n)
 
-    def sent(self, telegram_id: int | str, update_id: int | str) -> str:
-        """Marker of a user's update already answered on the replies stream."""
-        return self.SENT.format(prefix=self.prefix, user=telegram_id, update=update_id)
+    def retried(self, n: int, entry_id: str) -> str:
+        """Marker of a dead letter already queued again into partition `n`."""
+        return self.RETRIED.format(prefix=self.prefix, n=n, entry=entry_id)
+
+    def sent(self, telegram_id: int | str, update_id: int | str, retry: str = "") -> str:
+        """Marker of a user's update already answered on the replies stream (a dead letter
+        queued again is a new answer: its marker names the letter)."""
+        update = f"{update_id}:{retry}" if retry else update_id
+        return self.SENT.format(prefix=self.prefix, user=telegram_id, update=update)
 
     def shown(self, chat: int, update_id: int | str) -> str:
         """What `chat` shows of the reply to `update_id` (streaming by edits, or final)."""
@@ -110,6 +122,16 @@ class QueueKeys:
     def senders(self) -> str:
         """Live bot senders and their heartbeats."""
         return self.SENDERS.format(prefix=self.prefix)
+
+    @property
+    def partitions_key(self) -> str:
+        """The partition count recorded by the first process that used the queue."""
+        return self.PARTITIONS.format(prefix=self.prefix)
+
+    @property
+    def repartition(self) -> str:
+        """The partition count a repartition in progress moves entries from."""
+        return self.REPARTITION.format(prefix=self.prefix)
 
     @property
     def workers(self) -> str:

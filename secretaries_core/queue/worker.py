@@ -143,6 +143,7 @@ class Worker:
         deadline = time.monotonic() + self.outage_grace
         while True:
             try:
+                await self.queue.acheck_partitions()  # Conflict: another count is recorded
                 await self.queue.ensure_groups()
                 if not await self.queue.apersistence():
                     log.warning(
