@@ -195,15 +195,20 @@ class Orchestrator:
         username: str | None = None,
         idempotency_key: str | None = None,
         on_piece: Callable[[str], None] | None = None,
+        redelivered: bool = False,
     ) -> Reply:
         """Answer `text` from the user without holding a thread while the model works.
 
         `idempotency_key` (a queued update's id) is stored with the user's message; a
         message whose key is already stored gets its stored answer, without the model.
         `on_piece`, when given, is called with each piece as the model streams it (a
-        worker shows them live); the reply is the stored turn either way.
+        worker shows them live); the reply is the stored turn either way. `redelivered`
+        (a queued update delivered again): its stored answer is looked for in every
+        context of the user, so one stored before a switch of secretary is found.
         """
-        return await self.path.handle(telegram_id, text, username, idempotency_key, on_piece)
+        return await self.path.handle(
+            telegram_id, text, username, idempotency_key, on_piece, everywhere=redelivered
+        )
 
     async def double_texting(self, telegram_id: int) -> Policy:
         """The double-texting policy of the user's secretary (its param, else the setting)."""

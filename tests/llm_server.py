@@ -46,6 +46,8 @@ class Script:
     # When set, requests whose messages hold more characters are refused as too long.
     window: int | None = None
     usage_sent: list[dict[str, int]] = field(default_factory=list)
+    # Put before every reply: tells apart the answers of two servers to one question.
+    tag: str = ""
 
     def next_behaviour(self) -> str:
         """The behaviour for the next request."""
@@ -101,7 +103,7 @@ def make_app(script: Script) -> web.Application:
 async def _answer(
     request: web.Request, body: dict[str, Any], behaviour: str, script: Script
 ) -> web.StreamResponse:
-    text = "bad \ud800 and \x00 here" if behaviour == "dirty" else reply_text(body)
+    text = "bad \ud800 and \x00 here" if behaviour == "dirty" else script.tag + reply_text(body)
     if behaviour.isdigit():
         status = int(behaviour)
         headers = {"Retry-After": "0"} if status == 429 else {}

@@ -112,8 +112,9 @@ class RedisLane:
         await self._call(["EVALSHA", SCRIPTS["read_all"][1], 1, key], remember)
         return _newest(read[-1], limit)
 
-    async def push(self, keys: Sequence[str], args: Sequence[Arg]) -> None:
-        """Run the push script (see redis_scripts) and keep a remembered context in step."""
+    async def push(self, keys: Sequence[str], args: Sequence[Arg]) -> int:
+        """Run the push script (see redis_scripts) and keep a remembered context in step;
+        returns the script's answer: 0 when the turn was stored already, else the length."""
         key = keys[0]
         cap, ttl_ms, bodies = push_parts(args)
         sent = time.monotonic()
@@ -129,7 +130,8 @@ class RedisLane:
                 return
             self._memory.put(key, sent + ttl_ms / 1000, messages)
 
-        await self._call(["EVALSHA", SCRIPTS["push"][1], len(keys), *keys, *args], follow)
+        found = await self._call(["EVALSHA", SCRIPTS["push"][1], len(keys), *keys, *args], follow)
+        return int(found or 0)
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD of every store script over the lane (after a restart lost them)."""

@@ -323,21 +323,26 @@ class RedisContextStore(RedisAdmin, ContextStore):
             if lane is not None:
                 _script, keys, args = calls[0]
                 try:
-                    await self._with_scripts(lane.load_scripts, lambda: lane.push(keys, args))
+                    pushed = await self._with_scripts(
+                        lane.load_scripts, lambda: lane.push(keys, args)
+                    )
                     self._forget_remembered(keys[:1], but=lane)
-                    return len(items)
+                    return len(items) if pushed else 0  # 0: the guard found the turn stored
                 except LaneUnsupported as exc:
                     self._give_up_lanes(exc)
-            await self._aeval(*calls[0])
-        else:
+            pushed = await self._aeval(*calls[0])
+            self._forget_remembered(self.context_key(u, s) for u, s, _m in items)
+            return len(items) if pushed else 0
 
-            def queue(pipe: Any) -> None:
-                for call in calls:
-                    self._call(pipe, *call)
+        def queue(pipe: Any) -> None:
+            for call in calls:
+                self._call(pipe, *call)
 
-            await self._arun(queue)
+        results = await self._arun(queue)
         self._forget_remembered(self.context_key(u, s) for u, s, _m in items)
-        return len(items)
+        pushes = [found for call, found in zip(calls, results, strict=True) if call[0] == "push"]
+        # One turn whose guard found it stored: nothing written (what `commit` asks).
+        return 0 if len(pushes) == 1 and not pushes[0] else len(items)
 
     # -- the lanes' memory ----------------------------------------------------------------
 

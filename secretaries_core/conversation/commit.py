@@ -3,6 +3,8 @@
 The turn's id (a queued update's id, else a fresh one) goes on the user's own text: the
 store writes a turn once per id, and a redelivered update finds its stored answer by it.
 A failed or interrupted call never gets here, so the context stays exactly as it was.
+When the store already holds the turn (two workers answered one update), the caller
+delivers the stored answer, never its own: what a user reads is what is stored.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from secretaries_core.conversation.turn import IDEMPOTENCY_KEY, Turn, new_turn_i
 
 async def store_turn(
     store: ContextStore, turn: Turn, answer: str, now: Callable[[], datetime]
-) -> None:
-    """Append the user's text(s) and the answer to the turn's context."""
+) -> bool:
+    """Append the user's text(s) and the answer to the turn's context; False when the
+    store already held this turn (another delivery of the same update stored it first)."""
     secretary = turn.resolved.secretary
     at = now()
     meta = {IDEMPOTENCY_KEY: turn.key} if turn.key is not None else {"turn": new_turn_id()}
@@ -27,4 +30,4 @@ async def store_turn(
     # The version that wrote the answer travels with it (feedback finds it there).
     written = {"version": secretary.version}
     items.append((turn.telegram_id, secretary.id, Message("assistant", answer, now(), written)))
-    await store.aappend_many(items, policy=turn.instance.policy)
+    return await store.aappend_many(items, policy=turn.instance.policy) > 0

@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import cast
+from typing import TypeVar, cast
 
 from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import DOUBLE_TEXTING, Settings
@@ -42,6 +42,7 @@ from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.usage.version_counts import VersionCounts
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 PARAM_DOUBLE_TEXTING = "double_texting"
 
 
@@ -90,8 +91,11 @@ class MessagePath:
         username: str | None,
         key: str | None,
         sink: Callable[[str], None] | None = None,
+        *,
+        everywhere: bool = False,
     ) -> Reply:
-        """One message to its stored answer (see the module docstring)."""
+        """One message to its stored answer (see the module docstring); `everywhere`: look
+        for the key's stored answer in every context of the user, not only the current one."""
         with self.our_errors():
             turn = await self.begin(telegram_id, text, username)
             turn.key = key
@@ -100,6 +104,8 @@ class MessagePath:
                     # Read with the user's turn held: if this update's answer is stored
                     # (an earlier delivery got that far), it is never asked again.
                     found = stored_answer(turn.resolved, turn.history, key)
+                    if found is None and everywhere:
+                        found = await self.answered_elsewhere(turn, key)
                     if found is not None:
                         return found
                 await self.admit(turn)
@@ -193,7 +199,13 @@ class MessagePath:
         answer = storable(answer)
         # Usage first: the tokens were spent whether or not the context write succeeds.
         entry = self.recorder.record(turn, answer)
-        await store_turn(self.store, turn, answer, self.now)
+        if not await store_turn(self.store, turn, answer, self.now) and turn.key is not None:
+            # Another delivery of this update stored its answer first: that one is the
+            # answer, here and in the chat (the model call is paid and counted above).
+            history = await self.store.aread(turn.telegram_id, turn.resolved.secretary.id)
+            found = stored_answer(turn.resolved, summaries.split(history)[1], turn.key)
+            if found is not None:
+                return found
         self.metrics.messages.labels(secretary=secretary.name).inc()
         self.metrics.version_messages.labels(
             secretary=secretary.name, version=str(secretary.version)
@@ -238,6 +250,31 @@ class MessagePath:
                 f"use one of {', '.join(DOUBLE_TEXTING)}"
             )
         return cast(Policy, value)
+
+    async def answered_elsewhere(self, turn: Turn, key: str) -> Reply | None:
+        """The answer stored with `key` in another context of the user (stored by an
+        earlier delivery before the user switched secretary), with that secretary's name."""
+        from dataclasses import replace
+
+        current = turn.resolved.secretary.id
+        contexts = await self.registry_hop(
+            lambda: [
+                c.secretary_id
+                for c in self.store.iter_contexts(user_id=turn.telegram_id)
+                if c.secretary_id != current
+            ]
+        )
+        for secretary_id in contexts:
+            stored = await self.store.aread(turn.telegram_id, secretary_id)
+            found = stored_answer(turn.resolved, summaries.split(stored)[1], key)
+            if found is not None:
+                secretary = await asyncio.to_thread(self.registry.get_secretary, str(secretary_id))
+                return replace(found, secretary=secretary.name, secretary_id=secretary_id)
+        return None
+
+    async def registry_hop(self, call: Callable[[], T]) -> T:
+        """A blocking registry or store call, off the loop."""
+        return await asyncio.to_thread(call)
 
     async def answered(self, telegram_id: int, key: str) -> Reply | None:
         """The stored answer to the message stored with `key`, if that turn was stored."""

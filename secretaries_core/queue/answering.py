@@ -107,7 +107,7 @@ class Answerer:
         try:
             if live is not None:
                 await live.begin()
-            outcome = await self._settle(n, entry_id, update, live, entered)
+            outcome = await self._settle(n, entry_id, update, live, entered, redelivered)
         finally:
             if live is not None:
                 await quietly_end(live, outcome)
@@ -119,6 +119,7 @@ class Answerer:
         update: Update,
         live: LivePieces | None,
         entered: asyncio.Event | None,
+        redelivered: bool = False,
     ) -> str:
         key = str(update.update_id)
         failed = await self.queue.failed_attempts(n, update, add=False)
@@ -137,6 +138,7 @@ class Answerer:
                     username=update.username,
                     idempotency_key=key,
                     on_piece=live.feed if live is not None else None,
+                    redelivered=redelivered,
                 )
             except Interrupted:
                 # A newer message of the same user took over (policy `interrupt`): nothing
