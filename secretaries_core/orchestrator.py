@@ -196,6 +196,7 @@ class Orchestrator:
         idempotency_key: str | None = None,
         on_piece: Callable[[str], None] | None = None,
         redelivered: bool = False,
+        began: float | None = None,
     ) -> Reply:
         """Answer `text` from the user without holding a thread while the model works.
 
@@ -205,9 +206,18 @@ class Orchestrator:
         worker shows them live); the reply is the stored turn either way. `redelivered`
         (a queued update delivered again): its stored answer is looked for in every
         context of the user, so one stored before a switch of secretary is found.
+        `began` (epoch seconds, default now): when the message arrived; if its user is
+        erased or the conversation cleared after that, nothing of it is stored and
+        `Fenced` is raised (context/fences.py).
         """
         return await self.path.handle(
-            telegram_id, text, username, idempotency_key, on_piece, everywhere=redelivered
+            telegram_id,
+            text,
+            username,
+            idempotency_key,
+            on_piece,
+            everywhere=redelivered,
+            began=began,
         )
 
     async def double_texting(self, telegram_id: int) -> Policy:

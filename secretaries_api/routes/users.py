@@ -102,8 +102,13 @@ def assign(svc: Svc, user_id: UserPath, secretary_id: SecretaryPath) -> AssignOu
 @router.delete("/users/{user_id}", response_model=ErasedOut, operation_id="erase_user")
 def erase_user(svc: Svc, user_id: UserPath) -> ErasedOut:
     """Erase the user everywhere: user row, link history, contexts and usage."""
+    from secretaries_core.queue.client import Queue
+
     svc.orchestrator.flush_usage()  # usage still buffered here must not outlive the user
-    return admin.erase_user(svc.registry, svc.contexts, user_ref(user_id))
+    queue = svc.queue() if Queue.if_configured(svc.settings) is not None else None
+    erased = admin.erase_user(svc.registry, svc.contexts, user_ref(user_id), queue)
+    svc.orchestrator.metrics.erased_unanswered.inc(erased.queued_dropped)
+    return erased
 
 
 @router.get("/users/{user_id}/history", response_model=list[LinkOut], operation_id="history")

@@ -186,7 +186,8 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
     json: JsonFlag = False,
 ) -> None:
-    """Erase USER everywhere: the user, their link history, contexts and usage.
+    """Erase USER everywhere: the user, their link history, contexts, queued messages,
+    replies and dead letters (usage stays only in per-secretary totals).
 
     Example: secretaries users delete 42 --yes
     """
@@ -197,11 +198,19 @@ def delete(
     question = f"Erase user {telegram_id} with their history, contexts and usage?"
     if not output.confirmed(question, yes=yes):
         raise InvalidInput("nothing erased: confirm on a terminal or pass --yes")
-    result = admin.erase_user(rt.registry(), rt.contexts(), telegram_id)
+    from secretaries_core.queue.client import Queue
+
+    queue = Queue.if_configured(rt.settings)
+    try:
+        result = admin.erase_user(rt.registry(), rt.contexts(), telegram_id, queue)
+    finally:
+        if queue is not None:
+            queue.close()
     if json:
         output.emit_json(result)
     else:
         output.say(
             f"Erased user {result.telegram_id}: {result.links} link(s), "
-            f"{result.contexts} context(s), {result.usage_rows} usage row(s)."
+            f"{result.contexts} context(s), {result.usage_rows} usage row(s) folded into "
+            f"totals, {result.queued_dropped} queued message(s) dropped unanswered."
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from secretaries_core.catalog.refs import UserRef
 from secretaries_core.catalog.registry import SecretaryRegistry
@@ -21,6 +22,9 @@ from secretaries_core.catalog.schemas import (
 from secretaries_core.context.base import ContextStore, ProgressCallback
 from secretaries_core.plumbing.timeutil import utcnow
 from secretaries_core.usage import UsageReport
+
+if TYPE_CHECKING:
+    from secretaries_core.queue.client import Queue
 
 
 def _names(registry: SecretaryRegistry) -> dict[uuid.UUID, str]:
@@ -117,18 +121,36 @@ def usage_report(
     )
 
 
-def erase_user(registry: SecretaryRegistry, store: ContextStore, user: UserRef) -> ErasedOut:
-    """Erase a user everywhere: contexts, then user row + links + usage, then contexts again.
+def erase_user(
+    registry: SecretaryRegistry, store: ContextStore, user: UserRef, queue: Queue | None = None
+) -> ErasedOut:
+    """Erase a user everywhere: contexts, the queue, then the user's rows, then contexts again.
 
-    The database part is one transaction, so the user is either fully known or unknown.
-    Contexts are deleted before it (a failure leaves a whole user to erase again) and once
-    more after it (a message answered in between cannot leave a context behind).
+    Erasing the contexts fences the user first (context/fences.py): a turn or summary in
+    flight writes nothing afterwards; the queue's erase fences its replies and live pieces
+    the same way (queue/erasure.py). The database part is one transaction (user row, links,
+    pins, reply references; usage folded into totals under no user), so the user is either
+    fully known or unknown. Contexts are deleted before it (a failure leaves a whole user to
+    erase again) and once more after it.
     """
     telegram_id = registry.get_user(user).telegram_id
     contexts = store.erase_user(telegram_id)
+    found = None
+    if queue is not None:
+        from secretaries_core.queue.erasure import erase_user as erase_from_queue
+
+        found = erase_from_queue(queue, telegram_id)
     _, links, usage_rows = registry.erase_user_rows(telegram_id)
     contexts += store.erase_user(telegram_id)
-    return ErasedOut(telegram_id=telegram_id, links=links, contexts=contexts, usage_rows=usage_rows)
+    return ErasedOut(
+        telegram_id=telegram_id,
+        links=links,
+        contexts=contexts,
+        usage_rows=usage_rows,
+        queued_dropped=found.queued if found else 0,
+        replies=found.replies if found else 0,
+        dead_letters=found.dead_letters if found else 0,
+    )
 
 
 def delete_secretary(

@@ -190,6 +190,11 @@ class ErasedOut(BaseModel):
     links: int
     contexts: int
     usage_rows: int
+    # From the queue, when one is configured: updates dropped unanswered, and entries
+    # deleted from the replies, dead-letter and live streams.
+    queued_dropped: int = 0
+    replies: int = 0
+    dead_letters: int = 0
 
 
 class DeletedSecretaryOut(BaseModel):

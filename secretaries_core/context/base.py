@@ -206,9 +206,35 @@ class ContextStore(ABC):
         items: list[tuple[int, uuid.UUID, Message]],
         *,
         policy: ContextPolicy | None = None,
+        since: float | None = None,
     ) -> int:
-        """`append_many` for async callers."""
-        return await self.hops().run(self.append_many, items, policy=policy)
+        """`append_many` for async callers. With `since` (epoch seconds: when the turn
+        began) the write is refused with `Fenced` when one of the contexts was cleared, or
+        its user erased, after that (see fences.py)."""
+        if since is None:
+            return await self.hops().run(self.append_many, items, policy=policy)
+        return await self.hops().run(self.append_since, items, since, policy=policy)
+
+    def append_since(
+        self,
+        items: list[tuple[int, uuid.UUID, Message]],
+        since: float,
+        *,
+        policy: ContextPolicy | None = None,
+    ) -> int:
+        """`append_many`, refused with `Fenced` for a turn that began before a fence.
+
+        Backends check and write atomically; this default checks first (`fenced_since`)."""
+        for user_id, secretary_id, _message in items:
+            if self.fenced_since(user_id, secretary_id, since):
+                from secretaries_core.context.fences import Fenced
+
+                raise Fenced("the conversation was cleared or its user erased meanwhile")
+        return self.append_many(items, policy=policy)
+
+    def fenced_since(self, user_id: int, secretary_id: uuid.UUID, since: float) -> bool:
+        """True when the context was cleared, or its user erased, after `since`."""
+        return False
 
     def reads_from_memory(self) -> int:
         """Context reads answered without asking the backend, so far (most stores: 0)."""

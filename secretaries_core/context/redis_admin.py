@@ -66,6 +66,12 @@ class RedisAdmin:
     def _unavailable(self, exc: Exception) -> BackendUnavailable:  # pragma: no cover
         raise NotImplementedError
 
+    def fence(
+        self, user_id: int, secretary_id: uuid.UUID | None = None
+    ) -> None:  # pragma: no cover
+        """Defined by the store."""
+        raise NotImplementedError
+
     def _run(
         self, build: Callable[[Any], None], *, transaction: bool = False
     ) -> list[Any]:  # pragma: no cover
@@ -212,6 +218,9 @@ class RedisAdmin:
         cutoff = score(self.clock() - older_than) if older_than is not None else ANY_AGE
         try:
             if user_id is not None:
+                if not dry_run and older_than is None:
+                    # All of a user's (or one context's): late writes are refused from now.
+                    self.fence(user_id, secretary_id)
                 members = self.client.zrangebyscore(self.user_index_key(user_id), "-inf", cutoff)
                 pairs = [(user_id, uuid.UUID(m.decode())) for m in members]
                 if secretary_id is not None:

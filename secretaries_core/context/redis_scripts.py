@@ -15,17 +15,27 @@ from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # Pushes the messages of one turn, trims to the cap, refreshes the list's TTL, then touches
-# each index in KEYS[2..]: ZADD with the activity score and make its TTL at least the
+# each index in KEYS[4..]: ZADD with the activity score and make its TTL at least the
 # context's (an index must outlive every context it lists). PTTL < 0 means "no TTL yet", so
-# a new index always gets one. KEYS[1] is the list; ARGV: guard, cap, ttl_ms, score, count
-# of payloads, the payloads, then the index members. A non-empty guard (the turn's id as it
-# appears in its JSON) makes the push happen once: a turn already among the newest
-# messages is not pushed again, so a write retried after a lost reply cannot double it.
+# a new index always gets one. KEYS[1] is the list, KEYS[2] and KEYS[3] the fences of its
+# user and of the context (fences.py); ARGV: guard, cap, ttl_ms, score, count of payloads,
+# the payloads, since (ms; '' for no fence check), then the index members.
+# A fence newer than `since` refuses the write: returns -1 (the turn began before its user
+# was erased or its context cleared). A non-empty guard (the turn's id as it appears in
+# its JSON) makes the push happen once: a turn already among the newest messages is not
+# pushed again, so a write retried after a lost reply cannot double it.
 # Returns 0 when the guard found the turn, else the list's new length. That last LLEN is
 # a read, and it matters: a write drops the key from the writer's client tracking, the
 # read puts it back, so the lane (redis_lane) keeps hearing of other writers' changes.
 _PUSH_AND_TOUCH = """
 local guard, n = ARGV[1], tonumber(ARGV[5])
+local since = ARGV[6 + n]
+if since ~= '' then
+  for i = 2, 3 do
+    local fenced = redis.call('GET', KEYS[i])
+    if fenced and tonumber(fenced) >= tonumber(since) then return -1 end
+  end
+end
 if guard ~= '' then
   for _, item in ipairs(redis.call('LRANGE', KEYS[1], -64, -1)) do
     if string.find(item, guard, 1, true) then return 0 end
@@ -35,11 +45,18 @@ for i = 1, n do redis.call('RPUSH', KEYS[1], ARGV[5 + i]) end
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local ttl = tonumber(ARGV[3])
-for i = 2, #KEYS do
-  redis.call('ZADD', KEYS[i], ARGV[4], ARGV[4 + n + i])
+for i = 4, #KEYS do
+  redis.call('ZADD', KEYS[i], ARGV[4], ARGV[3 + n + i])
   if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
 return redis.call('LLEN', KEYS[1])
+"""
+# Records fences (KEYS) at the server's time, for ARGV[1] ms; returns that time (ms).
+_FENCE = """
+local t = redis.call('TIME')
+local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+for i = 1, #KEYS do redis.call('SET', KEYS[i], now, 'PX', ARGV[1]) end
+return now
 """
 # The index half of the above, for indexes in another cluster slot than the list.
 # KEYS: indexes; ARGV: ttl_ms, score, members...
@@ -113,6 +130,7 @@ SCRIPTS = {
     name: (body, hashlib.sha1(body.encode()).hexdigest())
     for name, body in (
         ("push", _PUSH_AND_TOUCH),
+        ("fence", _FENCE),
         ("touch", _TOUCH),
         ("delete", _DELETE_IF_IDLE),
         ("purge", _PURGE_BATCH),

@@ -30,6 +30,7 @@ from redis.exceptions import ResponseError
 
 from secretaries_core.context.base import ContextPolicy, ContextStore, Message
 from secretaries_core.context.factory import COMMAND_RETRIES, CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S
+from secretaries_core.context.fences import FENCE_TTL_S, Fenced, fence_ids, key_slot, slot_tag
 from secretaries_core.context.redis_admin import RedisAdmin, score
 from secretaries_core.context.redis_items import decode_joined, encode, guard
 from secretaries_core.context.redis_lane import LaneUnsupported, RedisLane, forget_everywhere
@@ -52,6 +53,7 @@ class RedisContextStore(RedisAdmin, ContextStore):
     SECRETARY_INDEX_KEY = "{prefix}sec:{{s:{secretary}}}"
     ACTIVITY_KEY = "{prefix}activity"
     SECRETARIES_KEY = "{prefix}secretaries"
+    FENCE_KEY = "{prefix}fence:{{{tag}}}:{digest}"
 
     def __init__(
         self,
@@ -87,6 +89,23 @@ class RedisContextStore(RedisAdmin, ContextStore):
         )
 
     # -- keys -----------------------------------------------------------------------------
+
+    def fence_keys(self, user_id: int, secretary_id: uuid.UUID) -> list[str]:
+        """The fences of a context's user and of the context, in the user's cluster slot."""
+        tag = slot_tag(key_slot(f"u:{user_id}")) if self.cluster else "fence"
+        return [
+            self.FENCE_KEY.format(prefix=self.prefix, tag=tag, digest=digest)
+            for digest in fence_ids(user_id, secretary_id)
+        ]
+
+    def fence(self, user_id: int, secretary_id: uuid.UUID | None = None) -> None:
+        """Refuse from now on the writes of turns that began before (see fences.py): of
+        every context of the user, or of one context."""
+        keys = self.fence_keys(user_id, secretary_id or uuid.UUID(int=0))
+        chosen = keys[:1] if secretary_id is None else keys[1:]
+        ttl_ms = FENCE_TTL_S * 1000
+        self._run(lambda pipe: self._call(pipe, "fence", chosen, [ttl_ms]))
+        self._forget_remembered([self.context_key(user_id, secretary_id)] if secretary_id else [])
 
     def context_key(self, user_id: int, secretary_id: uuid.UUID) -> str:
         """The list holding one context's messages."""
@@ -184,6 +203,7 @@ class RedisContextStore(RedisAdmin, ContextStore):
         secretary_id: uuid.UUID,
         messages: list[Message],
         rules: ContextPolicy,
+        since: float | None = None,
     ) -> list[tuple[str, list[str], list[Any]]]:
         """The script calls that push `messages` (one context's) and touch the indexes."""
         now = repr(score(self.clock()))
@@ -201,7 +221,11 @@ class RedisContextStore(RedisAdmin, ContextStore):
         calls: list[tuple[str, list[str], list[Any]]] = [
             (
                 "push",
-                [self.context_key(user_id, secretary_id), *(k for k, _ in local)],
+                [
+                    self.context_key(user_id, secretary_id),
+                    *self.fence_keys(user_id, secretary_id),
+                    *(k for k, _ in local),
+                ],
                 [
                     guard(messages),
                     rules.max_messages,
@@ -209,6 +233,7 @@ class RedisContextStore(RedisAdmin, ContextStore):
                     now,
                     len(bodies),
                     *bodies,
+                    "" if since is None else f"{since * 1000:.0f}",
                     *(m for _, m in local),
                 ],
             )
@@ -261,7 +286,8 @@ class RedisContextStore(RedisAdmin, ContextStore):
         return count
 
     def clear(self, user_id: int, secretary_id: uuid.UUID) -> bool:
-        """Delete one context and its index entries."""
+        """Delete one context and its index entries (fenced first: see fences.py)."""
+        self.fence(user_id, secretary_id)
         return self._delete_pairs([(user_id, secretary_id)], ANY_AGE, from_index=False) > 0
 
     # -- reads ----------------------------------------------------------------------------
@@ -307,15 +333,17 @@ class RedisContextStore(RedisAdmin, ContextStore):
         items: list[tuple[int, uuid.UUID, Message]],
         *,
         policy: ContextPolicy | None = None,
+        since: float | None = None,
     ) -> int:
-        """All of `items` in one pipelined round trip on this loop's async client."""
+        """All of `items` in one pipelined round trip on this loop's async client;
+        `Fenced` when `since` is older than a fence of one of the contexts."""
         if self._async_clients is None:
-            return await super().aappend_many(items, policy=policy)
+            return await super().aappend_many(items, policy=policy, since=since)
         rules = policy or self.policy
         calls = [
             call
             for (user_id, secretary_id), messages in _by_context(items)
-            for call in self._push_calls(user_id, secretary_id, messages, rules)
+            for call in self._push_calls(user_id, secretary_id, messages, rules, since)
         ]
         if len(calls) == 1:
             # A turn on a single server: one command, without a pipeline around it.
@@ -327,20 +355,31 @@ class RedisContextStore(RedisAdmin, ContextStore):
                         lane.load_scripts, lambda: lane.push(keys, args)
                     )
                     self._forget_remembered(keys[:1], but=lane)
-                    return len(items) if pushed else 0  # 0: the guard found the turn stored
+                    return _written(pushed, len(items))
                 except LaneUnsupported as exc:
                     self._give_up_lanes(exc)
             pushed = await self._aeval(*calls[0])
             self._forget_remembered(self.context_key(u, s) for u, s, _m in items)
-            return len(items) if pushed else 0
+            return _written(pushed, len(items))
 
-        def queue(pipe: Any) -> None:
-            for call in calls:
-                self._call(pipe, *call)
+        # On a cluster the global indexes are touched by calls of their own: only after
+        # the pushes, so a push refused by a fence leaves no index entry naming the user.
+        pushing = [call for call in calls if call[0] == "push"]
+        touching = [call for call in calls if call[0] != "push"]
 
-        results = await self._arun(queue)
+        def queue(chosen: list[tuple[str, list[str], list[Any]]]) -> Callable[[Any], None]:
+            def build(pipe: Any) -> None:
+                for call in chosen:
+                    self._call(pipe, *call)
+
+            return build
+
+        pushes = await self._arun(queue(pushing))
         self._forget_remembered(self.context_key(u, s) for u, s, _m in items)
-        pushes = [found for call, found in zip(calls, results, strict=True) if call[0] == "push"]
+        if any(int(found) < 0 for found in pushes):
+            raise Fenced("the conversation was cleared or its user erased meanwhile")
+        if touching:
+            await self._arun(queue(touching))
         # One turn whose guard found it stored: nothing written (what `commit` asks).
         return 0 if len(pushes) == 1 and not pushes[0] else len(items)
 
@@ -414,6 +453,15 @@ def _blocking(work: Coroutine[Any, Any, T]) -> T:
         return cast(T, done.value)
     work.close()
     raise RuntimeError("a blocking Redis call suspended")
+
+
+def _written(pushed: Any, count: int) -> int:
+    """What one push script's answer means: `count` written, 0 (stored already), or
+    `Fenced` (-1: the turn began before a fence)."""
+    found = int(pushed or 0)
+    if found < 0:
+        raise Fenced("the conversation was cleared or its user erased meanwhile")
+    return count if found else 0
 
 
 def _by_context(

@@ -23,6 +23,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +36,15 @@ from secretaries_core.context.base import (
     Message,
     ProgressCallback,
     turn_id,
+)
+from secretaries_core.context.fences import (
+    FENCE_TABLE,
+    FENCE_TTL_S,
+    Fenced,
+    context_digest,
+    fence_ids,
+    pg_lock_key,
+    user_digest,
 )
 from secretaries_core.context.sql_tables import CONTEXT_TABLE as CTX
 from secretaries_core.context.sql_tables import MESSAGE_TABLE as MSG
@@ -91,14 +101,33 @@ class SqlContextStore(ContextStore):
         policy: ContextPolicy | None = None,
     ) -> int:
         """Append many messages, all in one transaction."""
-        rules = policy or self.policy
-        batch = list(items)
+        return self._append_batch(list(items), policy or self.policy, None)
+
+    def append_since(
+        self,
+        items: list[tuple[int, uuid.UUID, Message]],
+        since: float,
+        *,
+        policy: ContextPolicy | None = None,
+    ) -> int:
+        """`append_many`, refused with `Fenced` (checked in the same transaction) for a turn
+        that began before a fence of one of the contexts."""
+        return self._append_batch(list(items), policy or self.policy, since)
+
+    def _append_batch(
+        self,
+        batch: list[tuple[int, uuid.UUID, Message]],
+        rules: ContextPolicy,
+        since: float | None,
+    ) -> int:
         lane = self._lane
         for attempt in range(APPEND_ATTEMPTS):
             try:
                 if lane is not None:
-                    return lane.append_turns(_turns(batch), rules, self.clock())
+                    return lane.append_turns(_turns(batch), rules, self.clock(), since=since)
                 with transaction(self.engine, write=True) as conn:
+                    if since is not None:
+                        self._check_fences(conn, batch, since)
                     written = 0
                     for (user_id, secretary_id), messages in _by_context(batch):
                         if self._stored(conn, user_id, secretary_id, messages):
@@ -111,6 +140,44 @@ class SqlContextStore(ContextStore):
                 # Two writers created the same new context at once; the loser retries.
                 time.sleep(0.005 * (attempt + 1))
         raise Conflict("the context changed concurrently; try again")
+
+    def _check_fences(
+        self, conn: Connection, batch: list[tuple[int, uuid.UUID, Message]], since: float
+    ) -> None:
+        """`Fenced` when a context of `batch` was cleared, or its user erased, after `since`.
+
+        On PostgreSQL the user's advisory lock is taken shared: a fence (taken exclusive)
+        either commits before this check sees it, or waits for this write to commit and
+        then deletes what it wrote."""
+        for user_id, secretary_id in {(u, s) for u, s, _m in batch}:
+            if self._sql.postgres:
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": pg_lock_key(user_id)}
+                )
+            ids = fence_ids(user_id, secretary_id)
+            newest = conn.execute(
+                select(func.max(FENCE_TABLE.c.fenced_at)).where(FENCE_TABLE.c.id.in_(ids))
+            ).scalar_one()
+            if newest is not None and float(newest) >= since:
+                raise Fenced("the conversation was cleared or its user erased meanwhile")
+
+    def fence(self, user_id: int, secretary_id: uuid.UUID | None = None) -> None:
+        """Refuse from now on the writes of turns that began before (see fences.py): of
+        every context of the user, or of one context. Fences older than a day are pruned."""
+        fid = (
+            user_digest(user_id)
+            if secretary_id is None
+            else context_digest(user_id, secretary_id)
+        )
+        now = self.clock().timestamp()
+        with transaction(self.engine, write=True) as conn:
+            if self._sql.postgres:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": pg_lock_key(user_id)})
+            conn.execute(delete(FENCE_TABLE).where(FENCE_TABLE.c.fenced_at < now - FENCE_TTL_S))
+            conn.execute(delete(FENCE_TABLE).where(FENCE_TABLE.c.id == fid))
+            conn.execute(FENCE_TABLE.insert().values(id=fid, fenced_at=now))
+        if self._lane is not None:
+            self._lane.memo.clear()
 
     def _stored(
         self, conn: Connection, user_id: int, secretary_id: uuid.UUID, messages: list[Message]
@@ -171,7 +238,7 @@ class SqlContextStore(ContextStore):
         super().close()
 
     def clear(self, user_id: int, secretary_id: uuid.UUID) -> bool:
-        """Delete one context and its messages."""
+        """Delete one context and its messages (fenced first: see fences.py)."""
         return self.purge(user_id=user_id, secretary_id=secretary_id) > 0
 
     # -- reads ----------------------------------------------------------------------------
@@ -205,18 +272,23 @@ class SqlContextStore(ContextStore):
         items: list[tuple[int, uuid.UUID, Message]],
         *,
         policy: ContextPolicy | None = None,
+        since: float | None = None,
     ) -> int:
         """On a SQLite file, on the loop: a held write lock is waited out there (async
         sleeps) for up to `LOOP_LOCK_WAIT_S`, then on a thread (see sqlite_lane)."""
         rules = policy or self.policy
         if self._lane is not None:
-            written = await self._append_on_loop(self._lane, items, rules)
+            written = await self._append_on_loop(self._lane, items, rules, since)
             if written is not None:
                 return written
-        return await super().aappend_many(items, policy=rules)
+        return await super().aappend_many(items, policy=rules, since=since)
 
     async def _append_on_loop(
-        self, lane: SqliteLane, items: list[tuple[int, uuid.UUID, Message]], rules: ContextPolicy
+        self,
+        lane: SqliteLane,
+        items: list[tuple[int, uuid.UUID, Message]],
+        rules: ContextPolicy,
+        since: float | None = None,
     ) -> int | None:
         """The write on the loop, or None to leave it to a thread (a long lock, a race)."""
         pending = self._checkpointing
@@ -229,7 +301,7 @@ class SqlContextStore(ContextStore):
         turns = _turns(items)
         while True:
             try:
-                written = lane.append_turns(turns, rules, self.clock(), wait=False)
+                written = lane.append_turns(turns, rules, self.clock(), wait=False, since=since)
             except WouldWait:
                 if loop.time() + delay > give_up:
                     return None  # held long (an import, a migration): wait on a thread
@@ -315,7 +387,12 @@ class SqlContextStore(ContextStore):
         batch_size: int = 1000,
         progress: ProgressCallback | None = None,
     ) -> int:
-        """Delete matching contexts in batches of `batch_size`, one DELETE statement each."""
+        """Delete matching contexts in batches of `batch_size`, one DELETE statement each.
+
+        All of a user's (or one context's) contexts are fenced first: a turn in flight
+        cannot write them back (see fences.py)."""
+        if user_id is not None and older_than is None and not dry_run:
+            self.fence(user_id, secretary_id)
         conds = self._filters(older_than, user_id, secretary_id)
         if self._lane is not None and not dry_run:
             # What this process remembers of contexts may be about to go (see ContextMemo).
@@ -351,6 +428,7 @@ class _Statements:
     """The store's statements, built once: building them per call costs more than running."""
 
     def __init__(self, postgresql: bool) -> None:
+        self.postgres = postgresql
         now = bindparam("now", type_=UTCDateTime())
         pair = and_(CTX.c.user_id == bindparam("u"), CTX.c.secretary_id == bindparam("s"))
         find = select(CTX.c.id, CTX.c.expires_at, CTX.c.message_count).where(pair)

@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from secretaries_core.context.base import ContextPolicy, Message, turn_id
+from secretaries_core.context.fences import FENCE_SQL_CHECK, Fenced, fence_ids
 from secretaries_core.context.memory import RememberedContexts
 from secretaries_core.errors import InvalidInput
 from secretaries_core.plumbing.db import busy, sqlite_pragmas, unavailable
@@ -303,11 +304,13 @@ class SqliteLane:
         now: datetime,
         *,
         wait: bool = True,
+        since: float | None = None,
     ) -> int:
         """Write each context's messages in one transaction; a turn already stored is skipped.
 
         Raises `sqlite3.IntegrityError` when another writer created one of the contexts at
-        the same moment (the caller retries).
+        the same moment (the caller retries), `Fenced` when `since` is older than a fence of
+        one of the contexts (checked inside the write transaction: see fences.py).
         """
         at = stamp(now)
         expires = stamp(now + rules.ttl)
@@ -315,6 +318,12 @@ class SqliteLane:
         known: list[tuple[tuple[int, str], Version, list[Message]] | None] = []
         with self._connection(wait) as conn:
             conn.execute("BEGIN IMMEDIATE")
+            if since is not None:
+                for user_id, secretary_id, _messages in turns:
+                    newest = conn.execute(FENCE_SQL_CHECK, fence_ids(user_id, secretary_id))
+                    found = newest.fetchone()[0]
+                    if found is not None and float(found) >= since:
+                        raise Fenced("the conversation was cleared or its user erased meanwhile")
             for user_id, secretary_id, messages in turns:
                 wrote, after = self._append(
                     conn, (user_id, secretary_id.hex), messages, rules, at, expires

@@ -30,4 +30,5 @@ async def store_turn(
     # The version that wrote the answer travels with it (feedback finds it there).
     written = {"version": secretary.version}
     items.append((turn.telegram_id, secretary.id, Message("assistant", answer, now(), written)))
-    return await store.aappend_many(items, policy=turn.instance.policy) > 0
+    count = await store.aappend_many(items, policy=turn.instance.policy, since=turn.began)
+    return count > 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -93,11 +94,12 @@ class MessagePath:
         sink: Callable[[str], None] | None = None,
         *,
         everywhere: bool = False,
+        began: float | None = None,
     ) -> Reply:
         """One message to its stored answer (see the module docstring); `everywhere`: look
         for the key's stored answer in every context of the user, not only the current one."""
         with self.our_errors():
-            turn = await self.begin(telegram_id, text, username)
+            turn = await self.begin(telegram_id, text, username, began)
             turn.key = key
             try:
                 if key is not None:
@@ -151,8 +153,12 @@ class MessagePath:
 
     # -- stages -----------------------------------------------------------------------------
 
-    async def begin(self, telegram_id: int, text: str, username: str | None) -> Turn:
-        """check → resolve → take the user's turn → read the context."""
+    async def begin(
+        self, telegram_id: int, text: str, username: str | None, began: float | None = None
+    ) -> Turn:
+        """check → resolve → take the user's turn → read the context. `began`: when the
+        message arrived (a queued one: when it was queued), else now."""
+        began = time.time() if began is None else began
         name = check_incoming(
             telegram_id, text, username, max_chars=self.settings.max_message_chars
         )
@@ -169,7 +175,9 @@ class MessagePath:
             self.gate.release(ticket)
             raise
         summary, history = summaries.split(stored)
-        return Turn(telegram_id, text, resolved, instance, ticket, history, summary)
+        turn = Turn(telegram_id, text, resolved, instance, ticket, history, summary)
+        turn.began = began
+        return turn
 
     async def admit(self, turn: Turn) -> None:
         """fit → admit."""

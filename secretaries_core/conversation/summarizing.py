@@ -104,6 +104,7 @@ class Summarizer:
             await self.store.aappend_many(
                 [(turn.telegram_id, secretary.id, summaries.message(text, fresh, self.now()))],
                 policy=turn.instance.policy,
+                since=turn.began,  # a summary of turns erased or cleared meanwhile: refused
             )
             self.recorder.writer.add([entry])
             self.metrics.summaries.labels(outcome="ok").inc()

@@ -53,6 +53,9 @@ class Turn:
     usage: CallUsage | None = None
     recorded: bool = False
     key: str | None = None
+    # When the message arrived (epoch seconds): its writes are refused after a fence that
+    # is newer (an erase, `/new`; see context/fences.py).
+    began: float = 0.0
 
     @property
     def texts(self) -> list[str]:

@@ -40,6 +40,11 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.erased_unanswered = Counter(
+            "secretaries_erased_unanswered",
+            "Queued messages dropped unanswered because their user was erased.",
+            registry=r,
+        )
         self.errors = Counter(
             "secretaries_errors", "Failed messages, by error type.", ["type"], registry=r
         )

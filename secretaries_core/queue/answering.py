@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 
+from secretaries_core.context.fences import Fenced
 from secretaries_core.errors import (
     BackendUnavailable,
     Interrupted,
@@ -32,6 +33,12 @@ BACKOFF_CAP_S = 10.0
 # Deliveries (takeovers after a crash or a lost lease) before an entry is taken to kill
 # the workers that try it: far above what a crash or a restart causes.
 CRASH_DELIVERIES = 20
+
+
+def queued_ms(entry_id: str) -> int:
+    """When a stream entry was added (ms, the queue server's clock: its id's first part)."""
+    head = entry_id.split("-", 1)[0]
+    return int(head) if head.isdigit() else 0
 
 
 def _outage(exc: SecretariesError) -> bool:
@@ -68,6 +75,7 @@ class Answerer:
         self.answered = 0
         self.superseded = 0
         self.dead_lettered = 0
+        self.fenced = 0
 
     async def bury(self, n: int, entry_id: str, fields: dict[str, str], reason: str) -> None:
         """Dead-letter an entry that can never be answered, then let the next ones pass."""
@@ -98,8 +106,9 @@ class Answerer:
             )
             await self.give_up(n, entry_id, update, error)
             return
+        since_ms = queued_ms(entry_id)
         live = (
-            LivePieces(self.queue, update, interval=self.live_interval)
+            LivePieces(self.queue, update, interval=self.live_interval, since_ms=since_ms)
             if self.live_interval is not None
             else None
         )
@@ -139,7 +148,14 @@ class Answerer:
                     idempotency_key=key,
                     on_piece=live.feed if live is not None else None,
                     redelivered=redelivered,
+                    began=queued_ms(entry_id) / 1000,
                 )
+            except Fenced:
+                # The user was erased (or the conversation cleared) after this update was
+                # queued: nothing of it was stored, and nothing is delivered.
+                await self.queue.ack(n, entry_id)
+                self.fenced += 1
+                return ENDED
             except Interrupted:
                 # A newer message of the same user took over (policy `interrupt`): nothing
                 # of this answer was stored, the newer one carries this text, and the user
@@ -200,6 +216,10 @@ class Answerer:
             "error": scrub(str(error)) if error else "",
             "error_code": error_code(error) if error else "",
         }
-        await self.queue.publish(update, fields)
+        try:
+            await self.queue.publish(update, fields, queued_ms(entry_id))
+        except Fenced:
+            self.fenced += 1  # erased meanwhile: delivered to nobody
+        else:
+            self.answered += 1
         await self.queue.ack(n, entry_id)
-        self.answered += 1

@@ -36,31 +36,57 @@ REPLIES_CAP = 100_000
 DEAD_CAP = 100_000
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, RedisClusterException)
 
-# Adds an entry once per marker: enqueue (KEYS: seen marker, inbound stream) and publish a
-# reply (KEYS: sent marker, replies stream). ARGV: ttl, cap, then field/value pairs.
+# Adds an entry once per member of a user's marker set: enqueue (KEYS: the user's seen
+# set, inbound stream) and publish a reply (KEYS: the user's sent set, replies stream, and
+# the user's erase fence). The set's members expire one by one (score: until when, on the
+# server's clock), the key with the newest. ARGV: ttl (s), cap, member, since (ms: when
+# the update was queued; a fence at or after it refuses the entry: -1), then field/value
+# pairs.
 _ADD_ONCE = """
+if #KEYS >= 3 then
+  local fenced = redis.call('GET', KEYS[3])
+  if fenced and tonumber(fenced) >= tonumber(ARGV[4]) then return -1 end
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]) * 1000, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 1000)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 5))
+return 1
+"""
+# A piece of a reply being written (KEYS: live stream, the user's erase fence); ARGV:
+# since (ms), cap, ttl (s), then field/value pairs. Refused (0) after a fence.
+LIVE_ADD = """
+local fenced = redis.call('GET', KEYS[2])
+if fenced and tonumber(fenced) >= tonumber(ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+# Adds an entry once per marker key (dead letters: KEYS: buried marker, dead stream).
+# ARGV: ttl, cap, then field/value pairs.
+_ADD_ONCE_KEY = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
   return 1
 end
 return 0
 """
-
-
-# Queues a dead letter again, once per letter (KEYS: retried marker, failed attempts,
-# inbound stream; one partition's slot). ARGV: ttl, cap, then field/value pairs. The letter
-# is deleted from the dead letters afterwards: a crash in between leaves it there, and a
-# rerun finds the marker and only deletes it.
+# Queues a dead letter again, once per letter (KEYS: retried marker, the user's failed
+# attempts, inbound stream; one partition's slot). ARGV: ttl, cap, the update id (its
+# failed attempts start again), then field/value pairs. The letter is deleted from the
+# dead letters afterwards: a crash in between leaves it there, and a rerun finds the
+# marker and only deletes it.
 _REQUEUE_ONCE = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  redis.call('DEL', KEYS[2])
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+  if ARGV[3] ~= '' then redis.call('HDEL', KEYS[2], ARGV[3]) end
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 4))
   return 1
 end
 return 0
 """
-# Moves one entry to another partition once (KEYS: seen marker there, its stream).
-_MOVE_ONCE = _ADD_ONCE
 
 FAILS_TTL_S = 2 * 24 * 3600
 # Stream fields that are ours: everything else in an entry is unknown.
@@ -225,6 +251,16 @@ class Queue:
             )
         return cls(url, prefix=settings.redis_prefix, partitions=settings.queue_partitions)
 
+    @classmethod
+    def if_configured(cls, settings: Settings) -> Queue | None:
+        """The queue `from_settings` would open, or None when no Redis URL is configured
+        (an erase must also reach a queue its workers use: the context URL's by default)."""
+        url = settings.queue_url or settings.context_url or ""
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme not in ("redis", "rediss", "unix", "redis+cluster"):
+            return None
+        return cls(url, prefix=settings.redis_prefix, partitions=settings.queue_partitions)
+
     # -- clients --------------------------------------------------------------------------
 
     def _make_async(self) -> Any:
@@ -318,10 +354,17 @@ class Queue:
     async def aenqueue(self, update: Update) -> bool:
         """Queue `update` unless its id was queued before; True when queued now."""
         n = self.keys.partition(update.telegram_id)
-        keys = [self.keys.seen(n, update.telegram_id, update.update_id), self.keys.inbound(n)]
+        keys = [self.keys.seen(n, update.telegram_id), self.keys.inbound(n)]
         try:
             done = await self.aclient().eval(
-                _ADD_ONCE, 2, *keys, SEEN_TTL_S, INBOUND_CAP, *_flat(update.fields())
+                _ADD_ONCE,
+                2,
+                *keys,
+                SEEN_TTL_S,
+                INBOUND_CAP,
+                update.update_id,
+                0,  # no fence for a new message
+                *_flat(update.fields()),
             )
         except UNAVAILABLE as exc:
             raise self.unavailable(exc) from exc
@@ -330,10 +373,17 @@ class Queue:
     def enqueue(self, update: Update) -> bool:
         """`aenqueue` for synchronous callers."""
         n = self.keys.partition(update.telegram_id)
-        keys = [self.keys.seen(n, update.telegram_id, update.update_id), self.keys.inbound(n)]
+        keys = [self.keys.seen(n, update.telegram_id), self.keys.inbound(n)]
         try:
             done = self.client().eval(
-                _ADD_ONCE, 2, *keys, SEEN_TTL_S, INBOUND_CAP, *_flat(update.fields())
+                _ADD_ONCE,
+                2,
+                *keys,
+                SEEN_TTL_S,
+                INBOUND_CAP,
+                update.update_id,
+                0,  # no fence for a new message
+                *_flat(update.fields()),
             )
         except UNAVAILABLE as exc:
             raise self.unavailable(exc) from exc
@@ -369,12 +419,17 @@ class Queue:
             return None
         return _save_value(found)
 
-    async def publish(self, update: Update, fields: Mapping[str, str]) -> bool:
-        """Put the answer to `update` on the replies stream, once per (user, update id)."""
+    async def publish(self, update: Update, fields: Mapping[str, str], since_ms: int = 0) -> bool:
+        """Put the answer to `update` on the replies stream, once per (user, update id);
+        refused with `Fenced` when the user was erased after `since_ms` (when the update
+        was queued)."""
         keys = [
-            self.keys.sent(update.telegram_id, update.update_id, update.retry),
+            self.keys.sent(update.telegram_id),
             self.keys.replies,
+            self.keys.fence(update.telegram_id),
         ]
+        # A dead letter queued again is a new answer: its member names the letter.
+        member = f"{update.update_id}:{update.retry}" if update.retry else str(update.update_id)
         entry = {
             "update_id": str(update.update_id),
             "telegram_id": str(update.telegram_id),
@@ -383,8 +438,12 @@ class Queue:
             **fields,
         }
         done = await self.aclient().eval(
-            _ADD_ONCE, 2, *keys, SEEN_TTL_S, REPLIES_CAP, *_flat(entry)
+            _ADD_ONCE, 3, *keys, SEEN_TTL_S, REPLIES_CAP, member, since_ms, *_flat(entry)
         )
+        if int(done) < 0:
+            from secretaries_core.context.fences import Fenced
+
+            raise Fenced("the user was erased while the answer was written")
         return bool(done)
 
     async def ack(self, n: int, entry_id: str) -> None:
@@ -402,16 +461,18 @@ class Queue:
         letter = {**printable_fields(fields), "error": error, "partition": str(n)}
         letter["entry"] = entry_id
         keys = [self.keys.buried(n, entry_id), self.keys.dead]
-        done = await self.aclient().eval(_ADD_ONCE, 2, *keys, SEEN_TTL_S, DEAD_CAP, *_flat(letter))
+        done = await self.aclient().eval(
+            _ADD_ONCE_KEY, 2, *keys, SEEN_TTL_S, DEAD_CAP, *_flat(letter)
+        )
         return bool(done)
 
     async def failed_attempts(self, n: int, update: Update, *, add: bool) -> int:
         """Attempts at `update` that failed (not outages), counted across workers."""
-        key = self.keys.fails(n, update.telegram_id, update.update_id)
+        key, field = self.keys.fails(n, update.telegram_id), str(update.update_id)
         if not add:
-            return int(await self.aclient().get(key) or 0)
+            return int(await self.aclient().hget(key, field) or 0)
         pipe = self.aclient().pipeline(transaction=False)
-        pipe.incr(key)
+        pipe.hincrby(key, field, 1)
         pipe.expire(key, FAILS_TTL_S)
         count, _ = await pipe.execute()
         return int(count)
@@ -506,20 +567,15 @@ class Queue:
                 except ValueError:
                     n = 0
                 user, update_id = fields.get("telegram_id", ""), fields.get("update_id", "")
-                fails = ""
+                fails, field = self.keys.retried(n, letter["id"]), ""
                 if user.isdigit():
-                    n = self.keys.partition(int(user))
-                    if update_id.isdigit():
-                        fails = self.keys.fails(n, int(user), int(update_id))
+                    n = self.keys.partition(int(user)) % self.keys.partitions
+                    fails, field = self.keys.fails(n, int(user)), update_id
                 n %= self.keys.partitions
                 fields["retry"] = letter["id"]
-                keys = [
-                    self.keys.retried(n, letter["id"]),
-                    fails or self.keys.retried(n, letter["id"]),
-                    self.keys.inbound(n),
-                ]
+                keys = [self.keys.retried(n, letter["id"]), fails, self.keys.inbound(n)]
                 # A malformed letter goes back as it was: the worker dead-letters it again.
-                client.eval(_REQUEUE_ONCE, 3, *keys, SEEN_TTL_S, INBOUND_CAP, *_flat(fields))
+                client.eval(_REQUEUE_ONCE, 3, *keys, SEEN_TTL_S, INBOUND_CAP, field, *_flat(fields))
                 client.xdel(self.keys.dead, letter["id"])
         except UNAVAILABLE as exc:
             raise self.unavailable(exc) from exc
@@ -571,15 +627,16 @@ class Queue:
                 update = fields.get("update_id", "")
                 if fields.get("retry"):
                     update += ":" + fields["retry"]
-                marker = (
-                    target.seen(to, user, update)
-                    if user is not None
-                    else target.buried(to, entry_id)
-                )
                 flat = _flat(fields)
-                client.eval(
-                    _MOVE_ONCE, 2, marker, target.inbound(to), SEEN_TTL_S, INBOUND_CAP, *flat
-                )
+                stream = target.inbound(to)
+                if user is not None:  # once: a member of the user's seen set there
+                    seen = target.seen(to, user)
+                    member = update  # a later resend of it is still recognised there
+                    args = [SEEN_TTL_S, INBOUND_CAP, member, 0, *flat]
+                    client.eval(_ADD_ONCE, 2, seen, stream, *args)
+                else:
+                    marker = target.retried(to, f"moved-{entry_id}")  # in that partition's slot
+                    client.eval(_ADD_ONCE_KEY, 2, marker, stream, SEEN_TTL_S, INBOUND_CAP, *flat)
                 client.xdel(source, entry_id)
                 moved += 1
 

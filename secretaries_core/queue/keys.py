@@ -5,18 +5,23 @@ partition n, so a partition's stream, its dedupe keys and its lease share one sl
 one Lua call must touch atomically), while different partitions spread over the cluster.
 
     P q:{q<n>}:in               STREAM  inbound updates of the users of partition n
-    P q:{q<n>}:seen:<user>:<update>   STRING  updates already queued (TTL: dedupe window)
-    P q:{q<n>}:fails:<user>:<update>  STRING  failed attempts at an update (TTL)
-    P q:{q<n>}:buried:<entry>   STRING  entries already dead-lettered (TTL)
+    P q:{q<n>}:seen:<user>      ZSET    update ids already queued -> until when (ms; dedupe
+                                        window); the key's TTL is the newest one's
+    P q:{q<n>}:fails:<user>     HASH    update id -> failed attempts at it (TTL)
+    P q:{d}:buried:<n>:<entry>  STRING  entries of partition n already dead-lettered (TTL;
+                                        beside the dead letters: one script adds both)
     P q:{q<n>}:lease            STRING  worker id owning partition n (PX lease)
     P q:{q<n>}:retried:<dead entry>   STRING  a dead letter already queued again (TTL)
     P q:{r}:replies             STREAM  answers (update_id, telegram_id, chat_id, ...)
-    P q:{r}:sent:<user>:<update>      STRING  updates already answered (TTL)
+    P q:{r}:sent:<user>         ZSET    update ids already answered -> until when (ms)
     P q:{r}:senders             ZSET    bot sender id -> last heartbeat (ms)
+    P q:{r}:fence:<digest>      STRING  when a user was erased (ms): replies and live pieces
+                                        of updates queued before are refused (TTL a day)
     P q:{r}:live                STREAM  pieces of replies being written (capped, TTL)
     P q:{r}:shown:<chat>:<update>     STRING  what a chat shows of a reply: a message id
                                         while it streams by edits, "final" once sent
     P q:{r}:shown:<chat>:<update>:lock STRING  held while one process touches that message
+    P tg:bots                   SET     ids of the bots whose flood keys exist (erasure)
     P tg:{f<bot>}:bot / :chat:<c> / :group:<c>  ZSET  sends of the last window (flood)
     P tg:{f<bot>}:final:<c>     STRING  a final text waits for chat c: drafts give way
     P tg:{f<bot>}:hold:<c>      STRING  Telegram asked to wait (429): every process waits
@@ -24,6 +29,8 @@ one Lua call must touch atomically), while different partitions spread over the 
 
 An update is identified by (user, update id): Telegram's ids are unique per bot, but a
 client that reuses one for two users gets both answered rather than one silently dropped.
+The markers of one user are one key each (not one key per update), so erasing a user
+deletes them without walking the keyspace.
     P q:{d}:dead                STREAM  messages that failed for good, with their error
     P q:{w}:workers             ZSET    worker id -> last heartbeat (ms)
     P q:{w}:partitions          STRING  the partition count the queue was made with
@@ -45,14 +52,15 @@ class QueueKeys:
     partitions: int = 16
 
     INBOUND = "{prefix}q:{{q{n}}}:in"
-    SEEN = "{prefix}q:{{q{n}}}:seen:{user}:{update}"
-    FAILS = "{prefix}q:{{q{n}}}:fails:{user}:{update}"
-    BURIED = "{prefix}q:{{q{n}}}:buried:{entry}"
+    SEEN = "{prefix}q:{{q{n}}}:seen:{user}"
+    FAILS = "{prefix}q:{{q{n}}}:fails:{user}"
+    BURIED = "{prefix}q:{{d}}:buried:{n}:{entry}"
     LEASE = "{prefix}q:{{q{n}}}:lease"
     RETRIED = "{prefix}q:{{q{n}}}:retried:{entry}"
     REPLIES = "{prefix}q:{{r}}:replies"
-    SENT = "{prefix}q:{{r}}:sent:{user}:{update}"
+    SENT = "{prefix}q:{{r}}:sent:{user}"
     SENDERS = "{prefix}q:{{r}}:senders"
+    FENCE = "{prefix}q:{{r}}:fence:{digest}"
     DEAD = "{prefix}q:{{d}}:dead"
     WORKERS = "{prefix}q:{{w}}:workers"
     PARTITIONS = "{prefix}q:{{w}}:partitions"
@@ -60,6 +68,7 @@ class QueueKeys:
     LIVE = "{prefix}q:{{r}}:live"
     SHOWN = "{prefix}q:{{r}}:shown:{chat}:{update}"
     FLOOD = "{prefix}tg:{{f{bot}}}:"
+    BOTS = "{prefix}tg:bots"
 
     def partition(self, telegram_id: int) -> int:
         """The partition of a user: all of one user's messages go through one stream."""
@@ -69,13 +78,13 @@ class QueueKeys:
         """Stream of partition `n`."""
         return self.INBOUND.format(prefix=self.prefix, n=n)
 
-    def seen(self, n: int, telegram_id: int, update_id: int | str) -> str:
-        """Dedupe marker of a user's update in partition `n`."""
-        return self.SEEN.format(prefix=self.prefix, n=n, user=telegram_id, update=update_id)
+    def seen(self, n: int, telegram_id: int) -> str:
+        """The user's queued update ids in partition `n` (dedupe)."""
+        return self.SEEN.format(prefix=self.prefix, n=n, user=telegram_id)
 
-    def fails(self, n: int, telegram_id: int, update_id: int) -> str:
-        """Failed attempts at a user's update."""
-        return self.FAILS.format(prefix=self.prefix, n=n, user=telegram_id, update=update_id)
+    def fails(self, n: int, telegram_id: int) -> str:
+        """Failed attempts at the user's updates."""
+        return self.FAILS.format(prefix=self.prefix, n=n, user=telegram_id)
 
     def buried(self, n: int, entry_id: str) -> str:
         """Marker of an entry of partition `n` already dead-lettered."""
@@ -89,11 +98,15 @@ class QueueKeys:
         """Marker of a dead letter already queued again into partition `n`."""
         return self.RETRIED.format(prefix=self.prefix, n=n, entry=entry_id)
 
-    def sent(self, telegram_id: int | str, update_id: int | str, retry: str = "") -> str:
-        """Marker of a user's update already answered on the replies stream (a dead letter
-        queued again is a new answer: its marker names the letter)."""
-        update = f"{update_id}:{retry}" if retry else update_id
-        return self.SENT.format(prefix=self.prefix, user=telegram_id, update=update)
+    def sent(self, telegram_id: int | str) -> str:
+        """The user's update ids already answered on the replies stream."""
+        return self.SENT.format(prefix=self.prefix, user=telegram_id)
+
+    def fence(self, telegram_id: int) -> str:
+        """When the user was erased (named by a digest, never by the id)."""
+        from secretaries_core.context.fences import user_digest
+
+        return self.FENCE.format(prefix=self.prefix, digest=user_digest(telegram_id))
 
     def shown(self, chat: int, update_id: int | str) -> str:
         """What `chat` shows of the reply to `update_id` (streaming by edits, or final)."""
@@ -102,6 +115,16 @@ class QueueKeys:
     def flood(self, bot: int | str) -> str:
         """Prefix of the flood-control keys of one bot (one cluster slot for all of them)."""
         return self.FLOOD.format(prefix=self.prefix, bot=bot)
+
+    def flood_chat(self, bot: int | str, chat: int) -> list[str]:
+        """The flood-control keys of one chat of one bot (see secretaries_telegram/flood.py)."""
+        prefix = self.flood(bot)
+        return [f"{prefix}{part}:{chat}" for part in ("chat", "group", "final", "hold")]
+
+    @property
+    def bots(self) -> str:
+        """The ids of the bots that sent through this deployment (their flood keys)."""
+        return self.BOTS.format(prefix=self.prefix)
 
     @property
     def live(self) -> str:

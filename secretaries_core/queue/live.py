@@ -18,7 +18,7 @@ import contextlib
 import logging
 import uuid
 
-from secretaries_core.queue.client import UNAVAILABLE, Queue, Update
+from secretaries_core.queue.client import LIVE_ADD, UNAVAILABLE, Queue, Update
 
 log = logging.getLogger(__name__)
 LIVE_CAP = 20_000
@@ -31,9 +31,14 @@ WRITING, ENDED, SUPERSEDED = "writing", "ended", "superseded"
 class LivePieces:
     """The text so far of one reply, published on the live stream at a bounded rate."""
 
-    def __init__(self, queue: Queue, update: Update, *, interval: float = INTERVAL_S) -> None:
+    def __init__(
+        self, queue: Queue, update: Update, *, interval: float = INTERVAL_S, since_ms: int = 0
+    ) -> None:
         self.queue = queue
         self.update = update
+        # When the update was queued: once its user is erased after that, nothing more
+        # of this reply is published (the erase deleted what was).
+        self.since_ms = since_ms
         self.interval = interval
         self.attempt = uuid.uuid4().hex[:8]
         self.published = 0
@@ -90,13 +95,12 @@ class LivePieces:
             "state": state,
             "text": text,
         }
-        key = self.queue.keys.live
+        keys = [self.queue.keys.live, self.queue.keys.fence(update.telegram_id)]
+        flat = [part for pair in entry.items() for part in pair]
         try:
-            pipe = self.queue.aclient().pipeline(transaction=False)
-            pipe.xadd(key, entry, maxlen=LIVE_CAP, approximate=True)
-            pipe.expire(key, LIVE_TTL_S)
-            await pipe.execute()
-            self.published += 1
+            args = [self.since_ms, LIVE_CAP, LIVE_TTL_S, *flat]
+            if await self.queue.aclient().eval(LIVE_ADD, 2, *keys, *args):
+                self.published += 1
         except Exception as exc:  # a preview must never fail the answer
             # A preview lost (Redis away, a refused write): the final reply still goes on
             # the replies stream. Said once per reply, not once per piece.

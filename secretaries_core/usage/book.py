@@ -10,6 +10,8 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.sql import column as sql_column
+from sqlalchemy.sql import table as sql_table
 
 from secretaries_core.catalog.models import ASSISTANT_TABLE
 from secretaries_core.plumbing.db import transaction
@@ -159,6 +161,10 @@ def _price(params: Any, key: str) -> float | None:
         return None
 
 
+# The usage of erased users is kept under this id: totals per secretary, model and day.
+ERASED_USER = 0
+
+
 class UsageBook:
     """Usage rows in the catalog's database: written set-based, read summed."""
 
@@ -218,10 +224,32 @@ class UsageBook:
             for (tid, day), v in pending.days.items()
         ]
         with transaction(self.engine, write=True) as conn:
+            named = {int(str(row["telegram_id"])) for row in usage_rows + day_rows}
+            gone = self._erased(conn, named)
+            if gone:
+                # Usage of a call that ended after its user was erased: it stays in the
+                # totals only (under no user), and no quota row names the user again.
+                for row in usage_rows:
+                    if row["telegram_id"] in gone:
+                        row["telegram_id"] = ERASED_USER
+                day_rows = [row for row in day_rows if row["telegram_id"] not in gone]
             if usage_rows:
                 conn.execute(self._statement(), usage_rows)
             if day_rows:
                 conn.execute(self._day_statement(), day_rows)
+
+    @staticmethod
+    def _erased(conn: Any, telegram_ids: set[int]) -> set[int]:
+        """Which of `telegram_ids` are no registered user (erased); their rows are held
+        (FOR SHARE) until this write commits, so an erase folds what it writes."""
+        users = sql_table("telegramuser", sql_column("telegram_id"))
+        ids = sorted(t for t in telegram_ids if t != ERASED_USER)
+        if not ids:
+            return set()
+        query = select(users.c.telegram_id).where(users.c.telegram_id.in_(ids))
+        if conn.engine.dialect.name == "postgresql":
+            query = query.with_for_update(read=True)
+        return set(ids) - {row[0] for row in conn.execute(query)}
 
     def report(
         self,
@@ -277,13 +305,30 @@ class UsageBook:
 
     @staticmethod
     def erase_user(conn: Any, telegram_id: int) -> int:
-        """Delete one user's usage, quota counters and limits in `conn`'s transaction."""
-        deleted = conn.execute(
-            delete(USAGE_TABLE).where(USAGE_TABLE.c.telegram_id == telegram_id)
-        ).rowcount
+        """Fold one user's usage into the totals of no user (`ERASED_USER`) and delete their
+        quota counters and limits, in `conn`'s transaction; returns the rows folded.
+
+        Per secretary, model and day the totals stay what they were: reports and bills do
+        not change when a user is erased, and nothing in them names the user any more.
+        """
+        from secretaries_core.usage.upsert import insert_for
+
+        table = USAGE_TABLE
+        rows = conn.execute(table.select().where(table.c.telegram_id == telegram_id)).all()
+        counted = ("messages", "prompt_tokens", "completion_tokens", "estimated_calls")
+        for row in rows:
+            values = {**row._mapping, "telegram_id": ERASED_USER}
+            insert = insert_for(conn.engine, table).values(**values)
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["telegram_id", "secretary_id", "model", "day"],
+                    set_={c: table.c[c] + insert.excluded[c] for c in counted},
+                )
+            )
+        conn.execute(delete(table).where(table.c.telegram_id == telegram_id))
         conn.execute(delete(QUOTA_DAY_TABLE).where(QUOTA_DAY_TABLE.c.telegram_id == telegram_id))
         conn.execute(delete(USER_LIMIT_TABLE).where(USER_LIMIT_TABLE.c.telegram_id == telegram_id))
-        return int(deleted or 0)
+        return len(rows)
 
 
 def _cost(params: Any, row: Any) -> float | None:

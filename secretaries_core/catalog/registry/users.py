@@ -36,6 +36,7 @@ from secretaries_core.catalog.schemas import (
     UserListItem,
 )
 from secretaries_core.catalog.users_csv import UserRow
+from secretaries_core.catalog.versions_tables import PIN_TABLE, REPLY_REF_TABLE
 from secretaries_core.errors import (
     Conflict,
     InvalidInput,
@@ -105,7 +106,8 @@ class UsersMixin(RegistryBase):
         return found
 
     def erase_user_rows(self, user_ref: UserRef) -> tuple[int, int, int]:
-        """Delete the user row, every link and all usage in one transaction.
+        """Delete the user row, every link, pin and reply reference, and fold their usage
+        into the totals of no user, in one transaction.
 
         Returns (telegram id, links deleted, usage rows deleted). Contexts live in the
         context store: `admin.erase_user` removes them around this call.
@@ -120,6 +122,10 @@ class UsersMixin(RegistryBase):
                 execution_options={"preserve_rowcount": True},
             ).rowcount
             usage_rows = UsageBook.erase_user(conn, user.telegram_id)
+            conn.execute(
+                delete(REPLY_REF_TABLE).where(REPLY_REF_TABLE.c.telegram_id == user.telegram_id)
+            )
+            conn.execute(delete(PIN_TABLE).where(PIN_TABLE.c.user_id == user.id))
             conn.execute(delete(TELEGRAMUSER_TABLE).where(TELEGRAMUSER_TABLE.c.id == user.id))
             return user.telegram_id, int(links or 0), usage_rows
 
