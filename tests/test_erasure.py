@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -151,7 +152,7 @@ def test_users_delete_leaves_nothing_anywhere(
     queue = Queue.from_settings(settings)
     try:
         registry.create_secretary(
-            AssistantCreate(name="alice", model="openai/m", prompt="You are alice.", is_default=True)
+            AssistantCreate(name="alice", model="openai/m", prompt="Alice.", is_default=True)
         )
         registry.create_secretary(AssistantCreate(name="bob", model="echo", prompt="Bob."))
         # The user's history: answered messages on two secretaries, usage, a pin, a reply ref.
@@ -186,7 +187,7 @@ def test_users_delete_leaves_nothing_anywhere(
         # In flight during the erase: an answer waiting on the slow model, a summary and a
         # worker's publish that began before it.
         script.latency = 3.0
-        before = queued_ms(f"{int(__import__('time').time() * 1000)}-0")
+        before = queued_ms(f"{int(time.time() * 1000)}-0")
 
         async def in_flight() -> BaseException | None:
             task = asyncio.ensure_future(orch.ahandle(VICTIM, f"late {SECRETS[2]}"))
@@ -195,7 +196,7 @@ def test_users_delete_leaves_nothing_anywhere(
             await asyncio.to_thread(admin.erase_user, registry, store, VICTIM, queue)
             try:
                 await task
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 return exc
             return None
 
