@@ -11,9 +11,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from secretaries_api import errors, openapi_doc
 from secretaries_api.auth import require_token
-from secretaries_api.guard import RequestGuard
+from secretaries_api.guard import Access, RequestGuard
 from secretaries_api.routes import catalog, contexts, ops, updates, usage, users, versions
 from secretaries_api.services import Services
+from secretaries_core.catalog.api_tokens import ApiTokens
 from secretaries_core.config import Settings
 
 
@@ -62,11 +63,13 @@ def create_app(
     *,
     settings: Settings | None = None,
     api_token: str | None,
+    auth: bool | None = None,
 ) -> FastAPI:
     """Build the app on `services` (or open them from `settings` at startup).
 
-    `api_token=None` switches auth off; only `secretaries serve --no-auth` on loopback
-    does that.
+    `api_token` is the admin token; the database's scoped tokens (`secretaries tokens`)
+    are accepted too. Auth is on when `auth` says so (default: when `api_token` is
+    given); only `secretaries serve --no-auth` on loopback switches it off.
     """
 
     @asynccontextmanager
@@ -89,13 +92,24 @@ def create_app(
     )
     app.state.services = services
     app.state.api_token = api_token
+    limits = settings or (services.settings if services is not None else Settings.load())
+
+    def tokens() -> ApiTokens | None:
+        svc = app.state.services
+        return svc.tokens if svc is not None else None
+
+    access = (
+        Access(api_token, tokens, metrics_closed=limits.metrics_token_required)
+        if (api_token is not None if auth is None else auth)
+        else None
+    )
+    app.state.access = access
     errors.install(app)
     app.add_middleware(RejectControlCharacters)
     # Outermost: nothing is parsed for a request without the token or over the limits.
-    limits = settings or (services.settings if services is not None else Settings.load())
     app.add_middleware(
         RequestGuard,
-        token=api_token,
+        access=access,
         max_body=limits.api_max_body,
         body_timeout=limits.api_body_timeout_seconds,
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import Request
 
+from secretaries_core.catalog.api_tokens import ApiTokens
 from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import ContextStore, open_context_store, sqlite_lane
@@ -40,6 +41,11 @@ class Services:
             remember=settings.redis_remember_contexts,
         )
         return cls(settings, registry, contexts, Orchestrator(registry, contexts, settings))
+
+    @cached_property
+    def tokens(self) -> ApiTokens:
+        """The scoped API tokens of the database."""
+        return ApiTokens(self.registry.engine)
 
     @cached_property
     def reads_on_loop(self) -> bool:

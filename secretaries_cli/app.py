@@ -18,6 +18,7 @@ from secretaries_cli.commands import (
     providers,
     queue,
     serve,
+    tokens,
     usage,
     users,
     versions,
@@ -103,6 +104,7 @@ serve.register(app)
 versions.register(app)
 versions.register_replay(app)
 providers.register(app)
+tokens.register(app)
 catalog_file.register(app)
 
 

@@ -124,6 +124,8 @@ class Settings:
     outage_grace_seconds: float = 300.0
     # How long an undelivered reply is kept and retried before it is dropped as expired.
     reply_max_age_seconds: float = 86400.0
+    # /metrics behind a read (or admin) token.
+    metrics_token_required: bool = False
     api_header_timeout_seconds: float = 10.0
     api_keepalive_seconds: float = 5.0
     api_max_connections: int = 1000
@@ -192,6 +194,9 @@ class Settings:
             api_body_timeout_seconds=_env_float(env, "SECRETARIES_API_BODY_TIMEOUT", 30.0),
             outage_grace_seconds=_env_float(env, "SECRETARIES_OUTAGE_GRACE", 300.0),
             reply_max_age_seconds=_env_float(env, "SECRETARIES_REPLY_MAX_AGE", 86400.0),
+            metrics_token_required=_env_switch(
+                env, "SECRETARIES_METRICS_TOKEN_REQUIRED", default=False
+            ),
             api_header_timeout_seconds=_env_float(env, "SECRETARIES_API_HEADER_TIMEOUT", 10.0),
             api_keepalive_seconds=_env_float(env, "SECRETARIES_API_KEEPALIVE", 5.0),
             api_max_connections=_env_int(env, "SECRETARIES_API_MAX_CONNECTIONS", 1000),

@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from secretaries_api.guard import token_ok
 from secretaries_api.routes.common import Svc
 from secretaries_api.schemas import HealthOut
 from secretaries_core.errors import SecretariesError
@@ -35,8 +34,8 @@ async def health(svc: Svc, request: Request) -> JSONResponse:
     themselves (which name hosts, ports, users and databases) are shown only to a caller
     with the API token: the probe is open to anyone who can reach the port.
     """
-    token = request.app.state.api_token
-    detailed = token is None or token_ok(request.scope, token)
+    access = request.app.state.access
+    detailed = access is None or await access.scope_of(request.scope) in ("admin", "read")
     checks = {}
     for name, probe in (
         ("database", lambda: run_in_threadpool(check_reachable, svc.registry.engine)),

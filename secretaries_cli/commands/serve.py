@@ -62,9 +62,8 @@ def register(app: App) -> None:
                 raise InvalidInput(f"--no-auth is only allowed on a loopback address, not {host}")
             token = None
         elif token is None:
-            raise InvalidInput(
-                "set SECRETARIES_API_TOKEN (or use --no-auth on 127.0.0.1) to start the API"
-            )
+            # Scoped tokens in the database are enough (checked once the database is open).
+            pass
         elif len(token) < MIN_TOKEN_CHARS:
             raise InvalidInput(
                 f"SECRETARIES_API_TOKEN is {len(token)} characters: use at least "
@@ -76,6 +75,12 @@ def register(app: App) -> None:
         service_logging()
         rt = runtime(ctx)
         services = Services.from_settings(rt.settings)  # fail here, before binding, if down
+        if not no_auth and token is None and not services.tokens.any():
+            services.close()
+            raise InvalidInput(
+                "set SECRETARIES_API_TOKEN, or create a token (secretaries tokens create NAME "
+                "--scope admin), or use --no-auth on 127.0.0.1, to start the API"
+            )
         if rt.settings.queue_url:
             try:
                 services.queue().check_partitions()  # another count recorded: refuse
@@ -84,7 +89,10 @@ def register(app: App) -> None:
                 raise
         try:
             run_server(
-                create_app(services, api_token=token), host=host, port=port, settings=rt.settings
+                create_app(services, api_token=token, auth=not no_auth),
+                host=host,
+                port=port,
+                settings=rt.settings,
             )
         finally:
             services.close()
