@@ -1,30 +1,32 @@
 """The Redis store's lane: one connection per event loop that remembers the contexts it read.
 
 A message reads its user's context and then pushes the turn: two round trips, and on a
-2-core machine a round trip through redis-py costs more CPU than the rest of the message.
-The lane removes the read when nothing changed, without giving up seeing what others write:
+2-core machine a round trip through redis-py (and a whole context on the wire) costs more
+CPU than the rest of the message. The lane makes the read cheap without trusting anything
+but the server's answer:
 
-- it speaks RESP3 with `CLIENT TRACKING ON NOLOOP`, so Redis itself tells the connection
-  when any *other* client changes (writes, clears, purges, expires, flushes) a key the
-  connection read; the lane forgets that context;
-- its own pushes go over the same connection (NOLOOP: no notice for them) and update what
-  it remembers from their reply: the list's new length must be the remembered length plus
-  the pushed items (trimmed to the cap), or the context is forgotten;
-- replies and notices arrive on one connection in the order the server wrote them, so a
-  notice for a change made before a reply is always handled before that reply.
+- it remembers each context it read or pushed, with the SHA-1 of its newest stored item;
+- every read is one round trip all the same (`read_if_changed`): the server answers "1"
+  when the list still has the remembered length and newest item, else the whole list.
+  Any write (by anyone) changes the newest item, since every item carries its own time
+  and id; a clear, purge, erase or expiry empties the list. So a read returns every write
+  another process completed before it began, whatever the network does to invalidation
+  messages: nothing is assumed, it is checked on each read;
+- its own pushes go over the same connection and update what it remembers from their
+  reply: the list's new length must be the remembered length plus the pushed items
+  (trimmed to the cap), or the context is forgotten;
+- it also speaks RESP3 with `CLIENT TRACKING ON NOLOOP`: a notice of another client's
+  change makes it forget that context at once (the next read then brings the list in the
+  same round trip instead of asking twice).
 
-A read is answered from memory only when all of these hold: the context is remembered,
-its TTL cannot have run out yet, the connection has heard from Redis in the last `LIVE_S`
-seconds, and reading what the socket already holds (`drain`) brought no notice for it.
 A lost connection forgets everything; the next command connects again (with the same
-retries as the store's pool). Over TLS the socket can only be looked at, not read ahead:
-a read is answered from memory only when nothing waits on it. Redis Cluster keeps the
-pool: see docs/operations.md.
+retries as the store's pool). Redis Cluster keeps the pool: see docs/operations.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import threading
@@ -45,8 +47,6 @@ from secretaries_core.context.resp3 import Arg, Push, RespConnection, Then, conn
 
 log = logging.getLogger(__name__)
 
-LIVE_S = 2.0
-"""Serve from memory only if Redis spoke on the connection this recently (else read)."""
 TRACKING = ("CLIENT", "TRACKING", "ON", "NOLOOP")
 PASSING = ("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")
 """Error replies of a server that will answer soon (a restart loading its data): retried,
@@ -76,7 +76,9 @@ class RedisLane:
         self._conn: RespConnection | None = None
         self._opening: asyncio.Future[RespConnection] | None = None
         # Each context with the monotonic time before which its list cannot have expired.
-        self._memory: RememberedContexts[str, float] = RememberedContexts()
+        # Each context with (the monotonic time before which it cannot have expired, the
+        # SHA-1 of its newest stored item): what a read checks in its round trip.
+        self._memory: RememberedContexts[str, tuple[float, str]] = RememberedContexts()
         self._forgets = 0  # bumped by every forget: a read in flight across one is not kept
         self.hits = 0
         """Reads answered from memory (for tests and benchmarks)."""
@@ -86,19 +88,17 @@ class RedisLane:
     # -- the two operations ---------------------------------------------------------------
 
     async def read(self, key: str, limit: int | None) -> list[Message]:
-        """The context's newest `limit` messages (all when None), from memory if current."""
-        conn = self._conn
-        if conn is not None and key in self._memory and conn.drain():
-            found = self._memory.entry(key)  # drain may have brought a notice for it
-            now = time.monotonic()
-            if found is not None and now < found[0] and now - conn.heard < LIVE_S:
-                self.hits += 1
-                return _newest(found[1], limit)
+        """The context's newest `limit` messages (all when None): one round trip that
+        answers "unchanged" when the remembered list is still current (its length and its
+        newest item), else the list itself."""
         read: list[list[Message]] = []
         sent = time.monotonic()
         forgets = self._forgets
+        found = self._memory.entry(key)
 
         def remember(reply: Any) -> None:
+            if not isinstance(reply, list | tuple):
+                return  # unchanged: what is remembered is current
             pttl, joined = reply
             messages = decode_joined(joined)
             read.append(messages)
@@ -106,9 +106,18 @@ class RedisLane:
                 # A write on another thread made lanes forget while this read was on its
                 # way: the reply may predate that write, so it is used but not kept.
                 return
-            # -2: no list (an empty context until someone writes: a notice); -1: no TTL.
-            self._memory.put(key, sent + pttl / 1000 if pttl >= 0 else math.inf, messages)
+            # -2: no list (an empty context until someone writes); -1: no TTL.
+            expires = sent + pttl / 1000 if pttl >= 0 else math.inf
+            self._memory.put(key, (expires, _newest_digest(joined)), messages)
 
+        if found is not None:
+            (_expires, digest), messages = found
+            script = SCRIPTS["read_if_changed"][1]
+            await self._call(["EVALSHA", script, 1, key, len(messages), digest], remember)
+            if not read:
+                self.hits += 1
+                return _newest(messages, limit)
+            return _newest(read[-1], limit)
         await self._call(["EVALSHA", SCRIPTS["read_all"][1], 1, key], remember)
         return _newest(read[-1], limit)
 
@@ -128,7 +137,8 @@ class RedisLane:
             if len(messages) != length:
                 self.forget([key])  # not the list we remembered: read it next time
                 return
-            self._memory.put(key, sent + ttl_ms / 1000, messages)
+            newest = bodies[-1].encode() if bodies else b""
+            self._memory.put(key, (sent + ttl_ms / 1000, _digest(newest)), messages)
 
         found = await self._call(["EVALSHA", SCRIPTS["push"][1], len(keys), *keys, *args], follow)
         return int(found or 0)
@@ -250,6 +260,17 @@ def forget_everywhere(
 async def _failed(error: Exception) -> None:
     """Retry's failure hook: the lane has nothing to reset (a lost connection is dropped
     by its own `connection_lost`)."""
+
+
+def _digest(item: bytes) -> str:
+    return hashlib.sha1(item).hexdigest()
+
+
+def _newest_digest(joined: Any) -> str:
+    """The SHA-1 of the newest item of a `read_all` reply (items joined by newlines: JSON
+    holds none of its own)."""
+    raw = joined if isinstance(joined, bytes) else str(joined or "").encode()
+    return _digest(raw[raw.rfind(b"\n") + 1 :])
 
 
 def _newest(messages: list[Message], limit: int | None) -> list[Message]:

@@ -126,6 +126,18 @@ return table.concat(redis.call('LRANGE', KEYS[1], ARGV[1], -1), '\\n')
 _READ_ALL = """
 return {redis.call('PTTL', KEYS[1]), table.concat(redis.call('LRANGE', KEYS[1], 0, -1), '\\n')}
 """
+# The lane's read of a context it remembers (redis_lane): 1 when the list still has the
+# remembered length (ARGV[1]) and newest item (its SHA-1, ARGV[2]), else what `read_all`
+# answers. A write by anyone changes the newest item (every item carries its own time and
+# id); a clear or an expiry empties the list. Checked on every read, in the read's one
+# round trip: never stale, whatever happens to invalidation messages.
+_READ_IF_CHANGED = """
+local n = redis.call('LLEN', KEYS[1])
+if n > 0 and n == tonumber(ARGV[1]) then
+  if redis.sha1hex(redis.call('LINDEX', KEYS[1], -1)) == ARGV[2] then return 1 end
+end
+return {redis.call('PTTL', KEYS[1]), table.concat(redis.call('LRANGE', KEYS[1], 0, -1), '\\n')}
+"""
 SCRIPTS = {
     name: (body, hashlib.sha1(body.encode()).hexdigest())
     for name, body in (
@@ -136,6 +148,7 @@ SCRIPTS = {
         ("purge", _PURGE_BATCH),
         ("read", _READ),
         ("read_all", _READ_ALL),
+        ("read_if_changed", _READ_IF_CHANGED),
     )
 }
 

@@ -7,6 +7,7 @@ which never remembers), and the lane's hit counter shows memory was actually use
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import subprocess
 import sys
@@ -511,3 +512,73 @@ def test_over_tls_too(tmp_path: object) -> None:
         assert asyncio.run(scenario()) >= 3
         store.close()
         raw.close()
+
+
+@asynccontextmanager
+async def _slow_proxy(target_port: int, delay_s: float) -> AsyncIterator[int]:
+    """A TCP proxy that holds every byte from Redis to the client for `delay_s` (a
+    retransmit, a congested link): invalidation notices arrive late, in order."""
+
+    async def pump(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if delay:
+                    await asyncio.sleep(delay)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", target_port)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(pump(client_r, server_w, 0.0), pump(server_r, client_w, delay_s))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+def test_a_clear_by_another_process_is_never_followed_by_a_stale_read(
+    redis_url: str, prefix: str
+) -> None:
+    """/new in another process, then at once a read through a link that delays Redis'
+    bytes (the invalidation notice among them): the read never returns the old context."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    clear = (
+        "import sys, uuid; from datetime import timedelta;"
+        "from secretaries_core.context import ContextPolicy, open_context_store;"
+        "s = open_context_store(sys.argv[1], policy=ContextPolicy(timedelta(hours=1), 6),"
+        " prefix=sys.argv[2]);"
+        "s.clear(1, uuid.UUID(int=7))"
+    )
+
+    async def scenario() -> tuple[int, int]:
+        stale = 0
+        async with _slow_proxy(port, 0.3) as proxied:
+            store = _store(f"redis://127.0.0.1:{proxied}/0", prefix)
+            for i in range(8):
+                await store.aappend_many(_turn(i))
+                assert [m.content for m in await store.aread(1, SEC)][-1] == f"answer {i}"
+                await asyncio.to_thread(
+                    subprocess.run, [sys.executable, "-c", clear, redis_url, prefix], check=True
+                )
+                if await store.aread(1, SEC) != []:
+                    stale += 1
+            await store.aappend_many(_turn(99))
+            for _ in range(3):
+                assert [m.content for m in await store.aread(1, SEC)][-1] == "answer 99"
+            hits = _lane(store).hits
+            await store.aclose()
+            store.close()
+        return stale, hits
+
+    stale, hits = asyncio.run(scenario())
+    assert stale == 0
+    assert hits > 0  # the reads after own pushes were answered "unchanged" by Redis
