@@ -88,6 +88,11 @@ def create_router(
     """
     router = Router(name="secretaries")
     desk = FrontDesk(orchestrator)
+    # aiogram handles the updates of one poll as concurrent tasks, and the queue's client
+    # sends over a pool of connections: two messages of one user could reach Redis in
+    # either order. One lock per user, taken first thing (tasks start in update order,
+    # and asyncio's locks are first come, first served), keeps their order in the stream.
+    enqueue_order: dict[int, tuple[asyncio.Lock, list[int]]] = {}
 
     def _dropped(chat_id: int, exc: Undeliverable) -> None:
         orchestrator.metrics.telegram_dropped.labels(reason=exc.reason).inc()
@@ -226,30 +231,38 @@ def create_router(
         user = message.from_user
         if user is None or message.text is None:
             return
-        me = await bot.me()
-        content = _without_mention(message.text, me.username)
         if queue is not None:
-            update = data.get("event_update")
-            update_id = update.update_id if update is not None else message.message_id
+            lock, users = enqueue_order.setdefault(user.id, (asyncio.Lock(), [0]))
+            users[0] += 1  # forgotten when the last task of this user is done with it
             try:
-                await queue.aenqueue(
-                    QueuedUpdate(
-                        update_id,
-                        user.id,
-                        content,
-                        user.username,
-                        message.chat.id,
-                        message.message_thread_id,
+                async with lock:
+                    me = await bot.me()
+                    update = data.get("event_update")
+                    update_id = update.update_id if update is not None else message.message_id
+                    await queue.aenqueue(
+                        QueuedUpdate(
+                            update_id,
+                            user.id,
+                            _without_mention(message.text, me.username),
+                            user.username,
+                            message.chat.id,
+                            message.message_thread_id,
+                        )
                     )
-                )
             except SecretariesError as exc:
                 await say_error(message, exc)
                 return
+            finally:
+                users[0] -= 1
+                if not users[0]:
+                    del enqueue_order[user.id]
             try:
                 await bot.send_chat_action(message.chat.id, "typing")
             except Exception as exc:  # cosmetic: the reply comes from the sender
                 log.debug("typing action failed: %s", exc)
             return
+        me = await bot.me()
+        content = _without_mention(message.text, me.username)
         reply = StreamedReply(
             bot,
             message.chat.id,

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import Column, Engine, MetaData, String, Table, delete, select
+from sqlalchemy import Column, Engine, String, Table, delete, select
+from sqlmodel import SQLModel
 
 from secretaries_core.errors import Conflict, InvalidInput, NotFound
 from secretaries_core.plumbing.db import transaction
@@ -40,7 +41,7 @@ CACHE_S = 2.0
 
 TOKEN_TABLE = Table(
     "api_token",
-    MetaData(),
+    SQLModel.metadata,
     Column("name", String(64), primary_key=True),
     Column("scope", String(16), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),

@@ -23,7 +23,8 @@ import functools
 import hashlib
 import uuid
 
-from sqlalchemy import Column, Float, MetaData, String, Table
+from sqlalchemy import Column, Float, String, Table
+from sqlmodel import SQLModel
 
 from secretaries_core.errors import SecretariesError
 
@@ -32,7 +33,7 @@ SLOTS = 16384
 
 FENCE_TABLE = Table(
     "context_fence",
-    MetaData(),
+    SQLModel.metadata,
     Column("id", String(64), primary_key=True),
     Column("fenced_at", Float(), nullable=False),  # epoch seconds
 )

@@ -7,7 +7,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
+import secretaries_core.catalog.api_tokens
 import secretaries_core.catalog.versions_tables
+import secretaries_core.context.fences
 import secretaries_core.llm.providers_table
 import secretaries_core.usage.tables  # noqa: F401  (usage tables on the metadata)
 from secretaries_core.plumbing import schema
