@@ -11,7 +11,8 @@ string (`"500"`, `"429"`, `"400"`), `too-long` (400 "context_length_exceeded"), 
 (200 with a body that is not JSON), `empty` (no choices), `dirty` (a reply holding a NUL and
 a lone surrogate), `keyecho` (401 repeating the API key, as OpenAI does), `close`
 (connection dropped half
-way through the body), `trickle` (one byte every 0.5 s), `hang` (never answers).
+way through the body), `sse-close` (an event stream cut before its first piece),
+`trickle` (one byte every 0.5 s), `hang` (never answers).
 
 Run alone for benchmarks: `python -m tests.llm_server --port 8001 --latency 1.0`.
 """
@@ -176,6 +177,14 @@ async def _answer(
             await response.write(data[i : i + 1])
             await asyncio.sleep(0.5)
         return response
+    if behaviour == "sse-close":
+        # A stream that breaks before its first piece (a proxy's idle cut, a reset).
+        broken = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await broken.prepare(request)
+        await broken.write(b": opening\n\n")
+        assert request.transport is not None
+        request.transport.close()
+        return broken
     if body.get("stream"):
         return await _stream(request, body, completion, text, script)
     return web.json_response(completion)

@@ -177,7 +177,10 @@ class OpenAIAdapter:
     async def pieces(
         self, request: ChatRequest, *, stream: bool, usage: CallUsage | None = None
     ) -> AsyncIterator[str]:
-        """Ask the server; stream with SSE when `stream`, else one JSON reply."""
+        """Ask the server; stream with SSE when `stream`, else one JSON reply. A stream that
+        breaks before its first piece is asked again (within the client's retries)."""
+        import aiohttp
+
         produced = False
         try:
             if not stream:
@@ -196,19 +199,30 @@ class OpenAIAdapter:
                     raise ModelError(f"{self.model}: the reply has no text")
                 yield content
                 return
-            response = await self.clients.post(self._body(request, stream=True), stream=True)
-            try:
-                async for chunk in _events(response):
-                    # With include_usage the last chunk carries the counts and no choices.
-                    _take_usage(chunk, usage)
-                    for choice in chunk.get("choices") or ():
-                        delta = choice.get("delta") if isinstance(choice, dict) else None
-                        content = delta.get("content") if isinstance(delta, dict) else None
-                        if isinstance(content, str) and content:
-                            produced = True
-                            yield content
-            finally:
-                response.release()
+            body = self._body(request, stream=True)
+            attempt = 0
+            while True:
+                response = await self.clients.post(body, stream=True)
+                try:
+                    async for chunk in _events(response):
+                        # With include_usage the last chunk carries the counts, no choices.
+                        _take_usage(chunk, usage)
+                        for choice in chunk.get("choices") or ():
+                            delta = choice.get("delta") if isinstance(choice, dict) else None
+                            content = delta.get("content") if isinstance(delta, dict) else None
+                            if isinstance(content, str) and content:
+                                produced = True
+                                yield content
+                    break
+                except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
+                    # Broken before the first piece: nothing was shown, so it is asked
+                    # again like a connection error; after a piece, the caller decides.
+                    if produced or attempt >= self.clients.max_retries:
+                        raise
+                    await asyncio.sleep(_backoff(attempt, None))
+                    attempt += 1
+                finally:
+                    response.release()
             if not produced:
                 raise ModelError(f"{self.model}: the reply has no text")
         except ModelError:

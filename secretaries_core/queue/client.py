@@ -510,7 +510,9 @@ class Queue:
                     seen = consumers.setdefault(name, {"pending": 0, "idle_ms": c["idle"]})
                     seen["pending"] += int(c["pending"])
                     seen["idle_ms"] = min(seen["idle_ms"], int(c["idle"]))
-            live = client.zcount(self.keys.workers, (time.time() - 60) * 1000, "+inf")
+            seconds, micros = client.time()  # the server's clock, as the beats are
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+            live = client.zcount(self.keys.workers, now_ms - 60_000, "+inf")
             try:
                 rules = _save_value(client.config_get("save"))
             except ResponseError:

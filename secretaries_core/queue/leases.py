@@ -5,12 +5,13 @@ A worker busy past its heartbeat is slow, not dead: if its lease expired and nob
 it, renewing takes it back instead of giving the partition up.
 
 Heartbeats: workers and bot senders beat in a sorted set (member → last beat, ms); those
-that beat recently are alive, the others' pending entries may be taken over.
+that beat recently are alive, the others' pending entries may be taken over. Beats and the
+"recently" are both read on the Redis server's clock (`TIME`, inside the scripts): hosts
+whose clocks disagree by more than a lease would otherwise see live workers as dead.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 # KEYS: lease. ARGV: owner, ttl ms. Renew a lease we hold, or take it back if it expired
@@ -41,17 +42,31 @@ async def release(client: Any, key: str, owner: str) -> bool:
     return bool(await client.eval(_RELEASE, 1, key, owner))
 
 
+# KEYS: heartbeats. ARGV: member, keep ms. Beat now (server time), drop old beats.
+_BEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return string.format('%.0f', now)
+"""
+# KEYS: heartbeats. ARGV: within ms. Members that beat within that (server time).
+_ALIVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')
+"""
+
+
 async def beat(client: Any, key: str, member: str, keep_ms: float) -> float:
-    """Record `member`'s heartbeat now; drop beats older than `keep_ms`. Returns now (ms)."""
-    now_ms = time.time() * 1000
-    await client.zadd(key, {member: now_ms})
-    await client.zremrangebyscore(key, "-inf", now_ms - keep_ms)
-    await client.pexpire(key, int(keep_ms))
-    return now_ms
+    """Record `member`'s heartbeat now; drop beats older than `keep_ms`. Returns now (ms,
+    the server's clock)."""
+    found = await client.eval(_BEAT, 1, key, member, int(keep_ms))
+    return float(found.decode() if isinstance(found, bytes) else found)
 
 
 async def alive(client: Any, key: str, within_ms: float) -> set[str]:
-    """Members whose last heartbeat is within `within_ms`."""
-    since = time.time() * 1000 - within_ms
-    members = await client.zrangebyscore(key, since, "+inf")
+    """Members whose last heartbeat is within `within_ms` (the server's clock)."""
+    members = await client.eval(_ALIVE, 1, key, int(within_ms))
     return {m.decode() if isinstance(m, bytes) else str(m) for m in members}

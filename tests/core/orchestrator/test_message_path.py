@@ -335,6 +335,22 @@ def test_every_model_fault_is_our_error_within_the_deadline(
     assert rig.turns(15) == before
 
 
+def test_a_stream_cut_before_its_first_piece_is_asked_again(sqlite_rig: Rig) -> None:
+    rig = sqlite_rig
+    rig.script.steps = ["sse-close"]
+    asked = len(rig.script.requests)
+
+    async def go() -> list[str]:
+        pieces = await _drain(rig.orch.astream(16, "are you there"))
+        await rig.orch.aclose()
+        return pieces
+
+    pieces = asyncio.run(go())
+    assert "re: are you there" in "".join(pieces)
+    assert len(rig.script.requests) - asked == 2  # the cut stream, then the answer
+    assert rig.turns(16)[-1][1].endswith("(0 earlier)")
+
+
 # -- input that cannot be answered ----------------------------------------------------------
 
 
