@@ -9,7 +9,8 @@ Each reply says how many messages the request held, so tests can prove what the 
 `default`): `ok`, an HTTP status as a
 string (`"500"`, `"429"`, `"400"`), `too-long` (400 "context_length_exceeded"), `malformed`
 (200 with a body that is not JSON), `empty` (no choices), `dirty` (a reply holding a NUL and
-a lone surrogate), `keyecho` (401 repeating the API key, as OpenAI does), `close`
+a lone surrogate), `keyecho` (401 repeating the API key, as OpenAI does), `leak` (400
+repeating `Script.leak`), `close`
 (connection dropped half
 way through the body), `sse-close` (an event stream cut before its first piece),
 `trickle` (one byte every 0.5 s), `hang` (never answers).
@@ -49,6 +50,8 @@ class Script:
     usage_sent: list[dict[str, int]] = field(default_factory=list)
     # Put before every reply: tells apart the answers of two servers to one question.
     tag: str = ""
+    # What behaviour `leak` repeats in its error (secrets, for the scrubber's tests).
+    leak: str = ""
 
     def next_behaviour(self) -> str:
         """The behaviour for the next request."""
@@ -122,6 +125,11 @@ async def _answer(
                 }
             },
             status=400,
+        )
+    if behaviour == "leak":
+        # A gateway's 400 that repeats whatever it was configured with (`script.leak`).
+        return web.json_response(
+            {"error": {"message": f"upstream refused: {script.leak}", "code": "bad"}}, status=400
         )
     if behaviour == "keyecho":
         # OpenAI's own answer to a wrong key repeats it back.

@@ -159,3 +159,71 @@ def test_service_logs_of_library_records_are_scrubbed(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "getMe" in done.stderr and TOKEN not in done.stderr
     assert "pa/ss" not in done.stderr and "down" in done.stderr
+
+
+def _everything_leaked() -> str:
+    return " | ".join(text for text, _secret in SHAPES)
+
+
+def _assert_clean(text: str) -> None:
+    for _shape, secret in SHAPES:
+        for part in _secret_parts(secret):
+            assert part not in text, (part, text[-2000:])
+
+
+def test_api_error_bodies_never_show_a_secret(tmp_path: Path) -> None:
+    """A provider error repeating every shape of secret: the 502 body shows none."""
+    from fastapi.testclient import TestClient
+
+    from secretaries_api import create_app
+    from secretaries_api.services import Services
+    from secretaries_core.catalog.models import AssistantCreate
+    from secretaries_core.config import Settings
+    from tests.llm_server import Script, llm_server
+
+    with llm_server(Script(default="leak", leak=_everything_leaked())) as (url, _script):
+        settings = Settings.load(
+            env={
+                "SECRETARIES_HOME": str(tmp_path),
+                "SECRETARIES_OPENAI_BASE_URL": url,
+                "SECRETARIES_MODEL_RETRIES": "0",
+            }
+        )
+        services = Services.from_settings(settings)
+        services.registry.create_secretary(
+            AssistantCreate(name="alice", model="openai/m", prompt="A.", is_default=True)
+        )
+        remember([*PASSWORDS, API_KEY, TOKEN, SHORT_TOKEN])  # as a deployment's settings do
+        with TestClient(create_app(services, api_token="t" * 16)) as client:
+            response = client.post(
+                "/api/messages",
+                json={"user_id": 5, "text": "hello"},
+                headers={"Authorization": "Bearer " + "t" * 16},
+            )
+        services.close()
+    assert response.status_code == 502, response.text
+    _assert_clean(response.text)
+
+
+@pytest.mark.redis
+def test_worker_replies_and_logs_never_show_a_secret(tmp_path: Path, redis_url: str) -> None:
+    """Through a real worker: the reply's error text and the worker's log are clean."""
+    from tests.llm_server import Script, llm_server
+    from tests.queue.test_workers import _farm, _send
+
+    with llm_server(Script(default="leak", leak=_everything_leaked())) as (model, _script):
+        for farm in _farm(
+            tmp_path,
+            redis_url,
+            model,
+            SECRETARIES_OPENAI_API_KEY=API_KEY,
+            SECRETARIES_TELEGRAM_TOKEN=TOKEN,
+            SECRETARIES_DATABASE_PASSWORD=PASSWORDS[1],
+        ):
+            farm.start(1)
+            _send(farm, 2, 1)
+            replies = farm.wait_replies(2, timeout=60)
+            farm.workers[0].terminate()
+            farm.workers[0].communicate(timeout=60)
+            assert all(r["error"] for r in replies)
+            _assert_clean(repr(replies) + repr(farm.queue.dead_letters()) + farm.log(0))
