@@ -6,6 +6,8 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from secretaries_core.context import ContextPolicy, Message
 from tests.context_fixtures import StoreHandle
 
@@ -163,3 +165,39 @@ def test_a_turn_delivered_twice_is_stored_once(handle: StoreHandle) -> None:
         store.append_many(turn)
         store.append_many(turn)
     assert texts(store.read(U1, S1)) == ["question 0", "answer 0", "question 1", "answer 1"]
+
+
+def test_fences_refuse_late_writes_of_turns_that_began_before(handle: StoreHandle) -> None:
+    """`/new` (clear), purge --user and erase fence what they cleared: a turn or summary
+    that began before cannot write it back; one that began after can (every backend)."""
+    import asyncio
+
+    from secretaries_core.context.fences import Fenced
+
+    store = handle.store
+    s1, s2 = uuid.uuid4(), uuid.uuid4()
+
+    def item(user: int, sid: uuid.UUID, text: str) -> list[tuple[int, uuid.UUID, Message]]:
+        return [(user, sid, Message("user", text, datetime.now(UTC)))]
+
+    async def go() -> None:
+        before = time.time() - 1
+        await store.aappend_many(item(1, s1, "old"), since=before)
+        store.clear(1, s1)  # /new on secretary s1
+        with pytest.raises(Fenced):
+            await store.aappend_many(item(1, s1, "late summary"), since=before)
+        await store.aappend_many(item(1, s2, "other context"), since=before)  # not fenced
+        await store.aappend_many(item(1, s1, "new turn"), since=time.time() + 1)
+        store.erase_user(2)  # erase: every context of the user, even one not made yet
+        with pytest.raises(Fenced):
+            await store.aappend_many(item(2, s2, "late answer"), since=before)
+        store.purge(user_id=3)
+        with pytest.raises(Fenced):
+            await store.aappend_many(item(3, s1, "late answer"), since=before)
+        await store.aappend_many(item(3, s1, "without since: an import"))  # never fenced
+        await store.aclose()
+
+    asyncio.run(go())
+    assert [m.content for m in store.read(1, s1)] == ["new turn"]
+    assert [m.content for m in store.read(1, s2)] == ["other context"]
+    assert store.read(2, s2) == []
