@@ -110,6 +110,12 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             output.error(str(exc), problems)
             raise typer.Exit(exit_code_for(exc)) from None
         except Exception as exc:
+            problems = _validation_problems(exc)
+            if problems is not None:
+                # A library model refused a value (a name over 100 characters, say): the
+                # same one-line answer as any invalid input, never pydantic's traceback.
+                output.error("invalid input: " + "; ".join(problems))
+                raise typer.Exit(EXIT_FAILED) from None
             if not _driver_error(exc):
                 raise
             # Escaped the library's translation (it should not): one line, the URL masked.
@@ -123,6 +129,21 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _validation_problems(exc: Exception) -> list[str] | None:
+    """One line per problem of a pydantic ValidationError, else None (checked through
+    sys.modules: importing pydantic here would slow down `--help`)."""
+    import sys
+
+    found = sys.modules.get("pydantic")
+    if found is None or not isinstance(exc, found.ValidationError):
+        return None
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error.get("loc", ())) or "value"
+        lines.append(f"{where}: {error.get('msg', 'invalid')}")
+    return lines
 
 
 def _driver_error(exc: Exception) -> bool:

@@ -398,3 +398,8 @@ def test_a_model_server_that_refuses_connections_says_so(
     monkeypatch.setenv("SECRETARIES_MODEL_RETRIES", "0")
     ok(cli("create", "m", "--model", "openai/m", "--prompt", "p", "--default"))
     failed(cli("chat", "5", "hello"), 3, "cannot connect (connection refused)")
+
+
+def test_a_name_over_100_characters_is_an_error_line_not_a_traceback(cli: Run) -> None:
+    failed(cli("create", "a" * 101, "--model", "echo", "--prompt", "p"), 1, "100 characters")
+    assert as_json(cli("list", "--all", "--json")) == []
