@@ -110,11 +110,11 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             output.error(str(exc), problems)
             raise typer.Exit(exit_code_for(exc)) from None
         except Exception as exc:
-            problems = _validation_problems(exc)
-            if problems is not None:
+            refused = _validation_problems(exc)
+            if refused is not None:
                 # A library model refused a value (a name over 100 characters, say): the
                 # same one-line answer as any invalid input, never pydantic's traceback.
-                output.error("invalid input: " + "; ".join(problems))
+                output.error("invalid input: " + "; ".join(refused))
                 raise typer.Exit(EXIT_FAILED) from None
             if not _driver_error(exc):
                 raise

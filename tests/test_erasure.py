@@ -186,7 +186,7 @@ def test_users_delete_leaves_nothing_anywhere(
 
         # In flight during the erase: an answer waiting on the slow model, a summary and a
         # worker's publish that began before it.
-        script.latency = 3.0
+        script.latency = 1.5
         before = queued_ms(f"{int(time.time() * 1000)}-0")
 
         async def in_flight() -> BaseException | None:

@@ -62,8 +62,9 @@ def register(app: App) -> None:
                 raise InvalidInput(f"--no-auth is only allowed on a loopback address, not {host}")
             token = None
         elif token is None:
-            # Scoped tokens in the database are enough (checked once the database is open).
-            pass
+            raise InvalidInput(
+                "set SECRETARIES_API_TOKEN (or use --no-auth on 127.0.0.1) to start the API"
+            )
         elif len(token) < MIN_TOKEN_CHARS:
             raise InvalidInput(
                 f"SECRETARIES_API_TOKEN is {len(token)} characters: use at least "
@@ -75,12 +76,6 @@ def register(app: App) -> None:
         service_logging()
         rt = runtime(ctx)
         services = Services.from_settings(rt.settings)  # fail here, before binding, if down
-        if not no_auth and token is None and not services.tokens.any():
-            services.close()
-            raise InvalidInput(
-                "set SECRETARIES_API_TOKEN, or create a token (secretaries tokens create NAME "
-                "--scope admin), or use --no-auth on 127.0.0.1, to start the API"
-            )
         if rt.settings.queue_url:
             try:
                 services.queue().check_partitions()  # another count recorded: refuse

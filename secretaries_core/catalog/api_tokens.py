@@ -124,11 +124,6 @@ class ApiTokens:
         with self._lock:
             self._cache.clear()
 
-    def any(self) -> bool:
-        """True when at least one token is stored."""
-        with self.engine.connect() as conn:
-            return conn.execute(select(TOKEN_TABLE.c.name).limit(1)).first() is not None
-
     def scope_of(self, token: str) -> str | None:
         """The scope of `token`, or None when it is no stored token (cached `CACHE_S`)."""
         if not token.startswith(TOKEN_PREFIX):

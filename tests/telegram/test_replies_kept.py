@@ -64,7 +64,7 @@ def _run(tmp_path: Path, redis_url: str, max_age: str, outage_s: float) -> tuple
 
 
 def test_replies_outlive_an_outage_longer_than_the_grace(tmp_path: Path, redis_url: str) -> None:
-    api, log = _run(tmp_path, redis_url, "86400", outage_s=6.0)
+    api, log = _run(tmp_path, redis_url, "86400", outage_s=4.0)
     for user in (701, 702):
         answers = _answers(api, user)
         # once each, in the order the user wrote them

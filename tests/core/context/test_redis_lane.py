@@ -561,9 +561,9 @@ def test_a_clear_by_another_process_is_never_followed_by_a_stale_read(
 
     async def scenario() -> tuple[int, int]:
         stale = 0
-        async with _slow_proxy(port, 0.3) as proxied:
+        async with _slow_proxy(port, 0.15) as proxied:
             store = _store(f"redis://127.0.0.1:{proxied}/0", prefix)
-            for i in range(8):
+            for i in range(6):
                 await store.aappend_many(_turn(i))
                 assert [m.content for m in await store.aread(1, SEC)][-1] == f"answer {i}"
                 await asyncio.to_thread(
