@@ -44,7 +44,6 @@ VICTIM = 770_012_345
 OTHER = 880_054_321
 SECRETS = ["zebra-violet-note", "quartz-ember-reply", "inflight-plum-question"]
 
-pytestmark = pytest.mark.xdist_group("erasure")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -125,8 +125,7 @@ def _echoing(mode: str) -> Iterator[str]:
         server.server_close()
 
 
-@pytest.mark.parametrize("mode", ["json", "html"])
-@pytest.mark.parametrize("how", ["flag", "env"])
+@pytest.mark.parametrize(("mode", "how"), [("json", "flag"), ("html", "env")])
 def test_bot_against_a_failing_bot_api_that_echoes_its_url(
     tmp_path: Path, mode: str, how: str
 ) -> None:

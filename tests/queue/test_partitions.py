@@ -22,7 +22,7 @@ from secretaries_core.queue import Queue
 from secretaries_core.queue.client import decode_fields
 from tests.queue.test_workers import Farm, _farm, _send, model_server  # noqa: F401
 
-pytestmark = [pytest.mark.redis, pytest.mark.xdist_group("partitions")]
+pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def _layout(queue: Queue, partitions: int) -> dict[int, list[tuple[int, str]]]:
 @pytest.mark.parametrize("new", [3, 13])
 def test_repartition_moves_every_entry_keeping_each_users_order(farm: Farm, new: int) -> None:
     farm.queue.check_partitions()
-    updates = _send(farm, users=120, per_user=6)
+    updates = _send(farm, users=60, per_user=4)
     before = _layout(farm.queue, 8)
     assert sum(len(v) for v in before.values()) == len(updates)
 

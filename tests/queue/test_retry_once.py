@@ -16,7 +16,7 @@ from secretaries_core.queue import Update
 from secretaries_core.queue.client import decode_fields
 from tests.queue.test_workers import Farm, _farm, model_server  # noqa: F401
 
-pytestmark = [pytest.mark.redis, pytest.mark.xdist_group("partitions")]
+pytestmark = pytest.mark.redis
 
 
 @pytest.fixture

@@ -13,14 +13,10 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-
 from tests.llm_server import llm_server
 from tests.telegram.bot_api import BotApi, bot_api
 from tests.telegram.test_bot import _env
 from tests.telegram.test_bot_faults import _answers, _catalog, _start
-
-pytestmark = pytest.mark.xdist_group("bot-faults")
 
 
 def _run(tmp_path: Path, redis_url: str, max_age: str, outage_s: float) -> tuple[BotApi, str]:
