@@ -76,7 +76,9 @@ def register(app: App) -> None:
         service_logging()
         rt = runtime(ctx)
         services = Services.from_settings(rt.settings)  # fail here, before binding, if down
-        if rt.settings.queue_url:
+        from secretaries_core.queue.client import Queue
+
+        if Queue.if_configured(rt.settings) is not None:  # the API queues updates there
             try:
                 services.queue().check_partitions()  # another count recorded: refuse
             except BaseException:
