@@ -52,6 +52,8 @@ class Script:
     tag: str = ""
     # What behaviour `leak` repeats in its error (secrets, for the scrubber's tests).
     leak: str = ""
+    # When set, every answer waits until the event is set (a call held in flight).
+    gate: threading.Event | None = None
 
     def next_behaviour(self) -> str:
         """The behaviour for the next request."""
@@ -95,6 +97,8 @@ def make_app(script: Script) -> web.Application:
                 await asyncio.sleep(3600)
             if script.latency:
                 await asyncio.sleep(script.latency)
+            if script.gate is not None:  # held until the test opens it
+                await asyncio.get_running_loop().run_in_executor(None, script.gate.wait, 60)
             return await _answer(request, body, behaviour, script)
         finally:
             script.in_flight -= 1

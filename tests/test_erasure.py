@@ -6,14 +6,19 @@ queue on Redis (Cluster with cluster contexts). The user has contexts, usage, qu
 counters, a pin and a reply reference, a message queued and not answered, a reply on the
 replies stream, a dead letter, live pieces, a drafts board and flood-control keys; one
 answer is in flight (the model is slow) when the erase runs, and a summary and a worker's
-publish begin before it and end after it. Every SQL table and every Redis key (SCAN over
+publish begin before it and end after it; the erase is `secretaries users delete`, run
+as a process of its own. Every SQL table and every Redis key (SCAN over
 every primary) is then read whole and searched. Another user's data is left as it was.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -78,6 +83,19 @@ def _settings(database: str, context_url: str | None, queue_url: str, model_url:
     if context_url:
         env["SECRETARIES_CONTEXT_URL"] = context_url
     return Settings.load(env=env)
+
+
+def _cli_env(settings: Settings, context_url: str | None, queue_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARIES_")}
+    env.update(
+        SECRETARIES_DATABASE_URL=settings.database_url,
+        SECRETARIES_QUEUE_URL=queue_url,
+        SECRETARIES_REDIS_PREFIX=settings.redis_prefix,
+        SECRETARIES_HOME=str(settings.home),
+    )
+    if context_url:
+        env["SECRETARIES_CONTEXT_URL"] = context_url
+    return env
 
 
 def _clients(url: str) -> list[Redis]:
@@ -185,14 +203,26 @@ def test_users_delete_leaves_nothing_anywhere(
 
         # In flight during the erase: an answer waiting on the slow model, a summary and a
         # worker's publish that began before it.
-        script.latency = 1.5
+        script.gate = threading.Event()  # the answer waits on the model until the erase ends
         before = queued_ms(f"{int(time.time() * 1000)}-0")
 
         async def in_flight() -> BaseException | None:
             task = asyncio.ensure_future(orch.ahandle(VICTIM, f"late {SECRETS[2]}"))
             while script.in_flight == 0:
                 await asyncio.sleep(0.02)
-            await asyncio.to_thread(admin.erase_user, registry, store, VICTIM, queue)
+            # The operator's command, as a process of its own.
+            command = ["users", "delete", str(VICTIM), "--yes", "--json"]
+            erased = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "secretaries_cli", *command],
+                env=_cli_env(settings, context_url, queue_url),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            script.gate.set()
+            assert erased.returncode == 0, erased.stderr
+            assert json.loads(erased.stdout)["queued_dropped"] == 1
             try:
                 await task
             except BaseException as exc:
