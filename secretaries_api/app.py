@@ -12,7 +12,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from secretaries_api import errors, openapi_doc
 from secretaries_api.auth import require_token
 from secretaries_api.guard import Access, RequestGuard
-from secretaries_api.routes import catalog, contexts, ops, updates, usage, users, versions
+from secretaries_api.routes import (
+    catalog,
+    contexts,
+    ops,
+    tools,
+    updates,
+    usage,
+    users,
+    versions,
+)
 from secretaries_api.services import Services
 from secretaries_core.catalog.api_tokens import ApiTokens
 from secretaries_core.config import Settings
@@ -120,6 +129,7 @@ def create_app(
     app.include_router(usage.router, dependencies=protected)
     app.include_router(updates.router, dependencies=protected)
     app.include_router(versions.router, dependencies=protected)
+    app.include_router(tools.router, dependencies=protected)
     app.include_router(ops.router)
     openapi_doc.install(app)
     return app

@@ -26,6 +26,7 @@ from secretaries_core.errors import (
 )
 from secretaries_core.plumbing.db import is_busy, is_disconnect, unavailable
 from secretaries_core.plumbing.timeutil import utcnow
+from secretaries_core.tools.errors import ToolError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ STATUS_BY_ERROR: list[tuple[type[SecretariesError], int]] = [
     (NoDefaultSecretary, 409),
     (InvalidInput, 422),
     (ModelError, 502),
+    (ToolError, 502),  # a tool server that cannot be reached or refuses
 ]
 
 

@@ -36,7 +36,7 @@ FINDS = {
     "/api/usage",
     "/api/contexts/purge",
 }
-CONFLICTS = ("/api/secretaries", "/api/messages", "/api/migrate-users")
+CONFLICTS = ("/api/secretaries", "/api/messages", "/api/migrate-users", "/api/tools")
 ASKS_THE_MODEL = ("/api/messages", "/replay")
 
 
@@ -53,6 +53,8 @@ def codes_for(path: str, method: str, operation: dict[str, Any]) -> set[int]:
     params = {p.get("name") for p in operation.get("parameters", [])}
     if {"user_id", "secretary_id", "secretary"} & params or path in FINDS:
         codes.add(404)
+    if path.startswith("/api/tools/{name}"):
+        codes |= {404, 502}  # an unknown tool; a tool server that fails
     writes = method != "get"
     if writes and (path.startswith(CONFLICTS) or "/secretary/" in path):
         codes.add(409)

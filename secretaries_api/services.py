@@ -16,6 +16,7 @@ from secretaries_core.errors import BackendUnavailable, InvalidInput
 from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.plumbing.schema import open_database
 from secretaries_core.queue.client import Queue
+from secretaries_core.tools.calling import ToolCaller
 
 
 @dataclass
@@ -41,6 +42,11 @@ class Services:
             remember=settings.redis_remember_contexts,
         )
         return cls(settings, registry, contexts, Orchestrator(registry, contexts, settings))
+
+    @cached_property
+    def tool_caller(self) -> ToolCaller:
+        """This process's tool calls (and its open MCP sessions)."""
+        return ToolCaller(self.settings.tool_result_chars)
 
     @cached_property
     def tokens(self) -> ApiTokens:
@@ -76,6 +82,8 @@ class Services:
         """Release model clients, pooled instances and connections (from the server's loop)."""
         await self.orchestrator.aclose()
         await self.contexts.aclose()
+        if "tool_caller" in self.__dict__:
+            await self.tool_caller.aclose()
         if self._queue is not None:
             await self._queue.aclose()
             self._queue.close()

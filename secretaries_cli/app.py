@@ -19,6 +19,7 @@ from secretaries_cli.commands import (
     queue,
     serve,
     tokens,
+    tools,
     usage,
     users,
     versions,
@@ -105,6 +106,7 @@ versions.register(app)
 versions.register_replay(app)
 providers.register(app)
 tokens.register(app)
+tools.register(app)
 catalog_file.register(app)
 
 

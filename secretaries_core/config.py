@@ -126,6 +126,8 @@ class Settings:
     reply_max_age_seconds: float = 86400.0
     # /metrics behind a read (or admin) token.
     metrics_token_required: bool = False
+    # A tool's result is cut at this many characters (and says so).
+    tool_result_chars: int = 16_000
     api_header_timeout_seconds: float = 10.0
     api_keepalive_seconds: float = 5.0
     api_max_connections: int = 1000
@@ -194,6 +196,7 @@ class Settings:
             api_body_timeout_seconds=_env_float(env, "SECRETARIES_API_BODY_TIMEOUT", 30.0),
             outage_grace_seconds=_env_float(env, "SECRETARIES_OUTAGE_GRACE", 300.0),
             reply_max_age_seconds=_env_float(env, "SECRETARIES_REPLY_MAX_AGE", 86400.0),
+            tool_result_chars=_env_int(env, "SECRETARIES_TOOL_RESULT_CHARS", 16_000),
             metrics_token_required=_env_switch(
                 env, "SECRETARIES_METRICS_TOKEN_REQUIRED", default=False
             ),

@@ -1,0 +1,248 @@
+"""`tools`: HTTP functions and MCP servers that secretaries can call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from secretaries_cli import output
+from secretaries_cli.options import JsonFlag
+from secretaries_cli.runtime import App, new_app, runtime
+
+app = new_app("Tools secretaries can call: HTTP functions and MCP servers.")
+NameArg = Annotated[str, typer.Argument(help="The tool's name.")]
+
+
+def register(root: App) -> None:
+    """Add the `tools` group to the root app."""
+    root.add_typer(app, name="tools")
+
+
+def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    from secretaries_core.errors import InvalidInput
+
+    found = {}
+    for value in values or []:
+        name, sep, env = value.partition("=")
+        if not sep or not name or not env:
+            raise InvalidInput(f"{option} takes NAME=ENVVAR, got {value[:60]!r}")
+        found[name] = env
+    return found
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: NameArg,
+    http: Annotated[
+        str | None, typer.Option("--http", metavar="URL", help="An HTTP function: POST URL.")
+    ] = None,
+    schema: Annotated[
+        Path | None,
+        typer.Option("--schema", metavar="FILE", help="JSON Schema of an HTTP tool's arguments."),
+    ] = None,
+    mcp_url: Annotated[
+        str | None,
+        typer.Option("--mcp-url", metavar="URL", help="An MCP server over Streamable HTTP."),
+    ] = None,
+    mcp_command: Annotated[
+        str | None,
+        typer.Option("--mcp-command", metavar="CMD", help="An MCP server over stdio."),
+    ] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", help="What the model is told it does.")
+    ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option("--header", metavar="NAME=ENVVAR", help="A header from an env variable."),
+    ] = None,
+    secret_env: Annotated[
+        str | None,
+        typer.Option("--secret-env", metavar="VAR", help="Sign HTTP calls with $VAR (HMAC)."),
+    ] = None,
+    allow: Annotated[
+        str | None,
+        typer.Option("--allow", metavar="T1,T2", help="Offer only these of an MCP server's tools."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", metavar="SECONDS", help="The call's own timeout.")
+    ] = 30.0,
+    confirm: Annotated[
+        bool, typer.Option("--confirm", help="The user approves each call.")
+    ] = False,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="No side effects: may run in replay and eval.")
+    ] = False,
+    json: JsonFlag = False,
+) -> None:
+    """Register a tool (secrets only as env variable names).
+
+    Example: secretaries tools add calendar --mcp-command "python calendar_server.py"
+    """
+    from secretaries_core.errors import InvalidInput
+    from secretaries_core.tools.registry import ToolRegistry
+    from secretaries_core.tools.spec import ToolSpec, parse_schema
+
+    kinds = [
+        k
+        for k, v in (("--http", http), ("--mcp-url", mcp_url), ("--mcp-command", mcp_command))
+        if v
+    ]
+    if len(kinds) != 1:
+        raise InvalidInput("name exactly one of --http URL, --mcp-url URL or --mcp-command CMD")
+    parsed = None
+    if schema is not None:
+        try:
+            text = schema.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInput(f"cannot read --schema {schema}: {exc.strerror}") from None
+        parsed = parse_schema(text, str(schema))
+    spec = ToolSpec(
+        name=name,
+        kind="http" if http else "mcp",
+        url=http or mcp_url,
+        command=mcp_command,
+        description=description or "",
+        schema=parsed,
+        headers=_pairs(header, "--header"),
+        secret_env=secret_env,
+        allow=tuple(t.strip() for t in (allow or "").split(",") if t.strip()),
+        timeout=timeout,
+        confirm=confirm,
+        read_only=read_only,
+    )
+    added = ToolRegistry(runtime(ctx).registry().engine).add(spec)
+    if json:
+        output.emit_json(added.as_dict())
+    else:
+        output.say(f"Tool {added.name} ({added.kind}) added.")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json: JsonFlag = False) -> None:
+    """The registered tools.
+
+    Example: secretaries tools list --json
+    """
+    from secretaries_core.tools.registry import ToolRegistry
+
+    found = ToolRegistry(runtime(ctx).registry().engine).all()
+    if json:
+        output.emit_json([t.as_dict() for t in found])
+        return
+    output.table(
+        f"{len(found)} tool(s)",
+        ["name", "kind", "where", "timeout (s)", "confirm", "read-only"],
+        (
+            (
+                t.name,
+                t.kind,
+                t.as_dict()["url"] or t.command or "",
+                f"{t.timeout:g}",
+                "yes" if t.confirm else "",
+                "yes" if t.read_only else "",
+            )
+            for t in found
+        ),
+    )
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: NameArg, json: JsonFlag = False) -> None:
+    """One tool; an MCP server's tools are discovered now.
+
+    Example: secretaries tools show calendar --json
+    """
+    import asyncio
+
+    from secretaries_core.tools.calling import ToolCaller
+    from secretaries_core.tools.registry import ToolRegistry
+
+    spec = ToolRegistry(runtime(ctx).registry().engine).get(name)
+    doc: dict[str, Any] = spec.as_dict()
+    if spec.kind == "mcp":
+
+        async def discover() -> list[dict[str, Any]]:
+            caller = ToolCaller()
+            try:
+                return [t.as_dict() for t in await caller.mcp.list_tools(spec)]
+            finally:
+                await caller.aclose()
+
+        doc["tools"] = asyncio.run(discover())
+    if json:
+        output.emit_json(doc)
+        return
+    output.table(
+        f"tool {spec.name}",
+        ["field", "value"],
+        ((k, v if isinstance(v, str) else repr(v)) for k, v in doc.items() if k != "tools"),
+    )
+    if spec.kind == "mcp":
+        output.table(
+            "its tools",
+            ["name", "description"],
+            ((t["name"], t["description"]) for t in doc["tools"]),
+        )
+
+
+@app.command("remove")
+def remove(ctx: typer.Context, name: NameArg) -> None:
+    """Delete a tool (refused while any version of any secretary uses it).
+
+    Example: secretaries tools remove calendar
+    """
+    from secretaries_core.tools.registry import ToolRegistry
+
+    ToolRegistry(runtime(ctx).registry().engine).remove(name)
+    output.say(f"Tool {name} removed.")
+
+
+@app.command("call")
+def call(
+    ctx: typer.Context,
+    name: NameArg,
+    args: Annotated[str, typer.Option("--args", metavar="JSON", help="The arguments.")],
+    tool: Annotated[
+        str | None, typer.Option("--tool", metavar="T", help="Which of an MCP server's tools.")
+    ] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Call a tool once and print its result (exit 1 when the call failed).
+
+    Example: secretaries tools call calendar --tool list_events --args '{"day": "2026-12-04"}'
+    """
+    import asyncio
+    import json as jsonlib
+    import uuid
+
+    from secretaries_core.errors import InvalidInput, SecretariesError
+    from secretaries_core.tools.calling import ToolCaller
+    from secretaries_core.tools.registry import ToolRegistry
+
+    try:
+        arguments = jsonlib.loads(args)
+    except jsonlib.JSONDecodeError as exc:
+        raise InvalidInput(f"--args is not JSON: {exc}") from None
+    if not isinstance(arguments, dict):
+        raise InvalidInput("--args must be a JSON object")
+    rt = runtime(ctx)
+    spec = ToolRegistry(rt.registry().engine).get(name)
+    call_id = f"cli-{uuid.uuid4().hex[:12]}:0:0"
+
+    async def once() -> Any:
+        caller = ToolCaller(rt.settings.tool_result_chars)
+        try:
+            return await caller.call(spec, arguments, call_id, tool)
+        finally:
+            await caller.aclose()
+
+    result = asyncio.run(once())
+    if json:
+        output.emit_json({"tool": name, "call_id": call_id, "ok": result.ok, "result": result.text})
+    elif result.ok:
+        output.say(result.text)
+    if not result.ok:
+        raise SecretariesError(f"tool {name}: {result.text.removeprefix('error: ')}")

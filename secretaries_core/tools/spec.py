@@ -1,0 +1,132 @@
+"""What a registered tool is: its kind, where it lives, its limits, and its JSON document."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from secretaries_core.errors import InvalidInput
+from secretaries_core.plumbing.db import mask_url
+
+Kind = Literal["http", "mcp"]
+KINDS: tuple[Kind, ...] = ("http", "mcp")
+# A tool's name is part of the function names the model is offered (`NAME` or `NAME__TOOL`
+# for an MCP server's tools), which OpenAI limits to [A-Za-z0-9_-]{1,64}.
+NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+HEADER_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
+DEFAULT_TIMEOUT_S = 30.0
+MAX_TIMEOUT_S = 3600.0
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One registered tool. Secrets are never held here: only environment variable names."""
+
+    name: str
+    kind: Kind
+    url: str | None = None  # http: the function's URL; mcp: a Streamable HTTP server
+    command: str | None = None  # mcp over stdio: the command line
+    description: str = ""
+    schema: dict[str, Any] | None = None  # http: JSON Schema of the arguments
+    headers: dict[str, str] = field(default_factory=dict)  # header name -> env var name
+    secret_env: str | None = None  # http: HMAC key's env var (X-Secretaries-Signature)
+    allow: tuple[str, ...] = ()  # mcp: the server's tools offered (all when empty)
+    timeout: float = DEFAULT_TIMEOUT_S
+    confirm: bool = False  # the user approves each call
+    read_only: bool = False  # no side effects: may run in replay and eval
+    created_at: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON document (`tools show --json`, `GET /api/tools/{name}`)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "url": mask_url(self.url) if self.url else None,
+            "command": self.command,
+            "description": self.description,
+            "schema": self.schema,
+            "headers": dict(self.headers),
+            "secret_env": self.secret_env,
+            "allow": list(self.allow),
+            "timeout": self.timeout,
+            "confirm": self.confirm,
+            "read_only": self.read_only,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+        }
+
+    def config(self) -> dict[str, Any]:
+        """What the table keeps beside the columns (url, command, schema, ...)."""
+        return {
+            "url": self.url,
+            "command": self.command,
+            "description": self.description,
+            "schema": self.schema,
+            "headers": dict(self.headers),
+            "secret_env": self.secret_env,
+            "allow": list(self.allow),
+        }
+
+    def validated(self) -> ToolSpec:
+        """This spec, or `InvalidInput` saying what is wrong with it."""
+        if not NAME_RE.fullmatch(self.name) or "__" in self.name:
+            raise InvalidInput(
+                f"invalid tool name {self.name[:70]!r}: 1-32 ASCII letters, digits, '-' and "
+                "single '_', starting with a letter"
+            )
+        if self.kind not in KINDS:
+            raise InvalidInput(f"unknown tool kind {self.kind!r}: use http or mcp")
+        if not 0 < self.timeout <= MAX_TIMEOUT_S:
+            raise InvalidInput(f"--timeout must be between 0 and {MAX_TIMEOUT_S:g} seconds")
+        if self.kind == "http":
+            _http_url(self.url, "--http")
+            if not isinstance(self.schema, dict) or self.schema.get("type", "object") != "object":
+                raise InvalidInput("an http tool needs --schema FILE: a JSON Schema object")
+            if self.allow:
+                raise InvalidInput("--allow is for MCP servers")
+        else:
+            if bool(self.url) == bool(self.command):
+                raise InvalidInput("an MCP tool needs one of --mcp-url URL or --mcp-command CMD")
+            if self.url:
+                _http_url(self.url, "--mcp-url")
+            if self.command:
+                try:
+                    if not shlex.split(self.command):
+                        raise ValueError("empty")
+                except ValueError as exc:
+                    raise InvalidInput(f"--mcp-command cannot be parsed: {exc}") from None
+            if self.secret_env:
+                raise InvalidInput("--secret-env signs http tools; MCP servers take --header")
+        for header, env in self.headers.items():
+            if not HEADER_RE.fullmatch(header) or not ENV_RE.fullmatch(env):
+                raise InvalidInput(f"--header takes NAME=ENVVAR, got {header[:40]}={env[:40]}")
+        if self.secret_env is not None and not ENV_RE.fullmatch(self.secret_env):
+            raise InvalidInput(f"--secret-env takes a variable name, got {self.secret_env[:40]!r}")
+        for tool in self.allow:
+            if not tool or len(tool) > 64:
+                raise InvalidInput(f"--allow takes tool names, got {tool[:70]!r}")
+        return self
+
+
+def _http_url(url: str | None, option: str) -> None:
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(f"{option} takes an http(s) URL, got {mask_url(url or '')!r}")
+    if parts.password:
+        raise InvalidInput(f"{option}: put secrets in environment variables, not in the URL")
+
+
+def parse_schema(text: str, where: str) -> dict[str, Any]:
+    """A JSON Schema object read from `where` (a file), or `InvalidInput`."""
+    try:
+        found = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{where} is not JSON: {exc}") from None
+    if not isinstance(found, dict):
+        raise InvalidInput(f"{where} must hold a JSON Schema object")
+    return found

@@ -1,0 +1,20 @@
+"""The `tool` table (migration 0008): one row per registered tool."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Boolean, Column, Float, String, Table
+from sqlmodel import SQLModel
+
+from secretaries_core.plumbing.timeutil import UTCDateTime
+
+TOOL_TABLE = Table(
+    "tool",
+    SQLModel.metadata,
+    Column("name", String(32), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("timeout", Float, nullable=False),
+    Column("confirm", Boolean, nullable=False),
+    Column("read_only", Boolean, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
