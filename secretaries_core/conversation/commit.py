@@ -28,7 +28,9 @@ async def store_turn(
     tid, sid, last = items[-1]
     items[-1] = (tid, sid, Message(last.role, last.content, last.at, meta))
     # The version that wrote the answer travels with it (feedback finds it there).
-    written = {"version": secretary.version}
+    written: dict[str, object] = {"version": secretary.version}
+    if turn.usage is not None and turn.usage.truncated:
+        written["truncated"] = True  # cut at the token limit (finish_reason "length")
     items.append((turn.telegram_id, secretary.id, Message("assistant", answer, now(), written)))
     count = await store.aappend_many(items, policy=turn.instance.policy, since=turn.began)
     return count > 0

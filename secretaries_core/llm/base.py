@@ -40,6 +40,9 @@ class CallUsage:
     completion_tokens: int | None = None
     # The model that answered, when a fallback chain chose one other than the first.
     model: str | None = None
+    # The reply stopped at the token limit (`finish_reason: "length"`): it is stored as
+    # answered, marked `truncated` on the stored message.
+    truncated: bool = False
 
     @property
     def reported(self) -> bool:

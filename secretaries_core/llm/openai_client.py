@@ -43,7 +43,17 @@ LOCAL_PARAMS = frozenset(
     }
 )
 # Phrases providers use when the prompt does not fit the model's window.
-_TOO_LONG_HINTS = ("context_length_exceeded", "context length", "too long", "maximum context")
+# Wordings of "the prompt does not fit" by OpenAI, vLLM, llama.cpp's server and LiteLLM's
+# proxy (`ContextWindowExceededError … context window exceeded`).
+_TOO_LONG_HINTS = (
+    "context_length_exceeded",
+    "context length",
+    "too long",
+    "maximum context",
+    "context window exceeded",
+    "contextwindowexceeded",
+    "exceeds the available context size",
+)
 NO_KEY = "unused"  # local servers need none; some proxies refuse an empty bearer
 MAX_DETAIL_CHARS = 160
 _SECRETS_IN_TEXT = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
@@ -67,6 +77,10 @@ class _Refused(Exception):
 
 class _NotACompletion(Exception):
     """The answer is not a chat completion (not JSON, or not the expected shape)."""
+
+
+class _CutShort(Exception):
+    """A stream that ended without `data: [DONE]` (a dropped connection, a proxy's cut)."""
 
 
 class OpenAIClients:
@@ -193,6 +207,8 @@ class OpenAIAdapter:
                 _take_usage(completion, usage)
                 choices = completion["choices"]
                 first = choices[0] if choices else None
+                if isinstance(first, dict) and first.get("finish_reason") == "length" and usage:
+                    usage.truncated = True
                 message = first.get("message") if isinstance(first, dict) else None
                 content = message.get("content") if isinstance(message, dict) else None
                 if not isinstance(content, str) or not content:
@@ -208,16 +224,28 @@ class OpenAIAdapter:
                         # With include_usage the last chunk carries the counts, no choices.
                         _take_usage(chunk, usage)
                         for choice in chunk.get("choices") or ():
-                            delta = choice.get("delta") if isinstance(choice, dict) else None
+                            if not isinstance(choice, dict):
+                                continue
+                            if choice.get("finish_reason") == "length" and usage is not None:
+                                usage.truncated = True
+                            delta = choice.get("delta")
                             content = delta.get("content") if isinstance(delta, dict) else None
                             if isinstance(content, str) and content:
                                 produced = True
                                 yield content
                     break
-                except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
-                    # Broken before the first piece: nothing was shown, so it is asked
-                    # again like a connection error; after a piece, the caller decides.
-                    if produced or attempt >= self.clients.max_retries:
+                except (
+                    aiohttp.ClientConnectionError,
+                    aiohttp.ClientPayloadError,
+                    TimeoutError,
+                    _CutShort,
+                    _Refused,
+                ) as exc:
+                    # Broken before the first piece (a dropped connection, a cut stream, an
+                    # in-band server error): nothing was shown, so it is asked again like
+                    # a connection error; after a piece, the caller decides.
+                    server_side = not isinstance(exc, _Refused) or exc.status >= 500
+                    if produced or not server_side or attempt >= self.clients.max_retries:
                         raise
                     await asyncio.sleep(_backoff(attempt, None))
                     attempt += 1
@@ -257,6 +285,8 @@ class OpenAIAdapter:
             if status in (400, 413) and any(h in detail.lower() for h in _TOO_LONG_HINTS):
                 return ContextTooLong(f"{where}: HTTP {status}, the prompt is too long{detail}")
             return ModelError(f"{where}: HTTP {status}{detail}")
+        if isinstance(exc, _CutShort):
+            return ModelUnavailable(f"{where}: the stream ended before it was complete")
         if isinstance(exc, _NotACompletion | json.JSONDecodeError | UnicodeDecodeError):
             return ModelError(f"{where}: the response is not a chat completion")
         return ModelError(f"{where}: bad response ({type(exc).__name__})")
@@ -310,10 +340,23 @@ async def _events(response: Any) -> AsyncIterator[dict[str, Any]]:
             return
         found = json.loads(data)
         if isinstance(found, dict) and isinstance(found.get("error"), dict):
-            raise _Refused(200, found["error"], None)
+            # An error inside a 200 stream (LiteLLM, vLLM): its own code when it gives one
+            # (`"code": "500"`), else a server-side failure; outages are waited out.
+            raise _Refused(_in_band_status(found["error"]), found["error"], None)
         if not isinstance(found, dict):
             raise _NotACompletion("a streamed chunk is not an object")
         yield found
+    raise _CutShort("the stream ended before [DONE]")
+
+
+def _in_band_status(error: dict[str, Any]) -> int:
+    for name in ("code", "status", "status_code"):
+        value = error.get(name)
+        if isinstance(value, int) and 400 <= value <= 599:
+            return value
+        if isinstance(value, str) and value.isdigit() and 400 <= int(value) <= 599:
+            return int(value)
+    return 500
 
 
 def _take_usage(reply: dict[str, Any], usage: CallUsage | None) -> None:
