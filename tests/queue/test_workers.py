@@ -231,6 +231,10 @@ def test_a_model_that_always_fails_dead_letters_then_retry(tmp_path: Path, redis
         assert all(r["error_code"] == "ModelUnavailable" for r in replies)
         dead = farm.queue.dead_letters()
         assert len(dead) == 6 and all("ModelUnavailable" in d["error"] for d in dead)
+        # Each entry is acknowledged just after its reply is published: wait for the last.
+        deadline = time.monotonic() + 30
+        while farm.queue.stats()["pending"] and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert farm.queue.stats()["pending"] == 0
         # The model comes back: `queue retry --all` answers them.
         from tests.llm_server import llm_server
