@@ -234,29 +234,11 @@ async def _stream(
 @contextmanager
 def llm_server(script: Script | None = None) -> Iterator[tuple[str, Script]]:
     """Run the server on a free loopback port in a thread; yield (base URL, script)."""
+    from tests.servers import app_in_thread
+
     script = script or Script()
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    state: dict[str, Any] = {}
-
-    async def start() -> None:
-        runner = web.AppRunner(make_app(script), access_log=None, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
-        await site.start()
-        state["runner"] = runner
-        state["port"] = runner.addresses[0][1]
-        started.set()
-
-    thread = threading.Thread(target=loop.run_forever, daemon=True, name="llm-server")
-    thread.start()
-    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    try:
-        yield f"http://127.0.0.1:{state['port']}/v1", script
-    finally:
-        asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
+    with app_in_thread(make_app(script), name="llm-server", backlog=4096) as port:
+        yield f"http://127.0.0.1:{port}/v1", script
 
 
 @contextmanager

@@ -18,10 +18,40 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 
 class ServerError(RuntimeError):
     """A test server could not be started."""
+
+
+@contextmanager
+def app_in_thread(app: Any, *, name: str = "app", backlog: int = 128) -> Iterator[int]:
+    """Serve an aiohttp `app` on a free loopback port from a thread (and event loop) of
+    its own; yield the port. The loop and the thread end with the block."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    loop = asyncio.new_event_loop()
+    state: dict[str, Any] = {}
+
+    async def start() -> None:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0, backlog=backlog).start()
+        state["runner"], state["port"] = runner, runner.addresses[0][1]
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True, name=name)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    try:
+        yield int(state["port"])
+    finally:
+        asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
 
 
 def free_port() -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -28,6 +27,7 @@ from secretaries_core.errors import ModelUnavailable
 from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.plumbing import schema
 from secretaries_core.plumbing.db import make_engine
+from tests.servers import app_in_thread
 
 CHUNK = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
 
@@ -99,26 +99,10 @@ def replay(answers: list[tuple[int, str, bytes]]) -> Iterator[tuple[str, list[di
         await response.write(body)
         return response
 
-    loop = asyncio.new_event_loop()
-    state: dict[str, Any] = {}
-
-    async def start() -> None:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", answer)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        state["runner"], state["port"] = runner, runner.addresses[0][1]
-
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    try:
-        yield f"http://127.0.0.1:{state['port']}/v1", seen
-    finally:
-        asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    with app_in_thread(app, name="replay") as port:
+        yield f"http://127.0.0.1:{port}/v1", seen
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,7 +33,7 @@ from secretaries_core.plumbing.db import make_engine
 from secretaries_core.tools.calling import ToolCaller
 from secretaries_core.tools.registry import ToolRegistry
 from secretaries_core.tools.spec import ToolSpec
-from tests.servers import free_port
+from tests.servers import app_in_thread, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "hmac-key-for-the-test-0123456789"
@@ -69,27 +68,10 @@ def http_tool_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
             return web.Response(body=b"\xff\xfe booked \xc3", content_type="text/plain")
         return web.json_response({"booked": json.loads(body)})
 
-    loop = asyncio.new_event_loop()
-    state: dict[str, Any] = {}
-
-    async def start() -> None:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", book)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        state["runner"], state["port"] = runner, runner.addresses[0][1]
-
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    try:
-        yield f"http://127.0.0.1:{state['port']}", seen
-    finally:
-        asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", book)
+    with app_in_thread(app, name="http-tool") as port:
+        yield f"http://127.0.0.1:{port}", seen
 
 
 @contextmanager
