@@ -88,12 +88,19 @@ class _Session:
                     errlog = stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115
                     read, write = await stack.enter_async_context(stdio_client(params, errlog))
                 else:
-                    from mcp.client.streamable_http import streamablehttp_client
+                    import httpx
+                    from mcp.client.streamable_http import streamable_http_client
 
                     assert self.spec.url is not None
-                    client = streamablehttp_client(
-                        self.spec.url, headers=env_headers(self.spec.headers)
+                    http = await stack.enter_async_context(
+                        httpx.AsyncClient(
+                            headers=env_headers(self.spec.headers),
+                            # The SDK's own defaults: 30 s to connect, 5 min between events.
+                            timeout=httpx.Timeout(30.0, read=300.0),
+                            follow_redirects=True,
+                        )
                     )
+                    client = streamable_http_client(self.spec.url, http_client=http)
                     read, write, _session_id = await stack.enter_async_context(client)
                 session = await stack.enter_async_context(mcp.ClientSession(read, write))
                 await session.initialize()
