@@ -51,6 +51,7 @@ from secretaries_core.queue.leases import alive, beat, release, renew
 from secretaries_core.redact import scrub
 
 log = logging.getLogger(__name__)
+STOP_WAIT_S = 10.0  # how long a stopping worker waits for its readers and heartbeat
 
 READ_BLOCK_MS = 1000
 READ_COUNT = 50
@@ -126,7 +127,11 @@ class Worker:
             readers = list(self.owned.values())
             for reader in readers:
                 reader.cancel()
-            await asyncio.gather(*readers, heartbeat, return_exceptions=True)
+            # Bounded: a task that swallowed its cancellation (a client library may, in the
+            # middle of a blocking read) must not keep the process from stopping.
+            _done, stuck = await asyncio.wait({*readers, heartbeat}, timeout=STOP_WAIT_S)
+            if stuck:
+                log.warning("%d task(s) did not stop within %gs", len(stuck), STOP_WAIT_S)
             pending = [t for tasks in self.in_flight.values() for t in tasks]
             if pending and not failed:
                 log.info("draining %d message(s) in flight", len(pending))
@@ -175,7 +180,7 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         every = self.lease_ms / 3000
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self._balance()
                 self._queue_ok = time.monotonic()
@@ -190,7 +195,8 @@ class Worker:
                 raise
             except Exception as exc:  # never let ownership bookkeeping die silently
                 log.error("heartbeat failed", exc_info=exc)
-            await asyncio.sleep(every)
+            with contextlib.suppress(TimeoutError):  # the next beat, or the stop, first
+                await asyncio.wait_for(self._stopping.wait(), every)
 
     def _lose(self, n: int) -> None:
         # Another worker may own it now: stop everything of it here (a cancelled answer
