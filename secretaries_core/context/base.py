@@ -224,17 +224,9 @@ class ContextStore(ABC):
     ) -> int:
         """`append_many`, refused with `Fenced` for a turn that began before a fence.
 
-        Backends check and write atomically; this default checks first (`fenced_since`)."""
-        for user_id, secretary_id, _message in items:
-            if self.fenced_since(user_id, secretary_id, since):
-                from secretaries_core.context.fences import Fenced
-
-                raise Fenced("the conversation was cleared or its user erased meanwhile")
+        The SQL and Redis stores check and write atomically (see fences.py); a store that
+        keeps no fences writes as `append_many` does."""
         return self.append_many(items, policy=policy)
-
-    def fenced_since(self, user_id: int, secretary_id: uuid.UUID, since: float) -> bool:
-        """True when the context was cleared, or its user erased, after `since`."""
-        return False
 
     def reads_from_memory(self) -> int:
         """Context reads answered without asking the backend, so far (most stores: 0)."""

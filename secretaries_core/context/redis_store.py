@@ -285,6 +285,39 @@ class RedisContextStore(RedisAdmin, ContextStore):
             count += len(pending)
         return count
 
+    def _calls(self, chosen: list[tuple[str, list[str], list[Any]]]) -> Callable[[Any], None]:
+        """A pipeline builder queueing these script calls."""
+
+        def build(pipe: Any) -> None:
+            for call in chosen:
+                self._call(pipe, *call)
+
+        return build
+
+    def append_since(
+        self,
+        items: list[tuple[int, uuid.UUID, Message]],
+        since: float,
+        *,
+        policy: ContextPolicy | None = None,
+    ) -> int:
+        """`aappend_many(..., since=...)` for blocking callers: the pushes check the fences
+        in their script (`Fenced`), then, on a cluster, the global indexes are touched."""
+        rules = policy or self.policy
+        calls = [
+            call
+            for (user_id, secretary_id), messages in _by_context(items)
+            for call in self._push_calls(user_id, secretary_id, messages, rules, since)
+        ]
+
+        pushes = self._run(self._calls([c for c in calls if c[0] == "push"]))
+        self._forget_remembered(self.context_key(u, s) for u, s, _m in items)
+        written = _pushed(pushes, len(items))
+        touching = [c for c in calls if c[0] != "push"]
+        if touching:
+            self._run(self._calls(touching))
+        return written
+
     def clear(self, user_id: int, secretary_id: uuid.UUID) -> bool:
         """Delete one context and its index entries (fenced first: see fences.py)."""
         self.fence(user_id, secretary_id)
@@ -367,21 +400,12 @@ class RedisContextStore(RedisAdmin, ContextStore):
         pushing = [call for call in calls if call[0] == "push"]
         touching = [call for call in calls if call[0] != "push"]
 
-        def queue(chosen: list[tuple[str, list[str], list[Any]]]) -> Callable[[Any], None]:
-            def build(pipe: Any) -> None:
-                for call in chosen:
-                    self._call(pipe, *call)
-
-            return build
-
-        pushes = await self._arun(queue(pushing))
+        pushes = await self._arun(self._calls(pushing))
         self._forget_remembered(self.context_key(u, s) for u, s, _m in items)
-        if any(int(found) < 0 for found in pushes):
-            raise Fenced("the conversation was cleared or its user erased meanwhile")
+        written = _pushed(pushes, len(items))
         if touching:
-            await self._arun(queue(touching))
-        # One turn whose guard found it stored: nothing written (what `commit` asks).
-        return 0 if len(pushes) == 1 and not pushes[0] else len(items)
+            await self._arun(self._calls(touching))
+        return written
 
     # -- the lanes' memory ----------------------------------------------------------------
 
@@ -462,6 +486,14 @@ def _written(pushed: Any, count: int) -> int:
     if found < 0:
         raise Fenced("the conversation was cleared or its user erased meanwhile")
     return count if found else 0
+
+
+def _pushed(pushes: list[Any], count: int) -> int:
+    """What a batch of push scripts' answers mean: `Fenced` if any was refused by a fence
+    (-1); 0 when one turn's guard found it stored (what `commit` asks); else `count`."""
+    if any(int(found) < 0 for found in pushes):
+        raise Fenced("the conversation was cleared or its user erased meanwhile")
+    return 0 if len(pushes) == 1 and not pushes[0] else count
 
 
 def _by_context(

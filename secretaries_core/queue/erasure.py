@@ -22,16 +22,10 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from secretaries_core.context.fences import FENCE_TTL_S
+from secretaries_core.context.redis_scripts import SCRIPTS
 from secretaries_core.queue.client import UNAVAILABLE, Queue, decode_fields
 from secretaries_core.queue.keys import GROUP
 
-# Records the fence at the server's time (KEYS: the fence; ARGV: ttl ms).
-_FENCE = """
-local t = redis.call('TIME')
-local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-redis.call('SET', KEYS[1], now, 'PX', ARGV[1])
-return now
-"""
 READ_COUNT = 1000
 
 
@@ -55,7 +49,8 @@ def erase_user(queue: Queue, telegram_id: int) -> QueueErased:
 
 def _erase(queue: Queue, telegram_id: int) -> QueueErased:
     client, keys = queue.client(), queue.keys
-    client.eval(_FENCE, 1, keys.fence(telegram_id), FENCE_TTL_S * 1000)
+    # The context store's fence script: the key set to the server's time, for a day.
+    client.eval(SCRIPTS["fence"][0], 1, keys.fence(telegram_id), FENCE_TTL_S * 1000)
     updates: set[str] = set()
     n = keys.partition(telegram_id)
     inbound = keys.inbound(n)

@@ -194,6 +194,8 @@ def test_fences_refuse_late_writes_of_turns_that_began_before(handle: StoreHandl
         store.purge(user_id=3)
         with pytest.raises(Fenced):
             await store.aappend_many(item(3, s1, "late answer"), since=before)
+        with pytest.raises(Fenced):  # the blocking twin checks the same fences
+            store.append_since(item(3, s1, "late answer"), before)
         await store.aappend_many(item(3, s1, "without since: an import"))  # never fenced
         await store.aclose()
 
