@@ -58,6 +58,12 @@ class BotApi:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _loop: asyncio.AbstractEventLoop | None = None
     _arrived: asyncio.Event | None = None
+    # When the double's own loop last ran, and when its stalls (gaps past STALL_S) ended:
+    # requests that waited out a stall are stamped together, so the windows they fall in
+    # measure the double, not the bot. Those are let through and counted in `unmeasured`.
+    _last_tick: float = 0.0
+    _stall_ends: list[float] = field(default_factory=list)
+    unmeasured: int = 0
 
     # -- what tests do -----------------------------------------------------------------
 
@@ -170,16 +176,30 @@ class BotApi:
         if chat < 0:
             windows.append((("group", chat), 20, 60.0))
         with self._lock:
+            stalled = now - self._last_tick > STALL_S or any(
+                now - 1.0 < end <= now + STALL_S for end in self._stall_ends[-20:]
+            )
             for key, limit, span in windows:
+                if stalled and span <= 1.0:
+                    continue
+
                 times = [t for t in self._windows.get(key, []) if t > now - span]
                 self._windows[key] = times
                 if len(times) >= limit:
                     wait = max(1, int(times[len(times) - limit] + span - now + 0.999))
                     gap = now - times[-1]
                     return wait, f"{key[0]} (last {gap:.3f}s ago)"
+            if stalled:
+                self.unmeasured += 1
             for key, _limit, _span in windows:
                 self._windows[key].append(now)
         return None
+
+    def measured(self, at: float) -> bool:
+        """False for a call stamped within a second after a stall of the double (see
+        `unmeasured`): its time says when the double woke up, not when it came."""
+        with self._lock:
+            return not any(end - STALL_S <= at < end + 1.0 for end in self._stall_ends)
 
     def drafts_to(self, chat: int) -> list[str]:
         """The texts of the drafts shown in `chat`, oldest first."""
@@ -194,6 +214,9 @@ class BotApi:
             m["text"] = self.texts.get((chat, m["message_id"]), m["text"])
         return found
 
+
+# A gap this long between the double's ticks is a stall of the double itself.
+STALL_S = 0.15
 
 LIMITED = {
     "sendMessage",
@@ -340,8 +363,19 @@ def bot_api() -> Iterator[tuple[str, BotApi]]:
     loop = asyncio.new_event_loop()
     state: dict[str, Any] = {}
 
+    async def tick() -> None:
+        while True:
+            now = time.monotonic()
+            with api._lock:
+                if api._last_tick and now - api._last_tick > STALL_S:
+                    api._stall_ends.append(now)
+                api._last_tick = now
+            await asyncio.sleep(0.02)
+
     async def start() -> None:
         api._loop, api._arrived = loop, asyncio.Event()
+        api._last_tick = time.monotonic()
+        state["tick"] = loop.create_task(tick())
         runner = web.AppRunner(make_app(api), access_log=None, shutdown_timeout=0.1)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -354,6 +388,7 @@ def bot_api() -> Iterator[tuple[str, BotApi]]:
     try:
         yield f"http://127.0.0.1:{state['port']}", api
     finally:
+        loop.call_soon_threadsafe(state["tick"].cancel)
         asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)

@@ -161,6 +161,7 @@ def test_a_thousand_chats_at_once_stream_through_two_workers_without_a_429(
         chats = _by_chat(api)
 
         # Every user got their whole reply, once; Telegram never had to say 429.
+        print(f"sends let through during the double's own stalls: {api.unmeasured}")
         assert api.refused == [], api.refused[:10]
         for user in users:
             assert [m["text"] for m in chats[user]] == [expected[user]], user
@@ -195,7 +196,7 @@ def test_a_thousand_chats_at_once_stream_through_two_workers_without_a_429(
         sends = [
             t
             for m, _p, t in api.calls
-            if m in ("sendMessage", "editMessageText", "sendMessageDraft")
+            if m in ("sendMessage", "editMessageText", "sendMessageDraft") and api.measured(t)
         ]
         assert _window_max(sends, 1.0) <= 30
         finals = sorted(api.sent_at.values())
