@@ -113,6 +113,7 @@ class Settings:
     db_threads: int = 8
     max_context_tokens: int = DEFAULT_MAX_CONTEXT_TOKENS
     messages_per_day: int | None = None
+    tool_calls_per_day: int | None = None  # per user per UTC day; None: no limit
     tokens_per_day: int | None = None
     tokenizer: str = "auto"
     api_max_body: int = 1024 * 1024
@@ -186,6 +187,7 @@ class Settings:
                 env, "SECRETARIES_MAX_CONTEXT_TOKENS", DEFAULT_MAX_CONTEXT_TOKENS
             ),
             messages_per_day=_env_limit(env, "SECRETARIES_MESSAGES_PER_DAY"),
+            tool_calls_per_day=_env_limit(env, "SECRETARIES_TOOL_CALLS_PER_DAY"),
             tokens_per_day=_env_limit(env, "SECRETARIES_TOKENS_PER_DAY"),
             tokenizer=_env_choice(env, "SECRETARIES_TOKENIZER", TOKENIZERS),
             api_max_body=_env_int(env, "SECRETARIES_API_MAX_BODY", 1024 * 1024),

@@ -33,6 +33,7 @@ from secretaries_core.conversation.resolution import Resolver, snapshot
 from secretaries_core.conversation.resolution_cache import ResolutionCache, Resolved
 from secretaries_core.conversation.summarizing import Summarizer
 from secretaries_core.conversation.tokens import TokenCounter
+from secretaries_core.conversation.tooling import ToolBox, ToolLoop, ToolRunner
 from secretaries_core.conversation.turn import IDEMPOTENCY_KEY, Reply, ReplyStream
 from secretaries_core.llm.base import ModelAdapter
 from secretaries_core.llm.fallback import (
@@ -48,6 +49,9 @@ from secretaries_core.plumbing.hops import Hops
 from secretaries_core.plumbing.loops import SyncRunner
 from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.plumbing.timeutil import utcnow
+from secretaries_core.tools.calling import ToolCaller
+from secretaries_core.tools.ledger import ToolLedger
+from secretaries_core.tools.registry import ToolRegistry
 from secretaries_core.usage import Limits, Quotas, UsageBook
 from secretaries_core.usage.version_counts import VersionCounts
 from secretaries_core.usage.writer import UsageWriter
@@ -125,6 +129,20 @@ class Orchestrator:
         self.summarizer = Summarizer(
             store, recorder, self.providers, settings, self.metrics, self._now
         )
+        self.tool_caller = ToolCaller(settings.tool_result_chars)
+        self.toolbox = ToolBox(ToolRegistry(registry.engine), self.tool_caller, self._hops.run)
+        tool_loop = ToolLoop(
+            self.toolbox,
+            ToolRunner(
+                self.tool_caller,
+                ToolLedger(store),
+                self.quotas,
+                self.metrics,
+                self._hops.run,
+                settings.tool_calls_per_day,
+                self._now,
+            ),
+        )
         self.path = MessagePath(
             registry=registry,
             store=store,
@@ -135,7 +153,7 @@ class Orchestrator:
             gate=self.gate,
             budget=budget,
             admission=Admission(self.quotas, settings, self._hops, self._now),
-            asker=Asker(budget, settings, self.metrics),
+            asker=Asker(budget, settings, self.metrics, tool_loop),
             recorder=recorder,
             summarizer=self.summarizer,
             counts=self.versions,
@@ -197,6 +215,7 @@ class Orchestrator:
         on_piece: Callable[[str], None] | None = None,
         redelivered: bool = False,
         began: float | None = None,
+        on_tool: Callable[[str, str], None] | None = None,
     ) -> Reply:
         """Answer `text` from the user without holding a thread while the model works.
 
@@ -208,7 +227,8 @@ class Orchestrator:
         context of the user, so one stored before a switch of secretary is found.
         `began` (epoch seconds, default now): when the message arrived; if its user is
         erased or the conversation cleared after that, nothing of it is stored and
-        `Fenced` is raised (context/fences.py).
+        `Fenced` is raised (context/fences.py). `on_tool(function, state)` hears of each
+        tool call starting and ending (`started`, `done`, `failed`).
         """
         return await self.path.handle(
             telegram_id,
@@ -218,6 +238,7 @@ class Orchestrator:
             on_piece,
             everywhere=redelivered,
             began=began,
+            on_tool=on_tool,
         )
 
     async def double_texting(self, telegram_id: int) -> Policy:
@@ -299,6 +320,7 @@ class Orchestrator:
     def _on_change(
         self, event: str, secretary_id: uuid.UUID | None, telegram_id: int | None
     ) -> None:
+        self.toolbox.forget()  # a version's tools may have changed
         if event == "provider":
             # A provider was added, changed or removed: new clients, new instances.
             self.providers.forget_all()
@@ -396,6 +418,7 @@ class Orchestrator:
     async def _aclose_loop_resources(self) -> None:
         # Summaries still being written on this loop get their deadline to finish.
         await self.drain()
+        await self.tool_caller.aclose()
         await self.providers.aclose()
         await self.store.aclose()
 

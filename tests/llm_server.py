@@ -15,6 +15,13 @@ repeating `Script.leak`), `close`
 way through the body), `sse-close` (an event stream cut before its first piece),
 `trickle` (one byte every 0.5 s), `hang` (never answers).
 
+Tools: when a request offers `tools` and its last user message holds `TOOLS:` followed by
+a JSON list of rounds — each a list of `[function, arguments]` — it answers round r (r =
+the assistant `tool_calls` messages after that user message) with those calls (ids
+`call_<r>_<i>`; streamed as OpenAI does: the id and name first, then the arguments in
+pieces with no id and `content: ""`). After the last round, or with `tool_choice: "none"`,
+it answers `results: <each tool message after the user message, joined by " / ">`.
+
 Run alone for benchmarks: `python -m tests.llm_server --port 8001 --latency 1.0`.
 """
 
@@ -66,6 +73,37 @@ def reply_text(body: dict[str, Any]) -> str:
     return f"<{messages[0]['content']}> re: {messages[-1]['content']} ({len(messages) - 2} earlier)"
 
 
+def tool_round(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The calls to answer with (see the module docstring), or None for a text reply."""
+    if not body.get("tools") or body.get("tool_choice") == "none":
+        return None
+    messages = body["messages"]
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    text = str(messages[last_user]["content"])
+    if "TOOLS:" not in text:
+        return None
+    rounds = json.loads(text.split("TOOLS:", 1)[1].strip())
+    done = sum(1 for m in messages[last_user:] if m["role"] == "assistant" and m.get("tool_calls"))
+    if done >= len(rounds):
+        return None
+    return [
+        {
+            "id": f"call_{done}_{i}",
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps(args)},
+        }
+        for i, (name, args) in enumerate(rounds[done])
+    ]
+
+
+def tool_results_text(body: dict[str, Any]) -> str | None:
+    """`results: …` when the request holds tool results after its last user message."""
+    messages = body["messages"]
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    results = [str(m["content"]) for m in messages[last_user:] if m["role"] == "tool"]
+    return "results: " + " / ".join(results) if results else None
+
+
 def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
     prompt = sum(len(str(m.get("content", ""))) // 4 + 4 for m in body["messages"])
     completion = len(text) // 4 + 1
@@ -112,6 +150,9 @@ async def _answer(
     request: web.Request, body: dict[str, Any], behaviour: str, script: Script
 ) -> web.StreamResponse:
     text = "bad \ud800 and \x00 here" if behaviour == "dirty" else script.tag + reply_text(body)
+    calls = tool_round(body)
+    if behaviour == "ok" and calls is None:
+        text = tool_results_text(body) or text
     if behaviour.isdigit():
         status = int(behaviour)
         headers = {"Retry-After": "0"} if status == 429 else {}
@@ -172,6 +213,16 @@ async def _answer(
         ],
         "usage": _usage(body, text),
     }
+    if calls is not None and behaviour == "ok":
+        completion["choices"] = [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "tool_calls": calls},
+                "finish_reason": "tool_calls",
+            }
+        ]
+        if body.get("stream"):
+            return await _stream_calls(request, body, completion, calls)
     if completion["choices"] and script.record:
         script.usage_sent.append(completion["usage"])
     if behaviour in ("close", "trickle"):
@@ -227,6 +278,50 @@ async def _stream(
     await send({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     if (body.get("stream_options") or {}).get("include_usage"):
         await send({**base, "choices": [], "usage": completion["usage"]})
+    await response.write(b"data: [DONE]\n\n")
+    return response
+
+
+async def _stream_calls(
+    request: web.Request,
+    body: dict[str, Any],
+    completion: dict[str, Any],
+    calls: list[dict[str, Any]],
+) -> web.StreamResponse:
+    """Tool calls as OpenAI streams them: per call, the id and name first, then the
+    arguments split in pieces that carry no id, and `content: ""` throughout."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    base = {k: completion[k] for k in ("id", "created", "model")}
+    base["object"] = "chat.completion.chunk"
+
+    async def send(delta: dict[str, Any], finish: str | None = None) -> None:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        payload = {**base, "choices": [choice]}
+        await response.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+
+    await send({"role": "assistant", "content": ""})
+    for index, call in enumerate(calls):
+        head = {"index": index, "id": call["id"], "type": "function"}
+        await send(
+            {
+                "content": "",
+                "tool_calls": [
+                    {**head, "function": {"name": call["function"]["name"], "arguments": ""}}
+                ],
+            }
+        )
+        arguments = call["function"]["arguments"]
+        for start in range(0, len(arguments), 5):
+            piece = {"index": index, "function": {"arguments": arguments[start : start + 5]}}
+            await send({"content": "", "tool_calls": [piece]})
+    await send({}, "tool_calls")
+    if (body.get("stream_options") or {}).get("include_usage"):
+        await response.write(
+            b"data: "
+            + json.dumps({**base, "choices": [], "usage": completion["usage"]}).encode()
+            + b"\n\n"
+        )
     await response.write(b"data: [DONE]\n\n")
     return response
 

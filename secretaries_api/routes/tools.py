@@ -28,7 +28,7 @@ class ToolIn(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     secret_env: str | None = None
     allow: list[str] = Field(default_factory=list)
-    timeout: float = DEFAULT_TIMEOUT_S
+    timeout: float | None = None
     confirm: bool = False
     read_only: bool = False
 
@@ -46,7 +46,8 @@ class ToolIn(BaseModel):
             headers=self.headers,
             secret_env=self.secret_env,
             allow=tuple(self.allow),
-            timeout=self.timeout,
+            timeout=DEFAULT_TIMEOUT_S if self.timeout is None else self.timeout,
+            timeout_set=self.timeout is not None,
             confirm=self.confirm,
             read_only=self.read_only,
         )

@@ -67,8 +67,13 @@ def add(
         typer.Option("--allow", metavar="T1,T2", help="Offer only these of an MCP server's tools."),
     ] = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", metavar="SECONDS", help="The call's own timeout.")
-    ] = 30.0,
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            help="The call's own timeout (default 30, or the secretary's tool_timeout).",
+        ),
+    ] = None,
     confirm: Annotated[
         bool, typer.Option("--confirm", help="The user approves each call.")
     ] = False,
@@ -83,7 +88,7 @@ def add(
     """
     from secretaries_core.errors import InvalidInput
     from secretaries_core.tools.registry import ToolRegistry
-    from secretaries_core.tools.spec import ToolSpec, parse_schema
+    from secretaries_core.tools.spec import DEFAULT_TIMEOUT_S, ToolSpec, parse_schema
 
     kinds = [
         k
@@ -109,7 +114,8 @@ def add(
         headers=_pairs(header, "--header"),
         secret_env=secret_env,
         allow=tuple(t.strip() for t in (allow or "").split(",") if t.strip()),
-        timeout=timeout,
+        timeout=DEFAULT_TIMEOUT_S if timeout is None else timeout,
+        timeout_set=timeout is not None,
         confirm=confirm,
         read_only=read_only,
     )

@@ -165,9 +165,7 @@ class SqlContextStore(ContextStore):
         """Refuse from now on the writes of turns that began before (see fences.py): of
         every context of the user, or of one context. Fences older than a day are pruned."""
         fid = (
-            user_digest(user_id)
-            if secretary_id is None
-            else context_digest(user_id, secretary_id)
+            user_digest(user_id) if secretary_id is None else context_digest(user_id, secretary_id)
         )
         now = self.clock().timestamp()
         with transaction(self.engine, write=True) as conn:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from secretaries_core.config import Settings
 from secretaries_core.conversation.fitting import Budgeter
+from secretaries_core.conversation.tooling import ToolLoop
 from secretaries_core.conversation.turn import Turn
 from secretaries_core.errors import Interrupted, ModelUnavailable
 from secretaries_core.llm.base import CallUsage
@@ -26,10 +27,17 @@ Sink = Callable[[str], None]
 class Asker:
     """Asks a turn's instance for its answer."""
 
-    def __init__(self, budget: Budgeter, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        budget: Budgeter,
+        settings: Settings,
+        metrics: Metrics,
+        tools: ToolLoop | None = None,
+    ) -> None:
         self.budget = budget
         self.settings = settings
         self.metrics = metrics
+        self.tools = tools
 
     async def ask(self, turn: Turn, sink: Sink | None) -> str:
         """The model's answer, as a task a newer message may cancel (policy `interrupt`)."""
@@ -52,10 +60,11 @@ class Asker:
         deadline = self.settings.model_timeout_seconds
         parts: list[str] = []
         started = time.perf_counter()
+        ends = time.monotonic() + deadline
         try:
             async with asyncio.timeout(deadline):
                 try:
-                    await self._call(turn, parts, sink)
+                    await self._call(turn, parts, sink, ends)
                 except ContextTooLong:
                     # Our count said it fits, the provider disagrees: once more with half
                     # the tokens (remembered for this model, so the next messages start
@@ -65,7 +74,7 @@ class Asker:
                         raise
                     self.metrics.context_retries.labels(secretary=secretary.name).inc()
                     turn.fit = smaller
-                    await self._call(turn, parts, sink)
+                    await self._call(turn, parts, sink, ends)
         except TimeoutError:
             raise ModelUnavailable(
                 f"{secretary.name}: the model gave no complete reply within {deadline:g}s"
@@ -75,8 +84,14 @@ class Asker:
         )
         return "".join(parts)
 
-    async def _call(self, turn: Turn, parts: list[str], sink: Sink | None) -> None:
+    async def _call(self, turn: Turn, parts: list[str], sink: Sink | None, ends: float) -> None:
         assert turn.fit is not None
+        offered = await self.tools.offered(turn) if self.tools is not None else {}
+        if offered:
+            # The secretary has tools: the tool loop asks, calls, and asks again.
+            assert self.tools is not None
+            await self.tools.run(turn, offered, parts, sink, ends)
+            return
         request = turn.instance.request(
             turn.fit.history,
             turn.texts,

@@ -1,7 +1,8 @@
 """Fitting a context into the model's window: whole turns, newest first, under a token budget.
 
-A *turn* is the user message(s) and the assistant answer(s) that followed them; a turn is
-sent whole or not at all, so the model never sees an answer without its question. The
+A *turn* is the user message(s) and the assistant answer(s) that followed them — with the
+tool calls and results in between; a turn is sent whole or not at all, so the model never
+sees an answer without its question, nor a tool result without its call. The
 system prompt (with the running summary) and the new message(s) are always sent; history
 fills what is left of `max_context_tokens` after the room kept for the reply
 (`max_tokens` / `max_completion_tokens` when the secretary sets one).
@@ -9,6 +10,7 @@ fills what is left of `max_context_tokens` after the room kept for the reply
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,15 @@ def group_turns(messages: Sequence[Message]) -> list[Turn]:
         else:
             turns[-1].append(message)
     return turns
+
+
+def counted_text(message: Message) -> str:
+    """What a message costs in tokens: its text, and an assistant's tool calls (names and
+    arguments as sent)."""
+    calls = (message.metadata or {}).get("tool_calls") if message.metadata else None
+    if not calls:
+        return message.content
+    return message.content + json.dumps(calls, ensure_ascii=False)
 
 
 def _positive_int(params: Mapping[str, Any], key: str) -> int | None:
@@ -100,7 +111,7 @@ def fit_history(
     used = 0
     floor = 0 if max_turns is None else max(0, len(turns) - max_turns)
     # Every message's cost in one call: per-turn calls cost more than the lookups.
-    costs = counter.each(model, [m.content for turn in turns[floor:] for m in turn])
+    costs = counter.each(model, [counted_text(m) for turn in turns[floor:] for m in turn])
     total = sum(costs)
     if total <= room:
         # The whole history fits (the common case): no walk turn by turn.

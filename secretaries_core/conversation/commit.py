@@ -31,6 +31,14 @@ async def store_turn(
     written: dict[str, object] = {"version": secretary.version}
     if turn.usage is not None and turn.usage.truncated:
         written["truncated"] = True  # cut at the token limit (finish_reason "length")
+    # The tool rounds, in OpenAI shapes: the assistant's calls, then their results.
+    for step in turn.steps:
+        if step["role"] == "assistant":
+            calls = {"tool_calls": step["tool_calls"]}
+            message = Message("assistant", step.get("content") or "", at, calls)
+        else:
+            message = Message("tool", step["content"], at, {"tool_call_id": step["tool_call_id"]})
+        items.append((turn.telegram_id, secretary.id, message))
     items.append((turn.telegram_id, secretary.id, Message("assistant", answer, now(), written)))
     count = await store.aappend_many(items, policy=turn.instance.policy, since=turn.began)
     return count > 0

@@ -53,15 +53,26 @@ class SecretaryInstance:
     closed: bool = False
 
     def request(
-        self, history: Sequence[Said], texts: Sequence[str], *, summary: str | None = None
+        self,
+        history: Sequence[Said],
+        texts: Sequence[str],
+        *,
+        summary: str | None = None,
+        tools: Sequence[Mapping[str, Any]] = (),
+        tool_choice: str | None = None,
+        steps: Sequence[Mapping[str, Any]] = (),
     ) -> ChatRequest:
-        """The model call for `texts` (oldest first) after `history` (and its `summary`)."""
+        """The model call for `texts` (oldest first) after `history` (and its `summary`),
+        offering `tools`, after this turn's tool rounds so far (`steps`)."""
         return ChatRequest(
             secretary=self.secretary.name,
             prompt=with_summary(self.secretary.prompt, summary),
             history=history,
             texts=texts,
             params=self.secretary.params,
+            tools=tools,
+            tool_choice=tool_choice,
+            steps=steps,
         )
 
     def reply(

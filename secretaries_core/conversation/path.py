@@ -95,12 +95,14 @@ class MessagePath:
         *,
         everywhere: bool = False,
         began: float | None = None,
+        on_tool: Callable[[str, str], None] | None = None,
     ) -> Reply:
         """One message to its stored answer (see the module docstring); `everywhere`: look
         for the key's stored answer in every context of the user, not only the current one."""
         with self.our_errors():
             turn = await self.begin(telegram_id, text, username, began)
             turn.key = key
+            turn.on_tool = on_tool
             try:
                 if key is not None:
                     # Read with the user's turn held: if this update's answer is stored
@@ -125,6 +127,7 @@ class MessagePath:
         """The same path, yielding the pieces; stores the turn when the stream ends."""
         with self.our_errors():
             turn = await self.begin(telegram_id, text, username)
+            turn.on_tool = out.tool_event
             try:
                 await self.admit(turn)
                 pieces: asyncio.Queue[str | None] = asyncio.Queue()

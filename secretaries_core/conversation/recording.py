@@ -86,6 +86,8 @@ class UsageRecorder:
         if turn.reservation is not None:
             # Counted on the day it was admitted, even if it finished after midnight.
             entry = replace(entry, day=turn.reservation.day)
+        if turn.tool_calls:
+            entry = replace(entry, tool_calls=turn.tool_calls)
         admitted = turn.reservation.tokens if turn.reservation is not None else None
         turn.recorded = True
         self.writer.add([entry], admitted)

@@ -69,13 +69,28 @@ def request(
     secretary: str, summary: RunningSummary | None, messages: Sequence[Message], params: Any
 ) -> ChatRequest:
     """The model call that folds `messages` into `summary`."""
-    lines = [f"{m.role}: {m.content}" for m in messages]
+    lines = [_line(m) for m in messages]
     earlier = summary.text if summary is not None else "(none yet)"
     text = f"Summary so far:\n{earlier}\n\nNew messages:\n" + "\n".join(lines)
     model_params = {k: v for k, v in params.items() if k in ("temperature", "top_p", "seed")}
     return ChatRequest(
         secretary=secretary, prompt=INSTRUCTIONS, history=(), texts=(text,), params=model_params
     )
+
+
+def _line(message: Message) -> str:
+    """One message as the summariser reads it; a tool round as what was called and got."""
+    calls = (message.metadata or {}).get("tool_calls") if message.metadata else None
+    if message.role == "assistant" and calls:
+        named = ", ".join(
+            f"{c.get('function', {}).get('name')}({c.get('function', {}).get('arguments')})"
+            for c in calls
+            if isinstance(c, dict)
+        )
+        return f"assistant called tools: {named}"
+    if message.role == "tool":
+        return f"tool result: {message.content}"
+    return f"{message.role}: {message.content}"
 
 
 def message(text: str, covered: Sequence[Message], at: datetime) -> Message:

@@ -114,4 +114,6 @@ class Summarizer:
             log.warning("summary for %s failed: %s", secretary.name, exc)
 
     def _request_tokens(self, model: str, request: ChatRequest) -> int:
-        return self.recorder.tokens.messages(model, [m["content"] for m in request.messages()])
+        return self.recorder.tokens.messages(
+            model, [str(m.get("content") or "") for m in request.messages()]
+        )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from secretaries_core.catalog.schemas import Source
 from secretaries_core.context.base import Message
@@ -56,6 +57,14 @@ class Turn:
     # When the message arrived (epoch seconds): its writes are refused after a fence that
     # is newer (an erase, `/new`; see context/fences.py).
     began: float = 0.0
+    # Tool calls this turn ran (usage `tool_calls`), its tool rounds in OpenAI shapes (stored
+    # with the answer), and who hears of each call starting and ending (Telegram's draft,
+    # the SSE stream): `on_tool(name, "started" | "done" | "failed")`.
+    tool_calls: int = 0
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    on_tool: Callable[[str, str], None] | None = None
+    tool_turn: str = ""  # the call ids' turn part when the message has no update id
+    tool_ledger: Any = None  # tools.ledger.TurnLedger: read once, kept across retries
 
     @property
     def texts(self) -> list[str]:
@@ -69,6 +78,13 @@ class ReplyStream:
     def __init__(self) -> None:
         self.reply: Reply | None = None
         self._pieces: AsyncGenerator[str, None] | None = None
+        # Set before iterating to hear of tool calls: `on_tool(function, state)`.
+        self.on_tool: Callable[[str, str], None] | None = None
+
+    def tool_event(self, function: str, state: str) -> None:
+        """Pass a tool call's start or end to `on_tool`, if set."""
+        if self.on_tool is not None:
+            self.on_tool(function, state)
 
     def __aiter__(self) -> ReplyStream:
         return self
@@ -89,11 +105,14 @@ def new_turn_id() -> str:
 
 
 def stored_answer(resolved: Resolved, history: list[Message], key: str) -> Reply | None:
-    """The stored answer to the message stored with idempotency `key`, if any."""
+    """The stored answer to the message stored with idempotency `key`, if any (the text
+    that ended its turn: the assistant's tool calls and their results come before it)."""
     for i, message in enumerate(history):
         if (message.metadata or {}).get(IDEMPOTENCY_KEY) == key:
             for later in history[i + 1 :]:
-                if later.role == "assistant":
+                if later.role == "user":
+                    return None
+                if later.role == "assistant" and not (later.metadata or {}).get("tool_calls"):
                     secretary = resolved.secretary
                     version = int((later.metadata or {}).get("version") or secretary.version)
                     return Reply(

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from secretaries_core.errors import ModelError, ModelUnavailable
-from secretaries_core.llm.base import CallUsage, ChatRequest
+from secretaries_core.llm.base import CallUsage, ChatRequest, ToolCall
 from secretaries_core.plumbing.db import mask_url
 from secretaries_core.plumbing.loops import PerLoop
 
@@ -40,6 +40,10 @@ LOCAL_PARAMS = frozenset(
         "tokens_per_day",
         "price_prompt",
         "price_completion",
+        "tools",
+        "max_tool_rounds",
+        "tool_timeout",
+        "tool_calls_per_day",
     }
 )
 # Phrases providers use when the prompt does not fit the model's window.
@@ -183,6 +187,10 @@ class OpenAIAdapter:
         head = {k: v for k, v in request.params.items() if k not in LOCAL_PARAMS}
         head.pop("messages", None)
         head["model"] = self.model
+        if request.tools:
+            head["tools"] = list(request.tools)
+            if request.tool_choice:
+                head["tool_choice"] = request.tool_choice
         if stream:
             head |= {"stream": True, "stream_options": {"include_usage": True}}
         text = json.dumps(head, ensure_ascii=False)
@@ -211,6 +219,12 @@ class OpenAIAdapter:
                     usage.truncated = True
                 message = first.get("message") if isinstance(first, dict) else None
                 content = message.get("content") if isinstance(message, dict) else None
+                calls = _whole_calls(message) if isinstance(message, dict) else []
+                if calls and usage is not None:
+                    usage.tool_calls = calls
+                    if isinstance(content, str) and content:
+                        yield content
+                    return
                 if not isinstance(content, str) or not content:
                     raise ModelError(f"{self.model}: the reply has no text")
                 yield content
@@ -219,6 +233,7 @@ class OpenAIAdapter:
             attempt = 0
             while True:
                 response = await self.clients.post(body, stream=True)
+                streamed = _StreamedCalls()
                 try:
                     async for chunk in _events(response):
                         # With include_usage the last chunk carries the counts, no choices.
@@ -229,7 +244,11 @@ class OpenAIAdapter:
                             if choice.get("finish_reason") == "length" and usage is not None:
                                 usage.truncated = True
                             delta = choice.get("delta")
-                            content = delta.get("content") if isinstance(delta, dict) else None
+                            if not isinstance(delta, dict):
+                                continue
+                            if delta.get("tool_calls"):
+                                streamed.add(delta["tool_calls"])
+                            content = delta.get("content")
                             if isinstance(content, str) and content:
                                 produced = True
                                 yield content
@@ -251,7 +270,10 @@ class OpenAIAdapter:
                     attempt += 1
                 finally:
                     response.release()
-            if not produced:
+            found = streamed.whole()
+            if found and usage is not None:
+                usage.tool_calls = found
+            elif not produced:
                 raise ModelError(f"{self.model}: the reply has no text")
         except ModelError:
             raise
@@ -290,6 +312,53 @@ class OpenAIAdapter:
         if isinstance(exc, _NotACompletion | json.JSONDecodeError | UnicodeDecodeError):
             return ModelError(f"{where}: the response is not a chat completion")
         return ModelError(f"{where}: bad response ({type(exc).__name__})")
+
+
+class _StreamedCalls:
+    """Tool calls assembled from streamed deltas: the first delta of a call carries its
+    index, id and name, the next ones (same index, often no id) pieces of the arguments."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, dict[str, str]] = {}
+
+    def add(self, deltas: Any) -> None:
+        """Take one chunk's `delta.tool_calls`."""
+        for position, delta in enumerate(deltas if isinstance(deltas, list) else ()):
+            if not isinstance(delta, dict):
+                continue
+            index = delta.get("index")
+            index = index if isinstance(index, int) else position
+            call = self.parts.setdefault(index, {"id": "", "name": "", "arguments": ""})
+            if isinstance(delta.get("id"), str) and delta["id"]:
+                call["id"] = delta["id"]
+            function = delta.get("function")
+            if isinstance(function, dict):
+                if isinstance(function.get("name"), str) and function["name"]:
+                    call["name"] += function["name"] if not call["name"] else ""
+                if isinstance(function.get("arguments"), str):
+                    call["arguments"] += function["arguments"]
+
+    def whole(self) -> list[ToolCall]:
+        """The calls, in index order (an id made up when the server gave none)."""
+        return [
+            ToolCall(c["id"] or f"call_{i}", c["name"], c["arguments"] or "{}")
+            for i, c in sorted(self.parts.items())
+            if c["name"]
+        ]
+
+
+def _whole_calls(message: dict[str, Any]) -> list[ToolCall]:
+    """The `tool_calls` of a non-streamed assistant message."""
+    found = []
+    for i, call in enumerate(message.get("tool_calls") or ()):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            continue
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments if arguments is not None else {})
+        found.append(ToolCall(str(call.get("id") or f"call_{i}"), function["name"], arguments))
+    return found
 
 
 def _backoff(attempt: int, headers: Any) -> float:

@@ -40,6 +40,21 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        # Counter names end in _total on the wire (prometheus_client adds it).
+        self.tool_calls = Counter(
+            "secretaries_tool_calls",
+            "Tool calls, by secretary, version, tool and outcome (ok, failed, reused, "
+            "unknown, refused).",
+            ["secretary", "version", "tool", "outcome"],
+            registry=r,
+        )
+        self.tool_seconds = Histogram(
+            "secretaries_tool_seconds",
+            "Time a tool call took, by tool.",
+            ["tool"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.erased_unanswered = Counter(
             "secretaries_erased_unanswered",
             "Queued messages dropped unanswered because their user was erased.",

@@ -44,9 +44,17 @@ class ToolCaller:
         self.mcp = McpServers()
 
     async def call(
-        self, spec: ToolSpec, arguments: dict[str, Any], call_id: str, tool: str | None = None
+        self,
+        spec: ToolSpec,
+        arguments: dict[str, Any],
+        call_id: str,
+        tool: str | None = None,
+        *,
+        timeout: float | None = None,
     ) -> ToolResult:
-        """Call the tool once (an MCP server's `tool`); never raises for the tool's failure."""
+        """Call the tool once (an MCP server's `tool`) within `timeout` (else its own);
+        never raises for the tool's failure."""
+        limit = spec.timeout if timeout is None else timeout
         started = time.monotonic()
         try:
             if spec.kind == "mcp":
@@ -54,7 +62,7 @@ class ToolCaller:
                     raise ToolError(f"{spec.name} is an MCP server: name one of its tools")
                 await self.mcp.open(spec)  # starting a server is not the call's time
                 started = time.monotonic()
-            async with asyncio.timeout(spec.timeout):
+            async with asyncio.timeout(limit):
                 if spec.kind == "http":
                     text = await call_http(spec, arguments, call_id)
                 else:
@@ -63,7 +71,7 @@ class ToolCaller:
         except TimeoutError:
             if spec.kind == "mcp":
                 await self.mcp.forget(spec)  # a server that hung gets no next call
-            return self._failed(f"timed out after {spec.timeout:g}s", started)
+            return self._failed(f"timed out after {limit:g}s", started)
         except (ToolError, InvalidInput) as exc:
             return self._failed(str(exc), started)
         return self._done(text, started)

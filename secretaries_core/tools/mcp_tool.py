@@ -172,9 +172,7 @@ class McpServers:
         ]
         return [t for t in tools if not spec.allow or t.name in spec.allow]
 
-    async def call(
-        self, spec: ToolSpec, tool: str, arguments: dict[str, Any], call_id: str
-    ) -> str:
+    async def call(self, spec: ToolSpec, tool: str, arguments: dict[str, Any], call_id: str) -> str:
         """Call `tool` on the server once; its text, or `ToolError` (an MCP error too).
 
         The caller bounds it with the tool's timeout and then calls `forget`: a server that
@@ -185,9 +183,7 @@ class McpServers:
         from mcp.shared.exceptions import McpError
 
         try:
-            result = await session.call_tool(
-                tool, arguments, meta={"idempotency_key": call_id}
-            )
+            result = await session.call_tool(tool, arguments, meta={"idempotency_key": call_id})
         except McpError as exc:
             from mcp.types import CONNECTION_CLOSED
 

@@ -80,9 +80,7 @@ class ToolRegistry:
             for sec, version, params in conn.execute(select(a.name, a.version, a.params)):
                 if name in tools_param(params):
                     found.add(f"{sec} v{version}")
-            query = select(a.name, v.version, v.params).join(
-                VERSION_TABLE, v.secretary_id == a.id
-            )
+            query = select(a.name, v.version, v.params).join(VERSION_TABLE, v.secretary_id == a.id)
             for sec, version, params in conn.execute(query):
                 if name in tools_param(params):
                     found.add(f"{sec} v{version}")
@@ -113,6 +111,7 @@ def _spec(row: Any) -> ToolSpec:
         secret_env=config.get("secret_env"),
         allow=tuple(config.get("allow") or ()),
         timeout=float(row["timeout"]),
+        timeout_set=bool(config.get("timeout_set", True)),
         confirm=bool(row["confirm"]),
         read_only=bool(row["read_only"]),
         created_at=row["created_at"],

@@ -38,6 +38,8 @@ class ToolSpec:
     secret_env: str | None = None  # http: HMAC key's env var (X-Secretaries-Signature)
     allow: tuple[str, ...] = ()  # mcp: the server's tools offered (all when empty)
     timeout: float = DEFAULT_TIMEOUT_S
+    # Set by `--timeout`: then it wins over the secretary's `tool_timeout` param.
+    timeout_set: bool = False
     confirm: bool = False  # the user approves each call
     read_only: bool = False  # no side effects: may run in replay and eval
     created_at: datetime | None = None
@@ -65,7 +67,15 @@ class ToolSpec:
             "headers": dict(self.headers),
             "secret_env": self.secret_env,
             "allow": list(self.allow),
+            "timeout_set": self.timeout_set,
         }
+
+    def timeout_for(self, tool_timeout: float | None) -> float:
+        """The call's timeout: its own `--timeout` when set, else the secretary's
+        `tool_timeout`, else the default."""
+        if self.timeout_set or tool_timeout is None:
+            return self.timeout
+        return tool_timeout
 
     def validated(self) -> ToolSpec:
         """This spec, or `InvalidInput` saying what is wrong with it."""

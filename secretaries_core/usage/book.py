@@ -39,6 +39,7 @@ class UsageEntry:
     prompt_tokens: int
     completion_tokens: int
     estimated: bool
+    tool_calls: int = 0  # the tool calls the message made (run, not reused)
 
 
 @dataclass
@@ -60,11 +61,12 @@ class PendingUsage:
         `admitted_tokens` expected: only the difference is added for it.
         """
         for e in entries:
-            row = self.usage.setdefault((e.telegram_id, e.secretary_id, e.model, e.day), [0] * 4)
+            row = self.usage.setdefault((e.telegram_id, e.secretary_id, e.model, e.day), [0] * 5)
             row[0] += e.messages
             row[1] += e.prompt_tokens
             row[2] += e.completion_tokens
             row[3] += 1 if e.estimated else 0
+            row[4] += e.tool_calls
         if not entries:
             return
         spent = sum(e.prompt_tokens + e.completion_tokens for e in entries)
@@ -79,7 +81,7 @@ class PendingUsage:
     def merge(self, other: PendingUsage) -> None:
         """Add `other` into this (a failed write's rows go back in line)."""
         for key, values in other.usage.items():
-            row = self.usage.setdefault(key, [0] * 4)
+            row = self.usage.setdefault(key, [0] * 5)
             for i, value in enumerate(values):
                 row[i] += value
         for day_key, values in other.days.items():
@@ -96,6 +98,7 @@ class Totals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     estimated_calls: int = 0
+    tool_calls: int = 0
     cost: float | None = None
 
     def add(self, row: Any, cost: float | None) -> None:
@@ -104,6 +107,7 @@ class Totals:
         self.prompt_tokens += int(row.prompt_tokens)
         self.completion_tokens += int(row.completion_tokens)
         self.estimated_calls += int(row.estimated_calls)
+        self.tool_calls += int(row.tool_calls or 0)
         if cost is not None:
             self.cost = (self.cost or 0.0) + cost
 
@@ -114,6 +118,7 @@ class Totals:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "estimated_calls": self.estimated_calls,
+            "tool_calls": self.tool_calls,
         }
         if self.cost is not None:
             out["cost"] = round(self.cost, 6)
@@ -185,6 +190,7 @@ class UsageBook:
                     "prompt_tokens": table.prompt_tokens + excluded.prompt_tokens,
                     "completion_tokens": table.completion_tokens + excluded.completion_tokens,
                     "estimated_calls": table.estimated_calls + excluded.estimated_calls,
+                    "tool_calls": table.tool_calls + excluded.tool_calls,
                 },
             )
         return self._upsert
@@ -216,6 +222,7 @@ class UsageBook:
                 "prompt_tokens": v[1],
                 "completion_tokens": v[2],
                 "estimated_calls": v[3],
+                "tool_calls": v[4],
             }
             for (tid, sid, model, day), v in pending.usage.items()
         ]
@@ -269,6 +276,7 @@ class UsageBook:
                 func.sum(u.prompt_tokens).label("prompt_tokens"),
                 func.sum(u.completion_tokens).label("completion_tokens"),
                 func.sum(u.estimated_calls).label("estimated_calls"),
+                func.sum(u.tool_calls).label("tool_calls"),
             )
             .group_by(u.day, u.secretary_id, u.model)
             .order_by(u.day, u.secretary_id, u.model)
@@ -315,7 +323,13 @@ class UsageBook:
 
         table = USAGE_TABLE
         rows = conn.execute(table.select().where(table.c.telegram_id == telegram_id)).all()
-        counted = ("messages", "prompt_tokens", "completion_tokens", "estimated_calls")
+        counted = (
+            "messages",
+            "prompt_tokens",
+            "completion_tokens",
+            "estimated_calls",
+            "tool_calls",
+        )
         for row in rows:
             values = {**row._mapping, "telegram_id": ERASED_USER}
             insert = insert_for(conn.engine, table).values(**values)

@@ -24,6 +24,7 @@ from secretaries_core.usage.upsert import insert_for
 
 PARAM_MESSAGES = "messages_per_day"
 PARAM_TOKENS = "tokens_per_day"
+PARAM_TOOL_CALLS = "tool_calls_per_day"
 # "No limit" as a bound the columns can hold (INTEGER messages, BIGINT tokens).
 _NO_MESSAGE_LIMIT = 2**31 - 1
 _NO_TOKEN_LIMIT = 2**62
@@ -181,6 +182,23 @@ class Quotas:
         if not admitted:
             raise self._refusal(telegram_id, limits, day, now)
         return Reservation(telegram_id, day, tokens)
+
+    def take_tool_call(self, telegram_id: int, limit: int, now: datetime) -> bool:
+        """Count one tool call against the user's `limit` for today; False (nothing
+        counted) when today's calls already reached it. One conditional upsert."""
+        if limit <= 0:
+            return False
+        q = QUOTA_DAY_TABLE.c
+        stmt = insert_for(self.engine, QUOTA_DAY_TABLE).values(
+            telegram_id=telegram_id, day=day_of(now), messages=0, tokens=0, tool_calls=1
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["telegram_id", "day"],
+            set_={"tool_calls": q.tool_calls + 1},
+            where=q.tool_calls < min(limit, _NO_MESSAGE_LIMIT),
+        ).returning(q.tool_calls)
+        with transaction(self.engine, write=True) as conn:
+            return conn.execute(stmt).first() is not None
 
     def refund(self, reservation: Reservation) -> None:
         """Give back an admitted message that got no answer."""

@@ -25,6 +25,8 @@ USAGE_TABLE = Table(
     Column("completion_tokens", BigInteger, nullable=False),
     # How many of the counted calls had no usage from the provider (our own estimate).
     Column("estimated_calls", Integer, nullable=False),
+    # Tool calls the counted messages made (migration 0009).
+    Column("tool_calls", Integer, nullable=False, server_default="0"),
     Index("ix_usage_day", "day"),
     Index("ix_usage_secretary_day", "secretary_id", "day"),
 )
@@ -38,6 +40,8 @@ QUOTA_DAY_TABLE = Table(
     Column("day", Date, primary_key=True),
     Column("messages", Integer, nullable=False),
     Column("tokens", BigInteger, nullable=False),
+    # Tool calls taken today, checked against `tool_calls_per_day` (migration 0009).
+    Column("tool_calls", Integer, nullable=False, server_default="0"),
 )
 
 # Per-user overrides of the daily quotas (`secretaries users limit`); NULL = not overridden.

@@ -1,0 +1,411 @@
+"""Stage "tools": the model's function calls run between its rounds, each exactly once.
+
+The secretary's version names its tools (param `tools`); they are offered as OpenAI
+`tools` — an HTTP function as `NAME`, an MCP server's tools as `NAME__TOOL`. When the
+model answers with `tool_calls`, the round's calls run concurrently, each under its own
+timeout (`--timeout`, else the version's `tool_timeout`) inside the message deadline; each
+result, or a one-line error, goes back as a `tool` message, and the model is asked again —
+until it answers with text, or after `max_tool_rounds` rounds once more with
+`tool_choice: "none"`. A failing tool never fails the turn.
+
+A queued message's calls go through the ledger (tools/ledger.py): the round's calls are
+recorded before they run, each call as it starts and its result as it arrives, so a
+message answered again replays what is stored and never sends a call id twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from secretaries_core.conversation.instances import SecretarySnapshot
+from secretaries_core.conversation.turn import Turn
+from secretaries_core.errors import InvalidInput, SecretariesError
+from secretaries_core.llm.base import ToolCall
+from secretaries_core.plumbing.metrics import Metrics
+from secretaries_core.tools.calling import ToolCaller, ToolResult
+from secretaries_core.tools.ledger import ToolLedger, TurnLedger
+from secretaries_core.tools.registry import ToolRegistry, tools_param
+from secretaries_core.tools.spec import ToolSpec
+from secretaries_core.usage.quotas import PARAM_TOOL_CALLS, Quotas
+
+log = logging.getLogger(__name__)
+PARAM_MAX_TOOL_ROUNDS = "max_tool_rounds"
+PARAM_TOOL_TIMEOUT = "tool_timeout"
+DEFAULT_MAX_TOOL_ROUNDS = 5
+# How long a secretary's resolved tool list (and an MCP server's discovered tools) is kept.
+OFFER_TTL_S = 30.0
+UNKNOWN_OUTCOME = (
+    "error: this call was interrupted before its result was stored; it may have run, "
+    "and it is not sent again"
+)
+
+
+@dataclass(frozen=True)
+class Offered:
+    """One function offered to the model: the tool behind it and its OpenAI definition."""
+
+    function: str
+    spec: ToolSpec
+    tool: str | None  # an MCP server's tool; None for an HTTP function
+    definition: dict[str, Any]
+
+
+def max_rounds(params: Mapping[str, Any]) -> int:
+    """The version's `max_tool_rounds` (default 5)."""
+    return int(_number(params, PARAM_MAX_TOOL_ROUNDS, DEFAULT_MAX_TOOL_ROUNDS, int))
+
+
+def tool_timeout(params: Mapping[str, Any]) -> float | None:
+    """The version's `tool_timeout` (seconds), if set."""
+    if params.get(PARAM_TOOL_TIMEOUT) in (None, ""):
+        return None
+    return float(_number(params, PARAM_TOOL_TIMEOUT, 0, float))
+
+
+def _number(params: Mapping[str, Any], key: str, default: Any, kind: Any) -> Any:
+    raw = params.get(key)
+    if raw in (None, ""):
+        return default
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        value = -1
+    if isinstance(raw, bool) or value < 0 or (kind is float and value == 0):
+        raise InvalidInput(f"secretary param {key} must be a positive number, got {raw!r}")
+    return value
+
+
+class ToolBox:
+    """The functions a secretary version offers, resolved from the tool registry (and, for
+    MCP servers, discovered from the server), kept `OFFER_TTL_S`."""
+
+    def __init__(
+        self,
+        tools: ToolRegistry,
+        caller: ToolCaller,
+        hop: Callable[..., Awaitable[Any]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tools = tools
+        self.caller = caller
+        self.hop = hop
+        self.clock = clock
+        self._specs: dict[str, tuple[float, ToolSpec | None]] = {}
+        self._discovered: dict[str, tuple[float, list[Offered]]] = {}
+
+    async def offered(self, secretary: SecretarySnapshot) -> dict[str, Offered]:
+        """Function name -> what it calls, for the secretary's `tools` param. A tool that
+        cannot be listed now (a removed tool, an MCP server down) is left out and logged."""
+        found: dict[str, Offered] = {}
+        for name in tools_param(dict(secretary.params)):
+            spec = await self._spec(name)
+            if spec is None:
+                continue
+            for offered in await self._functions(spec):
+                found[offered.function] = offered
+        return found
+
+    async def _spec(self, name: str) -> ToolSpec | None:
+        now = self.clock()
+        cached = self._specs.get(name)
+        if cached is not None and now - cached[0] < OFFER_TTL_S:
+            return cached[1]
+        try:
+            spec: ToolSpec | None = await self.hop(self.tools.get, name)
+        except SecretariesError as exc:
+            log.warning("tool %s is not offered: %s", name, exc)
+            spec = None
+        self._specs[name] = (now, spec)
+        return spec
+
+    async def _functions(self, spec: ToolSpec) -> list[Offered]:
+        if spec.kind == "http":
+            return [
+                Offered(
+                    spec.name,
+                    spec,
+                    None,
+                    _definition(spec.name, spec.description, spec.schema or {}),
+                )
+            ]
+        now = self.clock()
+        cached = self._discovered.get(spec.name)
+        if cached is not None and now - cached[0] < OFFER_TTL_S:
+            return cached[1]
+        try:
+            listed = await self.caller.mcp.list_tools(spec)
+        except (SecretariesError, Exception) as exc:
+            log.warning("MCP server %s is not offered now: %s", spec.name, exc)
+            return []
+        offered = [
+            Offered(
+                f"{spec.name}__{t.name}",
+                spec,
+                t.name,
+                _definition(f"{spec.name}__{t.name}", t.description, t.input_schema),
+            )
+            for t in listed
+        ]
+        self._discovered[spec.name] = (now, offered)
+        return offered
+
+    def forget(self) -> None:
+        """Drop what is kept (the catalog changed)."""
+        self._specs.clear()
+        self._discovered.clear()
+
+
+def _definition(name: str, description: str, schema: Mapping[str, Any]) -> dict[str, Any]:
+    parameters = dict(schema) if schema else {"type": "object", "properties": {}}
+    parameters.setdefault("type", "object")
+    function: dict[str, Any] = {"name": name[:64], "parameters": parameters}
+    if description:
+        function["description"] = description[:1024]
+    return {"type": "function", "function": function}
+
+
+class ToolRunner:
+    """Runs one round's calls for a turn: ledger first, quota, the call, metrics."""
+
+    def __init__(
+        self,
+        caller: ToolCaller,
+        ledger: ToolLedger,
+        quotas: Quotas,
+        metrics: Metrics,
+        hop: Callable[..., Awaitable[Any]],
+        default_tool_calls_per_day: int | None,
+        now: Callable[[], Any],
+    ) -> None:
+        self.caller = caller
+        self.ledger = ledger
+        self.quotas = quotas
+        self.metrics = metrics
+        self.hop = hop
+        self.default_tool_calls_per_day = default_tool_calls_per_day
+        self.now = now
+
+    async def run_round(
+        self,
+        turn: Turn,
+        number: int,
+        calls: list[ToolCall],
+        offered: Mapping[str, Offered],
+        stored: TurnLedger,
+        deadline: float,
+    ) -> list[dict[str, Any]]:
+        """The `tool` messages answering `calls` (round `number`), in their order."""
+        results = await asyncio.gather(
+            *(
+                self._one(turn, f"{_turn_key(turn)}:{number}:{i}", call, offered, stored, deadline)
+                for i, call in enumerate(calls)
+            )
+        )
+        return [
+            {"role": "tool", "tool_call_id": call.id, "content": text}
+            for call, text in zip(calls, results, strict=True)
+        ]
+
+    async def _one(
+        self,
+        turn: Turn,
+        call_id: str,
+        call: ToolCall,
+        offered: Mapping[str, Offered],
+        stored: TurnLedger,
+        deadline: float,
+    ) -> str:
+        secretary = turn.resolved.secretary
+        found = offered.get(call.name)
+        label = found.spec.name if found else "unknown"
+
+        def count(outcome: str) -> None:
+            self.metrics.tool_calls.labels(
+                secretary=secretary.name,
+                version=str(secretary.version),
+                tool=label,
+                outcome=outcome,
+            ).inc()
+
+        if call_id in stored.results:
+            count("reused")
+            return stored.results[call_id][0]
+        if found is None:
+            count("failed")
+            return f"error: no tool named {call.name[:64]!r} is offered"
+        if call_id in stored.started and not found.spec.read_only:
+            count("unknown")
+            return UNKNOWN_OUTCOME
+        try:
+            arguments = json.loads(call.arguments or "{}")
+        except json.JSONDecodeError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            count("failed")
+            return "error: the arguments are not a JSON object"
+        if not await self._quota_allows(turn):
+            count("refused")
+            return "error: this tool is unavailable: the user's daily tool-call quota is used up"
+        keyed = turn.key is not None
+        stored.started.add(call_id)
+        if keyed:
+            await self.ledger.write_start(
+                turn.telegram_id, secretary.id, call_id, turn.began, self.now()
+            )
+        if turn.on_tool is not None:
+            turn.on_tool(found.function, "started")
+        left = max(0.001, deadline - time.monotonic())
+        timeout = min(found.spec.timeout_for(tool_timeout(secretary.params)), left)
+        result: ToolResult = await self.caller.call(
+            found.spec, arguments, call_id, found.tool, timeout=timeout
+        )
+        turn.tool_calls += 1
+        self.metrics.tool_seconds.labels(tool=found.spec.name).observe(result.seconds)
+        count(result.outcome)
+        stored.results[call_id] = (result.text, result.ok)
+        if keyed:
+            await self.ledger.write_result(
+                turn.telegram_id,
+                secretary.id,
+                call_id,
+                result.text,
+                result.ok,
+                turn.began,
+                self.now(),
+            )
+        if turn.on_tool is not None:
+            turn.on_tool(found.function, "done" if result.ok else "failed")
+        return result.text
+
+    async def _quota_allows(self, turn: Turn) -> bool:
+        params = turn.resolved.secretary.params
+        raw = params.get(PARAM_TOOL_CALLS)
+        limit = self.default_tool_calls_per_day if raw in (None, "") else int(raw)
+        if limit is None:
+            return True
+        allowed: bool = await self.hop(
+            self.quotas.take_tool_call, turn.telegram_id, limit, self.now()
+        )
+        return allowed
+
+
+def _turn_key(turn: Turn) -> str:
+    """The turn's part of its call ids: the update id, else an id made for the turn."""
+    if turn.key is not None:
+        return turn.key
+    if not turn.tool_turn:
+        from secretaries_core.conversation.turn import new_turn_id
+
+        turn.tool_turn = new_turn_id()
+    return turn.tool_turn
+
+
+class ToolLoop:
+    """The rounds of one turn: ask, run the calls, ask again (see the module docstring)."""
+
+    def __init__(self, box: ToolBox, runner: ToolRunner) -> None:
+        self.box = box
+        self.runner = runner
+
+    async def offered(self, turn: Turn) -> dict[str, Offered]:
+        """The functions the turn's secretary version offers (none: no tool loop)."""
+        if not tools_param(dict(turn.resolved.secretary.params)):
+            return {}
+        return await self.box.offered(turn.resolved.secretary)
+
+    async def run(
+        self,
+        turn: Turn,
+        offered: Mapping[str, Offered],
+        parts: list[str],
+        sink: Callable[[str], None] | None,
+        deadline: float,
+    ) -> None:
+        """Ask until the model answers with text; its pieces go to `parts` (and `sink`)."""
+        from secretaries_core.llm.base import CallUsage
+
+        assert turn.fit is not None
+        secretary = turn.resolved.secretary
+        if turn.tool_ledger is None:
+            turn.tool_ledger = (
+                await self.runner.ledger.read(turn.telegram_id, secretary.id, turn.key)
+                if turn.key is not None
+                else TurnLedger()
+            )
+        stored = turn.tool_ledger
+        definitions = [o.definition for o in offered.values()]
+        limit = max_rounds(secretary.params)
+        total = turn.usage = CallUsage()
+        turn.steps = []
+        number = 0
+        while True:
+            last = number >= limit
+            calls = None if last else stored.rounds.get(number)
+            said = ""
+            if calls is None:
+                request = turn.instance.request(
+                    turn.fit.history,
+                    turn.texts,
+                    summary=turn.summary.text if turn.summary else None,
+                    tools=definitions,
+                    tool_choice="none" if last else None,
+                    steps=list(turn.steps),
+                )
+                usage = CallUsage()
+                pieces: list[str] = []
+                async for piece in turn.instance.reply(
+                    request, stream=sink is not None, usage=usage
+                ):
+                    pieces.append(piece)
+                    if sink is not None:
+                        sink(piece)
+                _add_usage(total, usage)
+                if not usage.tool_calls or last:
+                    if not pieces:
+                        from secretaries_core.errors import ModelError
+
+                        raise ModelError(
+                            f"{secretary.name}: the model answered no text after "
+                            f"{limit} tool round(s)"
+                        )
+                    parts.extend(pieces)
+                    return
+                calls, said = usage.tool_calls, "".join(pieces)
+                if turn.key is not None:
+                    await self.runner.ledger.write_round(
+                        turn.telegram_id,
+                        secretary.id,
+                        turn.key,
+                        number,
+                        calls,
+                        turn.began,
+                        self.runner.now(),
+                    )
+                stored.rounds[number] = calls
+            turn.steps.append(
+                {
+                    "role": "assistant",
+                    "content": said or None,
+                    "tool_calls": [c.as_openai() for c in calls],
+                }
+            )
+            turn.steps += await self.runner.run_round(
+                turn, number, calls, offered, stored, deadline
+            )
+            number += 1
+
+
+def _add_usage(total: Any, one: Any) -> None:
+    """Sum a round's reported tokens into the turn's (unreported stays unreported)."""
+    if one.prompt_tokens is not None:
+        total.prompt_tokens = (total.prompt_tokens or 0) + one.prompt_tokens
+    if one.completion_tokens is not None:
+        total.completion_tokens = (total.completion_tokens or 0) + one.completion_tokens
+    total.model = one.model or total.model
+    total.truncated = one.truncated

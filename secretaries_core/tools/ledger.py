@@ -1,0 +1,139 @@
+"""The tool-call ledger: each call of a turn recorded as it starts and as its result arrives.
+
+A turn that calls tools may be answered again — a worker killed between rounds, a
+redelivered update, an interrupt — and a tool with side effects must not run twice. So,
+before the next model round, the ledger holds for each round:
+
+- `round:<turn>:<r>`: the assistant message that asked for the calls (the model is not
+  asked that round again: a new answer could ask for other calls under the same ids);
+- `start:<call id>`: written just before the call is sent;
+- `result:<call id>`: the result, as it arrived.
+
+Answered again, a turn replays its stored rounds: a stored result is reused; a call that
+started but left no result (the worker died while it ran) is not sent again — the model
+is told its outcome is unknown — unless the tool is `--read-only`.
+
+The ledger lives in the context store itself, as one extra context per (user, secretary)
+under an id derived from the secretary's (`ledger_id`): every backend then gives it what
+a turn's writes get — one write per entry id (the store's turn guard), the user's fences
+(a call recorded after the user was erased is refused), erasure with the user's contexts,
+and a TTL (a day: longer than any turn can be retried).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from secretaries_core.context.base import ContextPolicy, ContextStore, Message
+from secretaries_core.llm.base import ToolCall
+
+# The first bytes of every ledger id: tells a ledger from a secretary's context.
+_MARK = bytes.fromhex("7e5c7a11ed9e")
+LEDGER_ROLE = "ledger"
+LEDGER_POLICY = ContextPolicy(ttl=timedelta(days=1), max_messages=2000)
+_ENTRY_KEY = "update_id"  # the key the stores' turn guards write once per value
+
+
+def ledger_id(secretary_id: uuid.UUID) -> uuid.UUID:
+    """The id under which a secretary's tool calls are kept (one ledger per user)."""
+    digest = hashlib.sha256(b"secretaries-tool-ledger:" + secretary_id.bytes).digest()
+    return uuid.UUID(bytes=_MARK + digest[: 16 - len(_MARK)])
+
+
+def is_ledger(context_id: uuid.UUID) -> bool:
+    """True for a ledger's id (see `ledger_id`)."""
+    return context_id.bytes.startswith(_MARK)
+
+
+@dataclass
+class TurnLedger:
+    """What the ledger holds for one turn: its rounds' calls, started calls, results."""
+
+    rounds: dict[int, list[ToolCall]] = field(default_factory=dict)
+    started: set[str] = field(default_factory=set)
+    results: dict[str, tuple[str, bool]] = field(default_factory=dict)
+
+
+class ToolLedger:
+    """Reads and writes one turn's ledger entries through a context store."""
+
+    def __init__(self, store: ContextStore) -> None:
+        self.store = store
+
+    async def read(self, user_id: int, secretary_id: uuid.UUID, turn: str) -> TurnLedger:
+        """The entries of `turn` (empty for a turn answered the first time)."""
+        found = TurnLedger()
+        prefix = f":{turn}:"
+        for message in await self.store.aread(user_id, ledger_id(secretary_id)):
+            entry = str((message.metadata or {}).get(_ENTRY_KEY) or "")
+            kind, _, rest = entry.partition(":")
+            if not (":" + rest).startswith(prefix):
+                continue
+            body = json.loads(message.content)
+            if kind == "round":
+                found.rounds[int(body["round"])] = [
+                    ToolCall(c["id"], c["name"], c["arguments"]) for c in body["calls"]
+                ]
+            elif kind == "start":
+                found.started.add(rest)
+            elif kind == "result":
+                found.results[rest] = (str(body["text"]), bool(body["ok"]))
+        return found
+
+    async def write_round(
+        self,
+        user_id: int,
+        secretary_id: uuid.UUID,
+        turn: str,
+        number: int,
+        calls: list[ToolCall],
+        since: float,
+        at: datetime,
+    ) -> None:
+        """Record the calls the model asked for in round `number`."""
+        body = {
+            "round": number,
+            "calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls],
+        }
+        await self._write(user_id, secretary_id, f"round:{turn}:{number}", body, since, at)
+
+    async def write_start(
+        self, user_id: int, secretary_id: uuid.UUID, call_id: str, since: float, at: datetime
+    ) -> None:
+        """Record that `call_id` is about to be sent."""
+        await self._write(user_id, secretary_id, f"start:{call_id}", {}, since, at)
+
+    async def write_result(
+        self,
+        user_id: int,
+        secretary_id: uuid.UUID,
+        call_id: str,
+        text: str,
+        ok: bool,
+        since: float,
+        at: datetime,
+    ) -> None:
+        """Record what `call_id` returned."""
+        body = {"text": text, "ok": ok}
+        await self._write(user_id, secretary_id, f"result:{call_id}", body, since, at)
+
+    async def _write(
+        self,
+        user_id: int,
+        secretary_id: uuid.UUID,
+        entry: str,
+        body: dict[str, Any],
+        since: float,
+        at: datetime,
+    ) -> None:
+        message = Message(
+            LEDGER_ROLE, json.dumps(body, ensure_ascii=False), at, {_ENTRY_KEY: entry}
+        )
+        await self.store.aappend_many(
+            [(user_id, ledger_id(secretary_id), message)], policy=LEDGER_POLICY, since=since
+        )
