@@ -196,7 +196,7 @@ def test_after_max_tool_rounds_the_model_is_asked_with_tool_choice_none(rig: Rig
 def test_the_tools_own_timeout_fires_and_a_failing_tool_never_fails_the_turn(
     rig: Rig,
 ) -> None:
-    with http_tool_server() as (tool_url, seen), llm_server() as (llm_url, _script):
+    with http_tool_server() as (tool_url, _seen), llm_server() as (llm_url, _script):
         rig.tools.add(
             ToolSpec(
                 "short",
