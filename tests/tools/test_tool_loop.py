@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +269,105 @@ def test_the_ledger_is_named_and_erased_with_the_user(rig: Rig) -> None:
     admin.erase_user(rig.registry, rig.store, 11)
     assert rig.store.read(11, ledger_id(sid)) == []
     assert list(rig.store.iter_contexts(user_id=11)) == []
+
+
+def test_a_message_answered_again_reuses_stored_results_and_never_resends_a_call(
+    rig: Rig,
+) -> None:
+    with http_tool_server() as (tool_url, seen), llm_server() as (llm_url, script):
+        rig.tools.add(ToolSpec("book", "http", url=tool_url + "/book", schema=SCHEMA))
+        rig.secretary("book")
+        orch = rig.orchestrator(llm_url, model_max_retries=0)
+        text = _ask([[["book", {"room": "R", "hour": 1}], ["book", {"room": "S", "hour": 2}]]])
+        # The calls run, then the model is down for the next round: the turn fails.
+        script.steps = ["ok", "500"]
+
+        async def run() -> str:
+            from secretaries_core.errors import ModelUnavailable
+
+            with pytest.raises(ModelUnavailable):
+                await orch.ahandle(21, text, idempotency_key="again")
+            asked = len(script.requests)
+            # Delivered again (the worker retries it): the stored round and results are
+            # used, the model is asked only for the text.
+            reply = await orch.ahandle(21, text, idempotency_key="again")
+            assert len(script.requests) == asked + 1
+            await orch.aclose()
+            return reply.text
+
+        answer = asyncio.run(run())
+    assert [s["key"] for s in seen] == ["again:0:0", "again:0:1"]  # each sent once
+    assert answer == 'results: {"booked": {"room": "R", "hour": 1}} / ' + (
+        '{"booked": {"room": "S", "hour": 2}}'
+    )
+
+
+def test_a_call_that_started_and_left_no_result_is_not_sent_again(rig: Rig) -> None:
+    from secretaries_core.llm.base import ToolCall
+    from secretaries_core.tools.ledger import ToolLedger
+
+    with http_tool_server() as (tool_url, seen), llm_server() as (llm_url, _script):
+        rig.tools.add(ToolSpec("book", "http", url=tool_url + "/book", schema=SCHEMA))
+        rig.tools.add(
+            ToolSpec("look", "http", url=tool_url + "/look", schema=SCHEMA, read_only=True)
+        )
+        rig.secretary("book,look")
+        orch = rig.orchestrator(llm_url)
+        sid = rig.registry.get_secretary("alice").id
+        ledger = ToolLedger(rig.store)
+        calls = [
+            ToolCall("c1", "book", '{"room": "K", "hour": 1}'),
+            ToolCall("c2", "look", '{"room": "K", "hour": 1}'),
+        ]
+
+        async def run() -> str:
+            # A worker recorded the round and started both calls, then died.
+            at = datetime.now(UTC)
+            await ledger.write_round(31, sid, "k", 0, calls, time.time(), at)
+            await ledger.write_start(31, sid, "k:0:0", time.time(), at)
+            await ledger.write_start(31, sid, "k:0:1", time.time(), at)
+            reply = await orch.ahandle(31, _ask([[["x", {}]]]), idempotency_key="k")
+            await orch.aclose()
+            return reply.text
+
+        answer = asyncio.run(run())
+    # The side-effecting call is not sent again; the read-only one is.
+    assert [s["path"] for s in seen] == ["/look"]
+    assert answer.startswith("results: error: this call was interrupted")
+
+
+def test_hostile_tool_output_never_fails_a_turn_nor_leaks(rig: Rig, tmp_path: Path) -> None:
+    log = tmp_path / "hostile.log"
+    key = "sk-proj-LEAKEDLEAKEDLEAKED123"
+    with http_tool_server() as (tool_url, _seen), llm_server() as (llm_url, script):
+        rig.tools.add(ToolSpec("cal", "mcp", command=_stdio(log)))
+        rig.tools.add(ToolSpec("raw", "http", url=tool_url + "/bytes", schema=SCHEMA))
+        rig.secretary("cal,raw")
+        orch = rig.orchestrator(llm_url, openai_api_key=key, tool_result_chars=2000)
+        hostile = [
+            [["cal__big", {"chars": 10_000_000}]],
+            [["raw", {"room": "q", "hour": 1}]],
+            [["cal__fail", {}]],
+            [["cal__crash", {}]],
+        ]
+
+        async def run() -> list[str]:
+            out = [(await orch.ahandle(41, _ask(hostile))).text]
+            out.append((await orch.ahandle(41, _ask([[["cal__echo", {"text": "after"}]]]))).text)
+            await orch.aclose()
+            return out
+
+        first, after = asyncio.run(run())
+    results = first.removeprefix("results: ").split(" / ")
+    assert results[0].startswith("x" * 100) and "[result cut at 2000 of" in results[0]
+    assert "booked" in results[1] and "\ufffd" in results[1]
+    assert results[2].startswith("error: MCP error: ")
+    assert results[2].endswith("the calendar is locked")
+    assert results[3].startswith("error: MCP server unreachable")
+    assert after.startswith("results: echo: after")  # a new session after the crash
+    # The key never reached the model, the reply or the stored context.
+    everything = json.dumps(script.requests) + first
+    everything += json.dumps(
+        [m.content for m in rig.store.read(41, rig.registry.get_secretary("alice").id)]
+    )
+    assert key not in everything and "LEAKED" not in everything
