@@ -22,6 +22,14 @@ ParamOpt = Annotated[
     list[str] | None,
     typer.Option("--param", metavar="KEY=VALUE", help="Model parameter; VALUE is JSON or text."),
 ]
+ToolsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tools",
+        metavar="A,B",
+        help="The tools it may call (param tools; registered with `tools add`; '' for none).",
+    ),
+]
 PromptFileOpt = Annotated[
     Path | None,
     typer.Option(
@@ -37,6 +45,18 @@ def _params(items: list[str] | None) -> dict[str, Any] | None:
         return parse_params(items)
     except InvalidInput as exc:
         raise typer.BadParameter(str(exc), param_hint="--param") from None
+
+
+def _with_tools(
+    params: dict[str, Any] | None, tools: str | None, *, removing: bool
+) -> dict[str, Any] | None:
+    """`params` with `--tools` as the `tools` param (an empty value: no tools)."""
+    if tools is None:
+        return params
+    names = ",".join(n.strip() for n in tools.split(",") if n.strip())
+    if not names and not removing:
+        return params
+    return {**(params or {}), "tools": names or None}
 
 
 def _prompt(prompt: str | None, prompt_file: Path | None, *, required: bool) -> str | None:
@@ -83,6 +103,7 @@ def register(app: App) -> None:
             str, typer.Option("--description", help="One line for users choosing a secretary.")
         ] = "",
         param: ParamOpt = None,
+        tools: ToolsOpt = None,
         default: Annotated[bool, typer.Option("--default", help="Make it the default.")] = False,
         json: JsonFlag = False,
     ) -> None:
@@ -99,7 +120,7 @@ def register(app: App) -> None:
             model=model,
             prompt=text,
             description=description,
-            params=_params(param) or {},
+            params=_with_tools(_params(param) or {}, tools, removing=False) or {},
             is_default=default,
         )
         registry = runtime(ctx).registry()
@@ -125,6 +146,7 @@ def register(app: App) -> None:
             str | None, typer.Option("--description", help="A new one-line description.")
         ] = None,
         param: ParamOpt = None,
+        tools: ToolsOpt = None,
         draft: Annotated[
             bool,
             typer.Option("--draft", help="Make the new version a draft: stored, not live."),
@@ -145,7 +167,7 @@ def register(app: App) -> None:
             model=model,
             description=description,
             prompt=_prompt(prompt, prompt_file, required=False),
-            params=_params(param),
+            params=_with_tools(_params(param), tools, removing=True),
         )
         change = runtime(ctx).registry().update_secretary(sec, changes, draft=draft, note=note)
         if json:

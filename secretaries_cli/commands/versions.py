@@ -53,18 +53,21 @@ def register(app: App) -> None:
 
         Example: secretaries versions alice --json
         """
+        from secretaries_core.tools.registry import tools_param
+
         rows = runtime(ctx).registry().versions(sec)
         if json:
             output.emit_json([v.doc() for v in rows])
             return
         output.table(
             None,
-            ["version", "state", "model", "created", "note"],
+            ["version", "state", "model", "tools", "created", "note"],
             (
                 (
                     v.version,
                     v.state,
                     v.model,
+                    ", ".join(tools_param(dict(v.params))),
                     v.created_at.isoformat(timespec="seconds"),
                     v.note or "",
                 )

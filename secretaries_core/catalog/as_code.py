@@ -9,6 +9,7 @@ The file (`secretaries export` writes it):
         default: true
         active: true
         params: {temperature: 0.2}
+        tools: [calendar, search]
         prompt: |
           You are Alice, ...
 
@@ -24,8 +25,9 @@ from typing import Any
 
 from secretaries_core.catalog.schemas import SecretaryDetail
 from secretaries_core.errors import InvalidInput
+from secretaries_core.tools.registry import tools_param
 
-KEYS = ("name", "model", "prompt", "description", "params", "default", "active")
+KEYS = ("name", "model", "prompt", "description", "params", "tools", "default", "active")
 REQUIRED = ("name", "model", "prompt")
 
 
@@ -83,7 +85,8 @@ def export(secretaries: list[SecretaryDetail]) -> str:
             "description": s.description,
             "default": s.is_default,
             "active": s.is_active,
-            "params": dict(s.params),
+            "params": {k: v for k, v in s.params.items() if k != "tools"},
+            **({"tools": tools_param(dict(s.params))} if tools_param(dict(s.params)) else {}),
             # A trailing newline keeps the block scalar's `|` clean (no `|-`).
             "prompt": s.prompt if s.prompt.endswith("\n") else s.prompt + "\n",
         }
@@ -144,6 +147,13 @@ def _one(node: Any, item: Any) -> Declared:
     params = item.get("params") or {}
     if not isinstance(params, dict):
         raise InvalidInput(f"line {line}: `params` must be a mapping")
+    if "tools" in item:
+        tools = item["tools"] or []
+        if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+            raise InvalidInput(f"line {line}: `tools` must be a list of tool names")
+        params = {k: v for k, v in params.items() if k != "tools"}
+        if tools:
+            params["tools"] = ",".join(t.strip() for t in tools)
     for flag in ("default", "active"):
         if flag in item and not isinstance(item[flag], bool):
             raise InvalidInput(f"line {line}: `{flag}` must be true or false")

@@ -354,3 +354,35 @@ def test_rest_api_has_the_same_documents(tmp_path: Path) -> None:
         assert client.get("/api/tools/nope").status_code == 404
         assert client.delete("/api/tools/cal").json() == {"removed": "cal"}
     services.close()
+
+
+def test_a_secretarys_tools_are_part_of_its_version(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    schema_file = tmp_path / "book.json"
+    schema_file.write_text(json.dumps(SCHEMA))
+    add = ["tools", "add", "book", "--http", "http://127.0.0.1:9/book", "--schema"]
+    assert _cli(home, *add, str(schema_file)).returncode == 0
+    # An unknown tool is refused with a clear error, and nothing is created.
+    refused = _cli(home, "create", "alice", "--model", "echo", "--prompt", "A", "--tools", "nope")
+    assert refused.returncode == 1 and refused.stderr.startswith("Error: unknown tool")
+    assert json.loads(_cli(home, "list", "--json").stdout) == []
+    made = _cli(home, "create", "alice", "--model", "echo", "--prompt", "A", "--tools", "book")
+    assert made.returncode == 0, made.stderr
+    bad_rounds = _cli(home, "update", "alice", "--param", "max_tool_rounds=-1")
+    assert bad_rounds.returncode == 1 and "max_tool_rounds" in bad_rounds.stderr
+    assert _cli(home, "update", "alice", "--tools", "", "--note", "no tools").returncode == 0
+    versions = json.loads(_cli(home, "versions", "alice", "--json").stdout)
+    by_number = {v["version"]: v for v in versions}
+    assert by_number[1]["params"]["tools"] == "book"
+    assert "tools" not in by_number[2]["params"]
+    # Version 1 still names it: removing the tool is refused, naming the version.
+    kept = _cli(home, "tools", "remove", "book")
+    assert kept.returncode == 1 and "alice v1" in kept.stderr
+    # Catalog files carry tools as a list, both ways.
+    assert _cli(home, "update", "alice", "--tools", "book").returncode == 0
+    exported = _cli(home, "export").stdout
+    assert "tools:\n  - book" in exported or "tools: [book]" in exported or "- book" in exported
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(exported.replace("book", "missing"))
+    applied = _cli(home, "apply", str(catalog))
+    assert applied.returncode == 1 and "missing" in applied.stderr, applied.stderr

@@ -35,6 +35,28 @@ def models_of(model: str, params: object) -> list[str]:
     return found
 
 
+def check_tools(session: Session, params: object) -> None:
+    """The tools a version names are registered, and its tool params are sound."""
+    from secretaries_core.conversation.tooling import max_rounds, tool_timeout
+    from secretaries_core.errors import InvalidInput
+    from secretaries_core.tools.registry import tools_param
+    from secretaries_core.tools.table import TOOL_TABLE
+
+    if not isinstance(params, dict):
+        return
+    names = tools_param(params)
+    if names:
+        known = {r[0] for r in session.execute(select(TOOL_TABLE.c.name))}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise InvalidInput(
+                f"unknown tool(s) {', '.join(repr(n[:40]) for n in missing)} in tools: "
+                "register them first (secretaries tools add), see: secretaries tools list"
+            )
+    max_rounds(params)
+    tool_timeout(params)
+
+
 class ProvidersMixin(RegistryBase):
     """The provider table and the checks that keep model strings pointing at real ones."""
 
@@ -129,3 +151,4 @@ class ProvidersMixin(RegistryBase):
         known = [r[0] for r in session.execute(select(PROVIDER_TABLE.c.name))]
         for each in models_of(model, params):
             validate_model(each, known)
+        check_tools(session, params)
