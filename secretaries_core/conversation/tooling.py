@@ -25,7 +25,7 @@ from typing import Any
 
 from secretaries_core.conversation.instances import SecretarySnapshot
 from secretaries_core.conversation.turn import Turn
-from secretaries_core.errors import InvalidInput, SecretariesError
+from secretaries_core.errors import InvalidInput, NotFound, SecretariesError
 from secretaries_core.llm.base import ToolCall
 from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.tools.calling import ToolCaller, ToolResult
@@ -118,9 +118,15 @@ class ToolBox:
             return cached[1]
         try:
             spec: ToolSpec | None = await self.hop(self.tools.get, name)
-        except SecretariesError as exc:
+        except NotFound as exc:
             log.warning("tool %s is not offered: %s", name, exc)
             spec = None
+        except SecretariesError:
+            # The catalog is unreachable (a database outage): what was known stands, else
+            # the message fails and is retried — never asked without its tools.
+            if cached is not None:
+                return cached[1]
+            raise
         self._specs[name] = (now, spec)
         return spec
 
@@ -141,8 +147,10 @@ class ToolBox:
         try:
             listed = await self.caller.mcp.list_tools(spec)
         except (SecretariesError, Exception) as exc:
-            log.warning("MCP server %s is not offered now: %s", spec.name, exc)
-            return []
+            # A server that cannot list its tools now: what it listed before is offered
+            # (its calls fail one by one, the turn does not), else nothing of it.
+            log.warning("MCP server %s cannot list its tools: %s", spec.name, exc)
+            return cached[1] if cached is not None else []
         offered = [
             Offered(
                 f"{spec.name}__{t.name}",
