@@ -85,6 +85,7 @@ class UsageTotalsOut(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     estimated_calls: int = Field(description="Calls whose counts are our estimate")
+    tool_calls: int = Field(0, description="Tool calls made by the counted messages")
     cost: float | None = None
 
 

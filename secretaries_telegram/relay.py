@@ -209,9 +209,7 @@ class Relay:
             first: int | None = None
             if grown is not None:
                 try:
-                    await patiently(
-                        lambda: edit_text(self.bot, chat, grown, parts[0]), until=until
-                    )
+                    await patiently(lambda: edit_text(self.bot, chat, grown, parts[0]), until=until)
                     first, parts = grown, parts[1:]
                 except Undeliverable as exc:
                     if exc.reason != "bad_request":

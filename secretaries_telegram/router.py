@@ -272,6 +272,7 @@ def create_router(
             draft_id=draft_id_of(message.message_id) if drafts else None,
         )
         stream = orchestrator.astream(user.id, content, username=user.username)
+        stream.on_tool = reply.tool_event  # the running tool's name shows in the chat
         try:
             await reply.stream(stream)
             if stream.reply is not None and reply.message_id is not None:

@@ -31,6 +31,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
 )
 
+from secretaries_core.conversation.tooling import status_line, with_status
 from secretaries_telegram.delivery import Undeliverable, drop_reason, edit_text, patiently
 from secretaries_telegram.flood import Throttled, intermediate
 from secretaries_telegram.split import TELEGRAM_LIMIT, split_text
@@ -93,6 +94,29 @@ class StreamedReply:
         self.edits = 0
         self.drafts = 0
         self._next_edit = 0.0
+        # The running tool's line, shown under the text so far; one display at a time.
+        self.status = ""
+        self._text = ""
+        self._showing = asyncio.Lock()
+        self._shows: set[asyncio.Future[None]] = set()
+
+    def tool_event(self, function: str, state: str) -> None:
+        """A tool call started (its name is shown) or ended (called by the message path)."""
+        self.status = status_line(function) if state == "started" else ""
+        if state == "started":
+            shown = asyncio.ensure_future(self._keep_status(self.status))
+            self._shows.add(shown)
+            shown.add_done_callback(self._shows.discard)
+
+    async def _keep_status(self, status: str) -> None:
+        """Show the running tool's line once the chat's flood limits give a slot, unless
+        the call ended first."""
+        while self.status == status:
+            preview = split_text(with_status(self._text, status))[0]
+            await self._show(preview)
+            if self.shown == preview:
+                return
+            await asyncio.sleep(max(0.1, self._next_edit - time.monotonic()))
 
     async def _typing(self) -> None:
         while True:
@@ -169,23 +193,32 @@ class StreamedReply:
                     typing.cancel()
                     typing = None
                 text += piece
+                self._text = text
                 if time.monotonic() < self._next_edit:
                     continue
-                preview = split_text(text)[0]
-                if self.draft_id is not None:
-                    if await self._draft(preview):
-                        self._next_edit = time.monotonic() + self.interval
-                elif self.message_id is None:
-                    await self._open(preview)
-                    if self.message_id is not None and typing is not None:
-                        typing.cancel()
-                else:
-                    await self._progress(preview)
+                await self._show(split_text(with_status(text, self.status))[0])
+                if self.message_id is not None and typing is not None and self.draft_id is None:
+                    typing.cancel()
+                    typing = None
         finally:
             if typing is not None:
                 typing.cancel()
-        await self.finish(text)
+            for shown in list(self._shows):
+                shown.cancel()
+        async with self._showing:
+            await self.finish(text)
         return text
+
+    async def _show(self, preview: str) -> None:
+        """Show `preview` as the draft, or in the message the reply grows in."""
+        async with self._showing:
+            if self.draft_id is not None:
+                if await self._draft(preview):
+                    self._next_edit = time.monotonic() + self.interval
+            elif self.message_id is None:
+                await self._open(preview)
+            else:
+                await self._progress(preview)
 
     async def _open(self, preview: str) -> None:
         """The message the reply grows in (groups, or drafts refused)."""

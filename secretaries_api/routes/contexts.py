@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -59,23 +62,25 @@ async def handle_message(svc: Svc, body: MessageIn, stream: bool = False) -> Res
     """Handle a message as the bot would: resolve, ask the model, keep the context.
 
     With `?stream=true` the reply comes as Server-Sent Events: `piece` events with the text
-    as it is produced, then one `done` event (the `ReplyOut` document) or one `error` event.
+    as it is produced, `tool` events (`{"name", "state": "started" | "done" | "failed"}`)
+    while the secretary's tools run, then one `done` event (the `ReplyOut` document) or one
+    `error` event.
     """
     if not stream:
         reply = await svc.orchestrator.ahandle(body.user_id, body.text, username=body.username)
         out = ReplyOut(reply=reply.text, secretary=reply.secretary, source=reply.source)
         return JSONResponse(out.model_dump())
     reply_stream = svc.orchestrator.astream(body.user_id, body.text, username=body.username)
-    # Wait for the first piece before answering: what fails before the model speaks (quota,
-    # busy, unknown secretary, model down) gets its own HTTP status, not a 200 stream.
+    merged = _Merged(reply_stream)
+    # Wait for the first piece or tool event before answering: what fails before the model
+    # speaks (quota, busy, unknown secretary, model down) gets its own HTTP status, not a
+    # 200 stream.
     try:
-        first = await anext(reply_stream)
-    except StopAsyncIteration:
-        first = None
+        first = await merged.next()
     except BaseException:
-        await reply_stream.aclose()
+        await merged.aclose()
         raise
-    return StreamingResponse(sse_reply(reply_stream, first), media_type="text/event-stream")
+    return StreamingResponse(sse_reply(merged, first), media_type="text/event-stream")
 
 
 def _event(name: str, data: object) -> bytes:
@@ -83,20 +88,61 @@ def _event(name: str, data: object) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-async def sse_reply(stream: ReplyStream, first: str | None) -> AsyncIterator[bytes]:
-    """The reply as Server-Sent Events: `piece`..., then `done` or `error`."""
+Item = tuple[str, Any]
+
+
+class _Merged:
+    """The reply's pieces and its tool events, in the order they happened: a task reads
+    the pieces into the queue the tool events go to."""
+
+    def __init__(self, stream: ReplyStream) -> None:
+        self.stream = stream
+        self.items: asyncio.Queue[Item] = asyncio.Queue()
+        stream.on_tool = lambda name, state: self.items.put_nowait(
+            ("tool", {"name": name, "state": state})
+        )
+        self.task = asyncio.ensure_future(self._pump())
+
+    async def _pump(self) -> None:
+        try:
+            async for piece in self.stream:
+                self.items.put_nowait(("piece", piece))
+        except BaseException as exc:
+            self.items.put_nowait(("raise", exc))
+            return
+        self.items.put_nowait(("end", None))
+
+    async def next(self) -> Item:
+        """The next item; an error of the reply is raised."""
+        kind, value = await self.items.get()
+        if kind == "raise":
+            raise value
+        return kind, value
+
+    async def aclose(self) -> None:
+        """Stop reading: the model call is cancelled and nothing is stored."""
+        if not self.task.done():
+            self.task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.task
+        await self.stream.aclose()
+
+
+async def sse_reply(merged: _Merged, first: Item) -> AsyncIterator[bytes]:
+    """The reply as Server-Sent Events: `piece` and `tool` events, then `done` or `error`."""
+    item = first
     try:
-        if first is not None:
-            yield _event("piece", {"text": first})
-        async for piece in stream:
-            yield _event("piece", {"text": piece})
+        while item[0] != "end":
+            kind, value = item
+            yield _event(kind, {"text": value} if kind == "piece" else value)
+            item = await merged.next()
     except SecretariesError as exc:
         error = {"code": error_code(exc), "message": str(exc), "status": status_for(exc)}
         yield _event("error", error)
         return
     finally:
-        await stream.aclose()
-    assert stream.reply is not None
-    reply = stream.reply
+        await merged.aclose()
+    reply = merged.stream.reply
+    assert reply is not None
     done = ReplyOut(reply=reply.text, secretary=reply.secretary, source=reply.source)
     yield _event("done", done.model_dump())

@@ -46,6 +46,18 @@ UNKNOWN_OUTCOME = (
 )
 
 
+def status_line(function: str) -> str:
+    """What a chat shows while `function` runs (an MCP tool as `server: tool`)."""
+    return f"🔧 {function.replace('__', ': ')}…"
+
+
+def with_status(text: str, status: str) -> str:
+    """The text so far with the running tool's line under it."""
+    if not status:
+        return text
+    return f"{text}\n\n{status}" if text else status
+
+
 @dataclass(frozen=True)
 class Offered:
     """One function offered to the model: the tool behind it and its OpenAI definition."""

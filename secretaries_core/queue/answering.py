@@ -147,6 +147,7 @@ class Answerer:
                     username=update.username,
                     idempotency_key=key,
                     on_piece=live.feed if live is not None else None,
+                    on_tool=live.tool if live is not None else None,
                     redelivered=redelivered,
                     began=queued_ms(entry_id) / 1000,
                 )

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import uuid
 
+from secretaries_core.conversation.tooling import with_status
 from secretaries_core.queue.client import LIVE_ADD, UNAVAILABLE, Queue, Update
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,22 @@ class LivePieces:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._warned = False
+        self.status = ""  # the running tool's line, shown under the text so far
 
     def feed(self, piece: str) -> None:
         """The model produced `piece` (called synchronously by the message path)."""
         if self._size < PREVIEW_CHARS:
             self._parts.append(piece)
             self._size += len(piece)
+        self._changed.set()
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    def tool(self, function: str, state: str) -> None:
+        """A tool call started or ended (called synchronously by the message path)."""
+        from secretaries_core.conversation.tooling import status_line
+
+        self.status = status_line(function) if state == "started" else ""
         self._changed.set()
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
@@ -81,7 +92,8 @@ class LivePieces:
         while True:
             await self._changed.wait()
             self._changed.clear()
-            await self._publish(WRITING, "".join(self._parts)[:PREVIEW_CHARS])
+            text = with_status("".join(self._parts), self.status)
+            await self._publish(WRITING, text[:PREVIEW_CHARS])
             await asyncio.sleep(self.interval)
 
     async def _publish(self, state: str, text: str) -> None:

@@ -386,3 +386,57 @@ def test_a_secretarys_tools_are_part_of_its_version(tmp_path: Path) -> None:
     catalog.write_text(exported.replace("book", "missing"))
     applied = _cli(home, "apply", str(catalog))
     assert applied.returncode == 1 and "missing" in applied.stderr, applied.stderr
+
+
+def test_rest_stream_has_tool_events_and_usage_counts_tool_calls(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from secretaries_api import create_app
+    from secretaries_api.services import Services
+    from secretaries_core.config import Settings
+    from tests.llm_server import llm_server
+
+    token = "t" * 16
+    with http_tool_server() as (url, _seen), llm_server() as (llm_url, _script):
+        env = {"SECRETARIES_HOME": str(tmp_path), "SECRETARIES_OPENAI_BASE_URL": llm_url}
+        services = Services.from_settings(Settings.load(env=env))
+        auth = {"Authorization": f"Bearer {token}"}
+        with TestClient(create_app(services, api_token=token), headers=auth) as client:
+            assert (
+                client.post(
+                    "/api/tools/", json={"name": "book", "http": url + "/book", "schema": SCHEMA}
+                ).status_code
+                == 201
+            )
+            made = client.post(
+                "/api/secretaries",
+                json={"name": "alice", "model": "openai/m", "prompt": "A.", "is_default": True,
+                      "params": {"tools": "book"}},
+            )  # fmt: skip
+            assert made.status_code in (200, 201), made.text
+            rounds = [[["book", {"room": "S", "hour": 1}]], [["book", {"room": "T", "hour": 2}]]]
+            body = {"user_id": 77, "text": "TOOLS: " + json.dumps(rounds)}
+            with client.stream("POST", "/api/messages?stream=true", json=body) as response:
+                assert response.status_code == 200
+                raw = "".join(response.iter_text())
+            events = [
+                (block.split("\n")[0].removeprefix("event: "),
+                 json.loads(block.split("\n")[1].removeprefix("data: ")))
+                for block in raw.strip().split("\n\n")
+            ]  # fmt: skip
+            tools = [data for name, data in events if name == "tool"]
+            assert (
+                tools
+                == [
+                    {"name": "book", "state": "started"},
+                    {"name": "book", "state": "done"},
+                ]
+                * 2
+            )
+            assert events[-1][0] == "done" and events[-1][1]["reply"].startswith("results: ")
+            # The first tool event comes before any text.
+            assert events[0][0] == "tool"
+            services.orchestrator.flush_usage()
+            usage = client.get("/api/usage").json()
+            assert usage["tool_calls"] == 2, usage
+        services.close()
