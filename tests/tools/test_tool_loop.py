@@ -371,3 +371,36 @@ def test_hostile_tool_output_never_fails_a_turn_nor_leaks(rig: Rig, tmp_path: Pa
         [m.content for m in rig.store.read(41, rig.registry.get_secretary("alice").id)]
     )
     assert key not in everything and "LEAKED" not in everything
+
+
+def test_the_daily_tool_call_quota_and_the_metrics(rig: Rig) -> None:
+    from prometheus_client import generate_latest
+
+    with http_tool_server() as (tool_url, seen), llm_server() as (llm_url, _script):
+        rig.tools.add(ToolSpec("book", "http", url=tool_url + "/book", schema=SCHEMA))
+        rig.secretary("book", tool_calls_per_day=1)
+        orch = rig.orchestrator(llm_url)
+        ask = _ask([[["book", {"room": "Q", "hour": 1}]]])
+
+        async def run() -> list[str]:
+            out = [(await orch.ahandle(51, ask)).text, (await orch.ahandle(51, ask)).text]
+            out.append((await orch.ahandle(52, ask)).text)  # another user has their own
+            await orch.aclose()
+            return out
+
+        first, second, other = asyncio.run(run())
+        exposed = generate_latest(orch.metrics.registry).decode()
+    assert len(seen) == 2
+    assert first.startswith('results: {"booked"') and other.startswith('results: {"booked"')
+    assert second == (
+        "results: error: this tool is unavailable: the user's daily tool-call quota is used up"
+    )
+    assert (
+        'secretaries_tool_calls_total{outcome="ok",secretary="alice",tool="book",version="1"} 2.0'
+        in exposed
+    )
+    assert 'outcome="refused"' in exposed and "secretaries_tool_seconds_bucket" in exposed
+    orch.flush_usage()
+    from secretaries_core.usage import UsageBook
+
+    assert UsageBook(rig.engine).report(telegram_id=51).total.tool_calls == 1
