@@ -219,11 +219,21 @@ class ToolRunner:
         offered: Mapping[str, Offered],
         stored: TurnLedger,
         deadline: float,
+        fresh: set[str],
     ) -> list[dict[str, Any]]:
-        """The `tool` messages answering `calls` (round `number`), in their order."""
+        """The `tool` messages answering `calls` (round `number`), in their order; `fresh`:
+        the call ids whose start this attempt recorded with the round."""
         results = await asyncio.gather(
             *(
-                self._one(turn, f"{_turn_key(turn)}:{number}:{i}", call, offered, stored, deadline)
+                self._one(
+                    turn,
+                    f"{_turn_key(turn)}:{number}:{i}",
+                    call,
+                    offered,
+                    stored,
+                    deadline,
+                    fresh,
+                )
                 for i, call in enumerate(calls)
             )
         )
@@ -240,6 +250,7 @@ class ToolRunner:
         offered: Mapping[str, Offered],
         stored: TurnLedger,
         deadline: float,
+        fresh: set[str],
     ) -> str:
         secretary = turn.resolved.secretary
         found = offered.get(call.name)
@@ -256,28 +267,22 @@ class ToolRunner:
         if call_id in stored.results:
             count("reused")
             return stored.results[call_id][0]
-        if found is None:
-            count("failed")
-            return f"error: no tool named {call.name[:64]!r} is offered"
-        if call_id in stored.started and not found.spec.read_only:
-            count("unknown")
-            return UNKNOWN_OUTCOME
-        try:
-            arguments = json.loads(call.arguments or "{}")
-        except json.JSONDecodeError:
-            arguments = None
-        if not isinstance(arguments, dict):
-            count("failed")
-            return "error: the arguments are not a JSON object"
-        if not await self._quota_allows(turn):
-            count("refused")
-            return "error: this tool is unavailable: the user's daily tool-call quota is used up"
-        keyed = turn.key is not None
-        stored.started.add(call_id)
-        if keyed:
+        refusal = await self._refusal(turn, call_id, call, found, stored, fresh)
+        if refusal is not None:
+            outcome, text = refusal
+            count(outcome)
+            if outcome != "unknown":
+                await self._record(turn, call_id, text, False, stored)
+            return text
+        assert found is not None
+        arguments = json.loads(call.arguments or "{}")
+        if turn.key is not None and call_id not in fresh:
+            # A read-only call sent again: its new start is recorded on its own.
             await self.ledger.write_start(
                 turn.telegram_id, secretary.id, call_id, turn.began, self.now()
             )
+        stored.started.add(call_id)
+        fresh.discard(call_id)
         if turn.on_tool is not None:
             turn.on_tool(found.function, "started")
         left = max(0.001, deadline - time.monotonic())
@@ -288,20 +293,52 @@ class ToolRunner:
         turn.tool_calls += 1
         self.metrics.tool_seconds.labels(tool=found.spec.name).observe(result.seconds)
         count(result.outcome)
-        stored.results[call_id] = (result.text, result.ok)
-        if keyed:
-            await self.ledger.write_result(
-                turn.telegram_id,
-                secretary.id,
-                call_id,
-                result.text,
-                result.ok,
-                turn.began,
-                self.now(),
-            )
+        await self._record(turn, call_id, result.text, result.ok, stored)
         if turn.on_tool is not None:
             turn.on_tool(found.function, "done" if result.ok else "failed")
         return result.text
+
+    async def _refusal(
+        self,
+        turn: Turn,
+        call_id: str,
+        call: ToolCall,
+        found: Offered | None,
+        stored: TurnLedger,
+        fresh: set[str],
+    ) -> tuple[str, str] | None:
+        """(metric outcome, the model's answer) when the call is not sent, else None."""
+        if found is None:
+            return "failed", f"error: no tool named {call.name[:64]!r} is offered"
+        if call_id in stored.started and call_id not in fresh and not found.spec.read_only:
+            return "unknown", UNKNOWN_OUTCOME
+        try:
+            arguments = json.loads(call.arguments or "{}")
+        except json.JSONDecodeError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            return "failed", "error: the arguments are not a JSON object"
+        if not await self._quota_allows(turn):
+            unavailable = "this tool is unavailable: the user's daily tool-call quota is used up"
+            return "refused", f"error: {unavailable}"
+        return None
+
+    async def _record(
+        self, turn: Turn, call_id: str, text: str, ok: bool, stored: TurnLedger
+    ) -> None:
+        """Keep a call's result: in the turn, and for a queued message in the ledger (an
+        answer given again reuses it)."""
+        stored.results[call_id] = (text, ok)
+        if turn.key is not None:
+            await self.ledger.write_result(
+                turn.telegram_id,
+                turn.resolved.secretary.id,
+                call_id,
+                text,
+                ok,
+                turn.began,
+                self.now(),
+            )
 
     async def _quota_allows(self, turn: Turn) -> bool:
         params = turn.resolved.secretary.params
@@ -359,6 +396,7 @@ class ToolLoop:
                 else TurnLedger()
             )
         stored = turn.tool_ledger
+        fresh: set[str] = set()  # call ids whose start this attempt recorded itself
         definitions = [o.definition for o in offered.values()]
         limit = max_rounds(secretary.params)
         total = turn.usage = CallUsage()
@@ -398,6 +436,8 @@ class ToolLoop:
                     return
                 calls, said = usage.tool_calls, "".join(pieces)
                 if turn.key is not None:
+                    # The round and its calls' starts, in one write, before any is sent.
+                    fresh.update(f"{turn.key}:{number}:{i}" for i in range(len(calls)))
                     await self.runner.ledger.write_round(
                         turn.telegram_id,
                         secretary.id,
@@ -416,7 +456,7 @@ class ToolLoop:
                 }
             )
             turn.steps += await self.runner.run_round(
-                turn, number, calls, offered, stored, deadline
+                turn, number, calls, offered, stored, deadline, fresh
             )
             number += 1
 

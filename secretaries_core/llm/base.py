@@ -115,10 +115,18 @@ class ChatRequest:
         if not self.steps and not any(_tool_shaped(turn) for turn in self.history):
             return each_once(_ENCODED, self._said(), _encoded, ENCODED_CAP)
         # A history with tool rounds: those messages carry more than (role, content).
+        if len(_SHAPED) > ENCODED_CAP:
+            _SHAPED.clear()
         out = [_encoded(("system", self.prompt))]
         for turn in _whole_rounds(self.history):
-            shaped = _tool_shaped(turn)
-            out.append(json.dumps(shaped, ensure_ascii=False) if shaped else _encoded_said(turn))
+            key = _shape_key(turn)
+            if key is None:
+                out.append(_encoded_said(turn))
+                continue
+            encoded = _SHAPED.get(key)
+            if encoded is None:
+                encoded = _SHAPED[key] = json.dumps(_tool_shaped(turn), ensure_ascii=False)
+            out.append(encoded)
         out += [_encoded(("user", text)) for text in self.texts]
         out += [json.dumps(dict(step), ensure_ascii=False) for step in self.steps]
         return out
@@ -151,6 +159,25 @@ def _tool_shaped(turn: Said) -> dict[str, Any] | None:
     if turn.role == "assistant" and calls:
         return {"role": "assistant", "content": turn.content or None, "tool_calls": list(calls)}
     return None
+
+
+def _shape_key(turn: Said) -> tuple[Any, ...] | None:
+    """What a tool round's message is encoded from (None: a plain message), as a key."""
+    meta = _metadata(turn)
+    if turn.role == "tool":
+        return ("tool", turn.content, str(meta.get("tool_call_id", "")))
+    calls = meta.get("tool_calls")
+    if turn.role == "assistant" and calls:
+        return (
+            "calls",
+            turn.content,
+            tuple((c.get("id"), str(c.get("function"))) for c in calls if isinstance(c, Mapping)),
+        )
+    return None
+
+
+# A tool round's message (its key) -> its JSON; emptied when it outgrows ENCODED_CAP.
+_SHAPED: dict[tuple[Any, ...], str] = {}
 
 
 def _whole_rounds(history: Sequence[Said]) -> list[Said]:

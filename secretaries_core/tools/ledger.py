@@ -95,18 +95,21 @@ class ToolLedger:
         since: float,
         at: datetime,
     ) -> None:
-        """Record the calls the model asked for in round `number`."""
+        """Record the calls the model asked for in round `number`, and — in the same
+        write, since they all start at once — that each is about to be sent."""
         body = {
             "round": number,
             "calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls],
         }
-        await self._write(user_id, secretary_id, f"round:{turn}:{number}", body, since, at)
+        entries = [(f"round:{turn}:{number}", body)]
+        entries += [(f"start:{turn}:{number}:{i}", {}) for i in range(len(calls))]
+        await self._write(user_id, secretary_id, entries, since, at)
 
     async def write_start(
         self, user_id: int, secretary_id: uuid.UUID, call_id: str, since: float, at: datetime
     ) -> None:
         """Record that `call_id` is about to be sent."""
-        await self._write(user_id, secretary_id, f"start:{call_id}", {}, since, at)
+        await self._write(user_id, secretary_id, [(f"start:{call_id}", {})], since, at)
 
     async def write_result(
         self,
@@ -120,20 +123,24 @@ class ToolLedger:
     ) -> None:
         """Record what `call_id` returned."""
         body = {"text": text, "ok": ok}
-        await self._write(user_id, secretary_id, f"result:{call_id}", body, since, at)
+        await self._write(user_id, secretary_id, [(f"result:{call_id}", body)], since, at)
 
     async def _write(
         self,
         user_id: int,
         secretary_id: uuid.UUID,
-        entry: str,
-        body: dict[str, Any],
+        entries: list[tuple[str, dict[str, Any]]],
         since: float,
         at: datetime,
     ) -> None:
-        message = Message(
-            LEDGER_ROLE, json.dumps(body, ensure_ascii=False), at, {_ENTRY_KEY: entry}
-        )
-        await self.store.aappend_many(
-            [(user_id, ledger_id(secretary_id), message)], policy=LEDGER_POLICY, since=since
-        )
+        # One write: the store's turn guard keys it by its first entry (written once).
+        context = ledger_id(secretary_id)
+        items = [
+            (
+                user_id,
+                context,
+                Message(LEDGER_ROLE, json.dumps(body, ensure_ascii=False), at, {_ENTRY_KEY: entry}),
+            )
+            for entry, body in entries
+        ]
+        await self.store.aappend_many(items, policy=LEDGER_POLICY, since=since)
