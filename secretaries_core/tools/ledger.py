@@ -35,7 +35,11 @@ from secretaries_core.llm.base import ToolCall
 # The first bytes of every ledger id: tells a ledger from a secretary's context.
 _MARK = bytes.fromhex("7e5c7a11ed9e")
 LEDGER_ROLE = "ledger"
-LEDGER_POLICY = ContextPolicy(ttl=timedelta(days=1), max_messages=2000)
+LEDGER_POLICY = ContextPolicy(ttl=timedelta(days=1), max_messages=1000)
+# A turn's entries are among the newest when it is answered again: a user's messages are
+# answered in order, so a redelivery comes before their later turns write more. Reading
+# only these keeps the read's cost flat however many calls the user made today.
+READ_ENTRIES = 256
 _ENTRY_KEY = "update_id"  # the key the stores' turn guards write once per value
 
 
@@ -69,7 +73,8 @@ class ToolLedger:
         """The entries of `turn` (empty for a turn answered the first time)."""
         found = TurnLedger()
         prefix = f":{turn}:"
-        for message in await self.store.aread(user_id, ledger_id(secretary_id)):
+        newest = await self.store.aread(user_id, ledger_id(secretary_id), READ_ENTRIES)
+        for message in newest:
             entry = str((message.metadata or {}).get(_ENTRY_KEY) or "")
             kind, _, rest = entry.partition(":")
             if not (":" + rest).startswith(prefix):
