@@ -82,6 +82,9 @@ async def _bare(base: str, calls: int, tools: list[dict[str, Any]]) -> tuple[flo
             aiohttp.ClientSession() as http,
         ):
             await mcp_session.initialize()
+            # A client offering the server's tools to a model lists them first (so does
+            # ours); the SDK then checks each result against the tool's output schema.
+            await mcp_session.list_tools()
 
             async def one(i: int) -> None:
                 ask = [{"role": "system", "content": PROMPT}, {"role": "user", "content": _text(i)}]

@@ -265,3 +265,12 @@ def test_the_api_doc_block_runs_in_order(tmp_path: Path, redis_url: str) -> None
     finally:
         server.terminate()
         server.communicate(timeout=30)
+
+
+def test_every_metric_is_in_the_metrics_reference() -> None:
+    from secretaries_core.plumbing.metrics import Metrics
+
+    text = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
+    for family in Metrics().registry.collect():
+        suffix = "_total" if family.type == "counter" else ""
+        assert f"`{family.name}{suffix}`" in text, family.name

@@ -28,7 +28,14 @@ if TYPE_CHECKING:
 
 
 def _names(registry: SecretaryRegistry) -> dict[uuid.UUID, str]:
-    return {s.id: s.name for s in registry.list_secretaries(include_inactive=True)}
+    """Secretary id -> name, and each secretary's tool ledger -> `<name> (tool calls)`."""
+    from secretaries_core.tools.ledger import ledger_id
+
+    names = {}
+    for s in registry.list_secretaries(include_inactive=True):
+        names[s.id] = s.name
+        names[ledger_id(s.id)] = f"{s.name} (tool calls)"
+    return names
 
 
 def context_stats(registry: SecretaryRegistry, store: ContextStore) -> ContextStatsOut:

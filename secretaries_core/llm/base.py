@@ -121,7 +121,11 @@ class ChatRequest:
         for turn in _whole_rounds(self.history):
             key = _shape_key(turn)
             if key is None:
-                out.append(_encoded_said(turn))
+                plain = (turn.role, turn.content)
+                found = _ENCODED.get(plain)
+                if found is None:
+                    found = _ENCODED[plain] = _encoded(plain)
+                out.append(found)
                 continue
             encoded = _SHAPED.get(key)
             if encoded is None:
@@ -134,10 +138,6 @@ class ChatRequest:
 
 def _encoded(said: tuple[str, str]) -> str:
     return json.dumps({"role": said[0], "content": said[1]}, ensure_ascii=False)
-
-
-def _encoded_said(turn: Said) -> str:
-    return _encoded((turn.role, turn.content))
 
 
 def _metadata(turn: Said) -> Mapping[str, Any]:

@@ -201,3 +201,68 @@ def test_every_servers_overflow_wording_retries_with_less_history(make: Any, ser
         assert asyncio.run(_stream(orch, "second")) == "all good"
     # the refused request, then the same turn asked again with less history
     assert len(seen) >= 3 and len(seen[-1]["messages"]) < len(seen[-2]["messages"])
+
+
+def _call_delta(index: int, **fields: Any) -> dict[str, Any]:
+    return {**CHUNK, "choices": [{"index": 0, "delta": {"content": "", "tool_calls": [
+        {"index": index, **fields}]}, "finish_reason": None}]}  # fmt: skip
+
+
+# Streamed tool calls as each server sends them (two calls, arguments in pieces).
+# LiteLLM: the first delta of a call has id, type and name; continuation chunks carry only
+# the index and an arguments piece, with `content: ""`.
+LITELLM_CALLS = sse(
+    {**CHUNK, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+    _call_delta(0, id="call_a", type="function", function={"name": "book", "arguments": ""}),
+    _call_delta(0, function={"arguments": '{"room": '}),
+    _call_delta(0, function={"arguments": '"A"}'}),
+    _call_delta(1, id="call_b", type="function", function={"name": "look", "arguments": "{}"}),
+    {**CHUNK, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+)
+# vLLM: the id and name come with the first arguments piece; later pieces repeat no id.
+VLLM_CALLS = sse(
+    _call_delta(0, id="chatcmpl-tool-1", type="function",
+                function={"name": "book", "arguments": '{"room"'}),
+    _call_delta(0, function={"arguments": ': "A"}'}),
+    _call_delta(1, id="chatcmpl-tool-2", type="function",
+                function={"name": "look", "arguments": "{}"}),
+    {**CHUNK, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+)  # fmt: skip
+# llama.cpp's server: no index on the delta at all in older builds; one call per chunk list.
+LLAMA_CALLS = sse(
+    {**CHUNK, "choices": [{"index": 0, "delta": {"tool_calls": [
+        {"id": "x1", "type": "function", "function": {"name": "book",
+         "arguments": '{"room": "A"}'}},
+        {"id": "x2", "type": "function", "function": {"name": "look", "arguments": "{}"}},
+    ]}, "finish_reason": None}]},
+    {**CHUNK, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "wire", [LITELLM_CALLS, VLLM_CALLS, LLAMA_CALLS], ids=["litellm", "vllm", "llama.cpp"]
+)
+def test_streamed_tool_calls_are_assembled_from_each_servers_deltas(wire: bytes) -> None:
+    from secretaries_core.llm.base import CallUsage, ChatRequest
+    from secretaries_core.llm.openai_client import OpenAIAdapter, OpenAIClients
+
+    async def run() -> tuple[list[str], CallUsage]:
+        clients = OpenAIClients(base_url=url, api_key="k", timeout=5, max_retries=0)
+        request = ChatRequest("s", "S.", [], ["book A"], {}, tools=[{"type": "function"}])
+        usage = CallUsage()
+        pieces = [
+            p async for p in OpenAIAdapter("m", clients).pieces(request, stream=True, usage=usage)
+        ]
+        await clients.aclose()
+        return pieces, usage
+
+    with replay([(200, "text/event-stream", wire)]) as (url, seen):
+        pieces, usage = asyncio.run(run())
+    # A reply that is only tool calls is not "a reply with no text".
+    assert pieces == []
+    assert [(c.name, json.loads(c.arguments)) for c in usage.tool_calls] == [
+        ("book", {"room": "A"}),
+        ("look", {}),
+    ]
+    assert len({c.id for c in usage.tool_calls}) == 2
+    assert seen[0]["tools"] == [{"type": "function"}]
