@@ -23,6 +23,7 @@ from bench import (
     resolution,
     startup,
     telegram,
+    tool_call,
 )
 from bench.common import Row, print_table
 
@@ -71,6 +72,7 @@ def main() -> None:
         ("cli start-up", startup.run(runs=3 if q else 5)),
         ("rest api", api.run(clients=50, seconds=3 if q else 10, users=1000)),
         ("telegram", telegram.run(messages=5 if q else 10, chats=200 if q else 600)),
+        ("tools", tool_call.run(calls=50 if q else 300)[0]),
     ]
     rows = [
         Row(f"[{name}] {row.name}", row.ours, row.baseline, row.baseline_name)

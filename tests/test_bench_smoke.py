@@ -16,6 +16,7 @@ from bench import (
     resolution,
     startup,
     telegram,
+    tool_call,
 )
 
 
@@ -88,3 +89,9 @@ def test_budget_usage_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch
 def test_telegram_bench_runs() -> None:
     rows = telegram.run(messages=2, chats=40)
     assert len(rows) == 2 and all(r.ours > 0 and r.baseline > 0 for r in rows)
+
+
+def test_tool_call_bench_runs() -> None:
+    rows, walls = tool_call.run(calls=5)
+    assert len(rows) == 4 and all(r.ours > 0 and r.baseline > 0 for r in rows)
+    assert len(walls["bare"]) == 5
