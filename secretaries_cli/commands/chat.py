@@ -58,9 +58,7 @@ def _pieces(orchestrator: Orchestrator, telegram_id: int, message: str) -> Itera
     """The streamed reply as a plain iterator, driven on the orchestrator's own loop."""
     stream = orchestrator.astream(telegram_id, message)
     # The secretary's tool calls, as they start and end, on stderr (the reply stays clean).
-    stream.on_tool = lambda function, state: typer.echo(
-        f"[tool {function}: {state}]", err=True
-    )
+    stream.on_tool = lambda function, state: typer.echo(f"[tool {function}: {state}]", err=True)
     while True:
         try:
             yield orchestrator.run_sync(anext(stream))

@@ -65,7 +65,7 @@ def show(
         output.table(
             f"{item.secretary} — last active {item.last_activity.isoformat(timespec='seconds')}",
             ["at", "role", "content"],
-            ((m.at.isoformat(timespec="seconds"), m.role, m.content) for m in item.messages),
+            ((m.at.isoformat(timespec="seconds"), m.role, _shown(m)) for m in item.messages),
         )
 
 
@@ -111,3 +111,16 @@ def purge(
         output.say(f"Dry run: {result.purged} context(s) would be purged.")
     else:
         output.say(f"Purged {result.purged} context(s).")
+
+
+def _shown(message: Any) -> str:
+    """A message's text; an assistant's tool calls as `→ name(arguments)` lines."""
+    calls = (message.metadata or {}).get("tool_calls") if message.metadata else None
+    if message.role == "assistant" and calls:
+        lines = [
+            f"→ {c.get('function', {}).get('name')}({c.get('function', {}).get('arguments')})"
+            for c in calls
+            if isinstance(c, dict)
+        ]
+        return "\n".join([message.content, *lines] if message.content else lines)
+    return str(message.content)

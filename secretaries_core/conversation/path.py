@@ -226,6 +226,9 @@ class MessagePath:
             secretary.version,
             turn.resolved.rollout,
             messages=1,
+            # A message whose tool failed counts as an error of its version: a canary
+            # that breaks a tool is rolled back like one that breaks the model.
+            errors=1 if turn.tool_failures else 0,
             prompt_tokens=entry.prompt_tokens,
             completion_tokens=entry.completion_tokens,
         )

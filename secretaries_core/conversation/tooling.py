@@ -291,6 +291,7 @@ class ToolRunner:
             found.spec, arguments, call_id, found.tool, timeout=timeout
         )
         turn.tool_calls += 1
+        turn.tool_failures += 0 if result.ok else 1
         self.metrics.tool_seconds.labels(tool=found.spec.name).observe(result.seconds)
         count(result.outcome)
         await self._record(turn, call_id, result.text, result.ok, stored)

@@ -61,6 +61,7 @@ class Turn:
     # with the answer), and who hears of each call starting and ending (Telegram's draft,
     # the SSE stream): `on_tool(name, "started" | "done" | "failed")`.
     tool_calls: int = 0
+    tool_failures: int = 0  # calls that failed (counted as an error of the version)
     steps: list[dict[str, Any]] = field(default_factory=list)
     on_tool: Callable[[str, str], None] | None = None
     tool_turn: str = ""  # the call ids' turn part when the message has no update id

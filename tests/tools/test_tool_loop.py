@@ -404,3 +404,33 @@ def test_the_daily_tool_call_quota_and_the_metrics(rig: Rig) -> None:
     from secretaries_core.usage import UsageBook
 
     assert UsageBook(rig.engine).report(telegram_id=51).total.tool_calls == 1
+
+
+def test_a_canary_that_breaks_a_tool_is_rolled_back(rig: Rig) -> None:
+    with http_tool_server() as (tool_url, _seen), llm_server() as (llm_url, _script):
+        rig.tools.add(ToolSpec("book", "http", url=tool_url + "/book", schema=SCHEMA))
+        rig.tools.add(ToolSpec("broken", "http", url=tool_url + "/fail", schema=SCHEMA))
+        rig.secretary("book")
+        # The candidate changes only the tools: its calls fail.
+        rig.registry.update_secretary(
+            "alice", AssistantUpdate(params={"tools": "broken"}), draft=True
+        )
+        rig.registry.rollout_start("alice", percent=100, max_error_rate=0.5, min_messages=3)
+        orch = rig.orchestrator(llm_url, resolution_ttl_seconds=0.0)
+
+        async def run() -> list[str]:
+            out = []
+            for user in range(61, 67):
+                text = _ask([[["broken", {"room": "C", "hour": 1}]]])
+                out.append((await orch.ahandle(user, text)).text)
+                orch.flush_usage()
+            await orch.aclose()
+            return out
+
+        replies = asyncio.run(run())
+    # The canary's messages were answered (a failing tool never fails the turn) ...
+    assert replies[0] == "results: error: HTTP 500: database locked"
+    # ... and counted as errors of version 2, which rolled it back.
+    status = rig.registry.rollout_status("alice")
+    assert status["state"] == "rolled_back", status
+    assert status["candidate"]["errors"] >= 3, status
