@@ -33,6 +33,10 @@ class Ticket:
     task: asyncio.Future[Any] | None = None
     superseded: bool = False
     committing: bool = False
+    # This message's tool calls (tools/ledger.TurnLedger), and those of the messages it
+    # superseded: a call they made is not made again by the turn that answers them all.
+    ledger: Any = None
+    carried_ledgers: list[Any] = field(default_factory=list)
 
     def _interrupt(self) -> None:
         # Runs on the ticket's own loop.
@@ -96,6 +100,9 @@ class UserGate:
             earlier.superseded = True
             newer.carried += [*earlier.carried, earlier.text]
             earlier.carried = []
+            newer.carried_ledgers += earlier.carried_ledgers
+            newer.carried_ledgers += [earlier.ledger] if earlier.ledger is not None else []
+            earlier.carried_ledgers = []
             earlier.loop.call_soon_threadsafe(earlier._interrupt)
 
     def start_commit(self, ticket: Ticket) -> bool:

@@ -29,7 +29,7 @@ from secretaries_core.errors import InvalidInput, NotFound, SecretariesError
 from secretaries_core.llm.base import ToolCall
 from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.tools.calling import ToolCaller, ToolResult
-from secretaries_core.tools.ledger import ToolLedger, TurnLedger
+from secretaries_core.tools.ledger import ToolLedger, TurnLedger, same_call
 from secretaries_core.tools.registry import ToolRegistry, tools_param
 from secretaries_core.tools.spec import ToolSpec
 from secretaries_core.usage.quotas import PARAM_TOOL_CALLS, Quotas
@@ -267,6 +267,12 @@ class ToolRunner:
         if call_id in stored.results:
             count("reused")
             return stored.results[call_id][0]
+        carried = await self._carried(turn, call, found)
+        if carried is not None:
+            outcome, text, ok = carried
+            count(outcome)
+            await self._record(turn, call_id, text, ok, stored)
+            return text
         refusal = await self._refusal(turn, call_id, call, found, stored, fresh)
         if refusal is not None:
             outcome, text = refusal
@@ -287,9 +293,21 @@ class ToolRunner:
             turn.on_tool(found.function, "started")
         left = max(0.001, deadline - time.monotonic())
         timeout = min(found.spec.timeout_for(tool_timeout(secretary.params)), left)
-        result: ToolResult = await self.caller.call(
-            found.spec, arguments, call_id, found.tool, timeout=timeout
+        running = asyncio.ensure_future(
+            self.caller.call(found.spec, arguments, call_id, found.tool, timeout=timeout)
         )
+        same = same_call(call.name, call.arguments)
+        stored.running[same] = running
+
+        def kept(done: asyncio.Future[ToolResult]) -> None:
+            stored.running.pop(same, None)
+            if not done.cancelled() and done.exception() is None:
+                stored.results.setdefault(call_id, (done.result().text, done.result().ok))
+
+        running.add_done_callback(kept)
+        # Shielded: a call that was sent runs to its end even if this turn is interrupted
+        # (the newer turn that answers it too then reuses its result).
+        result: ToolResult = await asyncio.shield(running)
         turn.tool_calls += 1
         turn.tool_failures += 0 if result.ok else 1
         self.metrics.tool_seconds.labels(tool=found.spec.name).observe(result.seconds)
@@ -298,6 +316,26 @@ class ToolRunner:
         if turn.on_tool is not None:
             turn.on_tool(found.function, "done" if result.ok else "failed")
         return result.text
+
+    async def _carried(
+        self, turn: Turn, call: ToolCall, found: Offered | None
+    ) -> tuple[str, str, bool] | None:
+        """(outcome, text, ok) when a message this turn superseded made the same call:
+        its result (awaited if still running) is reused; one sent whose outcome is unknown
+        is not sent again, unless read-only."""
+        for earlier in turn.ticket.carried_ledgers:
+            known = earlier.earlier(call.name, call.arguments)
+            if known is None:
+                continue
+            if known == "started":
+                if found is not None and found.spec.read_only:
+                    return None
+                return "unknown", UNKNOWN_OUTCOME, False
+            if isinstance(known, tuple):
+                return "reused", known[0], known[1]
+            result: ToolResult = await asyncio.shield(known)
+            return "reused", result.text, result.ok
+        return None
 
     async def _refusal(
         self,
@@ -394,9 +432,11 @@ class ToolLoop:
             turn.tool_ledger = (
                 await self.runner.ledger.read(turn.telegram_id, secretary.id, turn.key)
                 if turn.key is not None
-                else TurnLedger()
+                else TurnLedger(turn=_turn_key(turn))
             )
         stored = turn.tool_ledger
+        # A newer message that supersedes this one (policy `interrupt`) takes it along.
+        turn.ticket.ledger = stored
         fresh: set[str] = set()  # call ids whose start this attempt recorded itself
         definitions = [o.definition for o in offered.values()]
         limit = max_rounds(secretary.params)

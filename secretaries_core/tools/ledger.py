@@ -54,13 +54,42 @@ def is_ledger(context_id: uuid.UUID) -> bool:
     return context_id.bytes.startswith(_MARK)
 
 
+def same_call(name: str, arguments: str) -> tuple[str, str]:
+    """A call's function and arguments in one canonical form (key order, spacing)."""
+    try:
+        found = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return name, arguments
+    return name, json.dumps(found, sort_keys=True, ensure_ascii=False)
+
+
 @dataclass
 class TurnLedger:
-    """What the ledger holds for one turn: its rounds' calls, started calls, results."""
+    """What the ledger holds for one turn: its rounds' calls, started calls, results, and
+    (in this process) the calls still running, by `same_call`."""
 
     rounds: dict[int, list[ToolCall]] = field(default_factory=dict)
     started: set[str] = field(default_factory=set)
     results: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    running: dict[tuple[str, str], Any] = field(default_factory=dict)
+    turn: str = ""  # the call ids' turn part
+
+    def earlier(self, name: str, arguments: str) -> Any:
+        """What this turn knows of the same call: its result `(text, ok)`, the running
+        call (an awaitable), "started" (sent, outcome unknown), or None."""
+        wanted = same_call(name, arguments)
+        if wanted in self.running:
+            return self.running[wanted]
+        for number, calls in self.rounds.items():
+            for i, call in enumerate(calls):
+                if same_call(call.name, call.arguments) != wanted:
+                    continue
+                call_id = f"{self.turn}:{number}:{i}"
+                if call_id in self.results:
+                    return self.results[call_id]
+                if call_id in self.started:
+                    return "started"
+        return None
 
 
 class ToolLedger:
@@ -71,7 +100,7 @@ class ToolLedger:
 
     async def read(self, user_id: int, secretary_id: uuid.UUID, turn: str) -> TurnLedger:
         """The entries of `turn` (empty for a turn answered the first time)."""
-        found = TurnLedger()
+        found = TurnLedger(turn=turn)
         prefix = f":{turn}:"
         newest = await self.store.aread(user_id, ledger_id(secretary_id), READ_ENTRIES)
         for message in newest:

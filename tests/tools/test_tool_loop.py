@@ -434,3 +434,29 @@ def test_a_canary_that_breaks_a_tool_is_rolled_back(rig: Rig) -> None:
     status = rig.registry.rollout_status("alice")
     assert status["state"] == "rolled_back", status
     assert status["candidate"]["errors"] >= 3, status
+
+
+def test_an_interrupting_message_reuses_the_call_the_interrupted_one_made(rig: Rig) -> None:
+    from secretaries_core.errors import Interrupted
+
+    with http_tool_server() as (tool_url, seen), llm_server() as (llm_url, _script):
+        rig.tools.add(ToolSpec("book", "http", url=tool_url + "/slow", schema=SCHEMA))
+        rig.secretary("book", double_texting="interrupt")
+        orch = rig.orchestrator(llm_url)
+        same = _ask([[["book", {"hour": 1.5, "room": "I"}]]])
+
+        async def run() -> str:
+            first = asyncio.ensure_future(orch.ahandle(71, same, idempotency_key="i1"))
+            while not seen:  # the booking is on its way
+                await asyncio.sleep(0.01)
+            second = await orch.ahandle(71, same.replace('"hour"', ' "hour"'),
+                                        idempotency_key="i2")  # fmt: skip
+            with pytest.raises(Interrupted):
+                await first
+            await orch.aclose()
+            return second.text
+
+        text = asyncio.run(run())
+    # The booking was sent once; the newer message answered with its result.
+    assert len(seen) == 1 and seen[0]["key"] == "i1:0:0"
+    assert text == 'results: {"booked": {"hour": 1.5, "room": "I"}}'
