@@ -460,3 +460,33 @@ def test_an_interrupting_message_reuses_the_call_the_interrupted_one_made(rig: R
     # The booking was sent once; the newer message answered with its result.
     assert len(seen) == 1 and seen[0]["key"] == "i1:0:0"
     assert text == 'results: {"booked": {"hour": 1.5, "room": "I"}}'
+
+
+def _text(fields: dict[Any, Any]) -> str:
+    value = fields.get(b"text", fields.get("text", b""))
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def test_workers_live_preview_names_the_running_tool(redis_url: str) -> None:
+    from secretaries_core.queue import Queue
+    from secretaries_core.queue.client import Update
+    from secretaries_core.queue.live import LivePieces
+
+    queue = Queue(redis_url, prefix=f"live{time.monotonic_ns()}:")
+
+    async def run() -> list[str]:
+        live = LivePieces(queue, Update(5, 81, "book"), interval=0.01)
+        live.feed("Let me check. ")
+        live.tool("cal__list_events", "started")
+        await asyncio.sleep(0.1)
+        live.tool("cal__list_events", "done")
+        live.feed("Done.")
+        await asyncio.sleep(0.1)
+        await live.end()
+        entries = await queue.aclient().xrange(queue.keys.live)
+        await queue.aclose()
+        return [_text(fields) for _id, fields in entries]
+
+    texts = asyncio.run(run())
+    assert "Let me check. \n\n🔧 cal: list_events…" in texts, texts
+    assert "Let me check. Done." in texts, texts
