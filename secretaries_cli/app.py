@@ -14,6 +14,7 @@ from secretaries_cli.commands import (
     chat,
     contexts,
     database,
+    evals,
     links,
     providers,
     queue,
@@ -104,6 +105,7 @@ usage.register(app)
 serve.register(app)
 versions.register(app)
 versions.register_replay(app)
+evals.register(app)
 providers.register(app)
 tokens.register(app)
 tools.register(app)

@@ -35,6 +35,7 @@ from secretaries_core.conversation.summarizing import Summarizer
 from secretaries_core.conversation.tokens import TokenCounter
 from secretaries_core.conversation.tooling import ToolBox, ToolLoop, ToolRunner
 from secretaries_core.conversation.turn import IDEMPOTENCY_KEY, Reply, ReplyStream
+from secretaries_core.evals.canary import CanaryJudge
 from secretaries_core.llm.base import ModelAdapter
 from secretaries_core.llm.fallback import (
     PARAM_CONTEXT_FALLBACK,
@@ -158,6 +159,13 @@ class Orchestrator:
             summarizer=self.summarizer,
             counts=self.versions,
             now=self._now,
+            canary=CanaryJudge(
+                registry.running_rollout,
+                self._hops.run,
+                self.versions,
+                self._judge_adapter,
+                settings.model_timeout_seconds,
+            ),
         )
         self._sync = SyncRunner()
         self._owned_engine: Engine | None = None
@@ -296,6 +304,9 @@ class Orchestrator:
             user_id=user_id,
         )
 
+    def _judge_adapter(self, model: str) -> ModelAdapter:
+        return self.adapter_for(SecretarySnapshot(uuid.UUID(int=0), "judge", model, "", {}, 0))
+
     def adapter_for(self, secretary: SecretarySnapshot) -> ModelAdapter:
         """The secretary's model, or its fallback chain when it has one."""
         chain = [secretary.model, *fallback_models(dict(secretary.params))]
@@ -412,8 +423,11 @@ class Orchestrator:
         await asyncio.to_thread(self.close)
 
     async def drain(self) -> None:
-        """Wait (up to the model deadline) for summaries started on this event loop."""
+        """Wait (up to the model deadline) for summaries and canary judgements started on
+        this event loop."""
         await self.summarizer.drain()
+        if self.path.canary is not None:
+            await self.path.canary.drain()
 
     async def _aclose_loop_resources(self) -> None:
         # Summaries still being written on this loop get their deadline to finish.

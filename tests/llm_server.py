@@ -22,6 +22,8 @@ the assistant `tool_calls` messages after that user message) with those calls (i
 pieces with no id and `content: ""`). After the last round, or with `tool_choice: "none"`,
 it answers `results: <each tool message after the user message, joined by " / ">`.
 
+A judge's request (evals/judge.py prompts) is answered as a judge: see `judged`.
+
 Run alone for benchmarks: `python -m tests.llm_server --port 8001 --latency 1.0`.
 """
 
@@ -71,6 +73,25 @@ def reply_text(body: dict[str, Any]) -> str:
     """Name the system prompt and the last message, and count the ones between."""
     messages = body["messages"]
     return f"<{messages[0]['content']}> re: {messages[-1]['content']} ({len(messages) - 2} earlier)"
+
+
+def judged(body: dict[str, Any]) -> str | None:
+    """The judge's answer when the request is a judge's (secretaries_core/evals/judge.py):
+    FAIL for a reply holding "BAD", an unreadable verdict for one holding "GARBAGE", else
+    PASS; comparing two replies, the one without "BAD" wins."""
+    system = str(body["messages"][0].get("content") or "")
+    said = str(body["messages"][-1].get("content") or "")
+    if system.startswith("You grade one reply"):
+        graded = said.split("Reply to grade:", 1)[-1]
+        if "GARBAGE" in graded:
+            return "Looks fine to me, I suppose."
+        return "FAIL: rude to the user" if "BAD" in graded else "PASS: polite and on topic"
+    if system.startswith("You compare two replies"):
+        a, b = said.split("Reply A:", 1)[-1].split("Reply B:", 1)
+        if ("BAD" in a) == ("BAD" in b):
+            return "TIE: as good as each other"
+        return "B: A is rude" if "BAD" in a else "A: B is rude"
+    return None
 
 
 def tool_round(body: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -153,6 +174,8 @@ async def _answer(
     calls = tool_round(body)
     if behaviour == "ok" and calls is None:
         text = tool_results_text(body) or text
+    if behaviour == "ok":
+        text = judged(body) or text
     if behaviour.isdigit():
         status = int(behaviour)
         headers = {"Retry-After": "0"} if status == 429 else {}

@@ -24,9 +24,11 @@ def _status(ctx: typer.Context, sec: str, json: bool) -> None:
         output.emit_json(doc)
         return
     output.say(f"{doc['secretary']}: rollout {doc['state']} at {doc['percent']}%")
+    judged = bool(doc.get("judge"))
+    columns = ["side", "version", "messages", "errors", "error rate", "likes", "dislikes"]
     output.table(
         None,
-        ["side", "version", "messages", "errors", "error rate", "likes", "dislikes"],
+        columns + (["judged", "judge fail rate"] if judged else []),
         (
             (
                 name,
@@ -36,6 +38,7 @@ def _status(ctx: typer.Context, sec: str, json: bool) -> None:
                 side["error_rate"],
                 side["likes"],
                 side["dislikes"],
+                *((side["judged"], side["judge_fail_rate"]) if judged else ()),
             )
             for name, side in (("live", doc["live"]), ("candidate", doc["candidate"]))
         ),
@@ -160,12 +163,41 @@ def register(app: App) -> None:
             int,
             typer.Option("--min-messages", min=1, help="Candidate messages before judging."),
         ] = 50,
+        require_eval: Annotated[
+            bool,
+            typer.Option("--require-eval", help="Refuse a version whose latest eval failed."),
+        ] = False,
+        judge: Annotated[
+            str | None,
+            typer.Option("--judge", metavar="RUBRIC", help="Judge the candidate's replies."),
+        ] = None,
+        judge_sample: Annotated[
+            float,
+            typer.Option("--judge-sample", metavar="P", help="Percent of replies judged."),
+        ] = 100.0,
+        max_judge_fail_rate: Annotated[
+            float | None,
+            typer.Option(
+                "--max-judge-fail-rate", metavar="R", help="Roll back above this rate (0-1)."
+            ),
+        ] = None,
+        judge_model: Annotated[
+            str | None,
+            typer.Option("--judge-model", help="The judge's model (default: the candidate's)."),
+        ] = None,
         json: JsonFlag = False,
     ) -> None:
         """Serve a version to P% of SEC's users; roll back by itself past the limits.
 
         Example: secretaries rollout start alice --percent 10 --max-error-rate 0.05
         """
+        from secretaries_core.catalog.registry.rollouts import Judging
+
+        judging = None
+        if judge is not None:
+            judging = Judging(judge, judge_sample, max_judge_fail_rate, judge_model)
+        elif max_judge_fail_rate is not None:
+            raise typer.BadParameter("needs --judge RUBRIC", param_hint="--max-judge-fail-rate")
         runtime(ctx).registry().rollout_start(
             sec,
             percent=percent,
@@ -173,6 +205,8 @@ def register(app: App) -> None:
             max_error_rate=max_error_rate,
             max_dislike_rate=max_dislike_rate,
             min_messages=min_messages,
+            require_eval=require_eval,
+            judge=judging,
         )
         _status(ctx, sec, json)
 

@@ -68,6 +68,11 @@ ROLLOUT_TABLE = Table(
     Column("started_at", UTCDateTime(), nullable=False),
     Column("ended_at", UTCDateTime(), nullable=True),
     Column("reason", Text, nullable=True),
+    # A judge reading a sample of the candidate's replies (migration 0010).
+    Column("judge_rubric", Text, nullable=True),
+    Column("judge_model", String(200), nullable=True),
+    Column("judge_sample", Float, nullable=True),
+    Column("max_judge_fail_rate", Float, nullable=True),
     # At most one running rollout per secretary, kept by the database.
     Index(
         "uq_rollout_one_running",
@@ -92,6 +97,22 @@ VERSION_COUNT_TABLE = Table(
     Column("completion_tokens", BigInteger, nullable=False),
     Column("likes", Integer, nullable=False),
     Column("dislikes", Integer, nullable=False),
+    # Replies the rollout's judge read, and those it failed (migration 0010).
+    Column("judged", Integer, nullable=False, server_default="0"),
+    Column("judge_failed", Integer, nullable=False, server_default="0"),
+)
+
+# The latest eval of each version (`secretaries eval`), which release gates require.
+EVAL_TABLE = Table(
+    "version_eval",
+    metadata,
+    Column("secretary_id", Uuid, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("passed", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("content", String(64), nullable=False),
+    Column("failures", JSON, nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
 )
 
 PIN_TABLE = Table(

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import DOUBLE_TEXTING, Settings
@@ -67,6 +67,7 @@ class MessagePath:
         summarizer: Summarizer,
         counts: VersionCounts,
         now: Callable[[], datetime],
+        canary: Any = None,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -82,6 +83,8 @@ class MessagePath:
         self.summarizer = summarizer
         self.counts = counts
         self.now = now
+        # evals/canary.CanaryJudge: judges a sample of a judged rollout's candidate replies.
+        self.canary = canary
 
     # -- the whole path ---------------------------------------------------------------------
 
@@ -233,6 +236,8 @@ class MessagePath:
             completion_tokens=entry.completion_tokens,
         )
         self.summarizer.later(turn)
+        if self.canary is not None:
+            self.canary.later(turn, answer)
         resolved = turn.resolved
         return Reply(
             answer,

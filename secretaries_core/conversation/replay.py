@@ -10,6 +10,7 @@ the period `replay` (never in users' usage or quotas, never in rollout compariso
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,33 @@ def _last_exchange(messages: list[Message]) -> tuple[list[Message], str, str | N
     return None
 
 
+def choose_version(name: str, rows: list[Any], version: int | None, what: str) -> Any:
+    """Version `version` of the rows, else the newest draft or candidate."""
+    if version is None:
+        pending = [v for v in rows if v.state in ("candidate", "draft")]
+        if not pending:
+            raise InvalidInput(f"{name} has no draft or candidate to {what}; pass --version N")
+        return pending[0]
+    matching = [v for v in rows if v.version == version]
+    if not matching:
+        raise InvalidInput(f"{name} has no version {version}")
+    return matching[0]
+
+
+def version_instance(
+    orchestrator: Orchestrator, secretary_id: uuid.UUID, name: str, chosen: Any
+) -> SecretaryInstance:
+    """A ready instance of one version (not pooled: replay and eval are one-offs)."""
+    snapshot = SecretarySnapshot(
+        secretary_id, name, chosen.model, chosen.prompt, dict(chosen.params), chosen.version
+    )
+    return SecretaryInstance(
+        secretary=snapshot,
+        adapter=orchestrator.adapter_for(snapshot),
+        policy=orchestrator.settings.context_policy.for_secretary(snapshot.params),
+    )
+
+
 async def replay(
     orchestrator: Orchestrator,
     secretary: str,
@@ -74,26 +102,8 @@ async def replay(
     registry, store, hops = orchestrator.registry, orchestrator.store, orchestrator.hops
     found = await hops.run(registry.get_secretary, secretary)
     rows = await hops.run(registry.versions, found.id)
-    if version is None:
-        pending = [v for v in rows if v.state in ("candidate", "draft")]
-        if not pending:
-            raise InvalidInput(
-                f"{found.name} has no draft or candidate to replay; pass --version N"
-            )
-        chosen = pending[0]
-    else:
-        matching = [v for v in rows if v.version == version]
-        if not matching:
-            raise InvalidInput(f"{found.name} has no version {version}")
-        chosen = matching[0]
-    snapshot = SecretarySnapshot(
-        found.id, found.name, chosen.model, chosen.prompt, dict(chosen.params), chosen.version
-    )
-    instance = SecretaryInstance(
-        secretary=snapshot,
-        adapter=orchestrator.adapter_for(snapshot),
-        policy=orchestrator.settings.context_policy.for_secretary(snapshot.params),
-    )
+    chosen = choose_version(found.name, rows, version, "replay")
+    instance = version_instance(orchestrator, found.id, found.name, chosen)
 
     def contexts() -> list[int]:
         picked = []

@@ -349,6 +349,10 @@ class ToolRunner:
         """(metric outcome, the model's answer) when the call is not sent, else None."""
         if found is None:
             return "failed", f"error: no tool named {call.name[:64]!r} is offered"
+        if turn.tools_mode != "live" and not found.spec.read_only:
+            # An eval or a replay: nothing with side effects runs.
+            turn.not_run.append(f"{call.name}({call.arguments[:200]})")
+            return "skipped", f"not run in {turn.tools_mode}: {call.name} is not read-only"
         if call_id in stored.started and call_id not in fresh and not found.spec.read_only:
             return "unknown", UNKNOWN_OUTCOME
         try:
@@ -357,7 +361,7 @@ class ToolRunner:
             arguments = None
         if not isinstance(arguments, dict):
             return "failed", "error: the arguments are not a JSON object"
-        if not await self._quota_allows(turn):
+        if turn.tools_mode == "live" and not await self._quota_allows(turn):
             unavailable = "this tool is unavailable: the user's daily tool-call quota is used up"
             return "refused", f"error: {unavailable}"
         return None

@@ -64,6 +64,10 @@ class Turn:
     tool_failures: int = 0  # calls that failed (counted as an error of the version)
     steps: list[dict[str, Any]] = field(default_factory=list)
     on_tool: Callable[[str, str], None] | None = None
+    # "live", or "eval"/"replay": then only read-only tools run; the others are answered
+    # "not run in eval" and listed in `not_run`.
+    tools_mode: str = "live"
+    not_run: list[str] = field(default_factory=list)
     tool_turn: str = ""  # the call ids' turn part when the message has no update id
     tool_ledger: Any = None  # tools.ledger.TurnLedger: read once, kept across retries
 

@@ -17,11 +17,11 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from secretaries_core.catalog.registry.rollouts import dislike_rate, error_rate
+from secretaries_core.catalog.registry.rollouts import dislike_rate, error_rate, judge_fail_rate
 from secretaries_core.catalog.versions_tables import VERSION_COUNT_TABLE
 from secretaries_core.plumbing.db import transaction
 from secretaries_core.plumbing.flusher import BackgroundFlush
@@ -31,7 +31,16 @@ if TYPE_CHECKING:
     from secretaries_core.catalog.registry import SecretaryRegistry
 
 log = logging.getLogger(__name__)
-FIELDS = ("messages", "errors", "prompt_tokens", "completion_tokens", "likes", "dislikes")
+FIELDS = (
+    "messages",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "likes",
+    "dislikes",
+    "judged",
+    "judge_failed",
+)
 ALL = "all"
 Key = tuple[uuid.UUID, int, str]
 
@@ -118,7 +127,12 @@ class VersionCounts(BackgroundFlush):
             return None
         found = self.registry.rollout_counts(rollout)
         candidate, live = found.get(rollout.candidate_version), found.get(rollout.live_version)
-        if candidate is None or candidate.messages < rollout.min_messages:
+        if candidate is None:
+            return None
+        reason = _judged_worse(rollout, candidate)
+        if reason is not None:
+            return self._roll_back(rollout, reason)
+        if candidate.messages < rollout.min_messages:
             return None
         reason = _worse(
             rollout.max_error_rate, error_rate(candidate), error_rate(live), "error"
@@ -127,8 +141,10 @@ class VersionCounts(BackgroundFlush):
         )
         if reason is None:
             return None
-        reason = f"{reason} after {candidate.messages} candidate message(s)"
-        if self.registry.roll_back_rollout(rollout_id, reason):
+        return self._roll_back(rollout, f"{reason} after {candidate.messages} candidate message(s)")
+
+    def _roll_back(self, rollout: Any, reason: str) -> str:
+        if self.registry.roll_back_rollout(rollout.id, reason):
             name = self._name(rollout.secretary_id)
             log.warning("rollout of %s rolled back: %s", name, reason)
             if self.on_rollback is not None:
@@ -140,6 +156,19 @@ class VersionCounts(BackgroundFlush):
             return self.registry.get_secretary(secretary_id).name
         except Exception:  # the rollout is what matters; a name is for the log
             return str(secretary_id)
+
+
+def _judged_worse(rollout: Any, candidate: Any) -> str | None:
+    """The judge's reason to roll back: more than `min_messages` judged replies and a
+    failure rate above the rollout's limit (the same minimum sample as for errors)."""
+    limit = rollout.max_judge_fail_rate
+    judged = int(getattr(candidate, "judged", 0) or 0)
+    if limit is None or judged < rollout.min_messages:
+        return None
+    rate = judge_fail_rate(candidate)
+    if rate <= limit:
+        return None
+    return f"candidate judge fail rate {rate:.2f} above {limit:g} over {judged} judged reply(ies)"
 
 
 def _worse(limit: float | None, candidate: float, live: float, what: str) -> str | None:

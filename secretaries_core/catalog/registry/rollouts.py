@@ -14,7 +14,7 @@ percentage only adds users (a user is in at P% iff their bucket is below P x 100
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, select, update
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from secretaries_core.catalog.models import Assistant, TelegramUser
 from secretaries_core.catalog.reads import SERVED_MARKS
 from secretaries_core.catalog.registry.base import Change
+from secretaries_core.catalog.registry.evals import EvalsMixin
 from secretaries_core.catalog.registry.versions import (
     DEFAULT_MIN_MESSAGES,
     Rollout,
@@ -41,7 +42,7 @@ from secretaries_core.catalog.versions_tables import (
 from secretaries_core.errors import Conflict, InvalidInput, NotFound
 
 
-class RolloutsMixin(VersionsMixin):
+class RolloutsMixin(VersionsMixin, EvalsMixin):
     """Rollouts, rollback and the served version."""
 
     def rollback(self, ref: str | uuid.UUID, to: int, *, note: str | None = None) -> Change:
@@ -85,9 +86,15 @@ class RolloutsMixin(VersionsMixin):
         max_error_rate: float | None = None,
         max_dislike_rate: float | None = None,
         min_messages: int = DEFAULT_MIN_MESSAGES,
+        require_eval: bool = False,
+        judge: Judging | None = None,
     ) -> Rollout:
-        """Serve VERSION (default: the newest draft) to PERCENT% of SEC's users."""
+        """Serve VERSION (default: the newest draft) to PERCENT% of SEC's users; with
+        `require_eval`, only a version whose latest eval passed; with `judge`, a sample of
+        the candidate's replies is judged and a failing rate rolls it back."""
         _check_percent(percent)
+        if judge is not None:
+            judge.check()
         for name, rate in (
             ("max error rate", max_error_rate),
             ("max dislike rate", max_dislike_rate),
@@ -108,6 +115,8 @@ class RolloutsMixin(VersionsMixin):
             row = self._version_row(session, secretary, chosen)
             if row.version == secretary.version:
                 raise InvalidInput(f"version {chosen} is already live")
+            if require_eval:
+                self._require_eval(session, secretary.name, secretary.id, row.version)
             rollout_id = uuid.uuid4()
             session.execute(
                 ROLLOUT_TABLE.insert().values(
@@ -121,6 +130,7 @@ class RolloutsMixin(VersionsMixin):
                     max_dislike_rate=max_dislike_rate,
                     min_messages=min_messages,
                     started_at=self.clock(),
+                    **(judge.columns() if judge is not None else {}),
                 )
             )
             self._set_state(session, secretary.id, row.version, "candidate")
@@ -273,6 +283,9 @@ class RolloutsMixin(VersionsMixin):
                 "max_error_rate": rollout.max_error_rate,
                 "max_dislike_rate": rollout.max_dislike_rate,
                 "min_messages": rollout.min_messages,
+                "judge": rollout.judge_rubric,
+                "judge_sample": rollout.judge_sample,
+                "max_judge_fail_rate": rollout.max_judge_fail_rate,
                 "started_at": rollout.started_at.isoformat(),
                 "ended_at": rollout.ended_at.isoformat() if rollout.ended_at else None,
                 "reason": rollout.reason,
@@ -355,6 +368,43 @@ def _rollout_counts(session: Session, rollout: Rollout) -> dict[int, Any]:
     return {row.version: row for row in rows}
 
 
+@dataclass(frozen=True)
+class Judging:
+    """A rollout's judge: the rubric, the model, the sample (percent of the candidate's
+    replies) and the failure rate that rolls the candidate back."""
+
+    rubric: str
+    sample: float = 100.0
+    max_fail_rate: float | None = None
+    model: str | None = None
+
+    def check(self) -> None:
+        """`InvalidInput` saying what is wrong."""
+        if not self.rubric.strip():
+            raise InvalidInput("--judge needs a rubric (what a good reply does)")
+        if not 0 < self.sample <= 100:
+            raise InvalidInput(f"--judge-sample is a percent in (0, 100], got {self.sample:g}")
+        if self.max_fail_rate is not None and not 0 <= self.max_fail_rate <= 1:
+            raise InvalidInput(
+                f"--max-judge-fail-rate is a fraction between 0 and 1, got {self.max_fail_rate}"
+            )
+
+    def columns(self) -> dict[str, Any]:
+        """The rollout row's judge columns."""
+        return {
+            "judge_rubric": self.rubric,
+            "judge_model": self.model,
+            "judge_sample": self.sample,
+            "max_judge_fail_rate": self.max_fail_rate,
+        }
+
+
+def judge_fail_rate(row: Any) -> float:
+    """Failed verdicts per judged reply of a counts row (0 without any)."""
+    judged = int(getattr(row, "judged", 0) or 0) if row is not None else 0
+    return int(row.judge_failed or 0) / judged if judged else 0.0
+
+
 def error_rate(row: Any) -> float:
     """Errors per message of a counts row (0 without messages or without a row)."""
     return row.errors / row.messages if row is not None and row.messages else 0.0
@@ -380,6 +430,8 @@ def side(version: int, row: Any) -> dict[str, Any]:
         "likes": likes,
         "dislikes": dislikes,
         "dislike_rate": round(dislike_rate(row), 4),
+        "judged": int(getattr(row, "judged", 0) or 0) if row is not None else 0,
+        "judge_fail_rate": round(judge_fail_rate(row), 4),
         "prompt_tokens": int(row.prompt_tokens) if row is not None else 0,
         "completion_tokens": int(row.completion_tokens) if row is not None else 0,
     }

@@ -48,6 +48,7 @@ class VersionInfo:
     note: str | None
     created_at: datetime
     state: VersionState
+    eval: Any = None  # the latest EvalRecord (registry/evals.py), if any
 
     def doc(self) -> dict[str, Any]:
         """The SPEC's JSON shape."""
@@ -59,6 +60,7 @@ class VersionInfo:
             "note": self.note,
             "created_at": self.created_at.isoformat(),
             "state": self.state,
+            "eval": self.eval.doc() if self.eval is not None else None,
         }
 
 
@@ -90,6 +92,10 @@ class Rollout:
     started_at: datetime
     ended_at: datetime | None
     reason: str | None
+    judge_rubric: str | None = None
+    judge_model: str | None = None
+    judge_sample: float | None = None
+    max_judge_fail_rate: float | None = None
 
 
 def prompt_diff(old: str, new: str, old_name: str, new_name: str) -> str:
@@ -186,6 +192,9 @@ class VersionsMixin(ProvidersMixin):
             secretary = self._secretary(session, ref)
             self._ensure_live_row(session, secretary)
             running = self._running(session, secretary.id)
+            from secretaries_core.catalog.registry.evals import EvalsMixin
+
+            evals = EvalsMixin._evals(session, secretary.id)
             rows = session.execute(
                 select(VERSION_TABLE)
                 .where(VERSION_TABLE.c.secretary_id == secretary.id)
@@ -209,6 +218,7 @@ class VersionsMixin(ProvidersMixin):
                         row.note,
                         row.created_at,
                         state,
+                        evals.get(row.version),
                     )
                 )
             return out

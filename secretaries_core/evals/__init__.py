@@ -1,0 +1,1 @@
+"""Release gates: eval suites run against a version, checks, and the judge."""
