@@ -4,7 +4,6 @@ under `eval`/`judge`, and a judged canary rolling itself back — against the mo
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -161,7 +160,7 @@ def test_bad_suites_are_refused_naming_the_case() -> None:
         ("cases: [{name: a, expect: [{contains: x}]}]", "needs a `message`"),
         ("cases: [", "not valid YAML"),
     ):  # fmt: skip
-        with pytest.raises(InvalidInput, match=".*") as caught:
+        with pytest.raises(InvalidInput) as caught:
             parse_suite(text, "s.yaml")
         assert fragment in str(caught.value), (text, str(caught.value))
 
@@ -175,7 +174,7 @@ def test_the_gate_refuses_then_allows(rig: Rig, served: Any) -> None:
     served[1].tag = "BAD "
     suite = _suite({"name": "polite", "message": "hi", "expect": [{"judge": "Polite."}]})
     assert rig.run(suite).failed == 1
-    with pytest.raises(InvalidInput, match="failed 1 case.*polite: judge: FAIL"):
+    with pytest.raises(InvalidInput, match=r"failed 1 case.*polite: judge: FAIL"):
         start()
     served[1].tag = ""
     assert rig.run(suite).failed == 0
