@@ -20,6 +20,11 @@ class RolloutIn(BaseModel):
     max_error_rate: float | None = Field(default=None, ge=0, le=1)
     max_dislike_rate: float | None = Field(default=None, ge=0, le=1)
     min_messages: int = Field(default=50, ge=1)
+    require_eval: bool = False
+    judge: str | None = Field(default=None, description="Judge the candidate's replies")
+    judge_sample: float = Field(default=100.0, gt=0, le=100)
+    max_judge_fail_rate: float | None = Field(default=None, ge=0, le=1)
+    judge_model: str | None = None
 
 
 class PercentIn(BaseModel):
@@ -60,7 +65,17 @@ def rollout_status(svc: Svc, secretary_id: SecretaryPath) -> dict[str, Any]:
 @router.post("/api/secretaries/{secretary_id}/rollout", operation_id="rollout_start")
 def rollout_start(svc: Svc, secretary_id: SecretaryPath, body: RolloutIn) -> dict[str, Any]:
     """Start serving a version to a share of the secretary's users."""
-    svc.registry.rollout_start(secretary_id, **body.model_dump())
+    from secretaries_core.catalog.registry.rollouts import Judging
+
+    given = body.model_dump()
+    rubric = given.pop("judge")
+    judging = Judging(
+        rubric, given.pop("judge_sample"), given.pop("max_judge_fail_rate"),
+        given.pop("judge_model"),
+    ) if rubric is not None else None  # fmt: skip
+    for key in ("judge_sample", "max_judge_fail_rate", "judge_model"):
+        given.pop(key, None)
+    svc.registry.rollout_start(secretary_id, judge=judging, **given)
     return svc.registry.rollout_status(secretary_id)
 
 
@@ -105,6 +120,25 @@ async def replay(svc: Svc, secretary_id: SecretaryPath, body: ReplayIn) -> dict[
         "version": number,
         "conversations": [r.doc() for r in results],
     }
+
+
+class EvalIn(BaseModel):
+    """`eval`'s options: the suite as JSON (the YAML file's document)."""
+
+    suite: dict[str, Any]
+    version: int | None = None
+
+
+@router.post("/api/secretaries/{secretary_id}/eval", operation_id="eval")
+async def run_eval(svc: Svc, secretary_id: SecretaryPath, body: EvalIn) -> dict[str, Any]:
+    """Ask a version each case of the suite and check the replies (nothing stored; the
+    result is kept as the version's latest eval). 200 whether or not every case passed."""
+    from secretaries_core.evals.runner import run_eval as run
+    from secretaries_core.evals.suite import suite_from_doc
+
+    suite = suite_from_doc(body.suite)
+    result = await run(svc.orchestrator, secretary_id, suite, version=body.version)
+    return result.doc()
 
 
 @router.post("/api/feedback", operation_id="feedback")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,6 +12,9 @@ from secretaries_cli import output
 from secretaries_cli.options import JsonFlag
 from secretaries_cli.runtime import App, runtime
 from secretaries_core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from secretaries_core.evals.runner import EvalResult
 
 FileArg = Annotated[
     Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A catalog YAML file.")
@@ -47,6 +50,50 @@ def _show(changes: list[object], json: bool, *, done: bool) -> None:
         if doc.get("prompt_diff"):
             output.say(doc["prompt_diff"])
     output.say(f"{len(docs)} change(s) {'applied' if done else 'planned'}.")
+
+
+def _run_suites(
+    ctx: typer.Context, file: Path, declared: list[object], planned: list[object], *, quiet: bool
+) -> dict[str, EvalResult]:
+    """Run the `eval:` suite of each changed secretary on its declared content."""
+    from secretaries_core.evals.runner import run_eval_declared
+    from secretaries_core.evals.suite import parse_suite
+
+    changed = {
+        c.secretary  # type: ignore[attr-defined]
+        for c in planned
+        if c.action == "update"  # type: ignore[attr-defined]
+        and {"model", "prompt", "params"} & set(c.fields)  # type: ignore[attr-defined]
+    }
+    results: dict[str, EvalResult] = {}
+    for item in declared:
+        suite_path = getattr(item, "eval", None)
+        name = getattr(item, "name", "")
+        if suite_path is None or name not in changed:
+            continue
+        path = (file.parent / suite_path).resolve()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{name}: cannot read its eval suite {suite_path}: {exc}") from None
+        suite = parse_suite(text, str(suite_path))
+        orchestrator = runtime(ctx).orchestrator()
+        result = orchestrator.run_sync(
+            run_eval_declared(
+                orchestrator,
+                name,
+                item.model,  # type: ignore[attr-defined]
+                item.prompt,  # type: ignore[attr-defined]
+                dict(item.params),  # type: ignore[attr-defined]
+                suite,
+            )
+        )
+        if not quiet:
+            output.say(f"eval {name}: {result.passed} passed, {result.failed} failed")
+            for line in result.failure_lines():
+                output.say(f"  {line}")
+        results[name] = result
+    return results
 
 
 def register(app: App) -> None:
@@ -98,13 +145,23 @@ def register(app: App) -> None:
                 "--canary", min=0, max=100, help="Roll changed versions out to P% instead."
             ),
         ] = None,
+        require_eval: Annotated[
+            bool,
+            typer.Option("--require-eval", help="With --canary: only content whose eval passed."),
+        ] = False,
         yes: Annotated[bool, typer.Option("--yes", help="Do not ask first.")] = False,
         json: JsonFlag = False,
     ) -> None:
         """Make the catalog what FILE says, in one transaction.
 
+        A secretary with `eval: SUITE` in the file has its suite run on the declared content
+        of a change before anything is written; with `--canary P --require-eval` a change
+        whose content has no passing eval is refused, and nothing is applied.
+
         Example: secretaries apply catalog.yaml --canary 10 --yes
         """
+        if require_eval and canary is None:
+            raise typer.BadParameter("gates a canary: add --canary P", param_hint="--require-eval")
         declared = _read(file)
         registry = runtime(ctx).registry()
         planned = registry.plan_catalog(declared, prune=prune)  # type: ignore[arg-type]
@@ -112,5 +169,21 @@ def register(app: App) -> None:
             _show(list(planned), False, done=False)
             if not typer.confirm("Apply these changes?"):
                 raise typer.Exit(1)
-        changes = registry.apply_catalog(declared, prune=prune, canary=canary)  # type: ignore[arg-type]
+        evaluated = _run_suites(ctx, file, declared, list(planned), quiet=json)
+        changes = registry.apply_catalog(
+            declared,  # type: ignore[arg-type]
+            prune=prune,
+            canary=canary,
+            require_eval=require_eval,
+        )
+        for name, result in evaluated.items():
+            # The suite's result, kept for the version the change made as well.
+            newest = registry.versions(name)[0]
+            registry.record_eval(
+                registry.get_secretary(name).id,
+                newest.version,
+                passed=result.passed,
+                failed=result.failed,
+                failures=result.failure_lines(),
+            )
         _show(list(changes), json, done=True)

@@ -262,11 +262,22 @@ def register_replay(app: App) -> None:
         users: Annotated[
             int, typer.Option("--users", min=1, help="At most this many conversations.")
         ] = 10,
+        judge: Annotated[
+            str | None,
+            typer.Option("--judge", metavar="RUBRIC", help="Judge candidate vs live answers."),
+        ] = None,
+        judge_model: Annotated[
+            str | None,
+            typer.Option("--judge-model", help="The judge's model (default: the version's)."),
+        ] = None,
         json: JsonFlag = False,
     ) -> None:
         """Ask a version the last question of real stored conversations; nothing is stored.
 
-        Example: secretaries replay alice --users 20
+        With --judge, a judge compares each candidate answer with the stored one: wins,
+        ties and losses of the candidate.
+
+        Example: secretaries replay alice --users 20 --judge "Answers the question, briefly."
         """
         import sys
 
@@ -289,13 +300,28 @@ def register_replay(app: App) -> None:
                 number, results = orchestrator.run_sync(
                     run(orchestrator, sec, version=version, users=users, progress=step)
                 )
-        if json:
-            output.emit_json(
-                {"secretary": sec, "version": number, "conversations": [r.doc() for r in results]}
+        docs = [r.doc() for r in results]
+        counts: dict[str, int] = {}
+        if judge is not None:
+            from secretaries_core.evals.comparing import judge_replay, with_verdicts
+
+            compared = orchestrator.run_sync(
+                judge_replay(orchestrator, sec, number, results, judge, judge_model)
             )
+            docs, counts = with_verdicts(docs, compared), compared.counts()
+        if json:
+            output.emit_json({"secretary": sec, "version": number, "conversations": docs, **counts})
             return
         output.say(f"{sec} version {number} on {len(results)} conversation(s):")
-        for r in results:
+        for r, doc in zip(results, docs, strict=True):
             output.say(f"\n[{r.telegram_id}] Q: {r.question}")
             output.say(f"  stored:  {r.stored_answer or '(none)'}")
             output.say(f"  v{number}: {r.answer if r.error is None else 'error: ' + r.error}")
+            if doc.get("verdict"):
+                output.say(f"  judge:   {doc['verdict']}")
+        if counts:
+            output.say(
+                f"\nthe candidate: {counts['wins']} win(s), {counts['ties']} tie(s), "
+                f"{counts['losses']} loss(es)"
+                + (f", {counts['unreadable']} unreadable" if counts["unreadable"] else "")
+            )

@@ -10,6 +10,7 @@ The file (`secretaries export` writes it):
         active: true
         params: {temperature: 0.2}
         tools: [calendar, search]
+        eval: evals/alice.yaml          # a suite `apply` runs before a change lands
         prompt: |
           You are Alice, ...
 
@@ -27,7 +28,17 @@ from secretaries_core.catalog.schemas import SecretaryDetail
 from secretaries_core.errors import InvalidInput
 from secretaries_core.tools.registry import tools_param
 
-KEYS = ("name", "model", "prompt", "description", "params", "tools", "default", "active")
+KEYS = (
+    "name",
+    "model",
+    "prompt",
+    "description",
+    "params",
+    "tools",
+    "eval",
+    "default",
+    "active",
+)
 REQUIRED = ("name", "model", "prompt")
 
 
@@ -43,6 +54,9 @@ class Declared:
     default: bool = False
     active: bool = True
     line: int = 0
+    # An eval suite file for this secretary (relative to the catalog file): `apply` runs it
+    # on the declared content of a changed secretary before anything is written.
+    eval: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +171,9 @@ def _one(node: Any, item: Any) -> Declared:
     for flag in ("default", "active"):
         if flag in item and not isinstance(item[flag], bool):
             raise InvalidInput(f"line {line}: `{flag}` must be true or false")
+    suite = item.get("eval")
+    if suite is not None and (not isinstance(suite, str) or not suite.strip()):
+        raise InvalidInput(f"line {line}: `eval` names a suite file")
     description = item.get("description") or ""
     if not isinstance(description, str):
         raise InvalidInput(f"line {line}: `description` must be text")
@@ -174,6 +191,7 @@ def _one(node: Any, item: Any) -> Declared:
         default=bool(item.get("default", False)),
         active=bool(item.get("active", True)),
         line=line,
+        eval=suite,
     )
 
 

@@ -117,7 +117,47 @@ async def run_eval(
     found = await hops.run(registry.get_secretary, secretary)
     rows = await hops.run(registry.versions, found.id)
     chosen = choose_version(found.name, rows, version, "evaluate")
-    instance = version_instance(orchestrator, found.id, found.name, chosen)
+    return await _run(orchestrator, found.id, found.name, chosen, suite, concurrency, progress)
+
+
+@dataclass(frozen=True)
+class Declared:
+    """Content not stored as a version yet (a catalog file's secretary before `apply`)."""
+
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    version: int = 0  # its eval is kept under version 0 until `apply` numbers it
+
+
+async def run_eval_declared(
+    orchestrator: Orchestrator,
+    secretary: str,
+    model: str,
+    prompt: str,
+    params: dict[str, Any],
+    suite: Suite,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> EvalResult:
+    """`run_eval` on content a catalog file declares for an existing secretary; the result
+    is kept under version 0, and a gate finds it by its content once `apply` stores it."""
+    found = await orchestrator.hops.run(orchestrator.registry.get_secretary, secretary)
+    declared = Declared(model, prompt, dict(params))
+    return await _run(orchestrator, found.id, found.name, declared, suite, concurrency, None)
+
+
+async def _run(
+    orchestrator: Orchestrator,
+    secretary_id: uuid.UUID,
+    name: str,
+    chosen: Any,
+    suite: Suite,
+    concurrency: int,
+    progress: Callable[[int, int], None] | None,
+) -> EvalResult:
+    registry, hops = orchestrator.registry, orchestrator.hops
+    instance = version_instance(orchestrator, secretary_id, name, chosen)
     judging = judge_adapter(orchestrator, suite.judge_model) if suite.judge_model else None
     gate = asyncio.Semaphore(max(1, concurrency))
     done = 0
@@ -132,11 +172,13 @@ async def run_eval(
         return result
 
     cases = await asyncio.gather(*(one(case) for case in suite.cases))
-    outcome = EvalResult(found.name, chosen.version, list(cases))
+    outcome = EvalResult(name, chosen.version, list(cases))
+    content = None if chosen.version else (chosen.model, chosen.prompt, chosen.params)
     await hops.run(
         registry.record_eval,
-        found.id,
+        secretary_id,
         chosen.version,
+        content=content,
         passed=outcome.passed,
         failed=outcome.failed,
         failures=outcome.failure_lines(),

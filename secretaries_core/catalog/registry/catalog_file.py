@@ -32,12 +32,18 @@ class CatalogFileMixin(CatalogMixin):
         )
 
     def apply_catalog(
-        self, declared: list[Declared], *, prune: bool, canary: int | None = None
+        self,
+        declared: list[Declared],
+        *,
+        prune: bool,
+        canary: int | None = None,
+        require_eval: bool = False,
     ) -> list[PlannedChange]:
         """Make the catalog what `declared` says, in one transaction; the changes made.
 
         With `canary`, a changed secretary's new model/prompt/params become a draft rolled
-        out to that percent of its users instead of going live.
+        out to that percent of its users instead of going live; with `require_eval`, only
+        when that content's latest eval passed (else nothing is written).
         """
         items = {d.name: d for d in declared}
 
@@ -67,7 +73,9 @@ class CatalogFileMixin(CatalogMixin):
                     self._add_version(session, row, row.version, "live", "catalog file")
                     by_name[row.name] = row
                 elif change.action == "update" and item is not None:
-                    self._apply_update(session, by_name[item.name], item, change, canary)
+                    self._apply_update(
+                        session, by_name[item.name], item, change, canary, require_eval
+                    )
                 elif change.action == "set_default":
                     _clear_default(session, now)
                     session.flush()
@@ -96,6 +104,7 @@ class CatalogFileMixin(CatalogMixin):
         item: Declared,
         change: PlannedChange,
         canary: int | None,
+        require_eval: bool = False,
     ) -> None:
         content: dict[str, Any] = {}
         if "model" in change.fields:
@@ -123,6 +132,8 @@ class CatalogFileMixin(CatalogMixin):
         if self._running(session, row.id) is not None:
             raise Conflict(f"{row.name} already has a running rollout; end it before --canary")
         self._add_version(session, row, number, "candidate", "catalog file (canary)", **content)
+        if require_eval:
+            self._require_eval(session, row.name, row.id, number)
         session.execute(
             ROLLOUT_TABLE.insert().values(
                 id=uuid.uuid4(),

@@ -78,15 +78,22 @@ class EvalsMixin:
         passed: int,
         failed: int,
         failures: list[str],
+        content: tuple[str, str, dict[str, Any]] | None = None,
     ) -> EvalRecord:
-        """Keep `version`'s latest eval (replacing the one before)."""
+        """Keep `version`'s latest eval (replacing the one before); version 0 with
+        `content` (model, prompt, params): content not stored as a version yet."""
 
         def work(session: Session) -> EvalRecord:
+            digest = (
+                content_digest(session, *content)
+                if content is not None
+                else self._version_content(session, secretary_id, version)
+            )
             record = EvalRecord(
                 passed,
                 failed,
                 self.clock(),  # type: ignore[attr-defined]
-                self._version_content(session, secretary_id, version),
+                digest,
                 failures[:MAX_FAILURES_KEPT],
             )
             values = {
@@ -118,8 +125,16 @@ class EvalsMixin:
     def _require_eval(
         self, session: Session, name: str, secretary_id: uuid.UUID, version: int
     ) -> None:
-        """`InvalidInput` unless `version`'s latest eval passed and still describes it."""
-        found = self._evals(session, secretary_id).get(version)
+        """`InvalidInput` unless `version`'s latest eval passed and still describes it.
+
+        An eval of the same content under another number counts too (a draft evaluated,
+        then the same content applied from a catalog file as a new candidate)."""
+        evals = self._evals(session, secretary_id)
+        content = self._version_content(session, secretary_id, version)
+        found = evals.get(version)
+        same = [e for e in evals.values() if e.content == content]
+        if (found is None or found.content != content) and same:
+            found = max(same, key=lambda e: e.at)
         run = f"secretaries eval {name} --version {version} --suite FILE"
         if found is None:
             raise InvalidInput(f"version {version} of {name} has no eval: run `{run}` first")
@@ -129,7 +144,7 @@ class EvalsMixin:
                 f"the latest eval of {name} version {version} failed {found.failed} "
                 f"case(s): {cases}"
             )
-        if found.content != self._version_content(session, secretary_id, version):
+        if found.content != content:
             raise InvalidInput(
                 f"the latest eval of {name} version {version} is older than its content "
                 f"(a tool it calls changed since): run `{run}` again"
