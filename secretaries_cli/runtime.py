@@ -98,6 +98,18 @@ def exit_code_for(exc: SecretariesError) -> int:
     return EXIT_UNAVAILABLE if isinstance(exc, BackendUnavailable) else EXIT_FAILED
 
 
+# What Ctrl-C leaves behind, per command (by its function's name); other commands are one
+# transaction or one call, and say only "interrupted".
+INTERRUPTED = {
+    "migrate_users": "interrupted; finished batches are kept, run the command again to resume",
+    "purge": "interrupted; the batches purged so far stay purged, run it again to finish",
+    "import_": "interrupted; nothing was imported (the import is one transaction)",
+    "chat": "interrupted; nothing of this message was stored",
+    "eval_": "interrupted; no eval result was kept",
+    "replay": "interrupted; nothing was stored",
+}
+
+
 def guarded(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn library errors into an `Error:` line and the SPEC.md exit code, never a traceback."""
 
@@ -125,7 +137,7 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             output.error(f"database error: {mask_url(first)}")
             raise typer.Exit(EXIT_UNAVAILABLE) from None
         except KeyboardInterrupt:
-            output.error("interrupted; finished batches are kept, run the command again to resume")
+            output.error(INTERRUPTED.get(fn.__name__, "interrupted"))
             raise typer.Exit(130) from None
 
     return wrapper

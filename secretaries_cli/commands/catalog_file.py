@@ -47,9 +47,17 @@ def _show(changes: list[object], json: bool, *, done: bool) -> None:
         return
     for doc in docs:
         output.say(f"{doc['action']} {doc['secretary']}: {', '.join(doc['fields'])}")
+        if doc.get("refused"):
+            output.say(f"  refused: {doc['refused']}")
+        if doc.get("rollout"):
+            output.say(f"  {doc['rollout']}")
         if doc.get("prompt_diff"):
             output.say(doc["prompt_diff"])
-    output.say(f"{len(docs)} change(s) {'applied' if done else 'planned'}.")
+    refused = sum(1 for d in docs if d.get("refused"))
+    output.say(
+        f"{len(docs)} change(s) {'applied' if done else 'planned'}"
+        + (f"; {refused} would be refused, so `apply` would write nothing." if refused else ".")
+    )
 
 
 def _run_suites(
@@ -165,10 +173,19 @@ def register(app: App) -> None:
         declared = _read(file)
         registry = runtime(ctx).registry()
         planned = registry.plan_catalog(declared, prune=prune)  # type: ignore[arg-type]
-        if planned and not yes and not json and sys.stdin.isatty():
-            _show(list(planned), False, done=False)
-            if not typer.confirm("Apply these changes?"):
-                raise typer.Exit(1)
+        refused = [c.refused for c in planned if c.refused]
+        if refused:
+            # What `plan` marks as refused: nothing is applied (one code path: the plan).
+            raise InvalidInput("nothing applied: " + "; ".join(refused))
+        if planned and not yes:
+            # As `users delete`: ask on a terminal, else (a script) require --yes.
+            if sys.stdin.isatty() and not json:
+                _show(list(planned), False, done=False)
+            if not output.confirmed("Apply these changes?", yes=False):
+                raise InvalidInput(
+                    "nothing applied: confirm on a terminal or pass --yes "
+                    f"({len(planned)} change(s) planned; `secretaries plan` shows them)"
+                )
         evaluated = _run_suites(ctx, file, declared, list(planned), quiet=json)
         changes = registry.apply_catalog(
             declared,  # type: ignore[arg-type]

@@ -67,6 +67,11 @@ class PlannedChange:
     secretary: str
     fields: list[str]
     prompt_diff: str = ""
+    # Why `apply` would refuse this change (then it writes nothing at all); "" when it
+    # would make it. `plan` shows it, `apply` refuses on it: one code path.
+    refused: str = ""
+    # With `apply --canary`: the rollout the change started.
+    rollout: str = ""
 
     def doc(self) -> dict[str, Any]:
         """The SPEC's JSON shape (with the prompt diff when the prompt changes)."""
@@ -77,6 +82,10 @@ class PlannedChange:
         }
         if self.prompt_diff:
             out["prompt_diff"] = self.prompt_diff
+        if self.refused:
+            out["refused"] = self.refused
+        if self.rollout:
+            out["rollout"] = self.rollout
         return out
 
 
@@ -258,7 +267,14 @@ def plan(
         changes.append(PlannedChange("set_default", wanted, ["default"]))
     if prune:
         named = {i.name for i in declared}
+        default_after = wanted or current_default
         for s in current:
             if s.name not in named and s.is_active:
-                changes.append(PlannedChange("deactivate", s.name, ["active"]))
+                refused = ""
+                if s.name == default_after:
+                    refused = (
+                        f"{s.name!r} is the default and cannot be pruned; "
+                        "name another default in the file"
+                    )
+                changes.append(PlannedChange("deactivate", s.name, ["active"], refused=refused))
     return changes

@@ -8,6 +8,7 @@ callers on one private loop thread, so each client is made once per loop it meet
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -114,7 +115,17 @@ class SyncRunner:
             loop = self._local.loop = asyncio.new_event_loop()
             with self._lock:
                 self._loops.append(loop)
-        return loop.run_until_complete(_inline(coro))
+        task = loop.create_task(_inline(coro))
+        try:
+            return loop.run_until_complete(task)
+        except BaseException:
+            # Ctrl-C (or any escape) mid-call: the call is cancelled and allowed to unwind,
+            # so nothing is left pending for the loop's close to destroy half-way.
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    loop.run_until_complete(task)
+            raise
 
     def close(self, closing: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run `closing()` on every loop made here, then close them."""
@@ -123,6 +134,7 @@ class SyncRunner:
         for loop in loops:
             if not loop.is_closed() and not loop.is_running():
                 loop.run_until_complete(closing())
+                _cancel_pending(loop)
                 loop.close()
         if self._thread.started:
             try:
@@ -176,3 +188,13 @@ class LoopThread:
         thread.join(CLOSE_WAIT_S)
         if not thread.is_alive():
             loop.close()
+
+
+def _cancel_pending(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is still running on `loop` (background work of an interrupted command)
+    and let it unwind, so closing the loop destroys no pending task."""
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))

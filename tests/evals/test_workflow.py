@@ -76,7 +76,7 @@ def test_the_whole_loop_runs_as_written(tmp_path: Path) -> None:
     # user is already back on the live version (nothing more judged).
     assert judged_at[:4] == [(n, "running") for n in range(1, 5)], judged_at
     assert judged_at[4:] == [(5, "rolled_back"), (5, "rolled_back")], judged_at
-    assert "rolled_back" in out and "judge fail rate 1.00 above 0.3 over 5 judged" in out
+    assert "rollout rolled back" in out and "judge fail rate 1.00 above 0.3 over 5 judged" in out
     print(
         f"\nevals workflow: rolled back at {judged_at[4][0]} judged replies, "
         f"{took:.1f}s after the first bad reply (each step a CLI process)"

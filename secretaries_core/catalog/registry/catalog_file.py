@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -50,6 +51,9 @@ class CatalogFileMixin(CatalogMixin):
         def work(session: Session) -> list[PlannedChange]:
             rows = self._catalog_rows(session)
             changes = plan(declared, [SecretaryDetail.of(r, 0) for r in rows], prune=prune)
+            refused = [c.refused for c in changes if c.refused]
+            if refused:
+                raise Conflict("; ".join(refused))
             by_name = {r.name: r for r in rows}
             now = self.clock()
             for change in changes:
@@ -73,9 +77,11 @@ class CatalogFileMixin(CatalogMixin):
                     self._add_version(session, row, row.version, "live", "catalog file")
                     by_name[row.name] = row
                 elif change.action == "update" and item is not None:
-                    self._apply_update(
+                    started = self._apply_update(
                         session, by_name[item.name], item, change, canary, require_eval
                     )
+                    if started is not None:
+                        changes[changes.index(change)] = replace(change, rollout=started)
                 elif change.action == "set_default":
                     _clear_default(session, now)
                     session.flush()
@@ -105,7 +111,8 @@ class CatalogFileMixin(CatalogMixin):
         change: PlannedChange,
         canary: int | None,
         require_eval: bool = False,
-    ) -> None:
+    ) -> str | None:
+        """Make one update; with `canary`, as a rollout: then what started (for output)."""
         content: dict[str, Any] = {}
         if "model" in change.fields:
             content["model"] = item.model
@@ -119,7 +126,7 @@ class CatalogFileMixin(CatalogMixin):
             row.is_active = item.active
         row.updated_at = self.clock()
         if not content:
-            return
+            return None
         self._ensure_live_row(session, row)
         number = self._next_version(session, row)
         if canary is None:
@@ -128,7 +135,7 @@ class CatalogFileMixin(CatalogMixin):
             row.version = number
             session.flush()
             self._add_version(session, row, number, "live", "catalog file")
-            return
+            return None
         if self._running(session, row.id) is not None:
             raise Conflict(f"{row.name} already has a running rollout; end it before --canary")
         self._add_version(session, row, number, "candidate", "catalog file (canary)", **content)
@@ -147,4 +154,8 @@ class CatalogFileMixin(CatalogMixin):
                 min_messages=50,
                 started_at=self.clock(),
             )
+        )
+        return (
+            f"rollout started: version {number} to {canary}% of {row.name}'s users "
+            f"(version {row.version} stays live; `secretaries rollout status {row.name}`)"
         )
