@@ -34,6 +34,7 @@ from secretaries_core.redact import scrub
 from secretaries_telegram.board import FINAL, Board
 from secretaries_telegram.delivery import edit_text
 from secretaries_telegram.flood import Throttled, intermediate
+from secretaries_telegram.relay import stop_if_cancelled
 from secretaries_telegram.split import split_text
 from secretaries_telegram.streaming import draft_id_of, drafts_refused
 
@@ -95,6 +96,7 @@ class Drafter:
             except asyncio.CancelledError:
                 raise
             except UNAVAILABLE as exc:
+                stop_if_cancelled()
                 log.warning("live stream unreachable: %s", exc)
                 await asyncio.sleep(1)
             except ResponseError as exc:

@@ -102,6 +102,7 @@ class Relay:
             except asyncio.CancelledError:
                 raise
             except UNAVAILABLE as exc:
+                stop_if_cancelled()
                 log.warning("replies stream unreachable: %s", exc)
                 await asyncio.sleep(1)
             except ResponseError as exc:
@@ -113,6 +114,7 @@ class Relay:
                 log.error("sender: %s", scrub(str(exc)))
                 await asyncio.sleep(1)
             except Exception as exc:  # the loop must outlive anything one round does
+                stop_if_cancelled()
                 log.error("sender round failed", exc_info=exc)
                 await asyncio.sleep(1)
 
@@ -273,6 +275,18 @@ async def relay(
         await sender.run()
     finally:
         await sender.aclose()
+
+
+def stop_if_cancelled() -> None:
+    """Raise `CancelledError` when this task was asked to stop.
+
+    A cancel that lands while a client library's own timeout expires can come out as a
+    timeout error (asyncio.timeout on 3.11, redis-py's reads): caught as an outage, it
+    would keep the loop running after the bot was told to stop (seen once: a bot that
+    never exited after SIGTERM, retrying the replies stream for minutes)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _chat(fields: dict[str, str]) -> int | None:

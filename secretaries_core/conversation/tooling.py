@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 PARAM_MAX_TOOL_ROUNDS = "max_tool_rounds"
 PARAM_TOOL_TIMEOUT = "tool_timeout"
 DEFAULT_MAX_TOOL_ROUNDS = 5
+RECENT_RESULTS = 10_000
 # How long a secretary's resolved tool list (and an MCP server's discovered tools) is kept.
 OFFER_TTL_S = 30.0
 UNKNOWN_OUTCOME = (
@@ -210,6 +212,10 @@ class ToolRunner:
         self.hop = hop
         self.default_tool_calls_per_day = default_tool_calls_per_day
         self.now = now
+        # Results this process got, by call id (the newest RECENT_RESULTS): a turn whose
+        # ledger write failed (the store away a moment) is retried here, and reuses them
+        # instead of telling the model the outcome is unknown.
+        self.recent: OrderedDict[tuple[int, str], tuple[str, bool]] = OrderedDict()
 
     async def run_round(
         self,
@@ -267,6 +273,11 @@ class ToolRunner:
         if call_id in stored.results:
             count("reused")
             return stored.results[call_id][0]
+        if (turn.telegram_id, call_id) in self.recent:
+            count("reused")
+            text, ok = self.recent[(turn.telegram_id, call_id)]
+            await self._record(turn, call_id, text, ok, stored)
+            return text
         carried = await self._carried(turn, call, found)
         if carried is not None:
             outcome, text, ok = carried
@@ -369,9 +380,14 @@ class ToolRunner:
     async def _record(
         self, turn: Turn, call_id: str, text: str, ok: bool, stored: TurnLedger
     ) -> None:
-        """Keep a call's result: in the turn, and for a queued message in the ledger (an
-        answer given again reuses it)."""
+        """Keep a call's result: in the turn, in this process, and for a queued message
+        in the ledger (an answer given again reuses it)."""
         stored.results[call_id] = (text, ok)
+        if turn.key is not None:
+            self.recent[(turn.telegram_id, call_id)] = (text, ok)
+            self.recent.move_to_end((turn.telegram_id, call_id))
+            while len(self.recent) > RECENT_RESULTS:
+                self.recent.popitem(last=False)
         if turn.key is not None:
             await self.ledger.write_result(
                 turn.telegram_id,

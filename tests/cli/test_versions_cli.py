@@ -27,7 +27,8 @@ def test_versions_diff_rollback_and_pins(cli: Run) -> None:
         (2, "live", "shorter"),
         (1, "retired", None),
     ]
-    assert set(rows[0]) == {"version", "model", "prompt", "params", "note", "created_at", "state"}
+    keys = {"version", "model", "prompt", "params", "note", "created_at", "state", "eval"}
+    assert set(rows[0]) == keys and rows[0]["eval"] is None  # no eval run yet
     doc = as_json(cli("diff", "alice", "2", "3", "--json"))
     assert doc["model"] == {"from": "echo", "to": "openai/m"}
     assert doc["params"] == {"temperature": {"from": None, "to": 0.3}}

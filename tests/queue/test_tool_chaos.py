@@ -226,7 +226,9 @@ def test_each_tool_call_reaches_the_tool_once_through_kills_and_outages(
             # results not stored. None is sent again; their replies say the outcome is
             # unknown. Any call id that never reached the tool is one of them.
             assert never_sent <= unknown_ids, never_sent - unknown_ids
-            assert len(unknown_ids) <= 16  # at most the killed worker's concurrency
+            # Only the killed worker loses results (a live worker keeps them through a
+            # Redis restart and records them on its retry): at most its concurrency.
+            assert len(unknown_ids) <= 16, unknown_ids
             for key, v in found.items():
                 if key not in unknown:
                     assert v[0]["text"].startswith('results: {"booked": "r'), v[0]["text"]

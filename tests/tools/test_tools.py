@@ -384,7 +384,7 @@ def test_a_secretarys_tools_are_part_of_its_version(tmp_path: Path) -> None:
     assert "tools:\n  - book" in exported or "tools: [book]" in exported or "- book" in exported
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text(exported.replace("book", "missing"))
-    applied = _cli(home, "apply", str(catalog))
+    applied = _cli(home, "apply", str(catalog), "--yes")
     assert applied.returncode == 1 and "missing" in applied.stderr, applied.stderr
 
 
