@@ -177,9 +177,6 @@ def test_each_tool_call_reaches_the_tool_once_through_kills_and_outages(
             feeder.start()
             t0 = time.monotonic()
 
-            def at(second: float) -> None:
-                time.sleep(max(0.0, t0 + second - time.monotonic()))
-
             # A worker dies between rounds: right after the tool answered one of its calls
             # (the next model round is 0.25 s long), with others of its calls in flight.
             # In the thick of the second wave: a fifth of its calls answered.
@@ -193,9 +190,16 @@ def test_each_tool_call_reaches_the_tool_once_through_kills_and_outages(
             replied_before = {update for _user, update in replies()}
             procs[victim].wait(10)
             start("restarted", "worker", "--concurrency", "16")
-            at(6)
+            # One fault after the other, timed from the kill (a loaded machine may reach it
+            # late): the replacement is up before Redis restarts, and before PostgreSQL
+            # stops (a worker that starts with the catalog down refuses to run, exit 3).
+            restarted_log = tmp_path / "restarted.log"
+            deadline = time.monotonic() + 60
+            while "started (" not in restarted_log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            killed_at = time.monotonic()
             redis.restart(down_for=1.0)
-            at(9)
+            time.sleep(max(0.0, killed_at + 3 - time.monotonic()))
             pg.stop()
             time.sleep(10)
             pg.start()
