@@ -128,6 +128,7 @@ class SqlContextStore(ContextStore):
                 with transaction(self.engine, write=True) as conn:
                     if since is not None:
                         self._check_fences(conn, batch, since)
+                    self._lock_contexts(conn, batch)
                     written = 0
                     for (user_id, secretary_id), messages in _by_context(batch):
                         if self._stored(conn, user_id, secretary_id, messages):
@@ -176,6 +177,18 @@ class SqlContextStore(ContextStore):
             conn.execute(FENCE_TABLE.insert().values(id=fid, fenced_at=now))
         if self._lane is not None:
             self._lane.memo.clear()
+
+    def _lock_contexts(
+        self, conn: Connection, batch: list[tuple[int, uuid.UUID, Message]]
+    ) -> None:
+        """On PostgreSQL, hold each context's write lock (in key order: no deadlock) before
+        the turn guard looks: two writers of one update then take turns, and the second
+        sees the first's committed turn. Without it, a turn committed between the guard's
+        look and the row lock was written twice (seen under load)."""
+        if not self._sql.postgres:
+            return  # SQLite writes one transaction at a time
+        for key in sorted({context_lock_key(u, s) for u, s, _m in batch}):
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
     def _stored(
         self, conn: Connection, user_id: int, secretary_id: uuid.UUID, messages: list[Message]
@@ -420,6 +433,15 @@ class SqlContextStore(ContextStore):
             if progress:
                 progress(done, max(total, done))
         return done
+
+
+def context_lock_key(user_id: int, secretary_id: uuid.UUID) -> int:
+    """The PostgreSQL advisory lock of one context's writes (a signed 64-bit integer, in
+    a key space apart from the fences' user locks)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"secretaries-context-lock:{user_id}:{secretary_id.hex}".encode())
+    return int.from_bytes(digest.digest()[:8], "big", signed=True)
 
 
 class _Statements:

@@ -203,3 +203,38 @@ def test_fences_refuse_late_writes_of_turns_that_began_before(handle: StoreHandl
     assert [m.content for m in store.read(1, s1)] == ["new turn"]
     assert [m.content for m in store.read(1, s2)] == ["other context"]
     assert store.read(2, s2) == []
+
+
+def test_one_turn_written_at_once_by_many_writers_is_stored_once(handle: StoreHandle) -> None:
+    """Twelve writers store the same turn (one update id) into an existing context at once,
+    as workers that both answered one update do: it is stored once, on every backend."""
+    import threading
+    import uuid as uuid_lib
+    from datetime import UTC, datetime
+
+    from secretaries_core.context.base import Message
+
+    store, sid = handle.store, uuid_lib.uuid4()
+    now = datetime.now(UTC)
+    store.append(77, sid, Message("user", "earlier", now))  # the context exists
+    start = threading.Barrier(12)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        turn = [
+            (77, sid, Message("user", "book it", now, {"update_id": "9001"})),
+            (77, sid, Message("assistant", "booked", now)),
+        ]
+        start.wait()
+        try:
+            store.append_many(turn)
+        except BaseException as exc:  # a Conflict after retries would show here
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert [m.content for m in store.read(77, sid)] == ["earlier", "book it", "booked"]
