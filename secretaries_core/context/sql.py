@@ -178,9 +178,7 @@ class SqlContextStore(ContextStore):
         if self._lane is not None:
             self._lane.memo.clear()
 
-    def _lock_contexts(
-        self, conn: Connection, batch: list[tuple[int, uuid.UUID, Message]]
-    ) -> None:
+    def _lock_contexts(self, conn: Connection, batch: list[tuple[int, uuid.UUID, Message]]) -> None:
         """On PostgreSQL, hold each context's write lock (in key order: no deadlock) before
         the turn guard looks: two writers of one update then take turns, and the second
         sees the first's committed turn. Without it, a turn committed between the guard's

@@ -22,7 +22,7 @@ from typing import Any
 
 from secretaries_core.conversation.turn import Turn
 from secretaries_core.errors import SecretariesError
-from secretaries_core.evals.judge import Unreadable, judge
+from secretaries_core.evals.judge import Unreadable, count_judge_usage, judge
 from secretaries_core.llm.base import CallUsage, ModelAdapter
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,12 @@ class CanaryJudge:
             return
         task = asyncio.ensure_future(self._maybe(turn, answer))
         self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a canary judgement failed", exc_info=task.exception())
 
     async def _rollout(self, rollout_id: uuid.UUID) -> Any:
         now = time.monotonic()
@@ -95,15 +100,7 @@ class CanaryJudge:
                 log.warning("rollout of %s: %s (counted as a failure)", secretary.name, exc)
                 failed = True
             finally:
-                self.counts.add(
-                    secretary.id,
-                    secretary.version,
-                    None,
-                    period="judge",
-                    messages=1,
-                    prompt_tokens=usage.prompt_tokens or 0,
-                    completion_tokens=usage.completion_tokens or 0,
-                )
+                count_judge_usage(self.counts, secretary.id, secretary.version, usage)
             self.counts.add(
                 secretary.id,
                 secretary.version,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from secretaries_core.errors import SecretariesError
-from secretaries_core.evals.judge import compare
+from secretaries_core.evals.judge import compare, count_judge_usage
 from secretaries_core.evals.runner import judge_adapter
 from secretaries_core.llm.base import CallUsage
 
@@ -75,11 +75,7 @@ async def judge_replay(
             except (SecretariesError, TimeoutError):
                 verdict = "unreadable"
             finally:
-                orchestrator.versions.add(
-                    found.id, version, None, period="judge", messages=1,
-                    prompt_tokens=usage.prompt_tokens or 0,
-                    completion_tokens=usage.completion_tokens or 0,
-                )  # fmt: skip
+                count_judge_usage(orchestrator.versions, found.id, version, usage)
         return verdict
 
     verdicts = await asyncio.gather(*(one(r) for r in results))

@@ -9,7 +9,9 @@ line must be `A`, `B` or `TIE`.
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from secretaries_core.errors import SecretariesError
 from secretaries_core.llm.base import CallUsage, ChatRequest, ModelAdapter
@@ -28,6 +30,20 @@ COMPARE_PROMPT = (
     "on the first line with exactly A (reply A is better), B (reply B is better) or TIE, a "
     "colon, and a short reason on the same line. Write nothing before it."
 )
+
+
+def count_judge_usage(counts: Any, secretary_id: uuid.UUID, version: int, usage: CallUsage) -> None:
+    """Count one judge call for the version judged, under the period `judge` (never in a
+    user's usage or a rollout's comparison)."""
+    counts.add(
+        secretary_id,
+        version,
+        None,
+        period="judge",
+        messages=1,
+        prompt_tokens=usage.prompt_tokens or 0,
+        completion_tokens=usage.completion_tokens or 0,
+    )
 
 
 class Unreadable(SecretariesError):

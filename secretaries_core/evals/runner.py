@@ -25,7 +25,7 @@ from secretaries_core.conversation.resolution_cache import Resolved
 from secretaries_core.conversation.turn import Turn
 from secretaries_core.errors import SecretariesError
 from secretaries_core.evals.checks import failure
-from secretaries_core.evals.judge import judge
+from secretaries_core.evals.judge import count_judge_usage, judge
 from secretaries_core.evals.suite import Case, Suite
 from secretaries_core.llm.base import CallUsage, ModelAdapter
 
@@ -249,13 +249,5 @@ async def _judged(
     except SecretariesError as exc:
         return f"judge: {str(exc)[:200]}"
     finally:
-        orchestrator.versions.add(
-            secretary.id,
-            secretary.version,
-            None,
-            period="judge",
-            messages=1,
-            prompt_tokens=usage.prompt_tokens or 0,
-            completion_tokens=usage.completion_tokens or 0,
-        )
+        count_judge_usage(orchestrator.versions, secretary.id, secretary.version, usage)
     return None if verdict.passed else f"judge: FAIL: {verdict.reason}"
