@@ -106,6 +106,7 @@ class Drafter:
                 log.error("drafter: %s", scrub(str(exc)))
                 await asyncio.sleep(1)
             except Exception as exc:  # the loop must outlive anything one round does
+                stop_if_cancelled()
                 log.error("drafter round failed", exc_info=exc)
                 await asyncio.sleep(1)
 

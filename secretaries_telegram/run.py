@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 
 from aiogram import Bot, Dispatcher
@@ -21,10 +22,13 @@ from secretaries_telegram.delivery import set_grace
 from secretaries_telegram.drafts import Drafter
 from secretaries_telegram.flood import FloodControl, FloodLimits, LocalFlood, RedisFlood
 from secretaries_telegram.gatekeeper import Gatekeeper
-from secretaries_telegram.relay import relay
+from secretaries_telegram.relay import relay, stop_if_cancelled
 from secretaries_telegram.router import COMMANDS, create_router
 
 log = logging.getLogger(__name__)
+# The sender finishes its sends in flight for up to 5 s (relay.py); a task that swallowed
+# the first cancel is cancelled again.
+CANCEL_WAITS_S = (6.0, 1.0, 1.0)
 TELEGRAM_API = "https://api.telegram.org"
 
 
@@ -82,14 +86,48 @@ def supervised(name: str, start: Callable[[], Awaitable[None]]) -> asyncio.Task[
         while True:
             try:
                 await start()
+                stop_if_cancelled()  # a cancel it swallowed still stops it
                 log.error("the %s stopped by itself; starting it again", name)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                stop_if_cancelled()
                 log.error("the %s failed; starting it again", name, exc_info=exc)
             await asyncio.sleep(1)
 
     return asyncio.ensure_future(keep())
+
+
+def _stop_on_signals(dispatcher: Dispatcher, on_stop: Callable[[], None] | None) -> None:
+    """SIGTERM/SIGINT stop the polling (then the sender and drafter); the first one also
+    calls `on_stop`."""
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    def stop(sig: signal.Signals) -> None:
+        if stopping:
+            return
+        log.info("%s: stopping", sig.name)
+        if on_stop is not None:
+            on_stop()
+        stopping.append(loop.create_task(dispatcher.stop_polling()))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop, sig)
+
+
+async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks` and wait for them, cancelling again any that swallowed the cancel."""
+    for wait in CANCEL_WAITS_S:
+        waiting = [t for t in tasks if not t.done()]
+        if not waiting:
+            return
+        for task in waiting:
+            task.cancel()
+        await asyncio.wait(waiting, timeout=wait)
+    for task in tasks:
+        if not task.done():
+            log.error("a background task ignored three cancels: %r", task)
 
 
 async def run_bot(
@@ -100,11 +138,13 @@ async def run_bot(
     edit_interval: float = 1.0,
     polling_timeout: int = 30,
     metrics_port: int | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> None:
     """Check the token, register the commands, then answer updates until SIGTERM/SIGINT.
 
     The token and the Bot API are checked before `open_orchestrator()` touches the database,
-    so a wrong token is reported as such whatever state the database is in.
+    so a wrong token is reported as such whatever state the database is in. `on_stop` is
+    called on the first signal (the CLI arms its stop watchdog there).
     """
     remember([token])  # given as a flag, it is in no env var the settings taught the scrubber
     bot = make_bot(token, api_url)
@@ -174,19 +214,18 @@ async def run_bot(
             )
             drafter = Drafter(bot, queue, drafts=settings.telegram_drafts, interval=edit_interval)
             background.append(supervised("drafter", drafter.run))
+        _stop_on_signals(dispatcher, on_stop)
         try:
             await dispatcher.start_polling(
                 bot,
                 polling_timeout=polling_timeout,
-                handle_signals=True,
+                handle_signals=False,
                 close_bot_session=False,
                 # message_reaction is only sent to bots that ask for it (feedback).
                 allowed_updates=dispatcher.resolve_used_update_types(),
             )
         finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await _cancelled(background)
             if queue is not None:
                 await queue.aclose()
                 queue.close()

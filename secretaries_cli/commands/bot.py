@@ -8,6 +8,9 @@ import typer
 
 from secretaries_cli.runtime import App, runtime
 
+# Docker's stop waits 10 s before SIGKILL: the bot is gone before, with a word if forced.
+STOP_GRACE_S = 9.0
+
 
 def register(app: App) -> None:
     """Add `bot` to the root app."""
@@ -88,10 +91,15 @@ def register(app: App) -> None:
                 f"the Telegram front is not installed ({exc.name}): "
                 "pip install 'secretaries-platform[telegram]'"
             ) from None
+        from secretaries_cli import watchdog
         from secretaries_cli.output import service_logging
 
         service_logging()
         rt = runtime(ctx)
+
+        def on_stop() -> None:
+            watchdog.arm(asyncio.get_running_loop(), STOP_GRACE_S, "bot")
+
         asyncio.run(
             run_bot(
                 rt.orchestrator,
@@ -99,5 +107,6 @@ def register(app: App) -> None:
                 api_url,
                 edit_interval=edit_interval,
                 metrics_port=metrics_port,
+                on_stop=on_stop,
             )
         )

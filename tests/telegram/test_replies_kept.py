@@ -49,13 +49,18 @@ def _run(tmp_path: Path, redis_url: str, max_age: str, outage_s: float) -> tuple
                 api.wait(lambda: bot_log.read_text().count("(expired)") >= 6, timeout=120)
             time.sleep(1.0)  # nothing more may arrive
         finally:
+            told = time.monotonic()
             for proc in procs:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                proc.wait(timeout=60)
+            # Stopped in the middle of an outage, with sends waiting it out: still gone
+            # before a supervisor's SIGKILL (Docker waits 10 s).
+            procs[1].wait(timeout=60)
+            bot_stopped_in = time.monotonic() - told
+            procs[0].wait(timeout=60)
             for log in logs.values():
                 log.close()
+        assert bot_stopped_in < 10.0, bot_stopped_in
         return api, (tmp_path / "bot.log").read_text()
 
 
