@@ -16,6 +16,7 @@ from secretaries_api.routes import (
     catalog,
     contexts,
     ops,
+    telegram,
     tools,
     updates,
     usage,
@@ -131,5 +132,6 @@ def create_app(
     app.include_router(versions.router, dependencies=protected)
     app.include_router(tools.router, dependencies=protected)
     app.include_router(ops.router)
+    app.include_router(telegram.router)  # admitted by Telegram's secret header, not a token
     openapi_doc.install(app)
     return app

@@ -20,7 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from secretaries_api.errors import error_response
 from secretaries_core.catalog.api_tokens import ApiTokens, allows
 
-OPEN_PATHS = ("/healthz", "/metrics", "/docs", "/redoc", "/openapi.json")
+# /telegram/webhook checks Telegram's secret header itself (routes/telegram.py).
+OPEN_PATHS = ("/healthz", "/metrics", "/docs", "/redoc", "/openapi.json", "/telegram/webhook")
 
 
 class _TooLarge(Exception):

@@ -28,6 +28,7 @@ class Services:
     contexts: ContextStore
     orchestrator: Orchestrator
     _queue: Any = None
+    _webhook: Any = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -72,6 +73,36 @@ class Services:
                 raise BackendUnavailable(f"this server has no queue: {exc}") from None
         return self._queue
 
+    def webhook(self) -> Any:
+        """Telegram's webhook ingress (the `telegram` extra; made on first use).
+
+        Needs the queue, `SECRETARIES_TELEGRAM_TOKEN` and
+        `SECRETARIES_TELEGRAM_WEBHOOK_SECRET`: without them the server cannot take updates
+        (503), whatever the request.
+        """
+        if self._webhook is None:
+            token, secret = self.settings.telegram_token, self.settings.telegram_webhook_secret
+            if not token or not secret:
+                missing = "SECRETARIES_TELEGRAM_TOKEN" if not token else ""
+                missing = missing or "SECRETARIES_TELEGRAM_WEBHOOK_SECRET"
+                raise BackendUnavailable(f"the Telegram webhook is not set up: {missing} is unset")
+            queue = self.queue()
+            try:
+                from secretaries_telegram.webhook import WebhookIngress
+            except ImportError as exc:
+                raise BackendUnavailable(
+                    f"the Telegram front is not installed ({exc.name}): "
+                    "pip install 'secretaries-platform[api,telegram]'"
+                ) from None
+            self._webhook = WebhookIngress(
+                self.orchestrator,
+                queue,
+                token=token,
+                secret=secret,
+                api_url=self.settings.telegram_api_url,
+            )
+        return self._webhook
+
     def close(self) -> None:
         """Release everything once the server's event loop has ended."""
         self.orchestrator.close()
@@ -80,6 +111,8 @@ class Services:
 
     async def aclose(self) -> None:
         """Release model clients, pooled instances and connections (from the server's loop)."""
+        if self._webhook is not None:
+            await self._webhook.aclose()
         await self.orchestrator.aclose()
         await self.contexts.aclose()
         if "tool_caller" in self.__dict__:

@@ -81,7 +81,7 @@ def _remember_secrets(env: Mapping[str, str], *urls: str | None) -> None:
     """Tell the scrubber every secret this configuration holds (see redact.py)."""
     from secretaries_core.redact import remember, url_secrets
 
-    names = [name for name in env if name.endswith(("_API_KEY", "_TOKEN", "_PASSWORD"))]
+    names = [name for name in env if name.endswith(("_API_KEY", "_TOKEN", "_PASSWORD", "_SECRET"))]
     remember(env.get(name) for name in names)
     for url in (*urls, *(env.get(n) for n in env if n.endswith("_URL"))):
         remember(url_secrets(url))
@@ -139,6 +139,11 @@ class Settings:
     telegram_chat_per_second: int = 1
     telegram_group_per_minute: int = 20
     telegram_drafts: bool = True
+    # The webhook on `serve` (POST /telegram/webhook): the bot's token, its Bot API server,
+    # and the secret Telegram sends in X-Telegram-Bot-Api-Secret-Token.
+    telegram_token: str | None = field(default=None, repr=False)
+    telegram_api_url: str | None = None
+    telegram_webhook_secret: str | None = field(default=None, repr=False)
 
     @classmethod
     def load(
@@ -211,6 +216,9 @@ class Settings:
             telegram_chat_per_second=_env_int(env, "SECRETARIES_TELEGRAM_CHAT_PER_SECOND", 1),
             telegram_group_per_minute=_env_int(env, "SECRETARIES_TELEGRAM_GROUP_PER_MINUTE", 20),
             telegram_drafts=_env_switch(env, "SECRETARIES_TELEGRAM_DRAFTS"),
+            telegram_token=env.get("SECRETARIES_TELEGRAM_TOKEN") or None,
+            telegram_api_url=env.get("SECRETARIES_TELEGRAM_API_URL") or None,
+            telegram_webhook_secret=env.get("SECRETARIES_TELEGRAM_WEBHOOK_SECRET") or None,
         )
 
     @property

@@ -73,6 +73,13 @@ def _vote(reactions: list[Any] | None) -> int | None:
     return None
 
 
+async def _typing(bot: Bot, chat: int) -> None:
+    try:
+        await bot.send_chat_action(chat, "typing")
+    except Exception as exc:  # cosmetic: the reply comes from the sender
+        log.debug("typing action failed: %s", exc)
+
+
 def create_router(
     orchestrator: Orchestrator,
     *,
@@ -93,6 +100,7 @@ def create_router(
     # either order. One lock per user, taken first thing (tasks start in update order,
     # and asyncio's locks are first come, first served), keeps their order in the stream.
     enqueue_order: dict[int, tuple[asyncio.Lock, list[int]]] = {}
+    cosmetic: set[asyncio.Future[None]] = set()  # "typing…" actions under way
 
     def _dropped(chat_id: int, exc: Undeliverable) -> None:
         orchestrator.metrics.telegram_dropped.labels(reason=exc.reason).inc()
@@ -256,10 +264,10 @@ def create_router(
                 users[0] -= 1
                 if not users[0]:
                     del enqueue_order[user.id]
-            try:
-                await bot.send_chat_action(message.chat.id, "typing")
-            except Exception as exc:  # cosmetic: the reply comes from the sender
-                log.debug("typing action failed: %s", exc)
+            # Not awaited: a webhook answers Telegram as soon as the update is queued.
+            typing = asyncio.ensure_future(_typing(bot, message.chat.id))
+            cosmetic.add(typing)
+            typing.add_done_callback(cosmetic.discard)
             return
         me = await bot.me()
         content = _without_mention(message.text, me.username)

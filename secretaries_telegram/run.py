@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
 import signal
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import AiogramError, TelegramUnauthorizedError
+from aiogram.exceptions import AiogramError, TelegramBadRequest, TelegramUnauthorizedError
 from aiogram.utils.token import TokenValidationError
 
 from secretaries_core.errors import BackendUnavailable, InvalidInput
@@ -26,6 +29,7 @@ from secretaries_telegram.relay import relay, stop_if_cancelled
 from secretaries_telegram.router import COMMANDS, create_router
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 # The sender finishes its sends in flight for up to 5 s (relay.py); a task that swallowed
 # the first cancel is cancelled again.
 CANCEL_WAITS_S = (6.0, 1.0, 1.0)
@@ -98,11 +102,17 @@ def supervised(name: str, start: Callable[[], Awaitable[None]]) -> asyncio.Task[
     return asyncio.ensure_future(keep())
 
 
-def _stop_on_signals(dispatcher: Dispatcher, on_stop: Callable[[], None] | None) -> None:
-    """SIGTERM/SIGINT stop the polling (then the sender and drafter); the first one also
-    calls `on_stop`."""
+def _stop_on_signals(
+    dispatcher: Dispatcher, stopped: asyncio.Event, on_stop: Callable[[], None] | None
+) -> None:
+    """SIGTERM/SIGINT stop the polling, or set `stopped` (then the sender and drafter
+    stop); the first one also calls `on_stop`."""
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
+
+    async def stop_polling() -> None:
+        with contextlib.suppress(RuntimeError):  # not polling (webhook mode)
+            await dispatcher.stop_polling()
 
     def stop(sig: signal.Signals) -> None:
         if stopping:
@@ -110,7 +120,8 @@ def _stop_on_signals(dispatcher: Dispatcher, on_stop: Callable[[], None] | None)
         log.info("%s: stopping", sig.name)
         if on_stop is not None:
             on_stop()
-        stopping.append(loop.create_task(dispatcher.stop_polling()))
+        stopped.set()
+        stopping.append(loop.create_task(stop_polling()))
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig)
@@ -130,6 +141,53 @@ async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:
             log.error("a background task ignored three cancels: %r", task)
 
 
+SECRET_RULE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+def _check_webhook_setup(queue_url: str | None, secret: str | None) -> None:
+    """Refuse `--webhook` without what the replicas of `serve` need to take updates."""
+    if not queue_url:
+        raise InvalidInput(
+            "--webhook needs the queue (SECRETARIES_QUEUE_URL): serve queues the updates, "
+            "workers answer them, this process sends the replies"
+        )
+    if not secret:
+        raise InvalidInput(
+            "--webhook needs SECRETARIES_TELEGRAM_WEBHOOK_SECRET (the same on every serve replica)"
+        )
+    if not SECRET_RULE.fullmatch(secret):
+        raise InvalidInput(
+            "SECRETARIES_TELEGRAM_WEBHOOK_SECRET must be 1-256 characters A-Z, a-z, 0-9, _ or -"
+        )
+
+
+async def _call(request: Awaitable[T], where: str) -> T:
+    """A Bot API call at start-up: refused → InvalidInput, unreachable → BackendUnavailable."""
+    try:
+        return await request
+    except TelegramBadRequest as exc:
+        raise InvalidInput(f"the Bot API at {where} refused: {scrub(exc.message)}") from None
+    except (AiogramError, OSError, TimeoutError) as exc:
+        detail = scrub(str(exc)).splitlines() or [type(exc).__name__]
+        raise BackendUnavailable(f"cannot reach the Bot API at {where}: {detail[0]}") from None
+
+
+async def _webhook_state(bot: Bot, where: str, webhook: str | None, delete: bool) -> None:
+    """Long polling cannot start while a webhook is set (Telegram answers 409): say so."""
+    if webhook is not None:
+        return
+    if delete:
+        await _call(bot.delete_webhook(drop_pending_updates=False), where)
+        log.info("webhook deleted: back to long polling")
+        return
+    info = await _call(bot.get_webhook_info(), where)
+    if info.url:
+        raise InvalidInput(
+            f"a webhook is set ({mask_url(info.url)}): run `secretaries bot --delete-webhook` "
+            "to poll, or `secretaries bot --webhook URL` to keep it"
+        )
+
+
 async def run_bot(
     open_orchestrator: Callable[[], Orchestrator],
     token: str,
@@ -139,12 +197,18 @@ async def run_bot(
     polling_timeout: int = 30,
     metrics_port: int | None = None,
     on_stop: Callable[[], None] | None = None,
+    webhook: str | None = None,
+    delete_webhook: bool = False,
+    max_connections: int = 40,
 ) -> None:
     """Check the token, register the commands, then answer updates until SIGTERM/SIGINT.
 
     The token and the Bot API are checked before `open_orchestrator()` touches the database,
     so a wrong token is reported as such whatever state the database is in. `on_stop` is
     called on the first signal (the CLI arms its stop watchdog there).
+
+    With `webhook` (an https URL reaching `serve`'s POST /telegram/webhook) the webhook is
+    registered and this process only sends; `delete_webhook` removes it and polls.
     """
     remember([token])  # given as a flag, it is in no env var the settings taught the scrubber
     bot = make_bot(token, api_url)
@@ -164,19 +228,21 @@ async def run_bot(
             detail = scrub(_masked(str(exc), token)).splitlines() or [type(exc).__name__]
             raise BackendUnavailable(f"cannot reach the Bot API at {where}: {detail[0]}") from None
         orchestrator = open_orchestrator()
-        queue = (
-            Queue.from_settings(orchestrator.settings) if orchestrator.settings.queue_url else None
-        )
+        settings = orchestrator.settings
+        if webhook is not None:
+            _check_webhook_setup(settings.queue_url, settings.telegram_webhook_secret)
+        queue = Queue.from_settings(settings) if settings.queue_url else None
         if queue is not None:
             await queue.acheck_partitions()
+        await _webhook_state(bot, where, webhook, delete_webhook)
         log.info(
-            "bot @%s (id %s) polling %s%s",
+            "bot @%s (id %s) %s %s%s",
             me.username,
             me.id,
-            where,
+            "taking updates by webhook at" if webhook else "polling",
+            mask_url(webhook) if webhook else where,
             f", answering through the queue {queue.masked}" if queue else "",
         )
-        settings = orchestrator.settings
         set_grace(settings.outage_grace_seconds)
         if metrics_port is not None:
             # The flood control's waits, the queue of sends and the dropped replies live in
@@ -214,16 +280,30 @@ async def run_bot(
             )
             drafter = Drafter(bot, queue, drafts=settings.telegram_drafts, interval=edit_interval)
             background.append(supervised("drafter", drafter.run))
-        _stop_on_signals(dispatcher, on_stop)
+        stopped = asyncio.Event()
+        _stop_on_signals(dispatcher, stopped, on_stop)
+        # message_reaction is only sent to bots that ask for it (feedback).
+        used = dispatcher.resolve_used_update_types()
         try:
-            await dispatcher.start_polling(
-                bot,
-                polling_timeout=polling_timeout,
-                handle_signals=False,
-                close_bot_session=False,
-                # message_reaction is only sent to bots that ask for it (feedback).
-                allowed_updates=dispatcher.resolve_used_update_types(),
-            )
+            if webhook is not None:
+                await _call(
+                    bot.set_webhook(
+                        webhook,
+                        secret_token=settings.telegram_webhook_secret,
+                        allowed_updates=used,
+                        max_connections=max_connections,
+                    ),
+                    where,
+                )
+                await stopped.wait()  # the replicas of `serve` take the updates
+            else:
+                await dispatcher.start_polling(
+                    bot,
+                    polling_timeout=polling_timeout,
+                    handle_signals=False,
+                    close_bot_session=False,
+                    allowed_updates=used,
+                )
         finally:
             await _cancelled(background)
             if queue is not None:

@@ -50,7 +50,6 @@ OTHER = 880_054_321
 SECRETS = ["zebra-violet-note", "quartz-ember-reply", "inflight-plum-question"]
 
 
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     if request.param == "sqlite":
@@ -253,9 +252,7 @@ def test_users_delete_leaves_nothing_anywhere(
         asyncio.run(late_writes())
         orch.flush_usage()
 
-        leaks = _leaks(_sql_dump(database)) + _leaks(
-            _redis_dump(queue_url, settings.redis_prefix)
-        )
+        leaks = _leaks(_sql_dump(database)) + _leaks(_redis_dump(queue_url, settings.redis_prefix))
         if context_url and context_url != queue_url:
             leaks += _leaks(_redis_dump(context_url, settings.redis_prefix))
         assert leaks == [], "\n".join(leaks)

@@ -53,8 +53,34 @@ def register(app: App) -> None:
                 help="Serve this process's Prometheus metrics on 127.0.0.1:PORT/metrics.",
             ),
         ] = None,
+        webhook: Annotated[
+            str | None,
+            typer.Option(
+                "--webhook",
+                envvar="SECRETARIES_TELEGRAM_WEBHOOK_URL",
+                show_envvar=True,
+                metavar="URL",
+                help="Register this https URL (serve's /telegram/webhook) and only send.",
+            ),
+        ] = None,
+        delete_webhook: Annotated[
+            bool,
+            typer.Option("--delete-webhook", help="Remove the webhook, then poll."),
+        ] = False,
+        max_connections: Annotated[
+            int,
+            typer.Option(
+                "--max-connections",
+                min=1,
+                max=100,
+                help="With --webhook: Telegram's concurrent connections to it.",
+            ),
+        ] = 40,
     ) -> None:
         """Run the Telegram bot (the `telegram` extra): users pick their secretary.
+
+        Long polling by default; with --webhook the replicas of `serve` take the updates
+        and this process sends the replies.
 
         Example: SECRETARIES_TELEGRAM_TOKEN=123:AA… secretaries bot
         """
@@ -77,6 +103,14 @@ def register(app: App) -> None:
             raise InvalidInput(
                 "the bot token is malformed: it looks like 123456789:AA… (from @BotFather)"
             )
+        if webhook is not None and delete_webhook:
+            raise typer.BadParameter("give --webhook or --delete-webhook, not both")
+        if webhook is not None:
+            hook = urlsplit(webhook)
+            if hook.scheme not in ("http", "https") or not hook.hostname:
+                raise typer.BadParameter(
+                    f"{mask_url(webhook)!r} is not an http(s) URL", param_hint="--webhook"
+                )
         if api_url is not None:
             parts = urlsplit(api_url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -108,5 +142,8 @@ def register(app: App) -> None:
                 edit_interval=edit_interval,
                 metrics_port=metrics_port,
                 on_stop=on_stop,
+                webhook=webhook,
+                delete_webhook=delete_webhook,
+                max_connections=max_connections,
             )
         )

@@ -32,6 +32,7 @@ from secretaries_core.queue.keys import GROUP, QueueKeys
 
 SEEN_TTL_S = 2 * 24 * 3600  # Telegram redelivers an update for at most a day
 INBOUND_CAP = 1_000_000  # per partition: a safety valve, far above any healthy backlog
+WEBHOOK_SEEN_S = SEEN_TTL_S  # a webhook update id is taken once within this window
 REPLIES_CAP = 100_000
 DEAD_CAP = 100_000
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, RedisClusterException)
@@ -369,6 +370,25 @@ class Queue:
         except UNAVAILABLE as exc:
             raise self.unavailable(exc) from exc
         return bool(done)
+
+    async def afirst_sighting(self, bot: int, update_id: int) -> bool:
+        """True for the first replica to see webhook update `update_id` of `bot` within a
+        day (Telegram resends an update it got no 200 for, to any replica)."""
+        try:
+            return bool(
+                await self.aclient().set(
+                    self.keys.webhook_update(bot, update_id), "1", nx=True, ex=WEBHOOK_SEEN_S
+                )
+            )
+        except UNAVAILABLE as exc:
+            raise self.unavailable(exc) from exc
+
+    async def aforget_sighting(self, bot: int, update_id: int) -> None:
+        """Let Telegram's next delivery of `update_id` be taken (this one failed)."""
+        try:
+            await self.aclient().delete(self.keys.webhook_update(bot, update_id))
+        except UNAVAILABLE as exc:
+            raise self.unavailable(exc) from exc
 
     def enqueue(self, update: Update) -> bool:
         """`aenqueue` for synchronous callers."""

@@ -22,6 +22,8 @@ one Lua call must touch atomically), while different partitions spread over the 
                                         while it streams by edits, "final" once sent
     P q:{r}:shown:<chat>:<update>:lock STRING  held while one process touches that message
     P tg:bots                   SET     ids of the bots whose flood keys exist (erasure)
+    P tg:{h<bot>}:update:<id>   STRING  a webhook update already taken by a replica (TTL a
+                                        day; holds no user data)
     P tg:{f<bot>}:bot / :chat:<c> / :group:<c>  ZSET  sends of the last window (flood)
     P tg:{f<bot>}:final:<c>     STRING  a final text waits for chat c: drafts give way
     P tg:{f<bot>}:hold:<c>      STRING  Telegram asked to wait (429): every process waits
@@ -69,6 +71,7 @@ class QueueKeys:
     SHOWN = "{prefix}q:{{r}}:shown:{chat}:{update}"
     FLOOD = "{prefix}tg:{{f{bot}}}:"
     BOTS = "{prefix}tg:bots"
+    WEBHOOK_UPDATE = "{prefix}tg:{{h{bot}}}:update:{update}"
 
     def partition(self, telegram_id: int) -> int:
         """The partition of a user: all of one user's messages go through one stream."""
@@ -120,6 +123,10 @@ class QueueKeys:
         """The flood-control keys of one chat of one bot (see secretaries_telegram/flood.py)."""
         prefix = self.flood(bot)
         return [f"{prefix}{part}:{chat}" for part in ("chat", "group", "final", "hold")]
+
+    def webhook_update(self, bot: int | str, update_id: int) -> str:
+        """Set once a replica took webhook update `update_id` of `bot` (dedupe)."""
+        return self.WEBHOOK_UPDATE.format(prefix=self.prefix, bot=bot, update=update_id)
 
     @property
     def bots(self) -> str:

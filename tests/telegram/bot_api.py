@@ -9,6 +9,8 @@ and 500 for every send during an outage. With `limits` on it enforces Telegram's
 limits as sliding windows — 30 sends a second per bot, 1 a second per chat, 20 a minute
 per group, edits and drafts included — and answers 429 with `retry_after` past them.
 It takes `sendMessageDraft` in private chats (unless `drafts` is off: an older server).
+Once a bot calls `setWebhook`, updates are pushed to that URL with the secret header, as
+Telegram does (a non-200 is retried), and `getUpdates` answers 409 until `deleteWebhook`.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ class BotApi:
     _last_tick: float = 0.0
     _stall_ends: list[float] = field(default_factory=list)
     unmeasured: int = 0
+    # setWebhook's parameters while a webhook is set; (update id, URL, HTTP status) of each push
+    webhook: dict[str, str] | None = None
+    pushes: list[tuple[int, str, int]] = field(default_factory=list)
 
     # -- what tests do -----------------------------------------------------------------
 
@@ -71,10 +76,26 @@ class BotApi:
         with self._lock:
             update["update_id"] = self._next_update
             self._next_update += 1
-            self.updates.append(update)
             self.history.append(update)
+            hook = dict(self.webhook) if self.webhook else None
+            if hook is None:
+                self.updates.append(update)
+        if hook is not None and self._loop is not None:
+            asyncio.run_coroutine_threadsafe(_push_to(self, hook["url"], hook, update), self._loop)
+            return
         if self._loop is not None and self._arrived is not None:
             self._loop.call_soon_threadsafe(self._arrived.set)
+
+    def push_again(self, update_id: int, url: str | None = None) -> None:
+        """Deliver update `update_id` once more (to `url`: another replica), as Telegram
+        does when it got no 200 in time."""
+        with self._lock:
+            update = next(u for u in self.history if u["update_id"] == update_id)
+            hook = dict(self.webhook or {})
+        assert self._loop is not None and hook
+        asyncio.run_coroutine_threadsafe(
+            _push_to(self, url or hook["url"], hook, update), self._loop
+        ).result(30)
 
     def send(
         self, user: int, text: str, *, chat: dict[str, Any] | None = None, thread: int | None = None
@@ -243,6 +264,29 @@ def _text_problem(text: str | None, params: dict[str, Any]) -> str | None:
     return None
 
 
+PUSH_TRIES = 20
+
+
+async def _push_to(api: BotApi, url: str, hook: dict[str, str], update: dict[str, Any]) -> None:
+    """POST `update` to the webhook like Telegram: the secret header, retried until a 200."""
+    import aiohttp
+
+    headers = {"X-Telegram-Bot-Api-Secret-Token": hook.get("secret_token", "")}
+    async with aiohttp.ClientSession() as session:
+        for attempt in range(PUSH_TRIES):
+            status = 0
+            try:
+                async with session.post(url, json=update, headers=headers) as response:
+                    status = response.status
+            except aiohttp.ClientError:
+                pass
+            with api._lock:
+                api.pushes.append((update["update_id"], url, status))
+            if status == 200:
+                return
+            await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
+
+
 def make_app(api: BotApi) -> web.Application:
     """The aiohttp application serving `/bot<token>/<method>`."""
 
@@ -272,6 +316,21 @@ def make_app(api: BotApi) -> web.Application:
                 return _bad(
                     429, f"Too Many Requests: retry after {wait}", parameters={"retry_after": wait}
                 )
+        if method in ("setWebhook", "deleteWebhook", "getWebhookInfo"):
+            with api._lock:
+                if method == "setWebhook":
+                    api.webhook = params
+                elif method == "deleteWebhook":
+                    api.webhook = None
+                info = {
+                    "url": (api.webhook or {}).get("url", ""),
+                    "has_custom_certificate": False,
+                    "pending_update_count": 0,
+                }
+            result: Any = info if method == "getWebhookInfo" else True
+            return web.json_response({"ok": True, "result": result})
+        if method == "getUpdates" and api.webhook is not None:
+            return _bad(409, "Conflict: can't use getUpdates method while webhook is active")
         if method not in ("getMe", "getUpdates", "setMyCommands", "deleteWebhook"):
             if time.monotonic() < api.down_until:
                 return _bad(500, "Internal Server Error")
