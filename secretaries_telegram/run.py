@@ -247,12 +247,13 @@ async def run_bot(
         if metrics_port is not None:
             # The flood control's waits, the queue of sends and the dropped replies live in
             # this process: an operator scrapes them here.
+            import os
+
             from prometheus_client import start_http_server
 
-            start_http_server(
-                metrics_port, addr="127.0.0.1", registry=orchestrator.metrics.registry
-            )
-            log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
+            host = os.environ.get("SECRETARIES_METRICS_HOST") or "127.0.0.1"
+            start_http_server(metrics_port, addr=host, registry=orchestrator.metrics.registry)
+            log.info("metrics on http://%s:%d/metrics", host, metrics_port)
         bot.session.middleware(Gatekeeper(flood_control(bot, queue, orchestrator)))
         dispatcher = Dispatcher()
         dispatcher.include_router(

@@ -61,7 +61,7 @@ def metrics(svc: Svc) -> Response:
     """Prometheus exposition of the orchestrator's metrics (and the queue's, when set)."""
     if svc.settings.queue_url:
         try:
-            svc.orchestrator.metrics.observe_queue(svc.queue().stats())
+            svc.orchestrator.metrics.observe_queue(svc.queue().recent_stats())
         except SecretariesError as exc:  # the scrape still shows everything else
             log.warning("queue metrics unavailable: %s", exc)
     return Response(svc.orchestrator.metrics_text(), media_type=CONTENT_TYPE_LATEST)

@@ -33,6 +33,16 @@ def register(root: App) -> None:
         concurrency: Annotated[
             int, typer.Option("--concurrency", min=1, help="Messages in flight at most.")
         ] = 64,
+        metrics_port: Annotated[
+            int | None,
+            typer.Option(
+                "--metrics-port",
+                min=1,
+                max=65535,
+                metavar="PORT",
+                help="Serve this worker's Prometheus metrics on PORT/metrics.",
+            ),
+        ] = None,
     ) -> None:
         """Answer queued updates until SIGTERM (then finish those in flight, exit 0).
 
@@ -41,7 +51,7 @@ def register(root: App) -> None:
         import asyncio
         import signal
 
-        from secretaries_cli.output import service_logging
+        from secretaries_cli.output import serve_metrics, service_logging
         from secretaries_core.queue.worker import Worker
 
         service_logging()
@@ -50,6 +60,8 @@ def register(root: App) -> None:
 
         async def main() -> None:
             orchestrator = rt.orchestrator()
+            if metrics_port is not None:
+                serve_metrics(orchestrator.metrics.registry, metrics_port)
             job = Worker(
                 orchestrator,
                 queue,

@@ -34,6 +34,7 @@ SEEN_TTL_S = 2 * 24 * 3600  # Telegram redelivers an update for at most a day
 INBOUND_CAP = 1_000_000  # per partition: a safety valve, far above any healthy backlog
 WEBHOOK_SEEN_S = SEEN_TTL_S  # a webhook update id is taken once within this window
 REPLIES_CAP = 100_000
+STATS_MAX_AGE_S = 10.0  # /metrics shows the queue as of at most this long ago
 DEAD_CAP = 100_000
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, RedisClusterException)
 
@@ -241,6 +242,7 @@ class Queue:
         self.keys = QueueKeys(prefix, partitions)
         self._sync: Any = None
         self._async: PerLoop[Any] = PerLoop(self._make_async)
+        self._last_stats: tuple[float, dict[str, Any]] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Queue:
@@ -505,6 +507,16 @@ class Queue:
         return int(found[0]["times_delivered"]) if found else 1
 
     # -- operations -----------------------------------------------------------------------
+
+    def recent_stats(self, max_age: float = STATS_MAX_AGE_S) -> dict[str, Any]:
+        """`stats()`, reused for `max_age` seconds: a scrape of every replica every few
+        seconds would otherwise cost each one a round trip per partition and consumer."""
+        import time
+
+        now = time.monotonic()
+        if self._last_stats is None or now - self._last_stats[0] > max_age:
+            self._last_stats = (now, self.stats())
+        return self._last_stats[1]
 
     def stats(self) -> dict[str, Any]:
         """Lengths, pending, oldest pending age, per-consumer lag, dead letters."""

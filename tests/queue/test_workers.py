@@ -314,8 +314,11 @@ def test_post_updates_is_idempotent_over_http(tmp_path: Path, redis_url: str) ->
         assert bad.status_code == 422
         scraped = client.get("/metrics").text
         assert 'secretaries_queue{what="inbound"} 1.0' in scraped
+        # The queue's figures are reused for 10 s: a scrape is not a round trip per key.
+        client.post("/api/updates", json={**body, "update_id": 7})
+        assert 'secretaries_queue{what="inbound"} 1.0' in client.get("/metrics").text
     queue = Queue(redis_url, prefix=prefix, partitions=16)
-    assert queue.stats()["inbound"] == 1
+    assert queue.stats()["inbound"] == 2
     queue.close()
     services.orchestrator.close()
     engine.dispose()
