@@ -12,7 +12,7 @@ from secretaries_core.catalog.api_tokens import ApiTokens
 from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import ContextStore, open_context_store, sqlite_lane
-from secretaries_core.errors import BackendUnavailable, InvalidInput
+from secretaries_core.errors import BackendUnavailable, InvalidInput, NotFound
 from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.plumbing.schema import open_database
 from secretaries_core.queue.client import Queue
@@ -76,16 +76,15 @@ class Services:
     def webhook(self) -> Any:
         """Telegram's webhook ingress (the `telegram` extra; made on first use).
 
-        Needs the queue, `SECRETARIES_TELEGRAM_TOKEN` and
-        `SECRETARIES_TELEGRAM_WEBHOOK_SECRET`: without them the server cannot take updates
-        (503), whatever the request.
+        Needs `SECRETARIES_TELEGRAM_TOKEN` and `SECRETARIES_TELEGRAM_WEBHOOK_SECRET` (without
+        them this server takes no webhook: `NotFound`, 404) and the queue (503 without it).
         """
         if self._webhook is None:
             token, secret = self.settings.telegram_token, self.settings.telegram_webhook_secret
             if not token or not secret:
                 missing = "SECRETARIES_TELEGRAM_TOKEN" if not token else ""
                 missing = missing or "SECRETARIES_TELEGRAM_WEBHOOK_SECRET"
-                raise BackendUnavailable(f"the Telegram webhook is not set up: {missing} is unset")
+                raise NotFound(f"this server takes no Telegram webhook: {missing} is unset")
             queue = self.queue()
             try:
                 from secretaries_telegram.webhook import WebhookIngress

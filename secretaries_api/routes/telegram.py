@@ -18,7 +18,16 @@ from secretaries_core.errors import InvalidInput
 router = APIRouter(tags=["telegram"])
 
 
-@router.post("/telegram/webhook", operation_id="telegram_webhook")
+@router.post(
+    "/telegram/webhook",
+    operation_id="telegram_webhook",
+    responses={
+        401: {"description": "Missing or wrong X-Telegram-Bot-Api-Secret-Token"},
+        404: {"description": "This server takes no webhook (token or secret unset)"},
+        422: {"description": "Not a Telegram update"},
+        503: {"description": "The queue is unreachable (Telegram retries)"},
+    },
+)
 async def telegram_webhook(svc: Svc, request: Request) -> JSONResponse:
     """Take one update: 200 (queued or handled, or a repeat), 401 without the secret."""
     ingress = svc.webhook()
