@@ -46,6 +46,8 @@ from secretaries_core.llm.fallback import (
 )
 from secretaries_core.llm.openai_client import OpenAIClients
 from secretaries_core.llm.providers import ProviderClients, build_adapter
+from secretaries_core.llm.traced import TracedAdapter
+from secretaries_core.plumbing import tracing
 from secretaries_core.plumbing.hops import Hops
 from secretaries_core.plumbing.loops import SyncRunner
 from secretaries_core.plumbing.metrics import Metrics
@@ -311,21 +313,26 @@ class Orchestrator:
         """The secretary's model, or its fallback chain when it has one."""
         chain = [secretary.model, *fallback_models(dict(secretary.params))]
         extra = secretary.params.get(PARAM_CONTEXT_FALLBACK)
+        traced = tracing.tracer() is not None
+
+        def build(model: str) -> ModelAdapter:
+            adapter = build_adapter(model, self.providers)
+            # Each model of a chain its own `chat` span: every fallback attempt is seen.
+            return TracedAdapter(adapter, model) if traced else adapter
+
         if len(chain) == 1 and not extra:
-            return build_adapter(secretary.model, self.providers)
+            return build(secretary.model)
         name = secretary.name
 
         def fell_back(source: str, target: str) -> None:
             self.metrics.fallbacks.labels(secretary=name, **{"from": source, "to": target}).inc()
 
         return FallbackAdapter(
-            [Link(m, build_adapter(m, self.providers)) for m in chain],
+            [Link(m, build(m)) for m in chain],
             self.breaker,
             deadline=self.settings.model_timeout_seconds,
             on_fallback=fell_back,
-            context_fallback=(
-                Link(str(extra), build_adapter(str(extra), self.providers)) if extra else None
-            ),
+            context_fallback=(Link(str(extra), build(str(extra))) if extra else None),
         )
 
     def _on_change(

@@ -39,12 +39,37 @@ from secretaries_core.conversation.summarizing import Summarizer
 from secretaries_core.conversation.text import check_incoming, storable
 from secretaries_core.conversation.turn import Reply, ReplyStream, Turn, stored_answer
 from secretaries_core.errors import Interrupted, InvalidInput, ModelError, SecretariesError
+from secretaries_core.plumbing import tracing
 from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.usage.version_counts import VersionCounts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PARAM_DOUBLE_TEXTING = "double_texting"
+
+
+MESSAGE_SPAN = "secretaries.message"
+MESSAGE_ATTRIBUTES = {"gen_ai.operation.name": "invoke_agent"}
+
+
+def _describe(span: Any, turn: Turn) -> None:
+    """The message span's GenAI attributes, once the secretary and version are known."""
+    if span is None:
+        return
+    resolved = turn.resolved
+    secretary = resolved.secretary
+    arm = {"rollout": "candidate", "pinned": "pinned"}.get(resolved.version_source, "live")
+    tracing.set_attributes(
+        span,
+        {
+            "gen_ai.agent.name": secretary.name,
+            "gen_ai.agent.id": str(secretary.id),
+            "gen_ai.request.model": secretary.model.partition("/")[2] or secretary.model,
+            "secretaries.secretary": secretary.name,
+            "secretaries.version": secretary.version,
+            "secretaries.rollout_arm": arm,
+        },
+    )
 
 
 class MessagePath:
@@ -102,8 +127,9 @@ class MessagePath:
     ) -> Reply:
         """One message to its stored answer (see the module docstring); `everywhere`: look
         for the key's stored answer in every context of the user, not only the current one."""
-        with self.our_errors():
+        with tracing.span(MESSAGE_SPAN, MESSAGE_ATTRIBUTES) as span, self.our_errors():
             turn = await self.begin(telegram_id, text, username, began)
+            _describe(span, turn)
             turn.key = key
             turn.on_tool = on_tool
             try:
@@ -128,13 +154,30 @@ class MessagePath:
         self, telegram_id: int, text: str, username: str | None, out: ReplyStream
     ) -> AsyncGenerator[str, None]:
         """The same path, yielding the pieces; stores the turn when the stream ends."""
+        # Started, not made current: this generator's body runs in its caller's contexts.
+        span = tracing.start(MESSAGE_SPAN, MESSAGE_ATTRIBUTES, kind="internal")
+        try:
+            async for piece in self._stream(telegram_id, text, username, out, span):
+                yield piece
+        except GeneratorExit:
+            tracing.end(span)
+            raise
+        except BaseException as exc:
+            tracing.end(span, exc)
+            raise
+        tracing.end(span)
+
+    async def _stream(
+        self, telegram_id: int, text: str, username: str | None, out: ReplyStream, span: Any
+    ) -> AsyncGenerator[str, None]:
         with self.our_errors():
             turn = await self.begin(telegram_id, text, username)
+            _describe(span, turn)
             turn.on_tool = out.tool_event
             try:
                 await self.admit(turn)
                 pieces: asyncio.Queue[str | None] = asyncio.Queue()
-                task = asyncio.ensure_future(self.ask(turn, pieces.put_nowait))
+                task = tracing.task_in(span, self.ask(turn, pieces.put_nowait))
                 task.add_done_callback(lambda _done: pieces.put_nowait(None))
                 shown: list[str] = []
                 try:

@@ -28,6 +28,7 @@ from secretaries_core.conversation.instances import SecretarySnapshot
 from secretaries_core.conversation.turn import Turn
 from secretaries_core.errors import InvalidInput, NotFound, SecretariesError
 from secretaries_core.llm.base import ToolCall
+from secretaries_core.plumbing import tracing
 from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.tools.calling import ToolCaller, ToolResult
 from secretaries_core.tools.ledger import ToolLedger, TurnLedger, same_call
@@ -258,6 +259,35 @@ class ToolRunner:
         deadline: float,
         fresh: set[str],
     ) -> str:
+        found = offered.get(call.name)
+        attributes = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": call.name,
+            "gen_ai.tool.call.id": call_id,
+            "gen_ai.tool.type": "extension" if found and found.spec.kind == "mcp" else "function",
+            "secretaries.tool": found.spec.name if found else "unknown",
+            "secretaries.secretary": turn.resolved.secretary.name,
+            "secretaries.version": turn.resolved.secretary.version,
+        }
+        with tracing.span(f"execute_tool {call.name}", attributes) as span:
+            text = await self._one_call(turn, call_id, call, offered, stored, deadline, fresh)
+            if span is not None and tracing.capture_content():
+                tracing.set_attributes(
+                    span,
+                    {"gen_ai.tool.call.arguments": call.arguments, "gen_ai.tool.call.result": text},
+                )
+            return text
+
+    async def _one_call(
+        self,
+        turn: Turn,
+        call_id: str,
+        call: ToolCall,
+        offered: Mapping[str, Offered],
+        stored: TurnLedger,
+        deadline: float,
+        fresh: set[str],
+    ) -> str:
         secretary = turn.resolved.secretary
         found = offered.get(call.name)
         label = found.spec.name if found else "unknown"
@@ -321,6 +351,8 @@ class ToolRunner:
         result: ToolResult = await asyncio.shield(running)
         turn.tool_calls += 1
         turn.tool_failures += 0 if result.ok else 1
+        if not result.ok:
+            tracing.set_attributes(tracing.current(), {"error.type": result.outcome})
         self.metrics.tool_seconds.labels(tool=found.spec.name).observe(result.seconds)
         count(result.outcome)
         await self._record(turn, call_id, result.text, result.ok, stored)

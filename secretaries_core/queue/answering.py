@@ -24,6 +24,7 @@ from secretaries_core.errors import (
     error_code,
 )
 from secretaries_core.orchestrator import Orchestrator, Reply
+from secretaries_core.plumbing import tracing
 from secretaries_core.queue.client import Queue, Update
 from secretaries_core.queue.live import ENDED, SUPERSEDED, LivePieces, quietly_end
 from secretaries_core.redact import scrub
@@ -140,17 +141,19 @@ class Answerer:
                 # user's next message may start once this one is set.
                 if entered is not None:
                     entered.set()
-                # Checks the stored context for this update id before the model is asked.
-                reply = await self.orch.ahandle(
-                    update.telegram_id,
-                    update.text,
-                    username=update.username,
-                    idempotency_key=key,
-                    on_piece=live.feed if live is not None else None,
-                    on_tool=live.tool if live is not None else None,
-                    redelivered=redelivered,
-                    began=queued_ms(entry_id) / 1000,
-                )
+                # Checks the stored context for this update id before the model is asked;
+                # its trace continues the one that queued it.
+                with tracing.continued(update.traceparent):
+                    reply = await self.orch.ahandle(
+                        update.telegram_id,
+                        update.text,
+                        username=update.username,
+                        idempotency_key=key,
+                        on_piece=live.feed if live is not None else None,
+                        on_tool=live.tool if live is not None else None,
+                        redelivered=redelivered,
+                        began=queued_ms(entry_id) / 1000,
+                    )
             except Fenced:
                 # The user was erased (or the conversation cleared) after this update was
                 # queued: nothing of it was stored, and nothing is delivered.

@@ -8,9 +8,10 @@ key has a TTL.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -26,12 +27,15 @@ from secretaries_core.errors import (
     SecretariesError,
     UnstorableInput,
 )
+from secretaries_core.plumbing import tracing
 from secretaries_core.plumbing.db import mask_url
 from secretaries_core.plumbing.loops import PerLoop
 from secretaries_core.queue.keys import GROUP, QueueKeys
 
 SEEN_TTL_S = 2 * 24 * 3600  # Telegram redelivers an update for at most a day
 INBOUND_CAP = 1_000_000  # per partition: a safety valve, far above any healthy backlog
+ENQUEUE_SPAN = "secretaries.enqueue"
+TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 WEBHOOK_SEEN_S = SEEN_TTL_S  # a webhook update id is taken once within this window
 REPLIES_CAP = 100_000
 STATS_MAX_AGE_S = 10.0  # /metrics shows the queue as of at most this long ago
@@ -100,6 +104,7 @@ UPDATE_FIELDS = (
     "chat_id",
     "thread_id",
     "retry",
+    "traceparent",
 )
 
 
@@ -120,6 +125,8 @@ class Update:
     thread_id: int | None = None
     # The dead letter this entry queues again (`queue retry`): its answer is a new one.
     retry: str = ""
+    # W3C trace context of the span that queued it (tracing on): the worker continues it.
+    traceparent: str = ""
 
     @property
     def chat(self) -> int:
@@ -139,6 +146,8 @@ class Update:
             fields["thread_id"] = str(self.thread_id)
         if self.retry:
             fields["retry"] = self.retry
+        if self.traceparent:
+            fields["traceparent"] = self.traceparent
         return fields
 
     @classmethod
@@ -173,7 +182,17 @@ class Update:
             raise MalformedEntry("empty text")
         username = fields.get("username") or None
         retry = fields.get("retry", "")
-        return cls(update_id, telegram_id, fields["text"], username, chat_id, thread_id, retry)
+        parent = fields.get("traceparent", "")
+        return cls(
+            update_id,
+            telegram_id,
+            fields["text"],
+            username,
+            chat_id,
+            thread_id,
+            retry,
+            parent if TRACEPARENT.fullmatch(parent) else "",
+        )
 
 
 def parse_int(raw: str) -> int | None:
@@ -356,6 +375,12 @@ class Queue:
 
     async def aenqueue(self, update: Update) -> bool:
         """Queue `update` unless its id was queued before; True when queued now."""
+        with tracing.span(ENQUEUE_SPAN, {"messaging.system": "redis"}, kind="producer") as span:
+            if span is not None:
+                update = replace(update, traceparent=tracing.traceparent())
+            return await self._aenqueue(update)
+
+    async def _aenqueue(self, update: Update) -> bool:
         n = self.keys.partition(update.telegram_id)
         keys = [self.keys.seen(n, update.telegram_id), self.keys.inbound(n)]
         try:
