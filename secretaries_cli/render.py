@@ -48,7 +48,7 @@ def secretaries(rows: Iterable[Mapping[str, Any]]) -> None:
         ["name", "model", "default", "active", "version", "users", "description"],
         (
             (
-                r["name"],
+                r["name"] if r.get("is_secretary", True) else f"{r['name']} (assistant)",
                 r["model"],
                 yes_no(r["is_default"]),
                 yes_no(r["is_active"]),

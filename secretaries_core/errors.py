@@ -48,6 +48,10 @@ class InvalidInput(SecretariesError):
         self.problems: list[str] = problems or []
 
 
+class NotASecretary(InvalidInput):
+    """An assistant users cannot pick (`is_secretary` false) was given where users are."""
+
+
 class UnstorableInput(InvalidInput):
     """Text no store can hold (a NUL, a lone surrogate, JSON nested too deep): CLI exit 2."""
 

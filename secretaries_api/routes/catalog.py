@@ -13,10 +13,13 @@ router = APIRouter(prefix="/api/secretaries", tags=["secretaries"])
 
 @router.get("/", response_model=list[SecretaryOut], operation_id="list_secretaries")
 def list_secretaries(
-    svc: Svc, all: bool = Query(False, description="Include inactive")
+    svc: Svc,
+    all: bool = Query(False, description="Include inactive"),
+    assistants: bool = Query(False, description="Include assistants users cannot pick"),
 ) -> list[SecretaryOut]:
-    """Available secretaries (all of them with `all=true`)."""
-    return svc.registry.list_secretaries(include_inactive=all)
+    """Available secretaries (all of them with `all=true`; every assistant with
+    `assistants=true`)."""
+    return svc.registry.list_secretaries(include_inactive=all, assistants=assistants)
 
 
 @router.post(

@@ -105,9 +105,15 @@ def register(app: App) -> None:
         param: ParamOpt = None,
         tools: ToolsOpt = None,
         default: Annotated[bool, typer.Option("--default", help="Make it the default.")] = False,
+        no_secretary: Annotated[
+            bool,
+            typer.Option(
+                "--no-secretary", help="An assistant users cannot pick (called as a tool)."
+            ),
+        ] = False,
         json: JsonFlag = False,
     ) -> None:
-        """Add a secretary to the catalog.
+        """Add a secretary (or, with --no-secretary, an assistant) to the catalog.
 
         Example: secretaries create alice --model openai/gpt-4o-mini --prompt 'Be brief.' --default
         """
@@ -122,6 +128,7 @@ def register(app: App) -> None:
             description=description,
             params=_with_tools(_params(param) or {}, tools, removing=False) or {},
             is_default=default,
+            is_secretary=not no_secretary,
         )
         registry = runtime(ctx).registry()
         secretary = registry.create_secretary(data)
@@ -129,7 +136,8 @@ def register(app: App) -> None:
             output.emit_json(registry.secretary_detail(secretary.id))
         else:
             suffix = " (default)" if secretary.is_default else ""
-            output.say(f"Created secretary {secretary.name}{suffix}, id {secretary.id}.")
+            kind = "secretary" if secretary.is_secretary else "assistant"
+            output.say(f"Created {kind} {secretary.name}{suffix}, id {secretary.id}.")
 
     @app.command("update")
     def update(
@@ -187,13 +195,19 @@ def register(app: App) -> None:
     def list_(
         ctx: typer.Context,
         all_: Annotated[bool, typer.Option("--all", help="Include inactive secretaries.")] = False,
+        assistants: Annotated[
+            bool,
+            typer.Option("--assistants", help="Every assistant, not only those users pick."),
+        ] = False,
         json: JsonFlag = False,
     ) -> None:
-        """List active secretaries (all with --all).
+        """List active secretaries (all with --all; every assistant with --assistants).
 
         Example: secretaries list --all --json
         """
-        rows = runtime(ctx).registry().list_secretaries(include_inactive=all_)
+        rows = (
+            runtime(ctx).registry().list_secretaries(include_inactive=all_, assistants=assistants)
+        )
         if json:
             output.emit_json(rows)
         elif not rows:

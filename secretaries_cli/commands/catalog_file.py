@@ -123,7 +123,7 @@ def register(app: App) -> None:
         registry = runtime(ctx).registry()
         rows = [
             registry.secretary_detail(s.id)
-            for s in registry.list_secretaries(include_inactive=True)
+            for s in registry.list_secretaries(include_inactive=True, assistants=True)
         ]
         text = dump(rows)
         if out is None:

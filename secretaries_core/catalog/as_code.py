@@ -13,6 +13,10 @@ The file (`secretaries export` writes it):
         eval: evals/alice.yaml          # a suite `apply` runs before a change lands
         prompt: |
           You are Alice, ...
+      - name: researcher
+        secretary: false                # an assistant users cannot pick (a tool's callee)
+        model: openai/gpt-4o
+        prompt: You research.
 
 Prompts are block scalars so diffs of the file read well. A bad file — not YAML, an
 unknown key, a bad name, a missing field, two defaults, the same name twice — is refused
@@ -38,6 +42,7 @@ KEYS = (
     "eval",
     "default",
     "active",
+    "secretary",
 )
 REQUIRED = ("name", "model", "prompt")
 
@@ -53,6 +58,8 @@ class Declared:
     params: dict[str, Any] = field(default_factory=dict)
     default: bool = False
     active: bool = True
+    # False: an assistant users cannot pick (`create --no-secretary`).
+    secretary: bool = True
     line: int = 0
     # An eval suite file for this secretary (relative to the catalog file): `apply` runs it
     # on the declared content of a changed secretary before anything is written.
@@ -108,6 +115,7 @@ def export(secretaries: list[SecretaryDetail]) -> str:
             "description": s.description,
             "default": s.is_default,
             "active": s.is_active,
+            **({} if s.is_secretary else {"secretary": False}),
             "params": {k: v for k, v in s.params.items() if k != "tools"},
             **({"tools": tools_param(dict(s.params))} if tools_param(dict(s.params)) else {}),
             # A trailing newline keeps the block scalar's `|` clean (no `|-`).
@@ -177,7 +185,7 @@ def _one(node: Any, item: Any) -> Declared:
         params = {k: v for k, v in params.items() if k != "tools"}
         if tools:
             params["tools"] = ",".join(t.strip() for t in tools)
-    for flag in ("default", "active"):
+    for flag in ("default", "active", "secretary"):
         if flag in item and not isinstance(item[flag], bool):
             raise InvalidInput(f"line {line}: `{flag}` must be true or false")
     suite = item.get("eval")
@@ -199,6 +207,7 @@ def _one(node: Any, item: Any) -> Declared:
         params=dict(params),
         default=bool(item.get("default", False)),
         active=bool(item.get("active", True)),
+        secretary=bool(item.get("secretary", True)),
         line=line,
         eval=suite,
     )
@@ -222,6 +231,11 @@ def _check_all(declared: list[Declared]) -> None:
                 )
             if not item.active:
                 raise InvalidInput(f"line {item.line}: the default secretary must be active")
+            if not item.secretary:
+                raise InvalidInput(
+                    f"line {item.line}: an assistant users cannot pick (secretary: false) "
+                    "cannot be the default"
+                )
             default = item
 
 
@@ -252,6 +266,17 @@ def plan(
             fields.append("description")
         if item.active != found.is_active:
             fields.append("active")
+        if item.secretary != found.is_secretary:
+            kind = "a secretary" if found.is_secretary else "an assistant users cannot pick"
+            changes.append(
+                PlannedChange(
+                    "update",
+                    item.name,
+                    ["secretary"],
+                    refused=f"{item.name!r} is {kind}; that cannot change (create another)",
+                )
+            )
+            continue
         if fields:
             diff = ""
             if "prompt" in fields:

@@ -73,6 +73,8 @@ class AssistantCreate(AssistantBase):
     """What `create` takes."""
 
     is_default: bool = False
+    # False: an assistant users cannot pick (a tool's callee); never the default.
+    is_secretary: bool = True
 
 
 class AssistantUpdate(SQLModel):

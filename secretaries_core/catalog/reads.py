@@ -109,6 +109,7 @@ _SUMMARY = (
     SECRETARY.c.is_active,
     SECRETARY.c.is_default,
     SECRETARY.c.version,
+    SECRETARY.c.is_secretary,
 )
 
 
@@ -151,6 +152,7 @@ def _summary(values: Mapping[Any, Any], users: int) -> dict[str, Any]:
         "is_default": values["is_default"],
         "version": values["version"],
         "users": users,
+        "is_secretary": values["is_secretary"],
     }
 
 
@@ -170,7 +172,7 @@ _DETAIL = select(
     SECRETARY.c.created_at,
     SECRETARY.c.updated_at,
     _users_of(SECRETARY.c.id),
-).where(SECRETARY.c.is_secretary)
+)
 
 
 def secretary_detail(conn: Connection, ref: str) -> dict[str, Any]:

@@ -25,6 +25,8 @@ class SecretaryOut(BaseModel):
     is_default: bool
     version: int
     users: int
+    # False for an assistant users cannot pick (`create --no-secretary`): a tool's callee.
+    is_secretary: bool = True
 
     @classmethod
     def of(cls, secretary: Assistant, users: int) -> SecretaryOut:
@@ -61,6 +63,7 @@ def _secretary_fields(secretary: Assistant) -> dict[str, Any]:
         "is_active": secretary.is_active,
         "is_default": secretary.is_default,
         "version": secretary.version,
+        "is_secretary": secretary.is_secretary,
     }
 
 

@@ -30,6 +30,7 @@ from secretaries_core.catalog.schemas import (
 from secretaries_core.errors import (
     Conflict,
     InactiveSecretary,
+    NotASecretary,
     UnknownSecretary,
     UnknownUser,
 )
@@ -114,7 +115,7 @@ class RegistryBase:
         self, session: Session, ref: str | uuid.UUID, *, lock: bool = False
     ) -> Assistant:
         sec_id = ref if isinstance(ref, uuid.UUID) else _as_uuid(ref)
-        query = select(Assistant).where(col(Assistant.is_secretary))
+        query = select(Assistant)  # secretaries and assistants: both are managed alike
         if sec_id is not None:
             query = query.where(col(Assistant.id) == sec_id)
         else:
@@ -150,7 +151,13 @@ class RegistryBase:
         return self._one_user(session.scalars(query.limit(2)).all(), ref)
 
     def _active_secretary(self, session: Session, ref: str | uuid.UUID) -> Assistant:
+        """A secretary users can be given (assign, the picker, the default, a migration)."""
         secretary = self._secretary(session, ref)
+        if not secretary.is_secretary:
+            raise NotASecretary(
+                f"{secretary.name!r} is an assistant users cannot pick (created with "
+                "--no-secretary); it is only called as a tool"
+            )
         if not secretary.is_active:
             raise InactiveSecretary(
                 f"secretary {secretary.name!r} is inactive; "

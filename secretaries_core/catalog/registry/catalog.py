@@ -65,11 +65,16 @@ class CatalogMixin(RolloutsMixin):
 
         return self._read(work)
 
-    def list_secretaries(self, *, include_inactive: bool = False) -> list[SecretaryOut]:
-        """The catalog ordered by name, each with its count of users."""
+    def list_secretaries(
+        self, *, include_inactive: bool = False, assistants: bool = False
+    ) -> list[SecretaryOut]:
+        """The catalog ordered by name, each with its count of users; with `assistants`,
+        the assistants users cannot pick too."""
 
         def work(session: Session) -> list[SecretaryOut]:
-            query = select(Assistant).where(col(Assistant.is_secretary))
+            query = select(Assistant)
+            if not assistants:
+                query = query.where(col(Assistant.is_secretary))
             if not include_inactive:
                 query = query.where(col(Assistant.is_active))
             rows = session.scalars(query.order_by(col(Assistant.name))).all()
@@ -82,6 +87,10 @@ class CatalogMixin(RolloutsMixin):
         """Add a secretary; with `is_default` it replaces the current default."""
         _check_secretary_fields(data.name, data.model, data.prompt, data.description)
         check_params(data.params)
+        if data.is_default and not data.is_secretary:
+            raise InvalidInput(
+                "an assistant users cannot pick (--no-secretary) cannot be the default"
+            )
 
         def work(session: Session) -> Assistant:
             _refuse_taken_name(session, data.name)

@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlmodel import col
 
 from secretaries_core.catalog.as_code import Declared, PlannedChange, plan
 from secretaries_core.catalog.models import Assistant
@@ -22,7 +21,7 @@ class CatalogFileMixin(CatalogMixin):
     """`plan` and `apply` of a declared catalog."""
 
     def _catalog_rows(self, session: Session) -> list[Assistant]:
-        return list(session.scalars(select(Assistant).where(col(Assistant.is_secretary))).all())
+        return list(session.scalars(select(Assistant)).all())  # assistants are declared too
 
     def plan_catalog(self, declared: list[Declared], *, prune: bool) -> list[PlannedChange]:
         """What `apply_catalog` would change; nothing is written."""
@@ -69,6 +68,7 @@ class CatalogFileMixin(CatalogMixin):
                         params=dict(item.params),
                         is_active=item.active,
                         is_default=False,
+                        is_secretary=item.secretary,
                         created_at=now,
                         updated_at=now,
                     )
