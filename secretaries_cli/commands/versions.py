@@ -334,6 +334,8 @@ def register_replay(app: App) -> None:
             output.say(f"  v{number}: {r.answer if r.error is None else 'error: ' + r.error}")
             if doc.get("verdict"):
                 output.say(f"  judge:   {doc['verdict']}")
+            for call in r.not_run:
+                output.say(f"  not run: {call}")
         if counts:
             output.say(
                 f"\nthe candidate: {counts['wins']} win(s), {counts['ties']} tie(s), "

@@ -2,9 +2,13 @@
 
 For up to K contexts of a secretary (most recently active first), the conversation's last
 user message is asked of the version under test with the history before it (and the
-running summary, if any), beside the answer stored then. At most `concurrency` calls run
-at once, each under the message deadline. The tokens are counted for that version under
-the period `replay` (never in users' usage or quotas, never in rollout comparisons).
+running summary, if any), beside the answer stored then. It goes through the path's own
+stages (fitting, the model with its fallbacks, the tool loop), so the version's tools are
+offered: read-only tools run for real; any other call is answered with the result the
+conversation stored for the same tool and arguments, else "not run in replay" — never
+sent — and each such call is listed. At most `concurrency` conversations run at once,
+each under the message deadline. The tokens are counted for that version under the
+period `replay` (never in users' usage or quotas, never in rollout comparisons).
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from secretaries_core.context.base import Message
 from secretaries_core.conversation import summaries
 from secretaries_core.conversation.instances import SecretaryInstance, SecretarySnapshot
+from secretaries_core.conversation.ordering import Ticket
+from secretaries_core.conversation.resolution_cache import Resolved
+from secretaries_core.conversation.turn import Turn
 from secretaries_core.errors import InvalidInput, SecretariesError
-from secretaries_core.llm.base import CallUsage, ChatTurn
+from secretaries_core.llm.base import CallUsage
 
 if TYPE_CHECKING:
     from secretaries_core.orchestrator import Orchestrator
@@ -38,10 +45,13 @@ class Replayed:
     answer: str | None
     error: str | None
     model: str
+    # Side-effecting tool calls not sent: "name(args)", or "name(args): answered from the
+    # stored conversation".
+    not_run: list[str] = field(default_factory=list)
 
     def doc(self) -> dict[str, Any]:
         """The JSON shape of `replay --json` items."""
-        return {
+        out: dict[str, Any] = {
             "telegram_id": self.telegram_id,
             "question": self.question,
             "stored_answer": self.stored_answer,
@@ -49,15 +59,45 @@ class Replayed:
             "error": self.error,
             "model": self.model,
         }
+        if self.not_run:
+            out["not_run"] = self.not_run
+        return out
 
 
 def _last_exchange(messages: list[Message]) -> tuple[list[Message], str, str | None] | None:
     """(history before the last user message, that message, the answer stored after it)."""
     for i in range(len(messages) - 1, -1, -1):
         if messages[i].role == "user":
-            after = next((m.content for m in messages[i + 1 :] if m.role == "assistant"), None)
+            after = next(
+                (
+                    m.content
+                    for m in messages[i + 1 :]
+                    if m.role == "assistant" and not (m.metadata or {}).get("tool_calls")
+                ),
+                None,
+            )
             return messages[:i], messages[i].content, after
     return None
+
+
+def stored_results(messages: list[Message]) -> dict[tuple[str, str], str]:
+    """The tool results a conversation stored, by `same_call(name, arguments)`."""
+    from secretaries_core.tools.ledger import same_call
+
+    calls: dict[str, tuple[str, str]] = {}
+    found: dict[tuple[str, str], str] = {}
+    for message in messages:
+        meta = message.metadata or {}
+        for call in meta.get("tool_calls") or []:
+            function = call.get("function") or {}
+            calls[str(call.get("id"))] = same_call(
+                str(function.get("name", "")), str(function.get("arguments", ""))
+            )
+        if message.role == "tool":
+            key = calls.get(str(meta.get("tool_call_id", "")))
+            if key is not None:
+                found[key] = message.content
+    return found
 
 
 def choose_version(name: str, rows: list[Any], version: int | None, what: str) -> Any:
@@ -126,22 +166,23 @@ async def replay(
             if exchange is None:
                 return None
             before, question, answer = exchange
-            request = instance.request(
-                [ChatTurn(m.role, m.content) for m in before],
-                [question],
-                summary=running.text if running else None,
-            )
-            usage = CallUsage()
+            loop = asyncio.get_running_loop()
+            ticket = Ticket(telegram_id, question, loop, loop.create_future())
+            resolved = Resolved(instance.secretary, "default")
+            turn = Turn(telegram_id, question, resolved, instance, ticket, before, running)
+            turn.tools_mode = "replay"
+            turn.replayed = stored_results(history)
             result: str | None = None
             error: str | None = None
             try:
                 async with asyncio.timeout(orchestrator.settings.model_timeout_seconds):
-                    pieces = instance.reply(request, stream=False, usage=usage)
-                    result = "".join([piece async for piece in pieces])
+                    turn.fit = orchestrator.path.budget.fit(turn)
+                    result = await orchestrator.path.asker.ask(turn, None)
             except TimeoutError:
                 error = "no reply within the model deadline"
             except SecretariesError as exc:
                 error = f"{type(exc).__name__}: {exc}"
+            usage = turn.usage or CallUsage()
             orchestrator.versions.add(
                 found.id,
                 chosen.version,
@@ -156,7 +197,13 @@ async def replay(
             if progress is not None:
                 progress(done, len(chosen_users))
             return Replayed(
-                telegram_id, question, answer, result, error, usage.model or chosen.model
+                telegram_id,
+                question,
+                answer,
+                result,
+                error,
+                usage.model or chosen.model,
+                list(turn.not_run),
             )
 
     results = await asyncio.gather(*(one(u) for u in chosen_users))

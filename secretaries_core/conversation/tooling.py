@@ -393,8 +393,14 @@ class ToolRunner:
         if found is None:
             return "failed", f"error: no tool named {call.name[:64]!r} is offered"
         if turn.tools_mode != "live" and not found.spec.read_only:
-            # An eval or a replay: nothing with side effects runs.
-            turn.not_run.append(f"{call.name}({call.arguments[:200]})")
+            # An eval or a replay: nothing with side effects runs. A replay answers a call
+            # the conversation made then with what it got then.
+            shown = f"{call.name}({call.arguments[:200]})"
+            earlier = turn.replayed.get(same_call(call.name, call.arguments))
+            if earlier is not None:
+                turn.not_run.append(f"{shown}: answered from the stored conversation")
+                return "reused", earlier
+            turn.not_run.append(shown)
             return "skipped", f"not run in {turn.tools_mode}: {call.name} is not read-only"
         if call_id in stored.started and call_id not in fresh and not found.spec.read_only:
             return "unknown", UNKNOWN_OUTCOME

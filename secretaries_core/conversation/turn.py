@@ -68,6 +68,9 @@ class Turn:
     # "not run in eval" and listed in `not_run`.
     tools_mode: str = "live"
     not_run: list[str] = field(default_factory=list)
+    # A replay: the results the replayed conversation stored, by `same_call(name, args)`;
+    # a side-effecting call made again with the same arguments is answered from them.
+    replayed: dict[tuple[str, str], str] = field(default_factory=dict)
     tool_turn: str = ""  # the call ids' turn part when the message has no update id
     tool_ledger: Any = None  # tools.ledger.TurnLedger: read once, kept across retries
 
