@@ -20,6 +20,7 @@ from secretaries_core.config import Settings
 from secretaries_core.context.base import ContextStore
 from secretaries_core.conversation.admission import Admission
 from secretaries_core.conversation.asking import Asker
+from secretaries_core.conversation.delegation import Delegator
 from secretaries_core.conversation.fitting import Budgeter
 from secretaries_core.conversation.instances import (
     InstancePool,
@@ -134,18 +135,16 @@ class Orchestrator:
         )
         self.tool_caller = ToolCaller(settings.tool_result_chars)
         self.toolbox = ToolBox(ToolRegistry(registry.engine), self.tool_caller, self._hops.run)
-        tool_loop = ToolLoop(
-            self.toolbox,
-            ToolRunner(
-                self.tool_caller,
-                ToolLedger(store),
-                self.quotas,
-                self.metrics,
-                self._hops.run,
-                settings.tool_calls_per_day,
-                self._now,
-            ),
+        tool_runner = ToolRunner(
+            self.tool_caller,
+            ToolLedger(store),
+            self.quotas,
+            self.metrics,
+            self._hops.run,
+            settings.tool_calls_per_day,
+            self._now,
         )
+        tool_loop = ToolLoop(self.toolbox, tool_runner)
         self.path = MessagePath(
             registry=registry,
             store=store,
@@ -169,6 +168,7 @@ class Orchestrator:
                 settings.model_timeout_seconds,
             ),
         )
+        tool_runner.delegate = Delegator(self.path)  # assistants asked as tools
         self._sync = SyncRunner()
         self._owned_engine: Engine | None = None
         self._closed = False

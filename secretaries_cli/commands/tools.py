@@ -80,6 +80,18 @@ def add(
     read_only: Annotated[
         bool, typer.Option("--read-only", help="No side effects: may run in replay and eval.")
     ] = False,
+    assistant: Annotated[
+        str | None,
+        typer.Option("--assistant", metavar="A", help="Another assistant, asked as a tool."),
+    ] = None,
+    history: Annotated[
+        str,
+        typer.Option(
+            "--history",
+            metavar="none|last|all",
+            help="What the assistant is shown besides the message.",
+        ),
+    ] = "none",
     json: JsonFlag = False,
 ) -> None:
     """Register a tool (secrets only as env variable names).
@@ -92,11 +104,18 @@ def add(
 
     kinds = [
         k
-        for k, v in (("--http", http), ("--mcp-url", mcp_url), ("--mcp-command", mcp_command))
+        for k, v in (
+            ("--http", http),
+            ("--mcp-url", mcp_url),
+            ("--mcp-command", mcp_command),
+            ("--assistant", assistant),
+        )
         if v
     ]
     if len(kinds) != 1:
-        raise InvalidInput("name exactly one of --http URL, --mcp-url URL or --mcp-command CMD")
+        raise InvalidInput(
+            "name exactly one of --http URL, --mcp-url URL, --mcp-command CMD or --assistant A"
+        )
     parsed = None
     if schema is not None:
         try:
@@ -106,7 +125,7 @@ def add(
         parsed = parse_schema(text, str(schema))
     spec = ToolSpec(
         name=name,
-        kind="http" if http else "mcp",
+        kind="http" if http else "assistant" if assistant else "mcp",
         url=http or mcp_url,
         command=mcp_command,
         description=description or "",
@@ -118,6 +137,8 @@ def add(
         timeout_set=timeout is not None,
         confirm=confirm,
         read_only=read_only,
+        assistant=assistant,
+        history=history,
     )
     added = ToolRegistry(runtime(ctx).registry().engine).add(spec)
     if json:

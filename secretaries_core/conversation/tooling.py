@@ -33,7 +33,7 @@ from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.tools.calling import ToolCaller, ToolResult
 from secretaries_core.tools.ledger import ToolLedger, TurnLedger, same_call
 from secretaries_core.tools.registry import ToolRegistry, tools_param
-from secretaries_core.tools.spec import ToolSpec
+from secretaries_core.tools.spec import ASSISTANT_SCHEMA, ToolSpec
 from secretaries_core.usage.quotas import PARAM_TOOL_CALLS, Quotas
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,9 @@ class ToolBox:
         return spec
 
     async def _functions(self, spec: ToolSpec) -> list[Offered]:
+        if spec.kind == "assistant":
+            about = spec.description or f"Ask the assistant {spec.assistant} and get its answer."
+            return [Offered(spec.name, spec, None, _definition(spec.name, about, ASSISTANT_SCHEMA))]
         if spec.kind == "http":
             return [
                 Offered(
@@ -217,6 +220,8 @@ class ToolRunner:
         # ledger write failed (the store away a moment) is retried here, and reuses them
         # instead of telling the model the outcome is unknown.
         self.recent: OrderedDict[tuple[int, str], tuple[str, bool]] = OrderedDict()
+        # Asks assistants as tools (conversation/delegation.py); set once the path exists.
+        self.delegate: Any = None
 
     async def run_round(
         self,
@@ -334,9 +339,11 @@ class ToolRunner:
             turn.on_tool(found.function, "started")
         left = max(0.001, deadline - time.monotonic())
         timeout = min(found.spec.timeout_for(tool_timeout(secretary.params)), left)
-        running = asyncio.ensure_future(
-            self.caller.call(found.spec, arguments, call_id, found.tool, timeout=timeout)
-        )
+        if found.spec.kind == "assistant":
+            asked = self.delegate.call(turn, found.spec, arguments, call_id, timeout)
+        else:
+            asked = self.caller.call(found.spec, arguments, call_id, found.tool, timeout=timeout)
+        running = asyncio.ensure_future(asked)
         same = same_call(call.name, call.arguments)
         stored.running[same] = running
 
@@ -498,11 +505,13 @@ class ToolLoop:
         fresh: set[str] = set()  # call ids whose start this attempt recorded itself
         definitions = [o.definition for o in offered.values()]
         limit = max_rounds(secretary.params)
+        if turn.rounds_left is None:
+            turn.rounds_left = [limit]  # shared with the assistants this turn asks
         total = turn.usage = CallUsage()
         turn.steps = []
         number = 0
         while True:
-            last = number >= limit
+            last = number >= limit or turn.rounds_left[0] <= 0
             calls = None if last else stored.rounds.get(number)
             said = ""
             if calls is None:
@@ -554,6 +563,7 @@ class ToolLoop:
                     "tool_calls": [c.as_openai() for c in calls],
                 }
             )
+            turn.rounds_left[0] -= 1  # before the calls: an assistant they ask spends from it
             turn.steps += await self.runner.run_round(
                 turn, number, calls, offered, stored, deadline, fresh
             )

@@ -71,6 +71,10 @@ class Turn:
     # A replay: the results the replayed conversation stored, by `same_call(name, args)`;
     # a side-effecting call made again with the same arguments is answered from them.
     replayed: dict[tuple[str, str], str] = field(default_factory=dict)
+    # An assistant asked as a tool: how deep (0: the user's own message), and the tool
+    # rounds left to the whole nest (one shared count).
+    depth: int = 0
+    rounds_left: list[int] | None = None
     tool_turn: str = ""  # the call ids' turn part when the message has no update id
     tool_ledger: Any = None  # tools.ledger.TurnLedger: read once, kept across retries
 

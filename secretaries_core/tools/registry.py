@@ -37,6 +37,19 @@ class ToolRegistry:
         spec = spec.validated()
         stamped = ToolSpec(**{**spec.__dict__, "created_at": utcnow()})
         with transaction(self.engine, write=True) as conn:
+            if spec.kind == "assistant":
+                from secretaries_core.catalog.models import Assistant
+
+                callee = conn.execute(
+                    select(Assistant.__table__.c.id).where(  # type: ignore[attr-defined]
+                        Assistant.__table__.c.name == spec.assistant  # type: ignore[attr-defined]
+                    )
+                ).first()
+                if callee is None:
+                    raise NotFound(
+                        f"no assistant {spec.assistant!r}; create it first "
+                        "(`secretaries create NAME … --no-secretary`)"
+                    )
             found = conn.execute(select(TOOL_TABLE.c.name).where(TOOL_TABLE.c.name == spec.name))
             if found.first() is not None:
                 raise Conflict(
@@ -110,6 +123,8 @@ def _spec(row: Any) -> ToolSpec:
         headers=dict(config.get("headers") or {}),
         secret_env=config.get("secret_env"),
         allow=tuple(config.get("allow") or ()),
+        assistant=config.get("assistant"),
+        history=config.get("history") or "none",
         timeout=float(row["timeout"]),
         timeout_set=bool(config.get("timeout_set", True)),
         confirm=bool(row["confirm"]),

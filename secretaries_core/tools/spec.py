@@ -13,8 +13,15 @@ from urllib.parse import urlsplit
 from secretaries_core.errors import InvalidInput
 from secretaries_core.plumbing.db import mask_url
 
-Kind = Literal["http", "mcp"]
-KINDS: tuple[Kind, ...] = ("http", "mcp")
+Kind = Literal["http", "mcp", "assistant"]
+KINDS: tuple[Kind, ...] = ("http", "mcp", "assistant")
+HISTORIES = ("none", "last", "all")  # what an assistant asked as a tool is shown
+# What the model passes an assistant asked as a tool.
+ASSISTANT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"message": {"type": "string", "description": "What to ask the assistant."}},
+    "required": ["message"],
+}
 # A tool's name is part of the function names the model is offered (`NAME` or `NAME__TOOL`
 # for an MCP server's tools), which OpenAI limits to [A-Za-z0-9_-]{1,64}.
 NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
@@ -37,6 +44,8 @@ class ToolSpec:
     headers: dict[str, str] = field(default_factory=dict)  # header name -> env var name
     secret_env: str | None = None  # http: HMAC key's env var (X-Secretaries-Signature)
     allow: tuple[str, ...] = ()  # mcp: the server's tools offered (all when empty)
+    assistant: str | None = None  # assistant: the assistant asked (its name)
+    history: str = "none"  # assistant: none, the user's last message, or all the history
     timeout: float = DEFAULT_TIMEOUT_S
     # Set by `--timeout`: then it wins over the secretary's `tool_timeout` param.
     timeout_set: bool = False
@@ -68,6 +77,7 @@ class ToolSpec:
             "secret_env": self.secret_env,
             "allow": list(self.allow),
             "timeout_set": self.timeout_set,
+            **({"assistant": self.assistant, "history": self.history} if self.assistant else {}),
         }
 
     def timeout_for(self, tool_timeout: float | None) -> float:
@@ -85,10 +95,17 @@ class ToolSpec:
                 "single '_', starting with a letter"
             )
         if self.kind not in KINDS:
-            raise InvalidInput(f"unknown tool kind {self.kind!r}: use http or mcp")
+            raise InvalidInput(f"unknown tool kind {self.kind!r}: use http, mcp or assistant")
         if not 0 < self.timeout <= MAX_TIMEOUT_S:
             raise InvalidInput(f"--timeout must be between 0 and {MAX_TIMEOUT_S:g} seconds")
-        if self.kind == "http":
+        if self.kind == "assistant":
+            if not self.assistant:
+                raise InvalidInput("an assistant tool needs --assistant NAME")
+            if self.history not in HISTORIES:
+                raise InvalidInput(f"--history must be one of {', '.join(HISTORIES)}")
+            if self.url or self.command or self.schema or self.allow or self.secret_env:
+                raise InvalidInput("--assistant takes no URL, command, schema, --allow or secret")
+        elif self.kind == "http":
             _http_url(self.url, "--http")
             if not isinstance(self.schema, dict) or self.schema.get("type", "object") != "object":
                 raise InvalidInput("an http tool needs --schema FILE: a JSON Schema object")

@@ -11,7 +11,7 @@ TOOL_TABLE = Table(
     "tool",
     SQLModel.metadata,
     Column("name", String(32), primary_key=True),
-    Column("kind", String(8), nullable=False),
+    Column("kind", String(16), nullable=False),  # widened by migration 0011 (assistant)
     Column("config", JSON, nullable=False),
     Column("timeout", Float, nullable=False),
     Column("confirm", Boolean, nullable=False),

@@ -94,7 +94,7 @@ class CatalogMixin(RolloutsMixin):
 
         def work(session: Session) -> Assistant:
             _refuse_taken_name(session, data.name)
-            self._check_models(session, data.model, data.params)
+            self._check_models(session, data.model, data.params, data.name)
             now = self.clock()
             if data.is_default:
                 _clear_default(session, now)
@@ -160,6 +160,7 @@ class CatalogMixin(RolloutsMixin):
                     session,
                     content.get("model", secretary.model),
                     content.get("params", secretary.params),
+                    new.get("name", secretary.name),
                 )
                 self._ensure_live_row(session, secretary)
                 number = self._next_version(session, secretary)

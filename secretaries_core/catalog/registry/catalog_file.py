@@ -58,7 +58,7 @@ class CatalogFileMixin(CatalogMixin):
             for change in changes:
                 item = items.get(change.secretary)
                 if item is not None and change.action in ("create", "update"):
-                    self._check_models(session, item.model, item.params)
+                    self._check_models(session, item.model, item.params, item.name)
                 if change.action == "create" and item is not None:
                     row = Assistant(
                         name=item.name,

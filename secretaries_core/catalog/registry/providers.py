@@ -146,9 +146,16 @@ class ProvidersMixin(RegistryBase):
         ).all()
         return [(r[0], r[1], r[2]) for r in [*live, *versions]]
 
-    def _check_models(self, session: Session, model: str, params: object) -> None:
-        """Every model string of a secretary's content names a known provider."""
+    def _check_models(
+        self, session: Session, model: str, params: object, name: str | None = None
+    ) -> None:
+        """Every model string of a secretary's content names a known provider, its tools
+        exist, and (given its `name`) no assistant it can ask can ask it back."""
         known = [r[0] for r in session.execute(select(PROVIDER_TABLE.c.name))]
         for each in models_of(model, params):
             validate_model(each, known)
         check_tools(session, params)
+        if name is not None:
+            from secretaries_core.tools.nesting import refuse_cycles
+
+            refuse_cycles(session, name, params)
