@@ -69,6 +69,10 @@ class MessageIn(BaseModel):
     user_id: TelegramId
     text: str = Field(min_length=1, max_length=32_000)
     username: str | None = Field(default=None, max_length=65)
+    approve: bool = Field(
+        default=False,
+        description="Approve every call of a --confirm tool this message makes (else declined)",
+    )
 
 
 class HealthOut(BaseModel):

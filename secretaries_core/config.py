@@ -141,6 +141,8 @@ class Settings:
     telegram_drafts: bool = True
     # The webhook on `serve` (POST /telegram/webhook): the bot's token, its Bot API server,
     # and the secret Telegram sends in X-Telegram-Bot-Api-Secret-Token.
+    # How long a --confirm tool call waits for the user's approval before it is declined.
+    confirm_timeout_seconds: float = 300.0
     telegram_token: str | None = field(default=None, repr=False)
     telegram_api_url: str | None = None
     telegram_webhook_secret: str | None = field(default=None, repr=False)
@@ -216,6 +218,7 @@ class Settings:
             telegram_chat_per_second=_env_int(env, "SECRETARIES_TELEGRAM_CHAT_PER_SECOND", 1),
             telegram_group_per_minute=_env_int(env, "SECRETARIES_TELEGRAM_GROUP_PER_MINUTE", 20),
             telegram_drafts=_env_switch(env, "SECRETARIES_TELEGRAM_DRAFTS"),
+            confirm_timeout_seconds=_env_float(env, "SECRETARIES_CONFIRM_TIMEOUT", 300.0),
             telegram_token=env.get("SECRETARIES_TELEGRAM_TOKEN") or None,
             telegram_api_url=env.get("SECRETARIES_TELEGRAM_API_URL") or None,
             telegram_webhook_secret=env.get("SECRETARIES_TELEGRAM_WEBHOOK_SECRET") or None,

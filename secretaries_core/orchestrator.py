@@ -53,6 +53,7 @@ from secretaries_core.plumbing.hops import Hops
 from secretaries_core.plumbing.loops import SyncRunner
 from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.plumbing.timeutil import utcnow
+from secretaries_core.tools.approval import Approver
 from secretaries_core.tools.calling import ToolCaller
 from secretaries_core.tools.ledger import ToolLedger
 from secretaries_core.tools.registry import ToolRegistry
@@ -226,6 +227,7 @@ class Orchestrator:
         redelivered: bool = False,
         began: float | None = None,
         on_tool: Callable[[str, str], None] | None = None,
+        approver: Approver | None = None,
     ) -> Reply:
         """Answer `text` from the user without holding a thread while the model works.
 
@@ -238,7 +240,9 @@ class Orchestrator:
         `began` (epoch seconds, default now): when the message arrived; if its user is
         erased or the conversation cleared after that, nothing of it is stored and
         `Fenced` is raised (context/fences.py). `on_tool(function, state)` hears of each
-        tool call starting and ending (`started`, `done`, `failed`).
+        tool call starting and ending (`started`, `done`, `failed`). `approver` asks the
+        user to approve each call of a `--confirm` tool (tools/approval.py; without one
+        those calls are declined).
         """
         return await self.path.handle(
             telegram_id,
@@ -249,6 +253,7 @@ class Orchestrator:
             everywhere=redelivered,
             began=began,
             on_tool=on_tool,
+            approver=approver,
         )
 
     async def double_texting(self, telegram_id: int) -> Policy:

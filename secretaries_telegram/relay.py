@@ -197,6 +197,9 @@ class Relay:
             await asyncio.gather(before, return_exceptions=True)  # one chat in stream order
         # Kept and retried until the reply is `max_age` old, counted from when it was made.
         until = time.time() - entry_age_s(entry_id) + self.max_age
+        if fields.get("kind") in ("approval", "approval_end") and chat is not None:
+            await self._deliver_approval(entry_id, fields, chat, until)
+            return
         try:
             if chat is None:
                 raise Undeliverable("malformed", f"reply {entry_id} names no chat")
@@ -241,6 +244,47 @@ class Relay:
             # `patiently` gives up on a failure that may pass only at `until`.
             expired = passing(exc)
             self._drop("expired" if expired else "failed", entry_id, chat, repr(exc))
+        await self._ack(entry_id)
+
+    async def _deliver_approval(
+        self, entry_id: str, fields: dict[str, str], chat: int, until: float
+    ) -> None:
+        """An Approve/Deny keyboard for a parked turn, or its message edited once decided
+        (the message id kept beside the parked approval, a day)."""
+        from secretaries_telegram.approvals import ask_text, keyboard
+
+        found = fields.get("approval", "")
+        kept = self.queue.keys.approval(found) + ":msg"
+        client = self.queue.aclient()
+        try:
+            if fields["kind"] == "approval":
+                thread = parse_int(fields.get("thread_id", ""))
+                sent = await patiently(
+                    lambda: self.bot.send_message(
+                        chat,
+                        ask_text(fields.get("text", "")),
+                        reply_markup=keyboard(found),
+                        message_thread_id=thread,
+                    ),
+                    until=until,
+                )
+                await client.set(kept, str(sent.message_id), ex=24 * 3600)
+            else:
+                shown = parse_int(_text(await client.get(kept) or b""))
+                if shown is not None:
+                    await patiently(
+                        lambda: self.bot.edit_message_text(
+                            fields.get("text", ""), chat_id=chat, message_id=shown
+                        ),
+                        until=until,
+                    )
+            self.sent += 1
+        except Undeliverable as exc:
+            self._drop(exc.reason, entry_id, chat, str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._drop("expired" if passing(exc) else "failed", entry_id, chat, repr(exc))
         await self._ack(entry_id)
 
     def _drop(self, reason: str, entry_id: str, chat: int | None, detail: str) -> None:

@@ -21,6 +21,9 @@ from secretaries_core.orchestrator import Orchestrator, Reply
 from secretaries_core.queue import Queue
 from secretaries_core.queue import Update as QueuedUpdate
 from secretaries_telegram import picker, texts
+from secretaries_telegram.approvals import PREFIX as APPROVAL_PREFIX
+from secretaries_telegram.approvals import LocalApprovals, QueueApprovals
+from secretaries_telegram.approvals import parse as parse_press
 from secretaries_telegram.delivery import Undeliverable
 from secretaries_telegram.streaming import StreamedReply, draft_id_of, patiently
 
@@ -86,6 +89,7 @@ def create_router(
     edit_interval: float = 1.0,
     queue: Queue | None = None,
     drafts: bool = True,
+    approvals: QueueApprovals | LocalApprovals | None = None,
 ) -> Router:
     """Handlers for /start, /secretary, /new, /usage, /help, the picker and text messages.
 
@@ -228,6 +232,18 @@ def create_router(
             line = texts.SWITCHED.format(name=done.secretary)
             await patiently(lambda: query.bot.send_message(chat_id, line))  # type: ignore[union-attr]
 
+    @router.callback_query(F.data.startswith(APPROVAL_PREFIX))
+    async def approve(query: CallbackQuery) -> None:
+        found = parse_press(query.data or "")
+        if found is None or approvals is None:
+            await query.answer()  # not one of our buttons
+            return
+        try:
+            await approvals.pressed(query, *found)
+        except SecretariesError as exc:
+            log.warning("approval press not taken: %s", exc)
+            await query.answer(texts.for_people(exc))
+
     @router.callback_query()
     async def noop(query: CallbackQuery) -> None:
         # "noop" (the page counter) and any data no handler knows: answered, so the
@@ -281,6 +297,8 @@ def create_router(
         )
         stream = orchestrator.astream(user.id, content, username=user.username)
         stream.on_tool = reply.tool_event  # the running tool's name shows in the chat
+        if isinstance(approvals, LocalApprovals):
+            stream.approver = approvals.approver(message.chat.id, message.message_thread_id)
         try:
             await reply.stream(stream)
             if stream.reply is not None and reply.message_id is not None:

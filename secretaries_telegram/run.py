@@ -21,6 +21,7 @@ from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.plumbing.db import mask_url
 from secretaries_core.queue.client import Queue
 from secretaries_core.redact import remember, scrub
+from secretaries_telegram.approvals import LocalApprovals, QueueApprovals
 from secretaries_telegram.delivery import set_grace
 from secretaries_telegram.drafts import Drafter
 from secretaries_telegram.flood import FloodControl, FloodLimits, LocalFlood, RedisFlood
@@ -262,6 +263,11 @@ async def run_bot(
                 edit_interval=edit_interval,
                 queue=queue,
                 drafts=settings.telegram_drafts,
+                approvals=(
+                    QueueApprovals(queue, orchestrator.store)
+                    if queue is not None
+                    else LocalApprovals(bot, settings.confirm_timeout_seconds)
+                ),
             )
         )
         background: list[asyncio.Task[None]] = []

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from secretaries_core.errors import InvalidInput
 from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.queue.client import Queue
+from secretaries_telegram.approvals import QueueApprovals
 from secretaries_telegram.gatekeeper import Gatekeeper
 from secretaries_telegram.router import create_router
 
@@ -58,7 +59,12 @@ class WebhookIngress:
         self.bot.session.middleware(Gatekeeper(flood_control(self.bot, queue, orchestrator)))
         self.dispatcher = Dispatcher()
         self.dispatcher.include_router(
-            create_router(orchestrator, queue=queue, drafts=orchestrator.settings.telegram_drafts)
+            create_router(
+                orchestrator,
+                queue=queue,
+                drafts=orchestrator.settings.telegram_drafts,
+                approvals=QueueApprovals(queue, orchestrator.store),
+            )
         )
         self._later: set[asyncio.Task[None]] = set()
 

@@ -19,6 +19,7 @@ from secretaries_core.catalog.schemas import ContextStatsOut, PurgeOut, ReplyOut
 from secretaries_core.errors import SecretariesError, error_code
 from secretaries_core.orchestrator import ReplyStream
 from secretaries_core.plumbing.durations import parse_duration
+from secretaries_core.tools.approval import fixed
 
 router = APIRouter(prefix="/api", tags=["contexts"])
 
@@ -66,11 +67,15 @@ async def handle_message(svc: Svc, body: MessageIn, stream: bool = False) -> Res
     while the secretary's tools run, then one `done` event (the `ReplyOut` document) or one
     `error` event.
     """
+    approver = fixed(body.approve)
     if not stream:
-        reply = await svc.orchestrator.ahandle(body.user_id, body.text, username=body.username)
+        reply = await svc.orchestrator.ahandle(
+            body.user_id, body.text, username=body.username, approver=approver
+        )
         out = ReplyOut(reply=reply.text, secretary=reply.secretary, source=reply.source)
         return JSONResponse(out.model_dump())
     reply_stream = svc.orchestrator.astream(body.user_id, body.text, username=body.username)
+    reply_stream.approver = approver
     merged = _Merged(reply_stream)
     # Wait for the first piece or tool event before answering: what fails before the model
     # speaks (quota, busy, unknown secretary, model down) gets its own HTTP status, not a

@@ -93,6 +93,7 @@ class Delegator:
         turn.rounds_left = caller.rounds_left
         turn.tools_mode = caller.tools_mode
         turn.replayed = caller.replayed
+        turn.approver = caller.approver
         turn.began = caller.began
         # The callee's own calls: exactly-once under the caller's call id (queued messages).
         turn.key = call_id if caller.key is not None else None

@@ -41,6 +41,7 @@ from secretaries_core.conversation.turn import Reply, ReplyStream, Turn, stored_
 from secretaries_core.errors import Interrupted, InvalidInput, ModelError, SecretariesError
 from secretaries_core.plumbing import tracing
 from secretaries_core.plumbing.metrics import Metrics
+from secretaries_core.tools.approval import AwaitingApproval
 from secretaries_core.usage.version_counts import VersionCounts
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class MessagePath:
         everywhere: bool = False,
         began: float | None = None,
         on_tool: Callable[[str, str], None] | None = None,
+        approver: Any = None,
     ) -> Reply:
         """One message to its stored answer (see the module docstring); `everywhere`: look
         for the key's stored answer in every context of the user, not only the current one."""
@@ -132,6 +134,7 @@ class MessagePath:
             _describe(span, turn)
             turn.key = key
             turn.on_tool = on_tool
+            turn.approver = approver
             try:
                 if key is not None:
                     # Read with the user's turn held: if this update's answer is stored
@@ -174,6 +177,7 @@ class MessagePath:
             turn = await self.begin(telegram_id, text, username)
             _describe(span, turn)
             turn.on_tool = out.tool_event
+            turn.approver = out.approver
             try:
                 await self.admit(turn)
                 pieces: asyncio.Queue[str | None] = asyncio.Queue()
@@ -350,6 +354,8 @@ class MessagePath:
         """Count every failure; let only our own errors leave the entry points."""
         try:
             yield
+        except AwaitingApproval:
+            raise  # not a failure: the turn is parked until the user decides
         except SecretariesError as exc:
             self._count(exc)
             raise

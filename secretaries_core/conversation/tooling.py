@@ -30,6 +30,7 @@ from secretaries_core.errors import InvalidInput, NotFound, SecretariesError
 from secretaries_core.llm.base import ToolCall
 from secretaries_core.plumbing import tracing
 from secretaries_core.plumbing.metrics import Metrics
+from secretaries_core.tools.approval import APPROVED, Approval, declined_text, fixed
 from secretaries_core.tools.calling import ToolCaller, ToolResult
 from secretaries_core.tools.ledger import ToolLedger, TurnLedger, same_call
 from secretaries_core.tools.registry import ToolRegistry, tools_param
@@ -328,6 +329,14 @@ class ToolRunner:
             return text
         assert found is not None
         arguments = json.loads(call.arguments or "{}")
+        if found.spec.confirm and turn.tools_mode == "live":
+            declined = await self._approval(turn, call_id, found, arguments, stored)
+            if declined is not None:
+                count("declined")
+                await self._record(turn, call_id, declined, False, stored)
+                if turn.on_tool is not None:
+                    turn.on_tool(found.function, "failed")
+                return declined
         if turn.key is not None and call_id not in fresh:
             # A read-only call sent again: its new start is recorded on its own.
             await self.ledger.write_start(
@@ -366,6 +375,36 @@ class ToolRunner:
         if turn.on_tool is not None:
             turn.on_tool(found.function, "done" if result.ok else "failed")
         return result.text
+
+    async def _approval(
+        self,
+        turn: Turn,
+        call_id: str,
+        found: Offered,
+        arguments: dict[str, Any],
+        stored: TurnLedger,
+    ) -> str | None:
+        """None once the user approved the call, else what the model is told. Asks the
+        turn's approver only when no decision is kept (a turn answered again never asks
+        twice); `AwaitingApproval` from it parks the turn until the decision comes."""
+        decision = stored.decisions.get(call_id)
+        if decision is None:
+            secretary = turn.resolved.secretary
+            approval = Approval(
+                call_id, found.spec.name, found.function, arguments, turn.telegram_id,
+                secretary.name, secretary.id,
+            )  # fmt: skip
+            decision = await (turn.approver or fixed(False))(approval)
+            if turn.key is not None:
+                # Kept with the call id; a decision written first elsewhere (a press and a
+                # timeout racing) is the one that counts.
+                await self.ledger.write_decision(
+                    turn.telegram_id, secretary.id, call_id, decision, turn.began, self.now()
+                )
+                kept = await self.ledger.decision(turn.telegram_id, secretary.id, call_id)
+                decision = kept or decision
+            stored.decisions[call_id] = decision
+        return None if decision == APPROVED else declined_text(decision, found.function)
 
     async def _carried(
         self, turn: Turn, call: ToolCall, found: Offered | None
@@ -456,6 +495,11 @@ class ToolRunner:
         return allowed
 
 
+def _needs_approval(turn: Turn, offered: Mapping[str, Offered], call: ToolCall) -> bool:
+    found = offered.get(call.name)
+    return found is not None and found.spec.confirm and turn.tools_mode == "live"
+
+
 def _turn_key(turn: Turn) -> str:
     """The turn's part of its call ids: the update id, else an id made for the turn."""
     if turn.key is not None:
@@ -544,8 +588,14 @@ class ToolLoop:
                     return
                 calls, said = usage.tool_calls, "".join(pieces)
                 if turn.key is not None:
-                    # The round and its calls' starts, in one write, before any is sent.
-                    fresh.update(f"{turn.key}:{number}:{i}" for i in range(len(calls)))
+                    # The round and its calls' starts, in one write, before any is sent;
+                    # a call that waits for the user's approval records its start when sent.
+                    unsent = frozenset(
+                        i for i, c in enumerate(calls) if _needs_approval(turn, offered, c)
+                    )
+                    fresh.update(
+                        f"{turn.key}:{number}:{i}" for i in range(len(calls)) if i not in unsent
+                    )
                     await self.runner.ledger.write_round(
                         turn.telegram_id,
                         secretary.id,
@@ -554,6 +604,7 @@ class ToolLoop:
                         calls,
                         turn.began,
                         self.runner.now(),
+                        unsent,
                     )
                 stored.rounds[number] = calls
             turn.steps.append(

@@ -75,6 +75,8 @@ class Turn:
     # rounds left to the whole nest (one shared count).
     depth: int = 0
     rounds_left: list[int] | None = None
+    # Asks the user to approve a `--confirm` call (tools/approval.py); None: declined.
+    approver: Any = None
     tool_turn: str = ""  # the call ids' turn part when the message has no update id
     tool_ledger: Any = None  # tools.ledger.TurnLedger: read once, kept across retries
 
@@ -92,6 +94,8 @@ class ReplyStream:
         self._pieces: AsyncGenerator[str, None] | None = None
         # Set before iterating to hear of tool calls: `on_tool(function, state)`.
         self.on_tool: Callable[[str, str], None] | None = None
+        # Set before iterating to let the user approve `--confirm` calls (tools/approval.py).
+        self.approver: Any = None
 
     def tool_event(self, function: str, state: str) -> None:
         """Pass a tool call's start or end to `on_tool`, if set."""

@@ -25,9 +25,11 @@ from secretaries_core.errors import (
 )
 from secretaries_core.orchestrator import Orchestrator, Reply
 from secretaries_core.plumbing import tracing
+from secretaries_core.queue.approvals import ParkingApprover
 from secretaries_core.queue.client import Queue, Update
 from secretaries_core.queue.live import ENDED, SUPERSEDED, LivePieces, quietly_end
 from secretaries_core.redact import scrub
+from secretaries_core.tools.approval import AwaitingApproval
 
 log = logging.getLogger(__name__)
 BACKOFF_CAP_S = 10.0
@@ -50,6 +52,12 @@ def _outage(exc: SecretariesError) -> bool:
 def _failure(exc: SecretariesError) -> bool:
     # An internal error may be transient: retried, counted as a failed attempt.
     return type(exc) is SecretariesError
+
+
+def _arrived_ms(entry_id: str, update: Update) -> int:
+    """When the update first arrived: its entry's time, or (queued again after a parked
+    approval) the first entry's, so the fences of an erase or `/new` meanwhile apply."""
+    return update.began_ms or queued_ms(entry_id)
 
 
 class Answerer:
@@ -77,6 +85,7 @@ class Answerer:
         self.superseded = 0
         self.dead_lettered = 0
         self.fenced = 0
+        self.parked = 0
 
     async def bury(self, n: int, entry_id: str, fields: dict[str, str], reason: str) -> None:
         """Dead-letter an entry that can never be answered, then let the next ones pass."""
@@ -107,7 +116,7 @@ class Answerer:
             )
             await self.give_up(n, entry_id, update, error)
             return
-        since_ms = queued_ms(entry_id)
+        since_ms = _arrived_ms(entry_id, update)
         live = (
             LivePieces(self.queue, update, interval=self.live_interval, since_ms=since_ms)
             if self.live_interval is not None
@@ -152,13 +161,26 @@ class Answerer:
                         on_piece=live.feed if live is not None else None,
                         on_tool=live.tool if live is not None else None,
                         redelivered=redelivered,
-                        began=queued_ms(entry_id) / 1000,
+                        began=_arrived_ms(entry_id, update) / 1000,
+                        approver=ParkingApprover(
+                            self.queue,
+                            update,
+                            _arrived_ms(entry_id, update) / 1000,
+                            self.orch.settings.confirm_timeout_seconds,
+                        ),
                     )
             except Fenced:
                 # The user was erased (or the conversation cleared) after this update was
                 # queued: nothing of it was stored, and nothing is delivered.
                 await self.queue.ack(n, entry_id)
                 self.fenced += 1
+                return ENDED
+            except AwaitingApproval as waiting:
+                # Parked until the user decides (queue/approvals.py): the entry is done
+                # here, and no worker holds the turn meanwhile.
+                await self.queue.ack(n, entry_id)
+                self.parked += 1
+                log.info("update %s waits for approval of %s", key, waiting.approval.function)
                 return ENDED
             except Interrupted:
                 # A newer message of the same user took over (policy `interrupt`): nothing
@@ -221,7 +243,7 @@ class Answerer:
             "error_code": error_code(error) if error else "",
         }
         try:
-            await self.queue.publish(update, fields, queued_ms(entry_id))
+            await self.queue.publish(update, fields, _arrived_ms(entry_id, update))
         except Fenced:
             self.fenced += 1  # erased meanwhile: delivered to nobody
         else:

@@ -105,6 +105,8 @@ UPDATE_FIELDS = (
     "thread_id",
     "retry",
     "traceparent",
+    "resumed",
+    "began_ms",
 )
 
 
@@ -127,6 +129,10 @@ class Update:
     retry: str = ""
     # W3C trace context of the span that queued it (tracing on): the worker continues it.
     traceparent: str = ""
+    # Queued again once the user decided on a parked approval (queue/approvals.py): the
+    # approval's id, and when the update first arrived (ms; its fences still apply).
+    resumed: str = ""
+    began_ms: int = 0
 
     @property
     def chat(self) -> int:
@@ -148,6 +154,9 @@ class Update:
             fields["retry"] = self.retry
         if self.traceparent:
             fields["traceparent"] = self.traceparent
+        if self.resumed:
+            fields["resumed"] = self.resumed
+            fields["began_ms"] = str(self.began_ms)
         return fields
 
     @classmethod
@@ -183,6 +192,8 @@ class Update:
         username = fields.get("username") or None
         retry = fields.get("retry", "")
         parent = fields.get("traceparent", "")
+        resumed = fields.get("resumed", "")
+        began = fields.get("began_ms", "")
         return cls(
             update_id,
             telegram_id,
@@ -192,6 +203,8 @@ class Update:
             thread_id,
             retry,
             parent if TRACEPARENT.fullmatch(parent) else "",
+            resumed if resumed.isalnum() else "",
+            int(began) if began.isascii() and began.isdigit() else 0,
         )
 
 

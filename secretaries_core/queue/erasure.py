@@ -7,7 +7,8 @@ Then, on the queue's Redis:
 - their replies, dead letters and live pieces: deleted from those streams;
 - their dedupe, sent and failed-attempt markers (one key each per user);
 - what chats show of their replies (`shown` keys of the updates found above);
-- the flood-control keys of their private chat, for every bot that ran on this queue.
+- the flood-control keys of their private chat, for every bot that ran on this queue;
+- their parked approvals (the update text is in them): never resumed.
 
 The streams are read whole (their length is capped: replies and dead letters at 100,000,
 live pieces at 20,000), a thousand entries per round trip.
@@ -62,6 +63,11 @@ def _erase(queue: Queue, telegram_id: int) -> QueueErased:
     for update in updates:
         shown = keys.shown(telegram_id, update)
         doomed += [shown, f"{shown}:lock"]
+    for raw in client.smembers(keys.approvals_of(telegram_id)):
+        found = raw.decode() if isinstance(raw, bytes) else str(raw)
+        client.zrem(keys.approvals, found)
+        doomed += [keys.approval(found), f"{keys.approval(found)}:msg"]
+    doomed.append(keys.approvals_of(telegram_id))
     for bot in client.smembers(keys.bots):
         doomed += keys.flood_chat(bot.decode() if isinstance(bot, bytes) else bot, telegram_id)
     for key in doomed:  # one by one: on a cluster they live in different slots

@@ -21,6 +21,11 @@ one Lua call must touch atomically), while different partitions spread over the 
     P q:{r}:shown:<chat>:<update>     STRING  what a chat shows of a reply: a message id
                                         while it streams by edits, "final" once sent
     P q:{r}:shown:<chat>:<update>:lock STRING  held while one process touches that message
+    P q:{r}:approval:<id>       STRING  a turn parked for the user's approval of a call: the
+                                        update to resume, the call, the chat (JSON, TTL)
+    P q:{r}:approval:<id>:msg   STRING  the id of the message with its Approve/Deny keyboard
+    P q:{r}:approvals           ZSET    parked approval id -> when it times out (ms)
+    P q:{r}:approvals_of:<user> SET     the user's parked approval ids (erasure)
     P tg:bots                   SET     ids of the bots whose flood keys exist (erasure)
     P tg:{h<bot>}:update:<id>   STRING  a webhook update already taken by a replica (TTL a
                                         day; holds no user data)
@@ -72,6 +77,9 @@ class QueueKeys:
     FLOOD = "{prefix}tg:{{f{bot}}}:"
     BOTS = "{prefix}tg:bots"
     WEBHOOK_UPDATE = "{prefix}tg:{{h{bot}}}:update:{update}"
+    APPROVAL = "{prefix}q:{{r}}:approval:{id}"
+    APPROVALS = "{prefix}q:{{r}}:approvals"
+    APPROVALS_OF = "{prefix}q:{{r}}:approvals_of:{user}"
 
     def partition(self, telegram_id: int) -> int:
         """The partition of a user: all of one user's messages go through one stream."""
@@ -123,6 +131,19 @@ class QueueKeys:
         """The flood-control keys of one chat of one bot (see secretaries_telegram/flood.py)."""
         prefix = self.flood(bot)
         return [f"{prefix}{part}:{chat}" for part in ("chat", "group", "final", "hold")]
+
+    def approval(self, approval_id: str) -> str:
+        """A parked approval's record (see the module docstring)."""
+        return self.APPROVAL.format(prefix=self.prefix, id=approval_id)
+
+    @property
+    def approvals(self) -> str:
+        """Parked approvals by when they time out."""
+        return self.APPROVALS.format(prefix=self.prefix)
+
+    def approvals_of(self, telegram_id: int) -> str:
+        """The user's parked approval ids."""
+        return self.APPROVALS_OF.format(prefix=self.prefix, user=telegram_id)
 
     def webhook_update(self, bot: int | str, update_id: int) -> str:
         """Set once a replica took webhook update `update_id` of `bot` (dedupe)."""

@@ -52,6 +52,7 @@ from secretaries_core.redact import scrub
 
 log = logging.getLogger(__name__)
 STOP_WAIT_S = 10.0  # how long a stopping worker waits for its readers and heartbeat
+APPROVAL_SWEEP_S = 1.0  # how often a worker looks for parked approvals whose time is up
 
 READ_BLOCK_MS = 1000
 READ_COUNT = 50
@@ -117,11 +118,13 @@ class Worker:
         await self._start_up()
         log.info("worker %s started (%d partitions)", self.id, self.queue.keys.partitions)
         heartbeat = asyncio.ensure_future(self._heartbeat())
+        approvals = asyncio.ensure_future(self._approvals())
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
             await asyncio.wait({heartbeat, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
+            approvals.cancel()
             failed = heartbeat.done() and not heartbeat.cancelled() and heartbeat.exception()
             heartbeat.cancel()
             readers = list(self.owned.values())
@@ -197,6 +200,20 @@ class Worker:
                 log.error("heartbeat failed", exc_info=exc)
             with contextlib.suppress(TimeoutError):  # the next beat, or the stop, first
                 await asyncio.wait_for(self._stopping.wait(), every)
+
+    async def _approvals(self) -> None:
+        """Every second: decline and resume the parked approvals whose time is up."""
+        from secretaries_core.queue.approvals import sweep_timeouts
+
+        while not self._stopping.is_set():
+            try:
+                timed_out = await sweep_timeouts(self.queue, self.orch.store)
+                if timed_out:
+                    log.info("%d approval(s) timed out: declined", timed_out)
+            except Exception as exc:  # the queue or the store away: the next sweep retries
+                log.warning("approval timeouts not swept: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), APPROVAL_SWEEP_S)
 
     def _lose(self, n: int) -> None:
         # Another worker may own it now: stop everything of it here (a cancelled answer

@@ -7,7 +7,9 @@ before the next model round, the ledger holds for each round:
 - `round:<turn>:<r>`: the assistant message that asked for the calls (the model is not
   asked that round again: a new answer could ask for other calls under the same ids);
 - `start:<call id>`: written just before the call is sent;
-- `result:<call id>`: the result, as it arrived.
+- `result:<call id>`: the result, as it arrived;
+- `decision:<call id>`: the user's decision on a `--confirm` call (approved, denied,
+  timeout), written once: the first of a press and a timeout wins.
 
 Answered again, a turn replays its stored rounds: a stored result is reused; a call that
 started but left no result (the worker died while it ran) is not sent again — the model
@@ -71,6 +73,7 @@ class TurnLedger:
     rounds: dict[int, list[ToolCall]] = field(default_factory=dict)
     started: set[str] = field(default_factory=set)
     results: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    decisions: dict[str, str] = field(default_factory=dict)
     running: dict[tuple[str, str], Any] = field(default_factory=dict)
     turn: str = ""  # the call ids' turn part
 
@@ -117,7 +120,14 @@ class ToolLedger:
                 found.started.add(rest)
             elif kind == "result":
                 found.results[rest] = (str(body["text"]), bool(body["ok"]))
+            elif kind == "decision":
+                found.decisions[rest] = str(body["decision"])
         return found
+
+    async def decision(self, user_id: int, secretary_id: uuid.UUID, call_id: str) -> str | None:
+        """The decision kept for `call_id`, if any."""
+        turn = call_id.rsplit(":", 2)[0]
+        return (await self.read(user_id, secretary_id, turn)).decisions.get(call_id)
 
     async def write_round(
         self,
@@ -128,16 +138,33 @@ class ToolLedger:
         calls: list[ToolCall],
         since: float,
         at: datetime,
+        unsent: frozenset[int] = frozenset(),
     ) -> None:
         """Record the calls the model asked for in round `number`, and — in the same
-        write, since they all start at once — that each is about to be sent."""
+        write, since they all start at once — that each is about to be sent (but those in
+        `unsent`: calls waiting for the user's approval record their start when sent)."""
         body = {
             "round": number,
             "calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls],
         }
         entries = [(f"round:{turn}:{number}", body)]
-        entries += [(f"start:{turn}:{number}:{i}", {}) for i in range(len(calls))]
+        entries += [
+            (f"start:{turn}:{number}:{i}", {}) for i in range(len(calls)) if i not in unsent
+        ]
         await self._write(user_id, secretary_id, entries, since, at)
+
+    async def write_decision(
+        self,
+        user_id: int,
+        secretary_id: uuid.UUID,
+        call_id: str,
+        decision: str,
+        since: float,
+        at: datetime,
+    ) -> None:
+        """Keep the user's decision on `call_id` (a second one is ignored: read it back)."""
+        body = {"decision": decision}
+        await self._write(user_id, secretary_id, [(f"decision:{call_id}", body)], since, at)
 
     async def write_start(
         self, user_id: int, secretary_id: uuid.UUID, call_id: str, since: float, at: datetime
