@@ -153,3 +153,43 @@ def _parker_of(tmp_path: Path, update_id: int) -> str | None:
         if f"update {update_id} waits for approval" in (tmp_path / f"{name}.log").read_text():
             return name
     return None
+
+
+def test_direct_mode_waits_in_the_bot_process(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'd.db'}"
+    engine = make_engine(db_url)
+    schema.upgrade(engine)
+    with http_tool_server() as (tool_url, booked), llm_server() as (llm_url, _script):
+        ToolRegistry(engine).add(
+            ToolSpec("book", "http", url=tool_url + "/book", schema=SCHEMA, confirm=True)
+        )
+        SecretaryRegistry(engine).create_secretary(
+            AssistantCreate(
+                name="alice", model="m", prompt="A.", is_default=True, params={"tools": "book"}
+            )
+        )
+        with bot_api() as (api_url, api), (tmp_path / "bot.log").open("w") as log:
+            env = _env(db_url, api_url, llm_url, tmp_path / "home")
+            env["SECRETARIES_CONFIRM_TIMEOUT"] = "30"
+            bot = _start(["bot"], env, log)
+            try:
+                api.wait(lambda: api.seen("setMyCommands"), timeout=60)
+                api.send(911, _ask("Z"))
+                board = _keyboard(api, 911, 0)
+                api.press(912, board, _buttons(board)["✅ Approve"])
+                api.wait(
+                    lambda: any(
+                        "Only the person" in c.get("text", "")
+                        for c in api.seen("answerCallbackQuery")
+                    )
+                )
+                assert booked == []
+                api.press(911, board, _buttons(board)["✅ Approve"])
+                api.wait(lambda: len(booked) == 1, timeout=60)
+                api.wait(lambda: "booked" in json.dumps(api.messages_to(911)), timeout=60)
+                api.wait(lambda: api.messages_to(911)[0]["text"].startswith("✅ Approved"))
+            finally:
+                bot.send_signal(signal.SIGTERM)
+                bot.wait(timeout=60)
+    engine.dispose()
+    assert len(booked) == 1
