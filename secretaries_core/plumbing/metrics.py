@@ -44,7 +44,7 @@ class Metrics:
         self.tool_calls = Counter(
             "secretaries_tool_calls",
             "Tool calls, by secretary, version, tool and outcome (ok, failed, reused, "
-            "unknown, refused, skipped).",
+            "unknown, refused, skipped, declined).",
             ["secretary", "version", "tool", "outcome"],
             registry=r,
         )
