@@ -12,6 +12,7 @@ from datetime import datetime
 
 from secretaries_core.catalog.schemas import AssignOut, SecretaryOut, Source
 from secretaries_core.orchestrator import Orchestrator
+from secretaries_core.tools.ledger import ledger_id
 from secretaries_core.usage import Limits
 from secretaries_core.usage.quotas import day_of, resets_at
 
@@ -56,6 +57,9 @@ class FrontDesk:
         resolved = await self.orch.aresolve(telegram_id)
         secretary = resolved.secretary
         found = await self.orch.hops.run(self.orch.store.clear, telegram_id, secretary.id)
+        # Its tool ledger too (and fenced with it): a call waiting for the user's approval
+        # is declined, and nothing of a turn in flight is recorded after this.
+        await self.orch.hops.run(self.orch.store.clear, telegram_id, ledger_id(secretary.id))
         return secretary.name, found
 
     async def today(self, telegram_id: int) -> Today:

@@ -121,6 +121,17 @@ def test_approve_deny_timeout_a_killed_worker_and_a_strangers_press(
                 api.wait(lambda: "No answer" in api.messages_to(904)[0]["text"])
                 assert len(booked) == 1
 
+                # `/new` while a call waits: declined, nothing of that turn runs afterwards.
+                api.send(906, _ask("N"))
+                board = _keyboard(api, 906, 0)
+                api.send(906, "/new")
+                api.wait(lambda: len(api.messages_to(906)) >= 2, timeout=30)
+                api.press(906, board, _buttons(board)["✅ Approve"])
+                api.wait(lambda: api.messages_to(906)[0]["text"].startswith("❌ Declined"))
+                time.sleep(1.0)  # a resumed turn would have called the tool by now
+                assert len(booked) == 1
+                assert not any(m["text"].startswith("results") for m in api.messages_to(906))
+
                 # The worker that parked the turn dies before the press: the other resumes it.
                 api.send(905, _ask("D"))
                 board = _keyboard(api, 905, 0)
