@@ -45,6 +45,9 @@ from secretaries_core.errors import (
 )
 from secretaries_core.llm.providers import parse_model
 
+# What the picker and `list` show beside the name (longer text belongs in the prompt).
+MAX_DESCRIPTION_CHARS = 200
+
 
 class CatalogMixin(RolloutsMixin):
     """Secretaries: create, change, make default, (de)activate, delete; name rules."""
@@ -354,6 +357,11 @@ def _check_secretary_fields(
     for field, value in (("prompt", prompt), ("description", description)):
         if value is not None:
             check_text(field, value)
+    if description is not None and len(description) > MAX_DESCRIPTION_CHARS:
+        raise InvalidInput(
+            f"a description is one line for users choosing a secretary: at most "
+            f"{MAX_DESCRIPTION_CHARS} characters, got {len(description)}"
+        )
     if "\x00" in model:
         raise UnstorableInput("text fields cannot contain NUL characters")
     if not model.strip():
