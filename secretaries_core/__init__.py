@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from secretaries_core import _aliases
 from secretaries_core._lazy import lazy_exports
-
-_aliases.install()  # old flat module paths keep importing (see _aliases.py)
 
 _EXPORTS = {
     "Settings": "secretaries_core.config",
