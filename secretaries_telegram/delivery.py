@@ -26,6 +26,8 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 
+from secretaries_core.plumbing.backoff import Backoff
+
 if TYPE_CHECKING:
     from aiogram import Bot
 
@@ -97,7 +99,8 @@ async def patiently(
     module's rules)."""
     left = (grace if grace is not None else _grace) if until is None else until - time.time()
     deadline = time.monotonic() + left
-    delay = BACKOFF_START_S
+    waits = Backoff(BACKOFF_START_S, BACKOFF_CAP_S)
+    delay = waits.next()
     while True:
         try:
             return await call()
@@ -115,4 +118,4 @@ async def patiently(
                 raise
             log.warning("Bot API failed, retrying in %.1fs: %s", delay, exc)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_CAP_S)
+            delay = waits.next()

@@ -30,6 +30,7 @@ from typing import Any
 from aiogram import Bot
 from redis.exceptions import ResponseError
 
+from secretaries_core.plumbing.backoff import Backoff
 from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.queue import Queue
 from secretaries_core.queue.client import UNAVAILABLE, decode_fields, entry_age_s, parse_int
@@ -293,7 +294,7 @@ class Relay:
         log.warning("reply %s to chat %s dropped (%s): %s", entry_id, chat, reason, scrub(detail))
 
     async def _ack(self, entry_id: str) -> None:
-        delay = 0.5
+        waits = Backoff(0.5, 10.0)
         while True:
             try:
                 await self.queue.aclient().xack(self.queue.keys.replies, GROUP, entry_id)
@@ -301,8 +302,7 @@ class Relay:
             except UNAVAILABLE as exc:
                 # Sent but not acknowledged yet: keep trying, or it would be sent twice.
                 log.warning("could not acknowledge reply %s, retrying: %s", entry_id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await asyncio.sleep(waits.next())
 
 
 async def relay(

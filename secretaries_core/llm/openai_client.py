@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 from secretaries_core.errors import ModelError, ModelUnavailable
 from secretaries_core.llm.base import CallUsage, ChatRequest, ToolCall
+from secretaries_core.plumbing import backoff
 from secretaries_core.plumbing.db import mask_url
 from secretaries_core.plumbing.loops import PerLoop
 
@@ -372,8 +372,7 @@ def _backoff(attempt: int, headers: Any) -> float:
                 wait = None
             if wait is not None and 0 <= wait <= MAX_RETRY_AFTER_S:
                 return wait
-    backoff: float = min(FIRST_BACKOFF_S * 2**attempt, MAX_BACKOFF_S)
-    return backoff * random.uniform(0.75, 1.0)
+    return backoff.delay(attempt, first=FIRST_BACKOFF_S, cap=MAX_BACKOFF_S, jitter=True)
 
 
 def _error_body(raw: bytes) -> Any:

@@ -24,7 +24,8 @@ from secretaries_core.errors import (
     error_code,
 )
 from secretaries_core.orchestrator import Orchestrator, Reply
-from secretaries_core.plumbing import tracing
+from secretaries_core.plumbing import backoff, tracing
+from secretaries_core.plumbing.backoff import Backoff
 from secretaries_core.queue.approvals import ParkingApprover
 from secretaries_core.queue.client import Queue, Update
 from secretaries_core.queue.live import ENDED, SUPERSEDED, LivePieces, quietly_end
@@ -143,7 +144,7 @@ class Answerer:
         key = str(update.update_id)
         failed = await self.queue.failed_attempts(n, update, add=False)
         outage_since: float | None = None
-        delay = self.retry_delay
+        waits = Backoff(self.retry_delay, BACKOFF_CAP_S)
         while True:
             try:
                 # ahandle takes the user's place in line before its first await: the
@@ -204,14 +205,15 @@ class Answerer:
                             now - outage_since,
                             scrub(str(exc)),
                         )
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, BACKOFF_CAP_S)
+                        await asyncio.sleep(waits.next())
                         continue
                 elif _failure(exc):
                     failed = await self.queue.failed_attempts(n, update, add=True)
                     if failed < self.max_attempts:
                         log.warning("update %s attempt %d failed: %s", key, failed, exc)
-                        await asyncio.sleep(self.retry_delay * 2 ** (failed - 1))
+                        await asyncio.sleep(
+                            backoff.delay(failed - 1, first=self.retry_delay, cap=BACKOFF_CAP_S)
+                        )
                         continue
                 else:
                     await self.reply(n, entry_id, update, None, exc)

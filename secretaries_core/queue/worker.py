@@ -38,6 +38,7 @@ from redis.exceptions import ResponseError
 from secretaries_core.conversation.ordering import Policy
 from secretaries_core.errors import SecretariesError
 from secretaries_core.orchestrator import Orchestrator
+from secretaries_core.plumbing.backoff import Backoff
 from secretaries_core.queue.answering import BACKOFF_CAP_S, Answerer
 from secretaries_core.queue.client import (
     UNAVAILABLE,
@@ -270,7 +271,7 @@ class Worker:
 
     async def _supervise(self, n: int) -> None:
         """Run partition `n`'s reader; after any failure log it and start it again."""
-        delay = 0.2
+        waits = Backoff(0.2, 5.0)
         while not self._stopping.is_set():
             try:
                 await self._read(n)
@@ -289,8 +290,7 @@ class Worker:
                 log.warning("partition %d: queue unreachable, retrying: %s", n, exc)
             except Exception as exc:
                 log.error("partition %d: reader failed, restarting", n, exc_info=exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await asyncio.sleep(waits.next())
 
     async def _read(self, n: int) -> None:
         key = self.queue.keys.inbound(n)
@@ -469,7 +469,7 @@ class Worker:
             # line while it is answered (every message of a user comes to the one worker
             # owning its partition), so it only waits until that one has taken its place.
             await _first(before, getattr(before, "entered", None))
-        delay = self.retry_delay
+        waits = Backoff(self.retry_delay, BACKOFF_CAP_S)
         while True:
             try:
                 async with self._slots:
@@ -487,8 +487,7 @@ class Worker:
                 )
             if self._stopping.is_set() or n not in self.owned:
                 return  # left pending: the next owner settles it, in order
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_CAP_S)
+            await asyncio.sleep(waits.next())
             redelivered = True
 
 
