@@ -115,6 +115,7 @@ def create_app(
     )
     app.state.access = access
     errors.install(app)
+    app.add_middleware(telegram.WebhookFastPath)  # inside the guard: its limits apply
     app.add_middleware(RejectControlCharacters)
     # Outermost: nothing is parsed for a request without the token or over the limits.
     app.add_middleware(

@@ -27,14 +27,19 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from secretaries_core.config import Settings
 from secretaries_core.redact import ScrubFilter
 
+WEBHOOK_PATH = "/telegram/webhook"
+
 
 class _AccessWithoutQuery(logging.Filter):
     """Drop the query string from uvicorn's access lines (args: client, method, path, ...)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the path argument; never drops the record."""
+        """Rewrite the path argument; drop the webhook's successful requests (Telegram's
+        every update: a line each would be most of the log and of the server's CPU)."""
         args = record.args
         if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            if args[2] == WEBHOOK_PATH and len(args) >= 5 and args[4] == 200:
+                return False
             record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
         return True
 

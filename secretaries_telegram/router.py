@@ -13,7 +13,7 @@ from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandStart, Filter
-from aiogram.types import BotCommand, CallbackQuery, Message, MessageReactionUpdated
+from aiogram.types import BotCommand, CallbackQuery, Message, MessageReactionUpdated, User
 
 from secretaries_core.conversation.frontdesk import FrontDesk
 from secretaries_core.errors import NotFound, SecretariesError
@@ -38,18 +38,61 @@ COMMANDS = [
 ]
 
 
+def addressed(chat_type: str, replied_to: int | None, text: str | None, me: User) -> bool:
+    """Private chats always; in groups only a mention of the bot or a reply to it (the
+    id of the author of the message replied to)."""
+    if chat_type == "private":
+        return True
+    if replied_to is not None and replied_to == me.id:
+        return True
+    mention = f"@{me.username}".lower() if me.username else None
+    return bool(mention and text and mention in text.lower())
+
+
+def is_addressed(message: Message, me: User) -> bool:
+    """`addressed` for an aiogram message."""
+    replied = message.reply_to_message
+    author = replied.from_user.id if replied is not None and replied.from_user else None
+    return addressed(message.chat.type, author, message.text, me)
+
+
 class Addressed(Filter):
     """Private chats always; in groups only a mention of the bot or a reply to it."""
 
     async def __call__(self, message: Message, bot: Bot) -> bool | dict[str, Any]:
-        if message.chat.type == "private":
-            return True
-        me = await bot.me()
-        replied = message.reply_to_message
-        if replied is not None and replied.from_user is not None and replied.from_user.id == me.id:
-            return True
-        mention = f"@{me.username}".lower() if me.username else None
-        return bool(mention and message.text and mention in message.text.lower())
+        return is_addressed(message, await bot.me())
+
+
+async def enqueue_text(queue: Queue, message: Message, update_id: int, me: User) -> bool:
+    """Queue a text message for the workers, as long polling does; False when that
+    update id of that user was queued before."""
+    assert message.from_user is not None and message.text is not None
+    return await queue.aenqueue(
+        queued_text(
+            update_id,
+            message.from_user.id,
+            message.from_user.username,
+            message.chat.id,
+            message.message_thread_id,
+            message.text,
+            me,
+        )
+    )
+
+
+def queued_text(
+    update_id: int,
+    user_id: int,
+    username: str | None,
+    chat_id: int,
+    thread_id: int | None,
+    text: str,
+    me: User,
+) -> QueuedUpdate:
+    """The queue entry of a text message (the bot's mention taken out of the text)."""
+    return QueuedUpdate(
+        update_id, user_id, _without_mention(text, me.username), username, chat_id, thread_id
+    )
 
 
 def _without_mention(text: str, username: str | None) -> str:
@@ -260,19 +303,9 @@ def create_router(
             users[0] += 1  # forgotten when the last task of this user is done with it
             try:
                 async with lock:
-                    me = await bot.me()
                     update = data.get("event_update")
                     update_id = update.update_id if update is not None else message.message_id
-                    await queue.aenqueue(
-                        QueuedUpdate(
-                            update_id,
-                            user.id,
-                            _without_mention(message.text, me.username),
-                            user.username,
-                            message.chat.id,
-                            message.message_thread_id,
-                        )
-                    )
+                    await enqueue_text(queue, message, update_id, await bot.me())
             except SecretariesError as exc:
                 await say_error(message, exc)
                 return

@@ -26,17 +26,52 @@ from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.queue.client import Queue
 from secretaries_telegram.approvals import QueueApprovals
 from secretaries_telegram.gatekeeper import Gatekeeper
-from secretaries_telegram.router import create_router
+from secretaries_telegram.router import addressed, create_router, queued_text
 
 log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 CLOSE_WAIT_S = 5.0
 
 
-def _plain_text(update: Update) -> bool:
-    """A text message that is no command: the router only queues it."""
-    message = update.message
-    return bool(message is not None and message.text and not message.text.startswith("/"))
+PlainText = tuple[int, int, str | None, int, str, int | None, str, int | None]
+
+
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _plain_text_fields(payload: Any) -> PlainText | None:
+    """(update id, user id, username, chat id, chat type, thread id, text, id of the
+    author replied to) of a text message that is no command — the router only queues
+    those — or None for anything else (then aiogram's model reads it)."""
+    if not isinstance(payload, dict) or set(payload) != {"update_id", "message"}:
+        return None
+    message, update_id = payload["message"], _integer(payload["update_id"])
+    if not isinstance(message, dict) or update_id is None:
+        return None
+    text, user, chat = message.get("text"), message.get("from"), message.get("chat")
+    if not isinstance(text, str) or not text or text.startswith("/"):
+        return None
+    if not isinstance(user, dict) or not isinstance(chat, dict):
+        return None
+    user_id, chat_id, chat_type = (
+        _integer(user.get("id")),
+        _integer(chat.get("id")),
+        chat.get("type"),
+    )
+    username, thread = user.get("username"), message.get("message_thread_id")
+    if user_id is None or chat_id is None or not isinstance(chat_type, str):
+        return None
+    if username is not None and not isinstance(username, str):
+        return None
+    if thread is not None and _integer(thread) is None:
+        return None
+    replied = message.get("reply_to_message")
+    replied_to = None
+    if replied is not None:
+        author = replied.get("from") if isinstance(replied, dict) else None
+        replied_to = _integer(author.get("id")) if isinstance(author, dict) else None
+    return update_id, user_id, username, chat_id, chat_type, thread, text, replied_to
 
 
 class WebhookIngress:
@@ -74,22 +109,28 @@ class WebhookIngress:
 
     async def take(self, payload: Any) -> bool:
         """Handle one pushed update; False when another delivery of it was taken before."""
+        plain = _plain_text_fields(payload)
+        if plain is not None:
+            # Most updates: a user's text. Read from the JSON as the router would read it
+            # from aiogram's model (the same rule, `addressed`, and entry, `queued_text`),
+            # without building that model: it cost more than the rest of the request.
+            me = await self.bot.me()
+            (update_id, user_id, username, chat_id, chat_type, thread_id, text, replied_to) = plain
+            if not addressed(chat_type, replied_to, text, me):
+                return True
+            # The queue's script takes an update id once per user, across replicas.
+            return await self.queue.aenqueue(
+                queued_text(update_id, user_id, username, chat_id, thread_id, text, me)
+            )
         try:
             update = Update.model_validate(payload, context={"bot": self.bot})
         except ValidationError as exc:
             raise InvalidInput(f"not a Telegram update: {exc.errors()[0]['msg']}") from None
         if not await self.queue.afirst_sighting(self.bot.id, update.update_id):
             return False
-        if not _plain_text(update):
-            task = asyncio.ensure_future(self._handle(update))
-            self._later.add(task)
-            task.add_done_callback(self._later.discard)
-            return True
-        try:
-            await self.dispatcher.feed_update(self.bot, update)
-        except BaseException:
-            await self.queue.aforget_sighting(self.bot.id, update.update_id)
-            raise
+        task = asyncio.ensure_future(self._handle(update))
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
         return True
 
     async def _handle(self, update: Update) -> None:

@@ -8,6 +8,8 @@ key has a TTL.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -15,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, ResponseError
+from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from secretaries_core.config import Settings
@@ -397,7 +399,7 @@ class Queue:
         n = self.keys.partition(update.telegram_id)
         keys = [self.keys.seen(n, update.telegram_id), self.keys.inbound(n)]
         try:
-            done = await self.aclient().eval(
+            done = await self._ascript(
                 _ADD_ONCE,
                 2,
                 *keys,
@@ -410,6 +412,16 @@ class Queue:
         except UNAVAILABLE as exc:
             raise self.unavailable(exc) from exc
         return bool(done)
+
+    async def _ascript(self, script: str, numkeys: int, *args: Any) -> Any:
+        """Run one of this module's scripts by its SHA (the body is sent only when the
+        server does not know it yet, after a restart): on the hot paths, sending and
+        encoding the body on every call cost more than the call's own work."""
+        client = self.aclient()
+        try:
+            return await client.evalsha(_sha(script), numkeys, *args)
+        except NoScriptError:
+            return await client.eval(script, numkeys, *args)
 
     async def afirst_sighting(self, bot: int, update_id: int) -> bool:
         """True for the first replica to see webhook update `update_id` of `bot` within a
@@ -497,7 +509,7 @@ class Queue:
             **({"thread_id": str(update.thread_id)} if update.thread_id is not None else {}),
             **fields,
         }
-        done = await self.aclient().eval(
+        done = await self._ascript(
             _ADD_ONCE, 3, *keys, SEEN_TTL_S, REPLIES_CAP, member, since_ms, *_flat(entry)
         )
         if int(done) < 0:
@@ -521,9 +533,7 @@ class Queue:
         letter = {**printable_fields(fields), "error": error, "partition": str(n)}
         letter["entry"] = entry_id
         keys = [self.keys.buried(n, entry_id), self.keys.dead]
-        done = await self.aclient().eval(
-            _ADD_ONCE_KEY, 2, *keys, SEEN_TTL_S, DEAD_CAP, *_flat(letter)
-        )
+        done = await self._ascript(_ADD_ONCE_KEY, 2, *keys, SEEN_TTL_S, DEAD_CAP, *_flat(letter))
         return bool(done)
 
     async def failed_attempts(self, n: int, update: Update, *, add: bool) -> int:
@@ -722,6 +732,11 @@ class Queue:
             for entry_id, fields in rows:
                 after = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
                 yield after, decode_fields(fields)
+
+
+@functools.cache
+def _sha(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()
 
 
 def _save_value(found: Any) -> str:
