@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from secretaries_core.catalog.registry import SecretaryRegistry
+from secretaries_core.catalog.version_counts import VersionCounts
 from secretaries_core.config import Settings
 from secretaries_core.context.base import ContextStore
 from secretaries_core.conversation.admission import Admission
@@ -58,7 +59,6 @@ from secretaries_core.tools.calling import ToolCaller
 from secretaries_core.tools.ledger import ToolLedger
 from secretaries_core.tools.registry import ToolRegistry
 from secretaries_core.usage import Limits, Quotas, UsageBook
-from secretaries_core.usage.version_counts import VersionCounts
 from secretaries_core.usage.writer import UsageWriter
 
 if TYPE_CHECKING:

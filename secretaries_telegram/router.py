@@ -15,8 +15,8 @@ from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandStart, Filter
 from aiogram.types import BotCommand, CallbackQuery, Message, MessageReactionUpdated, User
 
-from secretaries_core.conversation.frontdesk import FrontDesk
 from secretaries_core.errors import NotFound, SecretariesError
+from secretaries_core.frontdesk import FrontDesk
 from secretaries_core.orchestrator import Orchestrator, Reply
 from secretaries_core.queue import Queue
 from secretaries_core.queue import Update as QueuedUpdate

@@ -110,7 +110,7 @@ class ReplayIn(BaseModel):
 @router.post("/api/secretaries/{secretary_id}/replay", operation_id="replay")
 async def replay(svc: Svc, secretary_id: SecretaryPath, body: ReplayIn) -> dict[str, Any]:
     """What a version would answer to stored conversations (nothing stored)."""
-    from secretaries_core.conversation.replay import replay as run
+    from secretaries_core.evals.replay import replay as run
 
     number, results = await run(
         svc.orchestrator, secretary_id, version=body.version, users=body.users

@@ -296,7 +296,7 @@ def register_replay(app: App) -> None:
         """
         import sys
 
-        from secretaries_core.conversation.replay import replay as run
+        from secretaries_core.evals.replay import replay as run
 
         orchestrator = runtime(ctx).orchestrator()
         if json or not sys.stdout.isatty():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from secretaries_core.catalog.refs import UserRef
 from secretaries_core.catalog.registry import SecretaryRegistry
@@ -124,8 +124,19 @@ def usage_report(
     secretary_id = registry.get_secretary(secretary).id if secretary is not None else None
     first_day = day_of((now or utcnow()) - since) if since is not None else None
     return UsageBook(registry.engine).report(
-        telegram_id=telegram_id, secretary_id=secretary_id, since=first_day
+        telegram_id=telegram_id, secretary_id=secretary_id, since=first_day, describe=_describe
     )
+
+
+def _describe(conn: Any, ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple[str, Any]]:
+    """Names and params (prices) of the secretaries `ids` that still exist."""
+    from sqlalchemy import select
+
+    from secretaries_core.catalog.models import ASSISTANT_TABLE
+
+    a = ASSISTANT_TABLE.c
+    rows = conn.execute(select(a.id, a.name, a.params).where(a.id.in_(ids))).all()
+    return {row.id: (row.name, row.params) for row in rows}
 
 
 def erase_user(

@@ -39,8 +39,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from secretaries_core.context.base import Message
-from secretaries_core.context.factory import command_retry
 from secretaries_core.context.memory import RememberedContexts
+from secretaries_core.context.redis_clients import command_retry
 from secretaries_core.context.redis_items import decode_items, decode_joined
 from secretaries_core.context.redis_scripts import SCRIPTS, push_parts
 from secretaries_core.context.resp3 import Arg, Push, RespConnection, Then, connect

@@ -29,9 +29,13 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from secretaries_core.context.base import ContextPolicy, ContextStore, Message
-from secretaries_core.context.factory import COMMAND_RETRIES, CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S
 from secretaries_core.context.fences import FENCE_TTL_S, Fenced, fence_ids, key_slot, slot_tag
 from secretaries_core.context.redis_admin import RedisAdmin, score
+from secretaries_core.context.redis_clients import (
+    COMMAND_RETRIES,
+    CONNECT_TIMEOUT_S,
+    SOCKET_TIMEOUT_S,
+)
 from secretaries_core.context.redis_items import decode_joined, encode, guard
 from secretaries_core.context.redis_lane import LaneUnsupported, RedisLane, forget_everywhere
 from secretaries_core.context.redis_scripts import ANY_AGE, SCRIPTS, UNAVAILABLE, lost_scripts

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from secretaries_core.catalog.registry import SecretaryRegistry
+from secretaries_core.catalog.version_counts import VersionCounts
 from secretaries_core.config import DOUBLE_TEXTING, Settings
 from secretaries_core.context.base import ContextStore
 from secretaries_core.conversation import summaries
@@ -42,7 +43,6 @@ from secretaries_core.errors import Interrupted, InvalidInput, ModelError, Secre
 from secretaries_core.plumbing import tracing
 from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.tools.approval import AwaitingApproval
-from secretaries_core.usage.version_counts import VersionCounts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

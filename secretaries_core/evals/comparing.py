@@ -18,7 +18,7 @@ from secretaries_core.evals.runner import judge_adapter
 from secretaries_core.llm.base import CallUsage
 
 if TYPE_CHECKING:
-    from secretaries_core.conversation.replay import Replayed
+    from secretaries_core.evals.replay import Replayed
     from secretaries_core.orchestrator import Orchestrator
 
 OUTCOME = {"A": "win", "B": "loss", "TIE": "tie"}

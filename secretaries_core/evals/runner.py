@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 from secretaries_core.context.base import Message
 from secretaries_core.conversation.instances import SecretaryInstance, SecretarySnapshot
 from secretaries_core.conversation.ordering import Ticket
-from secretaries_core.conversation.replay import choose_version, version_instance
 from secretaries_core.conversation.resolution_cache import Resolved
 from secretaries_core.conversation.turn import Turn
 from secretaries_core.errors import SecretariesError
 from secretaries_core.evals.checks import failure
 from secretaries_core.evals.judge import count_judge_usage, judge
+from secretaries_core.evals.replay import choose_version, version_instance
 from secretaries_core.evals.suite import Case, Suite
 from secretaries_core.llm.base import CallUsage, ModelAdapter
 

@@ -301,14 +301,14 @@ class Queue:
     # -- clients --------------------------------------------------------------------------
 
     def _make_async(self) -> Any:
-        from secretaries_core.context.factory import redis_client
+        from secretaries_core.context.redis_clients import redis_client
 
         return redis_client(self.url, asynchronous=True, block_s=5.0)
 
     def client(self) -> Any:
         """The blocking client (admin commands)."""
         if self._sync is None:
-            from secretaries_core.context.factory import redis_client
+            from secretaries_core.context.redis_clients import redis_client
 
             self._sync = redis_client(self.url, asynchronous=False, block_s=5.0)
         return self._sync

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -13,7 +13,6 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.sql import column as sql_column
 from sqlalchemy.sql import table as sql_table
 
-from secretaries_core.catalog.models import ASSISTANT_TABLE
 from secretaries_core.plumbing.db import transaction
 from secretaries_core.usage.tables import (
     QUOTA_DAY_TABLE,
@@ -170,6 +169,10 @@ def _price(params: Any, key: str) -> float | None:
 ERASED_USER = 0
 
 
+# (connection, secretary ids) -> id -> (name, params): who the usage rows are of.
+Describe = Callable[[Any, set[uuid.UUID]], dict[uuid.UUID, tuple[str, Any]]]
+
+
 class UsageBook:
     """Usage rows in the catalog's database: written set-based, read summed."""
 
@@ -264,9 +267,12 @@ class UsageBook:
         telegram_id: int | None = None,
         secretary_id: uuid.UUID | None = None,
         since: date | None = None,
+        describe: Describe | None = None,
     ) -> UsageReport:
-        """Usage summed per day, secretary and model (with the filters given)."""
-        u, a = USAGE_TABLE.c, ASSISTANT_TABLE.c
+        """Usage summed per day, secretary and model (with the filters given); `describe`
+        names the secretaries seen and gives their params (prices) — the catalog's, passed
+        in: usage sits below the catalog and does not read its tables."""
+        u = USAGE_TABLE.c
         query = (
             select(
                 u.day,
@@ -292,12 +298,7 @@ class UsageBook:
             rows = conn.execute(query).all()
             ids = {row.secretary_id for row in rows}
             # Names and prices of the secretaries seen (a deleted one shows as its id).
-            found = (
-                conn.execute(select(a.id, a.name, a.params).where(a.id.in_(ids))).all()
-                if ids
-                else []
-            )
-        secretaries = {r.id: (r.name, r.params) for r in found}
+            secretaries = describe(conn, ids) if describe is not None and ids else {}
         by_name: dict[str, Totals] = defaultdict(Totals)
         for row in rows:
             name, params = secretaries.get(row.secretary_id, (str(row.secretary_id), None))

@@ -14,8 +14,8 @@ from secretaries_core.catalog.models import AssistantCreate, AssistantUpdate
 from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import SqlContextStore
-from secretaries_core.conversation.replay import replay
 from secretaries_core.errors import Conflict, InvalidInput
+from secretaries_core.evals.replay import replay
 from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.plumbing import schema
 from secretaries_core.plumbing.db import make_engine

@@ -403,7 +403,7 @@ def test_the_daily_tool_call_quota_and_the_metrics(rig: Rig) -> None:
     orch.flush_usage()
     from secretaries_core.usage import UsageBook
 
-    assert UsageBook(rig.engine).report(telegram_id=51).total.tool_calls == 1
+    assert UsageBook(rig.engine).report(telegram_id=51).total.tool_calls == 1  # no names needed
 
 
 def test_a_canary_that_breaks_a_tool_is_rolled_back(rig: Rig) -> None:
