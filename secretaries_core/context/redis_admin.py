@@ -59,6 +59,10 @@ class RedisAdmin:
         """Defined by the store."""
         raise NotImplementedError
 
+    def lua_templates(self) -> list[str]:  # pragma: no cover
+        """Defined by the store."""
+        raise NotImplementedError
+
     def secretary_index_key(self, secretary_id: uuid.UUID) -> str:  # pragma: no cover
         """Defined by the store."""
         raise NotImplementedError
@@ -273,7 +277,10 @@ class RedisAdmin:
         while True:
             reply = self._run(
                 lambda pipe: self._call(
-                    pipe, "purge", [], [self.prefix, key, repr(cutoff), batch_size, only]
+                    pipe,
+                    "purge",
+                    [],
+                    [*self.lua_templates(), key, repr(cutoff), batch_size, only],
                 )
             )
             examined, deleted = reply[0]

@@ -88,26 +88,29 @@ end
 return out
 """
 # One whole purge batch server-side, for a single server only (it derives keys from the
-# index members, which a cluster forbids). It mirrors the key templates of the class:
-# ARGV = prefix, source index, cutoff, batch size, and the secretary hex when the source
-# is a secretary's index (its members are bare user ids). Returns {examined, deleted}.
+# index members, which a cluster forbids). It is given the key templates — the class's,
+# with `%s` for the user and the secretary (`RedisAdmin.lua_templates`) — so the keys are
+# defined once, in Python. ARGV = context, user index and secretary index templates, the
+# activity key, the source index, cutoff, batch size, and the secretary hex when the
+# source is a secretary's index (its members are bare user ids). Returns {examined, deleted}.
 _PURGE_BATCH = """
-local p, src, cutoff, n, only_sec = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local ctx_t, uidx_t, sidx_t, activity = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local src, cutoff, n, only_sec = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local members = redis.call('ZRANGEBYSCORE', src, '-inf', cutoff, 'LIMIT', 0, n)
 local deleted = 0
 for _, m in ipairs(members) do
   local user, sec = m, only_sec
   if only_sec == '' then user, sec = string.match(m, '^(%d+):(%x+)$') end
-  local uidx = p .. 'user:{u:' .. user .. '}'
-  local pair, sidx = user .. ':' .. sec, p .. 'sec:{s:' .. sec .. '}'
+  local uidx = string.format(uidx_t, user)
+  local pair, sidx = user .. ':' .. sec, string.format(sidx_t, sec)
   local score = redis.call('ZSCORE', uidx, sec)
   if score and tonumber(score) > cutoff then
-    redis.call('ZADD', p .. 'activity', 'XX', score, pair)
+    redis.call('ZADD', activity, 'XX', score, pair)
     redis.call('ZADD', sidx, 'XX', score, user)
   else
-    redis.call('UNLINK', p .. 'ctx:{u:' .. user .. '}:' .. sec)
+    redis.call('UNLINK', string.format(ctx_t, user, sec))
     redis.call('ZREM', uidx, sec)
-    redis.call('ZREM', p .. 'activity', pair)
+    redis.call('ZREM', activity, pair)
     redis.call('ZREM', sidx, user)
     deleted = deleted + 1
   end

@@ -123,6 +123,18 @@ class RedisContextStore(RedisAdmin, ContextStore):
         """The sorted set of one secretary's contexts."""
         return self.SECRETARY_INDEX_KEY.format(prefix=self.prefix, secretary=secretary_id.hex)
 
+    def lua_templates(self) -> list[str]:
+        """The context, user index and secretary index key templates with `%s` for the
+        user and the secretary, and the activity key: what a script that finds keys by
+        itself (the purge batch) is given, so each key is defined here only."""
+        prefix = self.prefix.replace("%", "%%")  # literal in Lua's string.format
+        return [
+            self.CONTEXT_KEY.format(prefix=prefix, user="%s", secretary="%s"),
+            self.USER_INDEX_KEY.format(prefix=prefix, user="%s"),
+            self.SECRETARY_INDEX_KEY.format(prefix=prefix, secretary="%s"),
+            self.activity_key,
+        ]
+
     @property
     def activity_key(self) -> str:
         """The sorted set of every context by last activity."""
