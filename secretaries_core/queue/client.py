@@ -8,6 +8,7 @@ key has a TTL.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import re
@@ -480,16 +481,18 @@ class Queue:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def apersistence(self) -> bool:
+    def persistence(self) -> bool:
         """True when the server keeps the queue across a restart (AOF or RDB snapshots)."""
-        return _persistent(await self.aclient().info("persistence"), await self._save_rules())
-
-    async def _save_rules(self) -> str | None:
+        client = self.client()
         try:
-            found = await self.aclient().config_get("save")
+            rules: str | None = _save_value(client.config_get("save"))
         except ResponseError:  # CONFIG disabled (managed Redis): only INFO can tell
-            return None
-        return _save_value(found)
+            rules = None
+        return _persistent(client.info("persistence"), rules)
+
+    async def apersistence(self) -> bool:
+        """`persistence`, from a running loop (a worker asks once, as it starts)."""
+        return await asyncio.to_thread(self.persistence)
 
     async def publish(self, update: Update, fields: Mapping[str, str], since_ms: int = 0) -> bool:
         """Put the answer to `update` on the replies stream, once per (user, update id);
@@ -593,12 +596,8 @@ class Queue:
             seconds, micros = client.time()  # the server's clock, as the beats are
             now_ms = int(seconds) * 1000 + int(micros) // 1000
             live = client.zcount(self.keys.workers, now_ms - 60_000, "+inf")
-            try:
-                rules = _save_value(client.config_get("save"))
-            except ResponseError:
-                rules = None
             return {
-                "persistence": _persistent(client.info("persistence"), rules),
+                "persistence": self.persistence(),
                 "inbound": inbound,
                 "pending": pending,
                 "oldest_pending_age_s": round(oldest, 3),
