@@ -14,6 +14,9 @@ the API down, `/healthz` included. Here:
   decides;
 - access log lines carry the path without its query string (a token pasted into a URL
   never reaches a log).
+
+The HTTP parser is httptools (C, the `api` extra installs it) when it is there, else h11
+(pure Python, several times the CPU per request): the guards above work on either.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ import logging
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    FAST_PARSER: type[Any] | None = HttpToolsProtocol
+except ImportError:  # httptools not installed: h11 only
+    FAST_PARSER = None
 
 from secretaries_core.config import Settings
 from secretaries_core.redact import ScrubFilter
@@ -44,15 +54,19 @@ class _AccessWithoutQuery(logging.Filter):
         return True
 
 
-def guarded_protocol(header_timeout: float, max_connections: int) -> type[H11Protocol]:
-    """An h11 protocol class with a request-head deadline and a connection cap."""
+def guarded_protocol(
+    header_timeout: float, max_connections: int, *, parser: type[Any] | None = None
+) -> type[Any]:
+    """uvicorn's HTTP protocol (`parser`: httptools when installed, else h11) with a
+    request-head deadline and a connection cap."""
+    base: type[Any] = parser or FAST_PARSER or H11Protocol
 
-    class GuardedH11Protocol(H11Protocol):
-        """uvicorn's h11 protocol that bounds how long and how many connections wait."""
+    class GuardedProtocol(base):  # type: ignore[misc]
+        """uvicorn's protocol that bounds how long and how many connections wait."""
 
         _head_timer: asyncio.TimerHandle | None = None
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             if len(self.connections) > max_connections:
                 victim = next((c for c in self.connections if c is not self and _waiting(c)), None)
@@ -85,7 +99,7 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[H11Pro
             if _waiting(self) and not self.transport.is_closing():
                 self.transport.close()
 
-    return GuardedH11Protocol
+    return GuardedProtocol
 
 
 def _waiting(protocol: Any) -> bool:
