@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from secretaries_core.context.base import Message
 from secretaries_core.conversation.instances import SecretarySnapshot
-from secretaries_core.conversation.ordering import Ticket
-from secretaries_core.conversation.resolution_cache import Resolved
 from secretaries_core.conversation.turn import Turn
 from secretaries_core.errors import SecretariesError
 from secretaries_core.plumbing import tracing
@@ -79,15 +77,12 @@ class Delegator:
             found.id, found.name, found.model, found.prompt, dict(found.params), found.version
         )
         instance = self.path.instance_for(snapshot, caller.telegram_id)
-        loop = asyncio.get_running_loop()
-        ticket = Ticket(caller.telegram_id, message, loop, loop.create_future())
-        turn = Turn(
+        turn = self.path.detached(
             caller.telegram_id,
             message,
-            Resolved(snapshot, "default"),
             instance,
-            ticket,
             _history(caller, spec.history),
+            secretary=snapshot,
         )
         turn.depth = caller.depth + 1
         turn.rounds_left = caller.rounds_left
@@ -104,8 +99,7 @@ class Delegator:
         answer = ""
         try:
             async with asyncio.timeout(timeout):
-                turn.fit = self.path.budget.fit(turn)
-                answer = await self.path.asker.ask(turn, None)
+                answer = await self.path.ask_detached(turn)
         except TimeoutError:
             return failed(f"assistant {found.name} did not answer within {timeout:.0f}s")
         except SecretariesError as exc:

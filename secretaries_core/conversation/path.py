@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.catalog.version_counts import VersionCounts
 from secretaries_core.config import DOUBLE_TEXTING, Settings
-from secretaries_core.context.base import ContextStore
+from secretaries_core.context.base import ContextStore, Message
 from secretaries_core.conversation import summaries
 from secretaries_core.conversation.admission import Admission
 from secretaries_core.conversation.asking import Asker
@@ -33,9 +33,10 @@ from secretaries_core.conversation.instances import (
     SecretaryInstance,
     SecretarySnapshot,
 )
-from secretaries_core.conversation.ordering import Policy, UserGate
+from secretaries_core.conversation.ordering import Policy, Ticket, UserGate
 from secretaries_core.conversation.recording import UsageRecorder
 from secretaries_core.conversation.resolution import Resolver
+from secretaries_core.conversation.resolution_cache import Resolved
 from secretaries_core.conversation.summarizing import Summarizer
 from secretaries_core.conversation.text import check_incoming, storable
 from secretaries_core.conversation.turn import Reply, ReplyStream, Turn, stored_answer
@@ -295,6 +296,30 @@ class MessagePath:
             resolved.version_source,
             entry.model,
         )
+
+    # -- detached turns ---------------------------------------------------------------------
+
+    def detached(
+        self,
+        telegram_id: int,
+        text: str,
+        instance: SecretaryInstance,
+        history: list[Message],
+        summary: summaries.RunningSummary | None = None,
+        secretary: SecretarySnapshot | None = None,
+    ) -> Turn:
+        """A turn outside its user's line that is never stored: an eval case, a replayed
+        conversation, an assistant asked as a tool (`secretary`: the version it answers
+        as, default the instance's)."""
+        loop = asyncio.get_running_loop()
+        ticket = Ticket(telegram_id, text, loop, loop.create_future())
+        resolved = Resolved(secretary or instance.secretary, "default")
+        return Turn(telegram_id, text, resolved, instance, ticket, history, summary)
+
+    async def ask_detached(self, turn: Turn) -> str:
+        """fit → ask for a detached turn: no admission, no commit, no usage recorded."""
+        turn.fit = self.budget.fit(turn)
+        return await self.asker.ask(turn, None)
 
     # -- helpers ----------------------------------------------------------------------------
 

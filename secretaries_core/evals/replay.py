@@ -22,9 +22,6 @@ from typing import TYPE_CHECKING, Any
 from secretaries_core.context.base import Message
 from secretaries_core.conversation import summaries
 from secretaries_core.conversation.instances import SecretaryInstance, SecretarySnapshot
-from secretaries_core.conversation.ordering import Ticket
-from secretaries_core.conversation.resolution_cache import Resolved
-from secretaries_core.conversation.turn import Turn
 from secretaries_core.errors import InvalidInput, SecretariesError
 from secretaries_core.llm.base import CallUsage
 
@@ -166,18 +163,15 @@ async def replay(
             if exchange is None:
                 return None
             before, question, answer = exchange
-            loop = asyncio.get_running_loop()
-            ticket = Ticket(telegram_id, question, loop, loop.create_future())
-            resolved = Resolved(instance.secretary, "default")
-            turn = Turn(telegram_id, question, resolved, instance, ticket, before, running)
+            path = orchestrator.path
+            turn = path.detached(telegram_id, question, instance, before, running)
             turn.tools_mode = "replay"
             turn.replayed = stored_results(history)
             result: str | None = None
             error: str | None = None
             try:
                 async with asyncio.timeout(orchestrator.settings.model_timeout_seconds):
-                    turn.fit = orchestrator.path.budget.fit(turn)
-                    result = await orchestrator.path.asker.ask(turn, None)
+                    result = await path.ask_detached(turn)
             except TimeoutError:
                 error = "no reply within the model deadline"
             except SecretariesError as exc:

@@ -19,9 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from secretaries_core.context.base import Message
 from secretaries_core.conversation.instances import SecretaryInstance, SecretarySnapshot
-from secretaries_core.conversation.ordering import Ticket
-from secretaries_core.conversation.resolution_cache import Resolved
-from secretaries_core.conversation.turn import Turn
 from secretaries_core.errors import SecretariesError
 from secretaries_core.evals.checks import failure
 from secretaries_core.evals.judge import count_judge_usage, judge
@@ -194,17 +191,13 @@ async def _run_case(
     judging: ModelAdapter | None,
 ) -> CaseResult:
     secretary = instance.secretary
-    loop = asyncio.get_running_loop()
-    ticket = Ticket(EVAL_USER, case.message, loop, loop.create_future())
     at = datetime.now(UTC)
     history = [Message(role, content, at) for role, content in case.history]
-    turn = Turn(EVAL_USER, case.message, Resolved(secretary, "default"), instance, ticket, history)
+    turn = orchestrator.path.detached(EVAL_USER, case.message, instance, history)
     turn.tools_mode = "eval"
-    path = orchestrator.path
     reply, error = "", None
     try:
-        turn.fit = path.budget.fit(turn)
-        reply = await path.asker.ask(turn, None)
+        reply = await orchestrator.path.ask_detached(turn)
     except SecretariesError as exc:
         error = f"no reply: {type(exc).__name__}: {str(exc)[:200]}"
     usage = turn.usage or CallUsage()
