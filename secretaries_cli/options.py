@@ -14,6 +14,17 @@ LimitOpt = Annotated[
     int | None,
     typer.Option("--limit", min=0, metavar="N", help="Show at most N rows (default: all)."),
 ]
+MetricsPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=1,
+        max=65535,
+        metavar="PORT",
+        help="Serve this process's Prometheus metrics on PORT/metrics "
+        "(host: SECRETARIES_METRICS_HOST, default 127.0.0.1).",
+    ),
+]
 OffsetOpt = Annotated[
     int, typer.Option("--offset", min=0, metavar="N", help="Skip the first N rows.")
 ]

@@ -83,19 +83,6 @@ def confirmed(question: str, *, yes: bool) -> bool:
     return typer.confirm(question, default=False)
 
 
-def serve_metrics(registry: Any, port: int) -> None:
-    """Expose a long-running command's metrics on PORT/metrics, on
-    `SECRETARIES_METRICS_HOST` (127.0.0.1 unless a container's Prometheus must reach it)."""
-    import logging
-    import os
-
-    from prometheus_client import start_http_server
-
-    host = os.environ.get("SECRETARIES_METRICS_HOST") or "127.0.0.1"
-    start_http_server(port, addr=host, registry=registry)
-    logging.getLogger("secretaries").info("metrics on http://%s:%d/metrics", host, port)
-
-
 def service_logging() -> None:
     """Logs of long-running commands (bot, worker): ours at INFO, HTTP clients' per-request
     lines only from WARNING on (one line per model call would drown everything else)."""

@@ -141,6 +141,9 @@ class Settings:
     telegram_drafts: bool = True
     # The webhook on `serve` (POST /telegram/webhook): the bot's token, its Bot API server,
     # and the secret Telegram sends in X-Telegram-Bot-Api-Secret-Token.
+    # Where `worker/bot --metrics-port` listen: loopback unless a container's Prometheus
+    # must reach them.
+    metrics_host: str = "127.0.0.1"
     # How long a --confirm tool call waits for the user's approval before it is declined.
     confirm_timeout_seconds: float = 300.0
     telegram_token: str | None = field(default=None, repr=False)
@@ -219,6 +222,7 @@ class Settings:
             telegram_group_per_minute=_env_int(env, "SECRETARIES_TELEGRAM_GROUP_PER_MINUTE", 20),
             telegram_drafts=_env_switch(env, "SECRETARIES_TELEGRAM_DRAFTS"),
             confirm_timeout_seconds=_env_float(env, "SECRETARIES_CONFIRM_TIMEOUT", 300.0),
+            metrics_host=env.get("SECRETARIES_METRICS_HOST") or "127.0.0.1",
             telegram_token=env.get("SECRETARIES_TELEGRAM_TOKEN") or None,
             telegram_api_url=env.get("SECRETARIES_TELEGRAM_API_URL") or None,
             telegram_webhook_secret=env.get("SECRETARIES_TELEGRAM_WEBHOOK_SECRET") or None,

@@ -248,13 +248,8 @@ async def run_bot(
         if metrics_port is not None:
             # The flood control's waits, the queue of sends and the dropped replies live in
             # this process: an operator scrapes them here.
-            import os
-
-            from prometheus_client import start_http_server
-
-            host = os.environ.get("SECRETARIES_METRICS_HOST") or "127.0.0.1"
-            start_http_server(metrics_port, addr=host, registry=orchestrator.metrics.registry)
-            log.info("metrics on http://%s:%d/metrics", host, metrics_port)
+            orchestrator.metrics.serve(metrics_port, settings.metrics_host)
+            log.info("metrics on http://%s:%d/metrics", settings.metrics_host, metrics_port)
         bot.session.middleware(Gatekeeper(flood_control(bot, queue, orchestrator)))
         dispatcher = Dispatcher()
         dispatcher.include_router(

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from secretaries_cli.options import MetricsPortOpt
 from secretaries_cli.runtime import App, runtime
 
 # Docker's stop waits 10 s before SIGKILL: the bot is gone before, with a word if forced.
@@ -43,16 +44,7 @@ def register(app: App) -> None:
             float,
             typer.Option("--edit-interval", min=0.2, help="Seconds between streamed edits."),
         ] = 1.0,
-        metrics_port: Annotated[
-            int | None,
-            typer.Option(
-                "--metrics-port",
-                min=1,
-                max=65535,
-                metavar="PORT",
-                help="Serve this process's Prometheus metrics on 127.0.0.1:PORT/metrics.",
-            ),
-        ] = None,
+        metrics_port: MetricsPortOpt = None,
         webhook: Annotated[
             str | None,
             typer.Option(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from secretaries_cli import output
-from secretaries_cli.options import JsonFlag
+from secretaries_cli.options import JsonFlag, MetricsPortOpt
 from secretaries_cli.runtime import App, new_app, runtime
 
 if TYPE_CHECKING:
@@ -33,35 +33,29 @@ def register(root: App) -> None:
         concurrency: Annotated[
             int, typer.Option("--concurrency", min=1, help="Messages in flight at most.")
         ] = 64,
-        metrics_port: Annotated[
-            int | None,
-            typer.Option(
-                "--metrics-port",
-                min=1,
-                max=65535,
-                metavar="PORT",
-                help="Serve this worker's Prometheus metrics on PORT/metrics.",
-            ),
-        ] = None,
+        metrics_port: MetricsPortOpt = None,
     ) -> None:
         """Answer queued updates until SIGTERM (then finish those in flight, exit 0).
 
         Example: SECRETARIES_QUEUE_URL=redis://localhost:6379/0 secretaries worker --concurrency 64
         """
         import asyncio
+        import logging
         import signal
 
-        from secretaries_cli.output import serve_metrics, service_logging
+        from secretaries_cli.output import service_logging
         from secretaries_core.queue.worker import Worker
 
         service_logging()
+        log = logging.getLogger("secretaries.worker")
         rt = runtime(ctx)
         queue = _queue(rt.settings)
 
         async def main() -> None:
             orchestrator = rt.orchestrator()
             if metrics_port is not None:
-                serve_metrics(orchestrator.metrics.registry, metrics_port)
+                orchestrator.metrics.serve(metrics_port, rt.settings.metrics_host)
+                log.info("metrics on http://%s:%d/metrics", rt.settings.metrics_host, metrics_port)
             job = Worker(
                 orchestrator,
                 queue,

@@ -163,6 +163,13 @@ class Metrics:
             if isinstance(value, int | float):
                 self.queue.labels(what=name).set(value)
 
+    def serve(self, port: int, host: str) -> None:
+        """Expose these metrics on http://HOST:PORT/metrics from a thread (a long-running
+        process without the API: a worker, the bot)."""
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr=host, registry=self.registry)
+
     def exposition(self) -> bytes:
         """The Prometheus text exposition of every metric here."""
         return generate_latest(self.registry)
