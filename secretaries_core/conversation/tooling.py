@@ -265,6 +265,8 @@ class ToolRunner:
         deadline: float,
         fresh: set[str],
     ) -> str:
+        if tracing.tracer() is None:  # no span: nothing to describe it with
+            return await self._one_call(turn, call_id, call, offered, stored, deadline, fresh)
         found = offered.get(call.name)
         attributes = {
             "gen_ai.operation.name": "execute_tool",

@@ -145,6 +145,10 @@ class Answerer:
         failed = await self.queue.failed_attempts(n, update, add=False)
         outage_since: float | None = None
         waits = Backoff(self.retry_delay, BACKOFF_CAP_S)
+        began = _arrived_ms(entry_id, update) / 1000
+        approver = ParkingApprover(
+            self.queue, update, began, self.orch.settings.confirm_timeout_seconds
+        )
         while True:
             try:
                 # ahandle takes the user's place in line before its first await: the
@@ -162,13 +166,8 @@ class Answerer:
                         on_piece=live.feed if live is not None else None,
                         on_tool=live.tool if live is not None else None,
                         redelivered=redelivered,
-                        began=_arrived_ms(entry_id, update) / 1000,
-                        approver=ParkingApprover(
-                            self.queue,
-                            update,
-                            _arrived_ms(entry_id, update) / 1000,
-                            self.orch.settings.confirm_timeout_seconds,
-                        ),
+                        began=began,
+                        approver=approver,
                     )
             except Fenced:
                 # The user was erased (or the conversation cleared) after this update was

@@ -391,6 +391,8 @@ class Queue:
 
     async def aenqueue(self, update: Update) -> bool:
         """Queue `update` unless its id was queued before; True when queued now."""
+        if tracing.tracer() is None:
+            return await self._aenqueue(update)
         with tracing.span(ENQUEUE_SPAN, {"messaging.system": "redis"}, kind="producer") as span:
             if span is not None:
                 update = replace(update, traceparent=tracing.traceparent())
@@ -562,8 +564,6 @@ class Queue:
     def recent_stats(self, max_age: float = STATS_MAX_AGE_S) -> dict[str, Any]:
         """`stats()`, reused for `max_age` seconds: a scrape of every replica every few
         seconds would otherwise cost each one a round trip per partition and consumer."""
-        import time
-
         now = time.monotonic()
         if self._last_stats is None or now - self._last_stats[0] > max_age:
             self._last_stats = (now, self.stats())
