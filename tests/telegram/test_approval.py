@@ -15,6 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
+
 from secretaries_core.catalog.models import AssistantCreate
 from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.plumbing import schema
@@ -26,6 +28,18 @@ from tests.telegram.bot_api import BotApi, bot_api
 from tests.telegram.test_bot import _env
 from tests.telegram.test_bot_faults import _start
 from tests.tools.test_tools import SCHEMA, http_tool_server
+
+
+def booking_catalog(engine: Engine, tool_url: str) -> None:
+    """alice, the default, with one tool: `book`, an HTTP function that needs approval."""
+    ToolRegistry(engine).add(
+        ToolSpec("book", "http", url=tool_url + "/book", schema=SCHEMA, confirm=True)
+    )
+    SecretaryRegistry(engine).create_secretary(
+        AssistantCreate(
+            name="alice", model="m", prompt="A.", is_default=True, params={"tools": "book"}
+        )
+    )
 
 
 def _ask(room: str) -> str:
@@ -66,14 +80,7 @@ def test_approve_deny_timeout_a_killed_worker_and_a_strangers_press(
     engine = make_engine(db_url)
     schema.upgrade(engine)
     with http_tool_server() as (tool_url, booked), llm_server() as (llm_url, _script):
-        ToolRegistry(engine).add(
-            ToolSpec("book", "http", url=tool_url + "/book", schema=SCHEMA, confirm=True)
-        )
-        SecretaryRegistry(engine).create_secretary(
-            AssistantCreate(
-                name="alice", model="m", prompt="A.", is_default=True, params={"tools": "book"}
-            )
-        )
+        booking_catalog(engine, tool_url)
         with bot_api() as (api_url, api):
             env = _env(db_url, api_url, llm_url, tmp_path / "home")
             env.update(
@@ -171,14 +178,7 @@ def test_direct_mode_waits_in_the_bot_process(tmp_path: Path) -> None:
     engine = make_engine(db_url)
     schema.upgrade(engine)
     with http_tool_server() as (tool_url, booked), llm_server() as (llm_url, _script):
-        ToolRegistry(engine).add(
-            ToolSpec("book", "http", url=tool_url + "/book", schema=SCHEMA, confirm=True)
-        )
-        SecretaryRegistry(engine).create_secretary(
-            AssistantCreate(
-                name="alice", model="m", prompt="A.", is_default=True, params={"tools": "book"}
-            )
-        )
+        booking_catalog(engine, tool_url)
         with bot_api() as (api_url, api), (tmp_path / "bot.log").open("w") as log:
             env = _env(db_url, api_url, llm_url, tmp_path / "home")
             env["SECRETARIES_CONFIRM_TIMEOUT"] = "30"

@@ -12,19 +12,12 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from secretaries_api.app import create_app
-from secretaries_core.catalog.models import AssistantCreate
-from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.plumbing import schema
 from secretaries_core.plumbing.db import make_engine
-from secretaries_core.tools.registry import ToolRegistry
-from secretaries_core.tools.spec import ToolSpec
 from tests.llm_server import llm_server
-from tests.tools.test_tools import SCHEMA, http_tool_server
-
-
-def _ask(room: str) -> str:
-    return "book it TOOLS: " + json.dumps([[["book", {"room": room, "hour": 9}]]])
+from tests.telegram.test_approval import _ask, booking_catalog
+from tests.tools.test_tools import http_tool_server
 
 
 def test_chat_and_rest_decline_unless_approved(tmp_path: Path) -> None:
@@ -32,14 +25,7 @@ def test_chat_and_rest_decline_unless_approved(tmp_path: Path) -> None:
     engine = make_engine(db_url)
     schema.upgrade(engine)
     with http_tool_server() as (tool_url, booked), llm_server() as (llm_url, _script):
-        ToolRegistry(engine).add(
-            ToolSpec("book", "http", url=tool_url + "/book", schema=SCHEMA, confirm=True)
-        )
-        SecretaryRegistry(engine).create_secretary(
-            AssistantCreate(
-                name="alice", model="m", prompt="A.", is_default=True, params={"tools": "book"}
-            )
-        )
+        booking_catalog(engine, tool_url)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARIES_")}
         env.update(
             SECRETARIES_HOME=str(tmp_path / "home"),
