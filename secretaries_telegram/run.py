@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import signal
@@ -112,8 +111,12 @@ def _stop_on_signals(
     stopping: list[asyncio.Task[None]] = []
 
     async def stop_polling() -> None:
-        with contextlib.suppress(RuntimeError):  # not polling (webhook mode)
+        try:
             await dispatcher.stop_polling()
+        except RuntimeError:  # not polling (webhook mode)
+            pass
+        except Exception as exc:  # the watchdog still ends the process: say why here
+            log.error("stopping the polling failed", exc_info=exc)
 
     def stop(sig: signal.Signals) -> None:
         if stopping:
