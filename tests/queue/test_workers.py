@@ -149,9 +149,11 @@ def _farm(
         queue.close()
 
 
-def _send(farm: Farm, users: int, per_user: int, first_update: int = 1) -> list[Update]:
+def _send(
+    farm: Farm, users: int, per_user: int, first_update: int = 1, first_message: int = 0
+) -> list[Update]:
     updates = [
-        Update(first_update + i * users + u, 10_000 + u, f"m{i} of {u}")
+        Update(first_update + i * users + u, 10_000 + u, f"m{first_message + i} of {u}")
         for i in range(per_user)
         for u in range(users)
     ]
