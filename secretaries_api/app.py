@@ -68,6 +68,19 @@ def _query_problem(raw: bytes) -> str | None:
     return None
 
 
+class SecretariesAPI(FastAPI):
+    """FastAPI with the webhook's front door outside every middleware (routes/telegram.py)."""
+
+    webhook_limits: tuple[int, float] = (1 << 20, 10.0)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """Starlette's stack (error middleware outermost), behind `WebhookFront`."""
+        max_body, body_timeout = self.webhook_limits
+        return telegram.WebhookFront(
+            super().build_middleware_stack(), max_body=max_body, body_timeout=body_timeout
+        )
+
+
 def create_app(
     services: Services | None = None,
     *,
@@ -94,7 +107,7 @@ def create_app(
             if opened is not None:
                 await opened.aclose()
 
-    app = FastAPI(
+    app = SecretariesAPI(
         title="secretaries",
         version="0.1.0",
         description="Per-user AI secretaries: catalog, assignment, contexts and messages.",
@@ -115,7 +128,7 @@ def create_app(
     )
     app.state.access = access
     errors.install(app)
-    app.add_middleware(telegram.WebhookFastPath)  # inside the guard: its limits apply
+    app.webhook_limits = (limits.api_max_body, limits.api_body_timeout_seconds)
     app.add_middleware(RejectControlCharacters)
     # Outermost: nothing is parsed for a request without the token or over the limits.
     app.add_middleware(

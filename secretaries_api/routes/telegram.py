@@ -2,13 +2,15 @@
 
 Open to the network like /healthz (Telegram sends no bearer token): the secret header it
 sends is what admits a request, checked before the body is read. It is the hottest path
-of a busy bot, so `WebhookFastPath` answers it before FastAPI's routing (which tries every
-route of the API in turn) and dependency machinery; the route below only documents it in
-the OpenAPI document and serves the same function.
+of a busy bot, so `WebhookFront` answers it before every other layer of the app — the error
+middleware, the request guard, FastAPI's routing (which tries every route of the API in
+turn) and its dependency machinery; the route below only documents it in the OpenAPI
+document and serves the same function.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -54,22 +56,87 @@ async def telegram_webhook(svc: Svc, request: Request) -> Response:
     return await take(svc, request)
 
 
-class WebhookFastPath:
-    """Answer POST /telegram/webhook before the router (see the module docstring)."""
+class WebhookFront:
+    """The app's outermost layer: answers POST /telegram/webhook itself (see the module
+    docstring), with the request guard's limits applied here — the body is read only after
+    the secret header matched, at most `max_body` bytes (413), within `body_timeout`
+    seconds (408) — and hands every other request to `app` untouched.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Outside Starlette's error middleware and the API's guard on purpose: each layer cost
+    an ASGI hop per update, and this path needs none of what they add (it has no token,
+    no query and no route to match, and catches its own errors)."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int, body_timeout: float) -> None:
         self.app = app
+        self.max_body = max_body
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        svc: Services = scope["app"].state.services
         try:
-            response = await take(svc, Request(scope, receive))
+            status, body = await self._take(scope, receive)
         except SecretariesError as exc:
-            response = error_response(status_for(exc), error_code(exc), for_api_clients(str(exc)))
+            status, body = _error(status_for(exc), error_code(exc), for_api_clients(str(exc)))
         except Exception as exc:
             log.error("unexpected error", exc_info=exc)
-            response = error_response(500, "InternalError", "internal error; see the server log")
-        await response(scope, receive, send)
+            status, body = _error(500, "InternalError", "internal error; see the server log")
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        if status in (408, 413):
+            headers.append((b"connection", b"close"))  # the rest of the body is not read
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _take(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+        svc: Services = scope["app"].state.services
+        ingress = svc.webhook()
+        secret = length = None
+        for name, value in scope["headers"]:
+            if name == b"x-telegram-bot-api-secret-token":
+                secret = value.decode("latin-1")
+            elif name == b"content-length":
+                length = int(value) if value.isdigit() else None
+        if not ingress.authentic(secret):
+            return _error(401, "Unauthorized", "missing or wrong secret token header")
+        if length is not None and length > self.max_body:
+            return self._too_large()
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return _error(400, "InvalidInput", "the client went away")
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body:
+                        return self._too_large()
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            return _error(
+                408, "RequestTimeout", f"the body did not arrive within {self.body_timeout:g}s"
+            )
+        try:
+            payload = json.loads(b"".join(chunks))
+        except ValueError:
+            raise InvalidInput("the body is not JSON") from None
+        taken = await ingress.take(payload)
+        return 200, _TAKEN if taken else _REPEATED
+
+    def _too_large(self) -> tuple[int, bytes]:
+        return _error(413, "PayloadTooLarge", f"the body is larger than {self.max_body} bytes")
+
+
+_TAKEN = b'{"ok":true,"duplicate":false}'
+_REPEATED = b'{"ok":true,"duplicate":true}'
+
+
+def _error(status: int, code: str, message: str) -> tuple[int, bytes]:
+    """The API's one error shape (`errors.error_response`), as status and body."""
+    return status, json.dumps(
+        {"error": {"code": code, "message": message}}, ensure_ascii=False, separators=(",", ":")
+    ).encode()

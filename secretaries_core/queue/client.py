@@ -9,8 +9,6 @@ key has a TTL.
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -33,6 +31,7 @@ from secretaries_core.errors import (
 from secretaries_core.plumbing import tracing
 from secretaries_core.plumbing.db import mask_url
 from secretaries_core.plumbing.loops import PerLoop
+from secretaries_core.queue.coalesce import ScriptBatches, script_sha
 from secretaries_core.queue.keys import GROUP, QueueKeys
 
 SEEN_TTL_S = 2 * 24 * 3600  # Telegram redelivers an update for at most a day
@@ -277,6 +276,9 @@ class Queue:
         self.keys = QueueKeys(prefix, partitions)
         self._sync: Any = None
         self._async: PerLoop[Any] = PerLoop(self._make_async)
+        # Enqueues of one loop tick share a round trip (coalesce.py). A cluster's go one
+        # by one: its pipelines are split by slot and node, a path not measured here.
+        self._enqueues: PerLoop[ScriptBatches] = PerLoop(lambda: ScriptBatches(self.aclient))
         self._last_stats: tuple[float, dict[str, Any]] | None = None
 
     @classmethod
@@ -401,17 +403,18 @@ class Queue:
     async def _aenqueue(self, update: Update) -> bool:
         n = self.keys.partition(update.telegram_id)
         keys = [self.keys.seen(n, update.telegram_id), self.keys.inbound(n)]
+        args = (
+            SEEN_TTL_S,
+            INBOUND_CAP,
+            update.update_id,
+            0,  # no fence for a new message
+            *_flat(update.fields()),
+        )
         try:
-            done = await self._ascript(
-                _ADD_ONCE,
-                2,
-                *keys,
-                SEEN_TTL_S,
-                INBOUND_CAP,
-                update.update_id,
-                0,  # no fence for a new message
-                *_flat(update.fields()),
-            )
+            if self.cluster:
+                done = await self._ascript(_ADD_ONCE, 2, *keys, *args)
+            else:
+                done = await self._enqueues.get().run(_ADD_ONCE, 2, *keys, *args)
         except UNAVAILABLE as exc:
             raise self.unavailable(exc) from exc
         return bool(done)
@@ -422,7 +425,7 @@ class Queue:
         encoding the body on every call cost more than the call's own work."""
         client = self.aclient()
         try:
-            return await client.evalsha(_sha(script), numkeys, *args)
+            return await client.evalsha(script_sha(script), numkeys, *args)
         except NoScriptError:
             return await client.eval(script, numkeys, *args)
 
@@ -731,11 +734,6 @@ class Queue:
             for entry_id, fields in rows:
                 after = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
                 yield after, decode_fields(fields)
-
-
-@functools.cache
-def _sha(script: str) -> str:
-    return hashlib.sha1(script.encode()).hexdigest()
 
 
 def _save_value(found: Any) -> str:
