@@ -360,7 +360,7 @@ class SqliteLane:
                 # Idle past its retention: it is gone even if purge has not run yet.
                 conn.execute(self.CLEAR, (context_id,))
                 count, before = 0, []
-            elif self._stored(conn, context_id, messages):
+            elif self._stored(conn, context_id, messages, before):
                 return 0, None  # this turn is already there: a retried write
         rows: list[Row] = []
         last_id = 0
@@ -387,12 +387,22 @@ class SqliteLane:
             after = after[-rules.max_messages :]
         return len(messages), (key, (context_id, count, at, last_id), after)
 
-    def _stored(self, conn: sqlite3.Connection, context_id: int, messages: list[Message]) -> bool:
+    def _stored(
+        self,
+        conn: sqlite3.Connection,
+        context_id: int,
+        messages: list[Message],
+        known: list[Message] | None,
+    ) -> bool:
         # Only a turn that may be sent again on purpose (a queued update delivered twice)
         # needs the look back: a transaction is written whole or not at all.
         turn = turn_id(messages)
         if turn is None or turn[0] != "update_id":
             return False
         key, value = turn
+        if known is not None:
+            # The context as of this transaction's version (checked by FIND above): the
+            # same look back over the same rows, without parsing their JSON in SQL again.
+            return any(str((m.metadata or {}).get(key)) == value for m in known[-LOOK_BACK:])
         found = conn.execute(self.SEEN, (context_id, LOOK_BACK, f"$.{key}", value)).fetchone()
         return found is not None

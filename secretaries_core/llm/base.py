@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -112,25 +113,12 @@ class ChatRequest:
         return "[" + ", ".join(self._encoded_all()) + "]"
 
     def _encoded_all(self) -> list[str]:
-        if not self.steps and not any(_tool_shaped(turn) for turn in self.history):
+        encodings = [_encoding(turn) for turn in self.history]
+        if not self.steps and not any(e.shaped for e in encodings):
             return each_once(_ENCODED, self._said(), _encoded, ENCODED_CAP)
         # A history with tool rounds: those messages carry more than (role, content).
-        if len(_SHAPED) > ENCODED_CAP:
-            _SHAPED.clear()
         out = [_encoded(("system", self.prompt))]
-        for turn in _whole_rounds(self.history):
-            key = _shape_key(turn)
-            if key is None:
-                plain = (turn.role, turn.content)
-                found = _ENCODED.get(plain)
-                if found is None:
-                    found = _ENCODED[plain] = _encoded(plain)
-                out.append(found)
-                continue
-            encoded = _SHAPED.get(key)
-            if encoded is None:
-                encoded = _SHAPED[key] = json.dumps(_tool_shaped(turn), ensure_ascii=False)
-            out.append(encoded)
+        out += [e.text for e in _whole_rounds(encodings)]
         out += [_encoded(("user", text)) for text in self.texts]
         out += [json.dumps(dict(step), ensure_ascii=False) for step in self.steps]
         return out
@@ -145,60 +133,74 @@ def _metadata(turn: Said) -> Mapping[str, Any]:
     return found if isinstance(found, Mapping) else {}
 
 
-def _tool_shaped(turn: Said) -> dict[str, Any] | None:
-    """The OpenAI shape of a stored tool round's message (an assistant message with
-    `tool_calls`, or a `tool` result), else None (a plain message)."""
-    meta = _metadata(turn)
-    if turn.role == "tool":
-        return {
-            "role": "tool",
-            "tool_call_id": str(meta.get("tool_call_id", "")),
-            "content": turn.content,
-        }
-    calls = meta.get("tool_calls")
-    if turn.role == "assistant" and calls:
-        return {"role": "assistant", "content": turn.content or None, "tool_calls": list(calls)}
-    return None
+@dataclass(frozen=True, slots=True)
+class _Encoding:
+    """One history message as it is sent, and what keeps a tool round whole."""
+
+    text: str  # its JSON
+    shaped: bool  # a tool round's message (more than role and content)
+    calls: frozenset[str] | None = None  # an assistant's `tool_calls` ids
+    answers: str | None = None  # a `tool` result: the call id it answers
 
 
-def _shape_key(turn: Said) -> tuple[Any, ...] | None:
-    """What a tool round's message is encoded from (None: a plain message), as a key."""
+def _encode(turn: Said) -> _Encoding:
     meta = _metadata(turn)
     if turn.role == "tool":
-        return ("tool", turn.content, str(meta.get("tool_call_id", "")))
-    calls = meta.get("tool_calls")
-    if turn.role == "assistant" and calls:
-        return (
-            "calls",
-            turn.content,
-            tuple((c.get("id"), str(c.get("function"))) for c in calls if isinstance(c, Mapping)),
+        answers = str(meta.get("tool_call_id", ""))
+        shape: dict[str, Any] = {"role": "tool", "tool_call_id": answers, "content": turn.content}
+        # The cut in `_whole_rounds` compares with the id as stored (None when missing).
+        return _Encoding(
+            json.dumps(shape, ensure_ascii=False), True, answers=str(meta.get("tool_call_id"))
         )
-    return None
+    calls = meta.get("tool_calls")
+    if turn.role == "assistant" and calls:
+        shape = {"role": "assistant", "content": turn.content or None, "tool_calls": [*calls]}
+        ids = frozenset(str(c.get("id")) for c in calls if isinstance(c, Mapping))
+        return _Encoding(json.dumps(shape, ensure_ascii=False), True, calls=ids)
+    return _Encoding(_encoded((turn.role, turn.content)), False)
 
 
-# A tool round's message (its key) -> its JSON; emptied when it outgrows ENCODED_CAP.
-_SHAPED: dict[tuple[Any, ...], str] = {}
+# id(message) -> (a weak reference to it, its encoding): a stored message is encoded once
+# while it lives (the stores hand out the same objects while a context is unchanged),
+# and its entry leaves with it. A history is sent again on every message of its user:
+# re-deriving each message's shape on every request grew its CPU with the history.
+_BY_MESSAGE: dict[int, tuple[weakref.ref[Any], _Encoding]] = {}
 
 
-def _whole_rounds(history: Sequence[Said]) -> list[Said]:
+def _encoding(turn: Said) -> _Encoding:
+    key = id(turn)
+    found = _BY_MESSAGE.get(key)
+    if found is not None and found[0]() is turn:
+        return found[1]
+    encoding = _encode(turn)
+
+    def forget(_gone: weakref.ref[Any]) -> None:
+        _BY_MESSAGE.pop(key, None)
+
+    try:
+        ref = weakref.ref(turn, forget)
+    except TypeError:  # an object that takes no weak reference: encoded on each use
+        return encoding
+    _BY_MESSAGE[key] = (ref, encoding)
+    return encoding
+
+
+def _whole_rounds(history: Sequence[_Encoding]) -> list[_Encoding]:
     """`history` without tool messages cut from their call (the store's message cap can
     trim a context inside a turn): a `tool` message is sent only after the assistant
     message that asked for it, and an assistant's calls only with all their results."""
-    out: list[Said] = []
+    out: list[_Encoding] = []
     i = 0
     while i < len(history):
         turn = history[i]
-        calls = _metadata(turn).get("tool_calls") if turn.role == "assistant" else None
-        if turn.role == "tool":
+        if turn.answers is not None:
             i += 1  # an orphaned result: its call was trimmed away
             continue
-        if calls:
-            wanted = {str(c.get("id")) for c in calls if isinstance(c, Mapping)}
+        if turn.calls is not None:
             j = i + 1
-            while j < len(history) and history[j].role == "tool":
+            while j < len(history) and history[j].answers is not None:
                 j += 1
-            got = {str(_metadata(t).get("tool_call_id")) for t in history[i + 1 : j]}
-            if wanted <= got:
+            if turn.calls <= {t.answers for t in history[i + 1 : j]}:
                 out.extend(history[i:j])
             i = j
             continue

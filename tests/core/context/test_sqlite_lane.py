@@ -329,3 +329,33 @@ def test_a_failed_checkpoint_is_logged_and_writes_go_on(
     assert any(
         "checkpoint" in r.getMessage() and "disk I/O" in r.getMessage() for r in caplog.records
     )
+
+
+def test_a_resent_turn_is_found_by_a_store_that_remembers_it_and_one_that_does_not(
+    engine: Engine,
+) -> None:
+    """The turn guard's look back: from the remembered context (no SQL) when this store
+    knows the context at its version, else in SQL — the same answer either way, for ids
+    written as numbers and as text, and a turn older than the look back is not found."""
+    mine, theirs = SqlContextStore(engine, POLICY), SqlContextStore(engine, POLICY)
+    now = datetime.now(UTC)
+
+    def turn(update_id: object, text: str) -> list[tuple[int, uuid.UUID, Message]]:
+        return [
+            (9, SEC, Message("user", text, now, {"update_id": update_id})),
+            (9, SEC, Message("assistant", f"re {text}", now)),
+        ]
+
+    mine.append_many(turn(501, "number"))
+    mine.append_many(turn("x-502", "text"))
+    assert mine._lane is not None and mine._lane.memo.knows((9, SEC.hex))
+    for store in (mine, theirs, mine):  # remembered, not remembered, remembered again
+        assert store.append_many(turn(501, "number")) == 0
+        assert store.append_many(turn("x-502", "text")) == 0
+        assert store.append_many(turn("501", "number as text")) == 0  # the same id
+    for n in range(40):  # 80 messages later the first turn is past the look back (64)
+        theirs.append_many(turn(1000 + n, f"filler {n}"))
+    assert len(mine.read(9, SEC)) == 84
+    assert mine.append_many(turn(501, "number, long after")) == 2
+    mine.close()
+    theirs.close()
