@@ -44,6 +44,7 @@ from secretaries_core.context.redis_clients import command_retry
 from secretaries_core.context.redis_items import decode_items, decode_joined
 from secretaries_core.context.redis_scripts import SCRIPTS, push_parts
 from secretaries_core.context.resp3 import Arg, Push, RespConnection, Then, connect
+from secretaries_core.plumbing.loops import PerLoop
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +256,74 @@ def forget_everywhere(
             lane.forget_all()
         else:
             lane.forget(keys)
+
+
+class Lanes:
+    """The lanes of one Redis URL for one store: one per event loop, made on first use,
+    given up for good (the pool from then on) when the server refuses client tracking.
+
+    Apart from the store on purpose: it holds process-wide state (a lane per loop, the
+    registry every write in the process makes forget), the store holds keys and scripts.
+    A cluster, or `remember` off, has no lanes: every method is then a no-op.
+    """
+
+    def __init__(
+        self, url: str | None, *, connect_timeout_s: float, timeout_s: float, retries: int
+    ) -> None:
+        self.url = url
+        self._connect_timeout_s, self._timeout_s, self._retries = (
+            connect_timeout_s,
+            timeout_s,
+            retries,
+        )
+        self._lanes: PerLoop[RedisLane] | None = PerLoop(self._new) if url is not None else None
+
+    @property
+    def on(self) -> bool:
+        """True while contexts are read over lanes (not given up, not switched off)."""
+        return self._lanes is not None
+
+    def _new(self) -> RedisLane:
+        assert self.url is not None
+        return RedisLane(
+            self.url,
+            connect_timeout_s=self._connect_timeout_s,
+            timeout_s=self._timeout_s,
+            retries=self._retries,
+        )
+
+    def current(self) -> RedisLane | None:
+        """This loop's lane (made now on its first use), or None without lanes."""
+        return self._lanes.get() if self._lanes is not None else None
+
+    def give_up(self, exc: Exception) -> None:
+        """The server refused tracking: read through the pool from now on."""
+        log.warning("Redis refused client tracking (%s); reading contexts without it", exc)
+        self._lanes = None  # writes still make other stores' lanes forget (`self.url`)
+
+    def hits(self) -> int:
+        """Context reads the lanes of the open event loops answered from memory."""
+        return sum(lane.hits for lane in self._lanes.values()) if self._lanes else 0
+
+    def forget(self, keys: Iterable[str] | None, *, but: RedisLane | None = None) -> None:
+        """After a write: no lane of the process on this URL may answer from what it
+        remembered of these contexts (None: of any), even before Redis' notice reaches it."""
+        if self.url is not None:
+            forget_everywhere(self.url, keys, but=but)
+
+    async def aclose(self) -> None:
+        """Close the running loop's lane."""
+        if self._lanes is not None:
+            await self._lanes.aclose_current(_aclose)
+
+    def close(self) -> None:
+        """Close every loop's lane (from outside those loops)."""
+        if self._lanes is not None:
+            self._lanes.close_all(_aclose)
+
+
+async def _aclose(lane: RedisLane) -> None:
+    await lane.aclose()
 
 
 async def _failed(error: Exception) -> None:

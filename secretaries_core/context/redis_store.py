@@ -37,7 +37,7 @@ from secretaries_core.context.redis_clients import (
     SOCKET_TIMEOUT_S,
 )
 from secretaries_core.context.redis_items import decode_joined, encode, guard
-from secretaries_core.context.redis_lane import LaneUnsupported, RedisLane, forget_everywhere
+from secretaries_core.context.redis_lane import Lanes, LaneUnsupported
 from secretaries_core.context.redis_scripts import ANY_AGE, SCRIPTS, UNAVAILABLE, lost_scripts
 from secretaries_core.errors import BackendUnavailable
 from secretaries_core.plumbing.loops import PerLoop
@@ -87,9 +87,11 @@ class RedisContextStore(RedisAdmin, ContextStore):
         )
         # `lane`: the URL of one tracked connection per loop for context reads and turn
         # pushes (redis_lane); a single server only (a cluster spreads contexts over nodes).
-        self._lane_url = lane if not self.cluster else None
-        self._lanes: PerLoop[RedisLane] | None = (
-            PerLoop(self._new_lane) if self._lane_url is not None else None
+        self.lanes = Lanes(
+            lane if not self.cluster else None,
+            connect_timeout_s=CONNECT_TIMEOUT_S,
+            timeout_s=SOCKET_TIMEOUT_S,
+            retries=COMMAND_RETRIES,
         )
 
     # -- keys -----------------------------------------------------------------------------
@@ -355,12 +357,12 @@ class RedisContextStore(RedisAdmin, ContextStore):
     ) -> list[Message]:
         """`read` on this loop's lane (from memory when current), else its async client."""
         key = self.context_key(user_id, secretary_id)
-        lane = self._lane()
+        lane = self.lanes.current()
         if lane is not None:
             try:
                 return await self._with_scripts(lane.load_scripts, lambda: lane.read(key, limit))
             except LaneUnsupported as exc:
-                self._give_up_lanes(exc)
+                self.lanes.give_up(exc)
         if self._async_clients is None:
             return await super().aread(user_id, secretary_id, limit)
         start = -limit if limit is not None else 0
@@ -396,17 +398,17 @@ class RedisContextStore(RedisAdmin, ContextStore):
         ]
         if len(calls) == 1:
             # A turn on a single server: one command, without a pipeline around it.
-            lane = self._lane()
+            lane = self.lanes.current()
             if lane is not None:
                 _script, keys, args = calls[0]
                 try:
                     pushed = await self._with_scripts(
                         lane.load_scripts, lambda: lane.push(keys, args)
                     )
-                    self._forget_remembered(keys[:1], but=lane)
+                    self.lanes.forget(keys[:1], but=lane)
                     return _written(pushed, len(items))
                 except LaneUnsupported as exc:
-                    self._give_up_lanes(exc)
+                    self.lanes.give_up(exc)
             pushed = await self._aeval(*calls[0])
             self._forget_remembered(self.context_key(u, s) for u, s, _m in items)
             return _written(pushed, len(items))
@@ -423,50 +425,26 @@ class RedisContextStore(RedisAdmin, ContextStore):
             await self._arun(self._calls(touching))
         return written
 
-    # -- the lanes' memory ----------------------------------------------------------------
-
-    def _new_lane(self) -> RedisLane:
-        assert self._lane_url is not None
-        return RedisLane(
-            self._lane_url,
-            connect_timeout_s=CONNECT_TIMEOUT_S,
-            timeout_s=SOCKET_TIMEOUT_S,
-            retries=COMMAND_RETRIES,
-        )
-
     def reads_from_memory(self) -> int:
         """Context reads the lanes of the open event loops answered from memory."""
-        return sum(lane.hits for lane in self._lanes.values()) if self._lanes else 0
+        return self.lanes.hits()
 
-    def _lane(self) -> RedisLane | None:
-        return self._lanes.get() if self._lanes is not None else None
-
-    def _give_up_lanes(self, exc: Exception) -> None:
-        log.warning("Redis refused client tracking (%s); reading contexts without it", exc)
-        self._lanes = None  # writes still make other stores' lanes forget (_lane_url)
-
-    def _forget_remembered(
-        self, keys: Iterable[str] | None, *, but: RedisLane | None = None
-    ) -> None:
-        """After a write: no other lane of the process may answer from what it remembered
-        of these contexts (None: of any), even before Redis' notice reaches it."""
-        if self._lane_url is not None:
-            forget_everywhere(self._lane_url, keys, but=but)
+    def _forget_remembered(self, keys: Iterable[str] | None) -> None:
+        """After a write: no lane of the process may answer from what it remembered."""
+        self.lanes.forget(keys)
 
     async def aclose(self) -> None:
         """Close the running loop's async client and lane."""
         if self._async_clients is not None:
             await self._async_clients.aclose_current(_aclose_client)
-        if self._lanes is not None:
-            await self._lanes.aclose_current(_aclose_lane)
+        await self.lanes.aclose()
 
     def close(self) -> None:
         """Close the clients if this store created them."""
         super().close()
         if self._async_clients is not None:
             self._async_clients.close_all(_aclose_client)
-        if self._lanes is not None:
-            self._lanes.close_all(_aclose_lane)
+        self.lanes.close()
         if self._owns_client:
             self.client.close()
 
@@ -479,10 +457,6 @@ async def _load_scripts(client: Any) -> None:
 
 async def _aclose_client(client: Any) -> None:
     await client.aclose()
-
-
-async def _aclose_lane(lane: RedisLane) -> None:
-    await lane.aclose()
 
 
 def _blocking(work: Coroutine[Any, Any, T]) -> T:

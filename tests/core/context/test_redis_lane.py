@@ -58,7 +58,7 @@ def _turn(i: int, user: int = 1) -> list[tuple[int, uuid.UUID, Message]]:
 
 
 def _lane(store: RedisContextStore) -> RedisLane:
-    lane = store._lane()
+    lane = store.lanes.current()
     assert lane is not None
     return lane
 
@@ -264,7 +264,7 @@ def test_a_server_without_client_tracking_keeps_the_pool(redis_url: str) -> None
         async def scenario() -> None:
             await store.aappend_many(_turn(1))
             assert len(await store.aread(1, SEC)) == 2
-            assert store._lanes is None  # refused once: the pool from then on
+            assert not store.lanes.on  # refused once: the pool from then on
             await store.aappend_many(_turn(2))
             assert await store.aread(1, SEC) == store.read(1, SEC)
             await store.aclose()
@@ -438,7 +438,7 @@ def test_remembering_can_be_turned_off(redis_url: str, prefix: str, tmp_path: ob
     store = open_context_store(
         redis_url, policy=POLICY, prefix=prefix, remember=off.redis_remember_contexts
     )
-    assert isinstance(store, RedisContextStore) and store._lanes is None
+    assert isinstance(store, RedisContextStore) and not store.lanes.on
 
     async def scenario() -> None:
         await store.aappend_many(_turn(1))
