@@ -1,7 +1,8 @@
 """`Worker`: answers queued updates from Redis Streams, any number of them on any machines.
 
 Ordering: updates are partitioned by user (`telegram_id % partitions`); each partition is
-owned by one worker at a time through a lease (`SET NX PX`, renewed by a heartbeat), and a
+owned by one worker at a time through a lease (`SET NX PX`, renewed by a heartbeat:
+ownership.py), and a
 worker runs one user's updates strictly one after the other (attempts included), while
 updates of different users run concurrently (`--concurrency`). When a worker stops
 renewing (killed, partitioned away), its leases expire after `lease_seconds` (the
@@ -26,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import socket
 import time
@@ -48,7 +48,8 @@ from secretaries_core.queue.client import (
     decode_fields,
 )
 from secretaries_core.queue.keys import GROUP
-from secretaries_core.queue.leases import alive, beat, release, renew
+from secretaries_core.queue.leases import alive
+from secretaries_core.queue.ownership import Ownership
 from secretaries_core.redact import scrub
 
 log = logging.getLogger(__name__)
@@ -86,13 +87,19 @@ class Worker:
         self.retry_delay = retry_delay
         self.outage_grace = outage_grace
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.owned: dict[int, asyncio.Task[None]] = {}
         self.in_flight: dict[int, set[asyncio.Task[None]]] = {}
-        self._renewed: dict[int, float] = {}
         self._last_of_user: dict[int, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._stopping = asyncio.Event()
         self._queue_ok = time.monotonic()
+        self.ownership = Ownership(
+            queue,
+            self.id,
+            self.lease_ms,
+            start_reader=lambda n: asyncio.ensure_future(self._supervise(n)),
+            in_flight=lambda n: self.in_flight.get(n, set()),
+            stopping=self._stopping,
+        )
         self.answerer = Answerer(
             orchestrator,
             queue,
@@ -102,6 +109,11 @@ class Worker:
             outage_grace=outage_grace,
             live_interval=live_interval,
         )
+
+    @property
+    def owned(self) -> dict[int, asyncio.Task[None]]:
+        """The partitions this worker owns now, with their readers."""
+        return self.ownership.owned
 
     @property
     def answered(self) -> int:
@@ -142,7 +154,7 @@ class Worker:
                 await asyncio.gather(*pending, return_exceptions=True)
             for task in pending:
                 task.cancel()
-            await self._release_all()
+            await self.ownership.release_all()
             log.info("worker %s stopped after %d answer(s)", self.id, self.answered)
         if failed:
             raise WorkerFailed(f"worker {self.id} stopped: {failed}") from failed
@@ -168,25 +180,13 @@ class Worker:
                 log.warning("queue %s unreachable at start, waiting: %s", self.queue.masked, exc)
                 await asyncio.sleep(1)
 
-    async def _release_all(self) -> None:
-        client = self.queue.aclient()
-        for n in list(self.owned):
-            try:
-                await release(client, self.queue.keys.lease(n), self.id)
-            except UNAVAILABLE as exc:
-                log.warning("could not release partition %d: %s", n, exc)
-        # If it cannot be removed, the heartbeat entry ages out of the live window by itself.
-        with contextlib.suppress(*UNAVAILABLE):
-            await client.zrem(self.queue.keys.workers, self.id)
-        self.owned.clear()
-
-    # -- ownership ------------------------------------------------------------------------
+    # -- supervision ----------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
         every = self.lease_ms / 3000
         while not self._stopping.is_set():
             try:
-                await self._balance()
+                await self.ownership.balance()
                 self._queue_ok = time.monotonic()
             except UNAVAILABLE as exc:
                 down = time.monotonic() - self._queue_ok
@@ -215,57 +215,6 @@ class Worker:
                 log.warning("approval timeouts not swept: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), APPROVAL_SWEEP_S)
-
-    def _lose(self, n: int) -> None:
-        # Another worker may own it now: stop everything of it here (a cancelled answer
-        # stores nothing; the new owner answers those entries, in order).
-        log.warning(
-            "lost partition %d; cancelling its %d message(s) in flight",
-            n,
-            len(self.in_flight.get(n, ())),
-        )
-        self.owned.pop(n).cancel()
-        self._renewed.pop(n, None)
-        for task in list(self.in_flight.get(n, ())):
-            task.cancel()
-
-    async def _balance(self) -> None:
-        keys, client = self.queue.keys, self.queue.aclient()
-        now_ms = await beat(client, keys.workers, self.id, 3 * self.lease_ms)
-        # Live: a heartbeat within two leases (a slow heartbeat is not a dead worker).
-        live = max(1, int(await client.zcount(keys.workers, now_ms - 2 * self.lease_ms, "+inf")))
-        share = math.ceil(keys.partitions / live)
-        for n in list(self.owned):
-            if self.owned[n].done():
-                # Its reader ended (it never should): no lease without a live reader.
-                log.error("partition %d: its reader stopped; giving the partition up", n)
-                self._lose(n)
-                await release(client, keys.lease(n), self.id)
-            elif await renew(client, keys.lease(n), self.id, self.lease_ms):
-                self._renewed[n] = time.monotonic()
-            else:
-                self._lose(n)
-        # Give back what is above our share, once its messages in flight are answered.
-        for n in list(self.owned)[share:]:
-            if not self.in_flight.get(n):
-                self.owned.pop(n).cancel()
-                self._renewed.pop(n, None)
-                await release(client, keys.lease(n), self.id)
-        order = [(hash(self.id) + i) % keys.partitions for i in range(keys.partitions)]
-        for n in order:
-            if len(self.owned) >= share or self._stopping.is_set():
-                break
-            if n in self.owned:
-                continue
-            if await client.set(keys.lease(n), self.id, nx=True, px=self.lease_ms):
-                log.info("took partition %d", n)
-                self._renewed[n] = time.monotonic()
-                self.owned[n] = asyncio.ensure_future(self._supervise(n))
-
-    def _holds(self, n: int) -> bool:
-        """True while the lease of `n` was renewed within the lease time (so still ours)."""
-        renewed = self._renewed.get(n)
-        return renewed is not None and time.monotonic() - renewed < self.lease_ms / 1000 * 0.9
 
     # -- reading --------------------------------------------------------------------------
 
@@ -299,7 +248,7 @@ class Worker:
         await self._take_over(n)
         last_sweep = time.monotonic()
         while not self._stopping.is_set():
-            if not self._holds(n):
+            if not self.ownership.holds(n):
                 # The heartbeat could not renew the lease lately (Redis down, a slow
                 # loop): read nothing new that another owner may be reading.
                 await asyncio.sleep(0.2)
