@@ -87,6 +87,9 @@ def _remember_secrets(env: Mapping[str, str], *urls: str | None) -> None:
         remember(url_secrets(url))
 
 
+QUEUE_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the data lives and how contexts are kept; build it with `Settings.load`."""
@@ -237,3 +240,21 @@ class Settings:
     def is_embedded_default(self) -> bool:
         """True when no database URL was given, so the SQLite file under `home` is used."""
         return self.database_url_is_default
+
+    def queue_address(self) -> str | None:
+        """The queue's Redis URL — SECRETARIES_QUEUE_URL, else the context URL when that is
+        Redis — or None when neither is (read from the settings alone, so commands refuse
+        a bad configuration before importing redis-py)."""
+        url = self.queue_url or self.context_url or ""
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        return url if scheme in QUEUE_SCHEMES else None
+
+    def require_queue(self) -> str:
+        """The URL the queue is opened on (its scheme is checked by `Queue`), or
+        `InvalidInput` saying what to set when there is none."""
+        url = self.queue_url or self.context_url
+        if not url:
+            raise InvalidInput(
+                "the queue needs Redis: set SECRETARIES_QUEUE_URL (or a redis:// context URL)"
+            )
+        return url

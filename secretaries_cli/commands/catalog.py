@@ -254,7 +254,7 @@ def register(app: App) -> None:
     ) -> None:
         """Deactivate SEC (never the default); its users fall back to the default unless moved.
 
-        Example: secretaries deactivate bob --to alice
+        Example: secretaries deactivate bob --reassign-to alice
         """
         change = runtime(ctx).registry().deactivate(sec, reassign_to=reassign_to)
         _report(change, "deactivated", json, ctx)

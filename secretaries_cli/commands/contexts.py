@@ -90,7 +90,7 @@ def purge(
 ) -> None:
     """Delete idle contexts, or all of one user's / one secretary's.
 
-    Example: secretaries contexts purge --older-than 30d --yes
+    Example: secretaries contexts purge --older-than 30d --dry-run
     """
     from secretaries_core.catalog import admin
 

@@ -39,6 +39,8 @@ def register(root: App) -> None:
 
         Example: SECRETARIES_QUEUE_URL=redis://localhost:6379/0 secretaries worker --concurrency 64
         """
+        rt = runtime(ctx)
+        rt.settings.require_queue()  # refused before the heavy imports below
         import asyncio
         import logging
         import signal
@@ -48,7 +50,6 @@ def register(root: App) -> None:
 
         service_logging()
         log = logging.getLogger("secretaries.worker")
-        rt = runtime(ctx)
         queue = _queue(rt.settings)
 
         async def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from importlib.util import find_spec
 from typing import Annotated
 
 import typer
@@ -20,6 +21,8 @@ def _is_loopback(host: str) -> bool:
     except ValueError:
         return False
 
+
+_NO_EXTRA = "the API needs its extra: pip install 'secretaries-platform[api]' ({} missing)"
 
 # A bearer token anyone can guess in a few tries protects nothing.
 MIN_TOKEN_CHARS = 8
@@ -43,19 +46,11 @@ def register(app: App) -> None:
 
         Example: SECRETARIES_API_TOKEN=$(openssl rand -hex 32) secretaries serve --port 8000
         """
-        try:
-            # The extra first: asking for a token the server could not use anyway helps
-            # nobody.
-            import uvicorn  # noqa: F401
-
-            from secretaries_api.app import create_app
-            from secretaries_api.server import serve as run_server
-            from secretaries_api.services import Services
-        except ImportError as exc:
-            raise InvalidInput(
-                "the API needs its extra: pip install 'secretaries-platform[api]' "
-                f"({exc.name} missing)"
-            ) from None
+        # The extra first (asking for a token the server could not use anyway helps
+        # nobody), then the token: both refused before anything heavy is imported.
+        missing = next((m for m in ("uvicorn", "fastapi") if find_spec(m) is None), None)
+        if missing is not None:
+            raise InvalidInput(_NO_EXTRA.format(missing))
         token = os.environ.get("SECRETARIES_API_TOKEN") or None
         if no_auth:
             if not _is_loopback(host):
@@ -70,11 +65,17 @@ def register(app: App) -> None:
                 f"SECRETARIES_API_TOKEN is {len(token)} characters: use at least "
                 f"{MIN_TOKEN_CHARS} (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
+        rt = runtime(ctx)
+        try:
+            from secretaries_api.app import create_app
+            from secretaries_api.server import serve as run_server
+            from secretaries_api.services import Services
+        except ImportError as exc:
+            raise InvalidInput(_NO_EXTRA.format(exc.name)) from None
         from secretaries_cli.output import service_logging
 
         # The root handler scrubs too: library records reach it, not uvicorn's handlers.
         service_logging()
-        rt = runtime(ctx)
         services = Services.from_settings(rt.settings)  # fail here, before binding, if down
         from secretaries_core.queue.client import Queue
 

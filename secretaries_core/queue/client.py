@@ -284,20 +284,18 @@ class Queue:
     @classmethod
     def from_settings(cls, settings: Settings) -> Queue:
         """The queue of `SECRETARIES_QUEUE_URL`, else of the context URL (Redis only)."""
-        url = settings.queue_url or settings.context_url
-        if not url:
-            raise InvalidInput(
-                "the queue needs Redis: set SECRETARIES_QUEUE_URL (or a redis:// context URL)"
-            )
-        return cls(url, prefix=settings.redis_prefix, partitions=settings.queue_partitions)
+        return cls(
+            settings.require_queue(),
+            prefix=settings.redis_prefix,
+            partitions=settings.queue_partitions,
+        )
 
     @classmethod
     def if_configured(cls, settings: Settings) -> Queue | None:
         """The queue `from_settings` would open, or None when no Redis URL is configured
         (an erase must also reach a queue its workers use: the context URL's by default)."""
-        url = settings.queue_url or settings.context_url or ""
-        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-        if scheme not in ("redis", "rediss", "unix", "redis+cluster"):
+        url = settings.queue_address()
+        if url is None:
             return None
         return cls(url, prefix=settings.redis_prefix, partitions=settings.queue_partitions)
 
