@@ -20,10 +20,9 @@ import os
 import resource
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -32,7 +31,7 @@ import typer.main
 
 from bench.common import Row, print_table
 from secretaries_cli.app import app
-from tests.servers import redis_server
+from tests.servers import redis_server, threaded_http
 
 Argv = Callable[[int], list[str]]
 
@@ -87,14 +86,8 @@ def http_function() -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/call"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with threaded_http(Handler) as base:
+        yield f"{base}/call"
 
 
 def real_calls(home: Path, function_url: str) -> dict[str, Argv]:

@@ -428,3 +428,19 @@ def tls_redis_server(root: Path) -> Iterator[tuple[int, str]]:
     tls += ["--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
     with redis_server(*tls) as (port, _root):
         yield port, f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca}"
+
+
+@contextmanager
+def threaded_http(handler: type[Any]) -> Iterator[str]:
+    """Yield the base URL of a stdlib HTTP server running `handler` on a thread."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -12,15 +12,15 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from secretaries_core.redact import remember, scrub, url_secrets
+from tests.servers import threaded_http
 
 TOKEN = "123456789:AAEhBOweik6ad9r_QXMENQjcrGbqCr4K-ta"
 SHORT_TOKEN = "42:abc_short"
@@ -114,15 +114,8 @@ class _Echo(BaseHTTPRequestHandler):
 
 @contextmanager
 def _echoing(mode: str) -> Iterator[str]:
-    handler = type("Handler", (_Echo,), {"mode": mode})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with threaded_http(type("Handler", (_Echo,), {"mode": mode})) as base:
+        yield base
 
 
 @pytest.mark.parametrize(("mode", "how"), [("json", "flag"), ("html", "env")])
