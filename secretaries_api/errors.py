@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -60,16 +59,11 @@ def status_for(exc: SecretariesError) -> int:
     return 400
 
 
-# A clause of a library message that tells a CLI user what to run (`; see `secretaries
-# list --all` for the catalog`): an API client has no such command, so it is left out.
-_CLI_ASIDE = re.compile(r"\s*\(`secretaries [^`]*`\)")
-_CLI_CLAUSE = re.compile(r"[;,]\s*[^;]*`secretaries [^`]*`[^;]*")
-
-
-def for_api_clients(message: str) -> str:
-    """`message` without the clauses that name CLI commands."""
-    cleaned = _CLI_CLAUSE.sub("", _CLI_ASIDE.sub("", message)).strip()
-    return cleaned or message
+# A library error may end with what a CLI user should run next (`; see `secretaries list
+# --all` for the catalog`): an API client has no such command, so it is left out.
+def for_api_clients(exc: SecretariesError) -> str:
+    """The error's message without its CLI hint (`SecretariesError.hint`)."""
+    return exc.message if exc.hint else str(exc)
 
 
 def install(app: FastAPI) -> None:
@@ -77,7 +71,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(SecretariesError)
     async def library_error(_request: Request, exc: SecretariesError) -> JSONResponse:
-        response = error_response(status_for(exc), error_code(exc), for_api_clients(str(exc)))
+        response = error_response(status_for(exc), error_code(exc), for_api_clients(exc))
         if isinstance(exc, QuotaExceeded) and exc.resets_at is not None:
             # Clients (and Telegram-side retry logic) can wait exactly until the reset.
             wait = max(0, int((exc.resets_at - utcnow()).total_seconds()))

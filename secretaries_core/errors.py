@@ -8,12 +8,19 @@ from datetime import datetime
 class SecretariesError(Exception):
     """Base of every error the library raises on purpose."""
 
-    def __init__(self, *args: object) -> None:
+    def __init__(self, *args: object, hint: str = "") -> None:
         # Every message is scrubbed where it is made: an error text reaches logs, HTTP
         # bodies, replies and dead letters, and providers repeat keys back in theirs.
         from secretaries_core.redact import scrub
 
-        super().__init__(*(scrub(a) if isinstance(a, str) else a for a in args))
+        texts = [scrub(a) if isinstance(a, str) else a for a in args]
+        # `hint`: what to run next, in the CLI's words (it ends the message as printed;
+        # `message` is the text without it, for callers that have no such commands).
+        self.hint = scrub(hint)
+        self.message = str(texts[0]) if texts else ""
+        if self.hint and texts:
+            texts[0] = f"{texts[0]}{self.hint}"
+        super().__init__(*texts)
 
 
 class NotFound(SecretariesError):
@@ -43,8 +50,10 @@ class Conflict(SecretariesError):
 class InvalidInput(SecretariesError):
     """A value given to the library is malformed (bad CSV row, bad duration, bad parameter)."""
 
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, problems: list[str] | None = None, *, hint: str = ""
+    ) -> None:
+        super().__init__(message, hint=hint)
         self.problems: list[str] = problems or []
 
 

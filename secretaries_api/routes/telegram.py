@@ -78,7 +78,7 @@ class WebhookFront:
         try:
             status, body = await self._take(scope, receive)
         except SecretariesError as exc:
-            status, body = _error(status_for(exc), error_code(exc), for_api_clients(str(exc)))
+            status, body = _error(status_for(exc), error_code(exc), for_api_clients(exc))
         except Exception as exc:
             log.error("unexpected error", exc_info=exc)
             status, body = _error(500, "InternalError", "internal error; see the server log")

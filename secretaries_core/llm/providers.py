@@ -42,8 +42,8 @@ def parse_model(model: str) -> tuple[str, str]:
         return "openai", model
     if not PROVIDER_NAME_RE.fullmatch(provider) or not name:
         raise InvalidInput(
-            f"bad model {model!r}: use `echo`, `openai/<model>` or `<provider>/<model>` "
-            "with a provider from `secretaries providers list`"
+            f"bad model {model!r}: use `echo`, `openai/<model>` or `<provider>/<model>`",
+            hint=" with a provider from `secretaries providers list`",
         )
     return provider, name
 
@@ -57,9 +57,9 @@ def validate_model(model: str, known: Iterable[str] | None = None) -> None:
     names = set(BUILT_IN) | set(known or ())
     if provider not in names:
         raise InvalidInput(
-            f"unknown model provider {provider!r} in {model!r}: add it with "
-            f"`secretaries providers add {provider} --base-url URL`, or use one of "
-            f"{', '.join(sorted(names))}"
+            f"unknown model provider {provider!r} in {model!r}: use one of "
+            f"{', '.join(sorted(names))}",
+            hint=f", or add it with `secretaries providers add {provider} --base-url URL`",
         )
 
 
@@ -89,7 +89,9 @@ class ProviderClients:
             return found
         row = self.lookup(provider)
         if row is None:
-            raise InvalidInput(f"unknown model provider {provider!r}; see `secretaries providers`")
+            raise InvalidInput(
+                f"unknown model provider {provider!r}", hint="; see `secretaries providers`"
+            )
         key = self.env(row.api_key_env) if row.api_key_env else None
         # The scrubber learns the key before it is ever sent: a provider that repeats it
         # in an error cannot put it into a log, a reply or a dead letter.

@@ -108,7 +108,7 @@ def ensure_current(engine: Engine, *, auto_upgrade: bool) -> None:
         upgrade(engine, "head")
         return
     state = "has no schema" if current is None else f"is at revision {current}, not {head}"
-    raise SchemaOutOfDate(f"the database {state}; run `secretaries db upgrade`")
+    raise SchemaOutOfDate(f"the database {state}", hint="; run `secretaries db upgrade`")
 
 
 def open_database(settings: Settings) -> Engine:

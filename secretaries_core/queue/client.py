@@ -350,8 +350,9 @@ class Queue:
         return Conflict(
             f"the queue {self.masked} has {recorded} partitions, but this process is "
             f"configured with {self.keys.partitions} (SECRETARIES_QUEUE_PARTITIONS): set it to "
-            f"{recorded}, or stop every worker and run `secretaries queue repartition "
-            f"{self.keys.partitions}`"
+            f"{recorded}",
+            hint=", or stop every worker and run "
+            f"`secretaries queue repartition {self.keys.partitions}`",
         )
 
     def check_partitions(self) -> None:

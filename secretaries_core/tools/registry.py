@@ -47,8 +47,8 @@ class ToolRegistry:
                 ).first()
                 if callee is None:
                     raise NotFound(
-                        f"no assistant {spec.assistant!r}; create it first "
-                        "(`secretaries create NAME … --no-secretary`)"
+                        f"no assistant {spec.assistant!r}; create it first",
+                        hint=" (`secretaries create NAME … --no-secretary`)",
                     )
             found = conn.execute(select(TOOL_TABLE.c.name).where(TOOL_TABLE.c.name == spec.name))
             if found.first() is not None:

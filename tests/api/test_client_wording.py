@@ -43,3 +43,23 @@ def test_a_description_over_200_characters_is_refused(cli: Run) -> None:  # noqa
     )
     ok(cli("create", "a", "--model", "echo", "--prompt", "p", "--description", "x" * 200))
     failed(cli("update", "a", "--description", "y" * 10_000), 1, "got 10000")
+
+
+def test_no_library_error_puts_a_cli_command_in_its_message() -> None:
+    """CLI commands go in `hint=` (what the CLI prints after the message), never in the
+    message itself, which is what API clients read: checked over the library's source."""
+    import ast
+
+    import secretaries_core
+
+    root = Path(secretaries_core.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            for arg in node.args:
+                text = ast.unparse(arg) if isinstance(arg, ast.JoinedStr | ast.Constant) else ""
+                if "`secretaries " in text:
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert found == []

@@ -125,7 +125,7 @@ class RegistryBase:
         found = session.scalars(query).one_or_none()
         if found is None:
             raise UnknownSecretary(
-                f"no secretary {str(ref)!r}; see `secretaries list --all` for the catalog"
+                f"no secretary {str(ref)!r}", hint="; see `secretaries list --all` for the catalog"
             )
         return found
 
@@ -139,7 +139,7 @@ class RegistryBase:
     @staticmethod
     def _one_user(found: Sequence[T], ref: UserRef) -> T:
         if not found:
-            raise UnknownUser(f"no user {ref}; register it with `secretaries users add`")
+            raise UnknownUser(f"no user {ref}", hint="; register it with `secretaries users add`")
         if len(found) > 1:
             raise Conflict(f"several users are named {ref}; use the Telegram id instead")
         return found[0]
@@ -160,8 +160,8 @@ class RegistryBase:
             )
         if not secretary.is_active:
             raise InactiveSecretary(
-                f"secretary {secretary.name!r} is inactive; "
-                f"run `secretaries activate {secretary.name}` first"
+                f"secretary {secretary.name!r} is inactive",
+                hint=f"; run `secretaries activate {secretary.name}` first",
             )
         return secretary
 

@@ -210,7 +210,8 @@ class CatalogMixin(RolloutsMixin):
             if secretary.is_default:
                 raise Conflict(
                     f"{secretary.name!r} is the default secretary; "
-                    "make another one the default first (`secretaries set-default SEC`)"
+                    "make another one the default first",
+                    hint=" (`secretaries set-default SEC`)",
                 )
             moved = 0
             now = self.clock()
@@ -252,8 +253,8 @@ class CatalogMixin(RolloutsMixin):
             secretary = self._secretary(session, ref, lock=True)
             if secretary.is_default:
                 raise Conflict(
-                    f"{secretary.name!r} is the default; make another secretary the default "
-                    "first (`secretaries set-default SEC`)"
+                    f"{secretary.name!r} is the default; make another secretary the default first",
+                    hint=" (`secretaries set-default SEC`)",
                 )
             used = session.execute(
                 select(func.count())
@@ -263,7 +264,8 @@ class CatalogMixin(RolloutsMixin):
             if used:
                 raise Conflict(
                     f"{secretary.name!r} is in {used} link(s) of users' history and cannot be "
-                    f"deleted; run `secretaries deactivate {secretary.name}` instead"
+                    "deleted",
+                    hint=f"; run `secretaries deactivate {secretary.name}` instead",
                 )
             for table in (PIN_TABLE, VERSION_COUNT_TABLE, ROLLOUT_TABLE, VERSION_TABLE):
                 session.execute(table.delete().where(table.c.secretary_id == secretary.id))

@@ -124,24 +124,26 @@ class LinksMixin(RegistryBase):
         if mine is not None and mine.is_active:
             return Resolution(user, mine, "assigned"), mine_users
         if fallback is None:
-            raise NoDefaultSecretary(self._no_secretary_hint(session))
+            message, hint = self._no_secretary_hint(session)
+            raise NoDefaultSecretary(message, hint=hint)
         source: Source = "default" if mine is None else "fallback"
         return Resolution(user, fallback, source), default_users
 
     @staticmethod
-    def _no_secretary_hint(session: Session) -> str:
+    def _no_secretary_hint(session: Session) -> tuple[str, str]:
+        """(the message, the hint) when nothing can answer a user."""
         # What to do depends on the catalog: on a first run there is nothing to set.
         active = session.scalars(
             select(col(Assistant.name)).where(col(Assistant.is_active)).limit(1)
         ).first()
         if active is None:
             return (
-                "no secretary available: the catalog has no active secretary; create one with "
-                "`secretaries create NAME --model MODEL --prompt TEXT --default`"
+                "no secretary available: the catalog has no active secretary",
+                "; create one with `secretaries create NAME --model MODEL --prompt TEXT --default`",
             )
         return (
-            "no secretary available: the user has no active secretary and there is no "
-            f"default; run `secretaries set-default SEC` (e.g. {active})"
+            "no secretary available: the user has no active secretary and there is no default",
+            f"; run `secretaries set-default SEC` (e.g. {active})",
         )
 
     def current(self, user_ref: UserRef) -> tuple[Resolution, SecretaryOut]:

@@ -118,7 +118,7 @@ class ProvidersMixin(RegistryBase):
                 ).first()
                 is None
             ):
-                raise NotFound(f"no provider {name!r}; see `secretaries providers list`")
+                raise NotFound(f"no provider {name!r}", hint="; see `secretaries providers list`")
             users = sorted(
                 {
                     secretary

@@ -108,8 +108,8 @@ class RolloutsMixin(VersionsMixin, EvalsMixin):
             secretary = self._secretary(session, ref, lock=True)
             if self._running(session, secretary.id) is not None:
                 raise Conflict(
-                    f"{secretary.name} already has a running rollout; "
-                    f"`secretaries rollout status {secretary.name}`"
+                    f"{secretary.name} already has a running rollout",
+                    hint=f"; `secretaries rollout status {secretary.name}`",
                 )
             chosen = version if version is not None else self._newest_draft(session, secretary)
             row = self._version_row(session, secretary, chosen)
@@ -153,8 +153,9 @@ class RolloutsMixin(VersionsMixin, EvalsMixin):
         ).scalar_one_or_none()
         if found is None:
             raise InvalidInput(
-                f"{secretary.name} has no draft to roll out; make one with "
-                f"`secretaries update {secretary.name} ... --draft` or pass --version"
+                f"{secretary.name} has no draft to roll out",
+                hint=f"; make one with `secretaries update {secretary.name} ... --draft` "
+                "or pass --version",
             )
         return int(found)
 

@@ -180,8 +180,8 @@ class VersionsMixin(ProvidersMixin):
         ).first()
         if row is None:
             raise NotFound(
-                f"secretary {secretary.name!r} has no version {version}; "
-                f"see `secretaries versions {secretary.name}`"
+                f"secretary {secretary.name!r} has no version {version}",
+                hint=f"; see `secretaries versions {secretary.name}`",
             )
         return row
 
