@@ -91,6 +91,16 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 _skipped: list[str] = []
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that run for tens of seconds (`slow`, `long`) first: spread over the
+    workers at the start, they do not leave one worker running alone at the end."""
+    items.sort(
+        key=lambda item: (
+            0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("long") else 2
+        )
+    )
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Remember skipped tests so that CI can refuse them."""
     if report.skipped:

@@ -86,6 +86,7 @@ def test_budget_usage_bench_runs(redis_url: str, monkeypatch: pytest.MonkeyPatch
     assert len(rows) == 8 and all(r.ours > 0 and r.baseline > 0 for r in rows)
 
 
+@pytest.mark.long
 @pytest.mark.xdist_group("telegram-scale")
 def test_telegram_bench_runs() -> None:
     rows = telegram.run(messages=2, chats=40)

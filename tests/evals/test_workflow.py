@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.llm_server import llm_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +24,7 @@ def _block(text: str, heading: str, fence: str) -> str:
     return text.split(heading, 1)[1].split(fence, 1)[1].split("```")[0]
 
 
+@pytest.mark.long
 def test_the_whole_loop_runs_as_written(tmp_path: Path) -> None:
     doc = (ROOT / "docs" / "evals.md").read_text(encoding="utf-8")
     (tmp_path / "alice-evals.yaml").write_text(_block(doc, "## A suite", "```yaml"))

@@ -206,6 +206,7 @@ def test_four_workers_two_killed_every_update_answered_once(
         _check_exactly_once(farm, updates, users, per_user)
 
 
+@pytest.mark.long
 def test_on_a_redis_cluster(tmp_path: Path, cluster_url: str, model_server: str) -> None:
     users, per_user = 40, 10
     for farm in _farm(tmp_path, cluster_url, model_server):

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine
 
 from secretaries_core.catalog.models import AssistantCreate
@@ -73,6 +74,7 @@ def _final(api: BotApi, chat: int, after: int) -> str:
     return text
 
 
+@pytest.mark.long
 def test_approve_deny_timeout_a_killed_worker_and_a_strangers_press(
     tmp_path: Path, redis_url: str
 ) -> None:

@@ -53,6 +53,7 @@ def _answers(api: BotApi, chat: int) -> list[str]:
     return [m["text"] for m in api.messages_to(chat) if "re:" in m["text"]]
 
 
+@pytest.mark.long
 def test_queue_mode_sender_drops_blocked_chats_rides_out_500s_and_survives_a_kill(
     tmp_path: Path, redis_url: str
 ) -> None:

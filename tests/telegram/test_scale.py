@@ -118,6 +118,7 @@ def _window_max(times: list[float], span: float) -> int:
     return best
 
 
+@pytest.mark.long
 def test_a_thousand_chats_at_once_stream_through_two_workers_without_a_429(
     tmp_path: Path, redis_url: str
 ) -> None:
@@ -209,6 +210,7 @@ def test_a_thousand_chats_at_once_stream_through_two_workers_without_a_429(
             assert "Traceback" not in running.log(name), running.log(name)[-3000:]
 
 
+@pytest.mark.long
 def test_a_busy_group_streams_by_edits_within_twenty_a_minute(
     tmp_path: Path, redis_url: str
 ) -> None:
@@ -259,6 +261,7 @@ def test_a_busy_group_streams_by_edits_within_twenty_a_minute(
         assert skipped and skipped[0] > 0  # edits gave way in the busy group
 
 
+@pytest.mark.long
 def test_a_worker_killed_mid_stream_leaves_one_complete_message(
     tmp_path: Path, redis_url: str
 ) -> None:

@@ -20,6 +20,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from secretaries_core.catalog.models import AssistantCreate
 from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.plumbing import schema
@@ -53,6 +55,7 @@ def _up(port: int) -> bool:
         return False
 
 
+@pytest.mark.long
 def test_updates_through_the_webhook_on_two_replicas(tmp_path: Path, redis_url: str) -> None:
     db_url = f"sqlite:///{tmp_path / 'w.db'}"
     engine = make_engine(db_url)

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.llm_server import llm_server
 from tests.telegram.bot_api import TOKEN, bot_api
 from tests.telegram.test_approval import _buttons, _final, _keyboard
@@ -33,6 +35,7 @@ def _commands(section: str) -> list[list[str]]:
     return [shlex.split(line) for line in joined.splitlines() if line.strip()]
 
 
+@pytest.mark.long
 def test_the_calendar_example_runs_as_written(tmp_path: Path) -> None:
     section = _section()
     server = re.search(r"```python\n(.*?)```", section, re.S)
