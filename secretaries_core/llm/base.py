@@ -93,13 +93,6 @@ class ChatRequest:
     tool_choice: str | None = None
     steps: Sequence[Mapping[str, Any]] = ()
 
-    def _said(self) -> list[tuple[str, str]]:
-        """(role, content) of every plain message: the system prompt, the history, the texts."""
-        said = [("system", self.prompt)]
-        said += [(turn.role, turn.content) for turn in self.history]
-        said += [("user", text) for text in self.texts]
-        return said
-
     def messages(self) -> list[dict[str, Any]]:
         """The chat-completions `messages` list."""
         return [json.loads(text) for text in self._encoded_all()]
@@ -114,12 +107,12 @@ class ChatRequest:
 
     def _encoded_all(self) -> list[str]:
         encodings = [_encoding(turn) for turn in self.history]
-        if not self.steps and not any(e.shaped for e in encodings):
-            return each_once(_ENCODED, self._said(), _encoded, ENCODED_CAP)
-        # A history with tool rounds: those messages carry more than (role, content).
-        out = [_encoded(("system", self.prompt))]
-        out += [e.text for e in _whole_rounds(encodings)]
-        out += [_encoded(("user", text)) for text in self.texts]
+        said = [("system", self.prompt), *(("user", text) for text in self.texts)]
+        system, *texts = each_once(_ENCODED, said, _encoded, ENCODED_CAP)
+        # A history with tool rounds is sent in whole rounds (see `_whole_rounds`).
+        if any(e.shaped for e in encodings):
+            encodings = _whole_rounds(encodings)
+        out = [system, *(e.text for e in encodings), *texts]
         out += [json.dumps(dict(step), ensure_ascii=False) for step in self.steps]
         return out
 
@@ -157,7 +150,10 @@ def _encode(turn: Said) -> _Encoding:
         shape = {"role": "assistant", "content": turn.content or None, "tool_calls": [*calls]}
         ids = frozenset(str(c.get("id")) for c in calls if isinstance(c, Mapping))
         return _Encoding(json.dumps(shape, ensure_ascii=False), True, calls=ids)
-    return _Encoding(_encoded((turn.role, turn.content)), False)
+    # A plain message by its (role, content): copies of one message share its JSON.
+    return _Encoding(
+        each_once(_ENCODED, [(turn.role, turn.content)], _encoded, ENCODED_CAP)[0], False
+    )
 
 
 # id(message) -> (a weak reference to it, its encoding): a stored message is encoded once
