@@ -137,6 +137,4 @@ _REPEATED = b'{"ok":true,"duplicate":true}'
 
 def _error(status: int, code: str, message: str) -> tuple[int, bytes]:
     """The API's one error shape (`errors.error_response`), as status and body."""
-    return status, json.dumps(
-        {"error": {"code": code, "message": message}}, ensure_ascii=False, separators=(",", ":")
-    ).encode()
+    return status, bytes(error_response(status, code, message).body)

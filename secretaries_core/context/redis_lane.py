@@ -271,11 +271,9 @@ class Lanes:
         self, url: str | None, *, connect_timeout_s: float, timeout_s: float, retries: int
     ) -> None:
         self.url = url
-        self._connect_timeout_s, self._timeout_s, self._retries = (
-            connect_timeout_s,
-            timeout_s,
-            retries,
-        )
+        self._connect_timeout_s = connect_timeout_s
+        self._timeout_s = timeout_s
+        self._retries = retries
         self._lanes: PerLoop[RedisLane] | None = PerLoop(self._new) if url is not None else None
 
     @property

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from secretaries_core.config import Settings
+from secretaries_core.config import QUEUE_SCHEMES, Settings
 from secretaries_core.conversation.text import check_storable
 from secretaries_core.errors import (
     BackendUnavailable,
@@ -266,7 +266,7 @@ class Queue:
     def __init__(self, url: str, *, prefix: str = "secretaries:", partitions: int = 16) -> None:
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
         self.masked = mask_url(url)
-        if scheme not in ("redis", "rediss", "unix", "redis+cluster"):
+        if scheme not in QUEUE_SCHEMES:
             raise InvalidInput(
                 f"the queue needs Redis: SECRETARIES_QUEUE_URL (or the context URL) must be "
                 f"redis://, rediss:// or redis+cluster://, not {self.masked!r}"
