@@ -13,15 +13,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from secretaries_api.errors import error_response, for_api_clients, status_for
 from secretaries_api.routes.common import Svc
 from secretaries_api.services import Services
 from secretaries_core.errors import InvalidInput, SecretariesError, error_code
+
+if TYPE_CHECKING:  # the `telegram` extra: imported when a webhook is first taken
+    from secretaries_telegram.webhook import WebhookIngress
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["telegram"])
@@ -32,13 +36,19 @@ async def take(svc: Services, request: Request) -> Response:
     """Take one update: 200 (queued or handled, or a repeat), 401 without the secret."""
     ingress = svc.webhook()
     if not ingress.authentic(request.headers.get("x-telegram-bot-api-secret-token")):
-        return error_response(401, "Unauthorized", "missing or wrong secret token header")
+        return error_response(*_UNAUTHORIZED)
+    status, body = await _answer(ingress, await request.body())
+    return Response(body, status, media_type="application/json")
+
+
+async def _answer(ingress: WebhookIngress, body: bytes) -> tuple[int, bytes]:
+    """Hand a body from an authentic sender to the ingress: 200, `duplicate` saying
+    whether it was a repeat; `InvalidInput` for a body that is not JSON."""
     try:
-        payload = json.loads(await request.body())
+        payload = json.loads(body)
     except ValueError:
         raise InvalidInput("the body is not JSON") from None
-    taken = await ingress.take(payload)
-    return JSONResponse({"ok": True, "duplicate": not taken})
+    return 200, _TAKEN if await ingress.take(payload) else _REPEATED
 
 
 @router.post(
@@ -98,7 +108,7 @@ class WebhookFront:
             elif name == b"content-length":
                 length = int(value) if value.isdigit() else None
         if not ingress.authentic(secret):
-            return _error(401, "Unauthorized", "missing or wrong secret token header")
+            return _error(*_UNAUTHORIZED)
         if length is not None and length > self.max_body:
             return self._too_large()
         chunks: list[bytes] = []
@@ -120,17 +130,13 @@ class WebhookFront:
             return _error(
                 408, "RequestTimeout", f"the body did not arrive within {self.body_timeout:g}s"
             )
-        try:
-            payload = json.loads(b"".join(chunks))
-        except ValueError:
-            raise InvalidInput("the body is not JSON") from None
-        taken = await ingress.take(payload)
-        return 200, _TAKEN if taken else _REPEATED
+        return await _answer(ingress, b"".join(chunks))
 
     def _too_large(self) -> tuple[int, bytes]:
         return _error(413, "PayloadTooLarge", f"the body is larger than {self.max_body} bytes")
 
 
+_UNAUTHORIZED = (401, "Unauthorized", "missing or wrong secret token header")
 _TAKEN = b'{"ok":true,"duplicate":false}'
 _REPEATED = b'{"ok":true,"duplicate":true}'
 
