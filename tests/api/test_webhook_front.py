@@ -52,8 +52,9 @@ def server(tmp_path: Path, redis_url: str) -> Iterator[tuple[int, redis.Redis, s
         assert "Traceback" not in log.read_text()
 
 
-def _exchange(port: int, raw: bytes, *, wait_s: float = 10) -> tuple[int, dict[str, Any]]:
-    """Send `raw` on a fresh connection; (status, JSON body) of the answer."""
+def _exchange(port: int, raw: bytes, *, wait_s: float = 60) -> tuple[int, dict[str, Any]]:
+    """Send `raw` on a fresh connection; (status, JSON body) of the answer (the first
+    request builds the ingress, importing aiogram: seconds on a busy machine)."""
     with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as sock:
         sock.sendall(raw)
         data = b""
