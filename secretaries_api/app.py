@@ -101,6 +101,7 @@ def create_app(
         if app.state.services is None:
             opened = Services.from_settings(settings or Settings.load())
             app.state.services = opened
+        app.state.services.warm_webhook()
         try:
             yield
         finally:

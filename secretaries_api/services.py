@@ -12,7 +12,7 @@ from secretaries_core.catalog.api_tokens import ApiTokens
 from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.config import Settings
 from secretaries_core.context import ContextStore, open_context_store, sqlite_lane
-from secretaries_core.errors import BackendUnavailable, InvalidInput, NotFound
+from secretaries_core.errors import BackendUnavailable, InvalidInput, NotFound, SecretariesError
 from secretaries_core.orchestrator import Orchestrator
 from secretaries_core.plumbing.schema import open_database
 from secretaries_core.queue.client import Queue
@@ -101,6 +101,21 @@ class Services:
                 api_url=self.settings.telegram_api_url,
             )
         return self._webhook
+
+    def warm_webhook(self) -> None:
+        """Build the webhook ingress at start-up when this server takes the webhook.
+
+        Telegram waits a few seconds for a webhook's answer, and the first update must not
+        be the one that pays for importing the Telegram front (seconds on a loaded
+        machine). A server without the token, the secret or the queue is left as it is:
+        its requests get the refusal `webhook()` gives.
+        """
+        if not (self.settings.telegram_token and self.settings.telegram_webhook_secret):
+            return
+        try:
+            self.webhook()
+        except SecretariesError:
+            return
 
     def close(self) -> None:
         """Release everything once the server's event loop has ended."""

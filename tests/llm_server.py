@@ -63,6 +63,11 @@ class Script:
     leak: str = ""
     # When set, every answer waits until the event is set (a call held in flight).
     gate: threading.Event | None = None
+    # When set, answers wait until this many requests are in flight at once (or until
+    # `hold_timeout`, after which nobody waits): concurrency proven by a condition.
+    hold_until: int = 0
+    hold_timeout: float = 30.0
+    held: asyncio.Event | None = None
 
     def next_behaviour(self) -> str:
         """The behaviour for the next request."""
@@ -156,6 +161,8 @@ def make_app(script: Script) -> web.Application:
                 await asyncio.sleep(3600)
             if script.latency:
                 await asyncio.sleep(script.latency)
+            if script.hold_until:
+                await _hold(script)
             if script.gate is not None:  # held until the test opens it
                 await asyncio.get_running_loop().run_in_executor(None, script.gate.wait, 60)
             return await _answer(request, body, behaviour, script)
@@ -165,6 +172,19 @@ def make_app(script: Script) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/chat/completions", completions)
     return app
+
+
+async def _hold(script: Script) -> None:
+    """Wait until `hold_until` requests are in flight together; once reached (or once
+    one waiter gave up), every request goes on at once."""
+    if script.held is None:
+        script.held = asyncio.Event()
+    if script.in_flight >= script.hold_until:
+        script.held.set()
+    try:
+        await asyncio.wait_for(script.held.wait(), script.hold_timeout)
+    except TimeoutError:
+        script.held.set()
 
 
 async def _answer(
