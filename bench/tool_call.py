@@ -16,10 +16,16 @@ Each user's messages alternate: one that asks for a call, one answered at once, 
 CPU a tool round costs is the first less the second, on the same conversations — ours
 against the bare MCP call plus the one POST a round adds (target ≤ 1.5x). Also reported:
 the whole messages, with a round (against the call and both POSTs) and without (against
-one POST; the message path itself, see "The whole message" in docs/performance.md), each
-the best mean of 5 rounds; and the wall time of a message with a round, p50 and p99.
+one POST; the message path itself, see "The whole message" in docs/performance.md); and
+the wall time of a message with a round, p50 and p99.
 
-Run: python -m bench.tool_call [--calls 200] [--stores SQLite,Redis]
+The messages run in `--spells` spells; in each, every case (the bare one first) sends its
+share in turn. Each figure is the median over the spells of that spell's mean, and a
+round's ratio is also given spell by spell (ours against the bare round of the same
+spell: a slower spell of the machine slows both). A difference of two means is noisy; a
+median of paired spells is what stays put from run to run.
+
+Run: python -m bench.tool_call [--calls 200] [--spells 9] [--stores SQLite,Redis]
 """
 
 from __future__ import annotations
@@ -52,7 +58,6 @@ from tests.llm_server import llm_server_process
 from tests.servers import redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
-ROUNDS = 5
 PROMPT = "You are alice, a helpful secretary who answers briefly."
 SERVER = f"{sys.executable} -m tests.tools.mcp_server stdio"
 
@@ -113,13 +118,16 @@ class _Bare:
             del kept[0]
 
 
+Spells = dict[str, list[tuple[float, float]]]
+
+
 async def _measure(
-    base: str, calls: int, stores: tuple[str, ...], redis_url: str, tmp: Path
-) -> tuple[dict[str, tuple[float, float]], dict[str, list[float]]]:
-    """Per case: the best mean CPU of a message with a tool round and of a plain one (one
-    user's messages alternate, so both meet the same conversations), and the wall time of
-    every message with a tool round. The cases' rounds are interleaved (bare, then each of
-    ours, five times over) so a slower spell of the machine meets all of them alike."""
+    base: str, calls: int, spells: int, stores: tuple[str, ...], redis_url: str, tmp: Path
+) -> tuple[Spells, dict[str, list[float]]]:
+    """Per case and spell: the mean CPU of a message with a tool round and of a plain one
+    (one user's messages alternate, so both meet the same conversations); and the wall
+    time of every message with a tool round. The cases take turns within each spell
+    (bare, then each of ours), so a slower spell of the machine meets all of them alike."""
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
@@ -129,7 +137,7 @@ async def _measure(
     bare = _Bare(base, tools, settings.context_max_messages)
     words = SERVER.split()
     params = StdioServerParameters(command=words[0], args=words[1:], cwd=str(ROOT))
-    cpu: dict[str, tuple[float, float]] = {}
+    cpu: Spells = {}
     walls: dict[str, list[float]] = {}
     try:
         with open("/dev/null", "w") as errlog:
@@ -149,19 +157,18 @@ async def _measure(
                         cases[name] = _ours_case(orch, keyed, name)
                 for n, one in enumerate(cases.values()):  # warm: sessions, pools, caches
                     await one(n * USERS + 1, -1)
-                per_round = max(2, calls // ROUNDS // 2 * 2)
-                for r in range(ROUNDS):
+                per_spell = max(2, calls // spells // 2 * 2)
+                for r in range(spells):
                     for n, (name, one) in enumerate(cases.items()):
-                        spent = [0.0, 0.0]  # (tool round, plain) CPU of this round
-                        for i in range(r * per_round, (r + 1) * per_round):
+                        spent = [0.0, 0.0]  # (tool round, plain) CPU of this spell
+                        for i in range(r * per_spell, (r + 1) * per_spell):
                             began, started = time.perf_counter(), time.process_time()
                             await one(n * USERS + 1 + (i // 2) % USERS, i)
                             spent[i % 2] += time.process_time() - started
                             if i % 2 == 0:
                                 walls.setdefault(name, []).append(time.perf_counter() - began)
-                        tool, plain = (2 * x / per_round for x in spent)
-                        best = cpu.get(name, (tool, plain))
-                        cpu[name] = (min(best[0], tool), min(best[1], plain))
+                        tool, plain = (2 * x / per_spell for x in spent)
+                        cpu.setdefault(name, []).append((tool, plain))
     finally:
         for orch in orchestrators.values():
             await orch.aclose()
@@ -213,37 +220,62 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run(
-    calls: int = 200, stores: tuple[str, ...] = ("SQLite", "Redis")
-) -> tuple[list[Row], dict[str, list[float]]]:
-    """Rows of CPU per message (keyed and not, per store) vs the bare calls; wall times."""
+    calls: int = 200, stores: tuple[str, ...] = ("SQLite", "Redis"), spells: int = 9
+) -> tuple[list[Row], dict[str, list[float]], dict[str, list[float]]]:
+    """Rows of CPU per message (keyed and not, per store) vs the bare calls; wall times;
+    per case, a tool round's ratio spell by spell."""
     with (
         llm_server_process(0.0) as base,
         redis_server() as (port, _root),
         TemporaryDirectory() as tmp,
     ):
         cpu, walls = asyncio.run(
-            _measure(base, calls, stores, f"redis://127.0.0.1:{port}/0", Path(tmp))
+            _measure(base, calls, spells, stores, f"redis://127.0.0.1:{port}/0", Path(tmp))
         )
-    (bare_tool, bare_plain), rows = cpu["bare"], []
-    for name, (tool, plain) in cpu.items():
+    bare = cpu["bare"]
+    bare_rounds = [tool - plain for tool, plain in bare]
+    rows: list[Row] = []
+    paired: dict[str, list[float]] = {}
+    for name, measured in cpu.items():
         if name == "bare":
             continue
+        rounds = [tool - plain for tool, plain in measured]
+        paired[name] = [ours / theirs for ours, theirs in zip(rounds, bare_rounds, strict=True)]
         rows += [
-            Row(f"a tool round, {name}", tool - plain, bare_tool - bare_plain, "MCP call + POST"),
-            Row(f"message with a round, {name}", tool, bare_tool, "MCP call + 2 POSTs"),
-            Row(f"message without, {name}", plain, bare_plain, "1 POST"),
+            Row(f"a tool round, {name}", _median(rounds), _median(bare_rounds), "MCP call + POST"),
+            Row(
+                f"message with a round, {name}",
+                _median([t for t, _p in measured]),
+                _median([t for t, _p in bare]),
+                "MCP call + 2 POSTs",
+            ),
+            Row(
+                f"message without, {name}",
+                _median([p for _t, p in measured]),
+                _median([p for _t, p in bare]),
+                "1 POST",
+            ),
         ]
-    return rows, walls
+    return rows, walls, paired
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
 
 
 def main() -> None:
     """Print the CPU table and the wall-time percentiles."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--spells", type=int, default=9)
     parser.add_argument("--stores", default="SQLite,Redis")
     args = parser.parse_args()
-    rows, walls = run(args.calls, tuple(args.stores.split(",")))
-    print_table("CPU per message with one MCP tool round", rows)
+    rows, walls, paired = run(args.calls, tuple(args.stores.split(",")), args.spells)
+    print_table("CPU per message with one MCP tool round (medians over the spells)", rows)
+    print("\na tool round against the bare one of the same spell")
+    for name, ratios in paired.items():
+        shown = " ".join(f"{r:.2f}" for r in ratios)
+        print(f"{name:<32} median {_median(ratios):.2f}x  spells {shown}")
     print("\nwall time per message (one tool round: 2 model calls + 1 MCP call)")
     for name, values in walls.items():
         p50, p99 = _percentile(values, 50), _percentile(values, 99)

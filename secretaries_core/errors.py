@@ -50,9 +50,7 @@ class Conflict(SecretariesError):
 class InvalidInput(SecretariesError):
     """A value given to the library is malformed (bad CSV row, bad duration, bad parameter)."""
 
-    def __init__(
-        self, message: str, problems: list[str] | None = None, *, hint: str = ""
-    ) -> None:
+    def __init__(self, message: str, problems: list[str] | None = None, *, hint: str = "") -> None:
         super().__init__(message, hint=hint)
         self.problems: list[str] = problems or []
 

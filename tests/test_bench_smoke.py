@@ -94,6 +94,7 @@ def test_telegram_bench_runs() -> None:
 
 
 def test_tool_call_bench_runs() -> None:
-    rows, walls = tool_call.run(calls=5)
+    rows, walls, paired = tool_call.run(calls=8, spells=2)
     assert len(rows) == 12 and all(r.baseline > 0 for r in rows)
-    assert len(walls["bare"]) == 5
+    assert len(walls["bare"]) == 4  # 2 spells of 4 messages, every other one with a round
+    assert len(paired) == 4 and all(len(ratios) == 2 for ratios in paired.values())

@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from secretaries_core.errors import InvalidInput
@@ -29,6 +30,15 @@ class Message:
     content: str
     at: datetime
     metadata: Mapping[str, Any] | None = None
+
+    @cached_property
+    def update_key(self) -> str | None:
+        """The queued update id this message belongs to, as text (None: not a queued one).
+
+        Kept on the message: the turn guards look it up on each of the newest messages of
+        a context at every write (the message's fields never change)."""
+        value = (self.metadata or {}).get("update_id")
+        return None if value is None else str(value)
 
 
 # Metadata keys that identify a turn: a queued update's id, or the id the orchestrator

@@ -43,11 +43,15 @@ class Fenced(SecretariesError):
     """The turn began before its user was erased or its context cleared: not written."""
 
 
+# Every write of a context checks these fences: the digests of the users and contexts
+# being talked to are kept rather than hashed again on each write.
+@functools.lru_cache(maxsize=16384)
 def user_digest(user_id: int) -> str:
     """The fence id of a user (one-way: the Telegram id cannot be read back from it)."""
     return hashlib.sha256(f"secretaries-fence:user:{user_id}".encode()).hexdigest()[:40]
 
 
+@functools.lru_cache(maxsize=16384)
 def context_digest(user_id: int, secretary_id: uuid.UUID) -> str:
     """The fence id of one (user, secretary) context."""
     text = f"secretaries-fence:context:{user_id}:{secretary_id.hex}"

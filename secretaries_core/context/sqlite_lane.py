@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -44,6 +45,7 @@ from secretaries_core.plumbing.memo import each_once
 
 # How far back a redelivered update's turn is looked for (as the Core path does).
 LOOK_BACK = 64
+_UPDATE_KEY = operator.attrgetter("update_key")
 
 
 class WouldWait(Exception):
@@ -399,10 +401,10 @@ class SqliteLane:
         turn = turn_id(messages)
         if turn is None or turn[0] != "update_id":
             return False
-        key, value = turn
+        key, value = turn  # key: "update_id", the one a message keeps as `update_key`
         if known is not None:
             # The context as of this transaction's version (checked by FIND above): the
             # same look back over the same rows, without parsing their JSON in SQL again.
-            return any(str((m.metadata or {}).get(key)) == value for m in known[-LOOK_BACK:])
+            return value in map(_UPDATE_KEY, known[-LOOK_BACK:])
         found = conn.execute(self.SEEN, (context_id, LOOK_BACK, f"$.{key}", value)).fetchone()
         return found is not None

@@ -236,20 +236,15 @@ class ToolRunner:
     ) -> list[dict[str, Any]]:
         """The `tool` messages answering `calls` (round `number`), in their order; `fresh`:
         the call ids whose start this attempt recorded with the round."""
-        results = await asyncio.gather(
-            *(
-                self._one(
-                    turn,
-                    f"{_turn_key(turn)}:{number}:{i}",
-                    call,
-                    offered,
-                    stored,
-                    deadline,
-                    fresh,
-                )
-                for i, call in enumerate(calls)
+        asked = [
+            self._one(
+                turn, f"{_turn_key(turn)}:{number}:{i}", call, offered, stored, deadline, fresh
             )
-        )
+            for i, call in enumerate(calls)
+        ]
+        # One call (the common round) is awaited in place: a task and a gather around it
+        # would only cost the loop two more turns.
+        results = [await asked[0]] if len(asked) == 1 else await asyncio.gather(*asked)
         return [
             {"role": "tool", "tool_call_id": call.id, "content": text}
             for call, text in zip(calls, results, strict=True)

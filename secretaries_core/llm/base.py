@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -106,15 +107,35 @@ class ChatRequest:
         return "[" + ", ".join(self._encoded_all()) + "]"
 
     def _encoded_all(self) -> list[str]:
-        encodings = [_encoding(turn) for turn in self.history]
         said = [("system", self.prompt), *(("user", text) for text in self.texts)]
         system, *texts = each_once(_ENCODED, said, _encoded, ENCODED_CAP)
-        # A history with tool rounds is sent in whole rounds (see `_whole_rounds`).
-        if any(e.shaped for e in encodings):
-            encodings = _whole_rounds(encodings)
-        out = [system, *(e.text for e in encodings), *texts]
+        out = [system, *_history_texts(self.history), *texts]
         out += [json.dumps(dict(step), ensure_ascii=False) for step in self.steps]
         return out
+
+
+# id(history) -> (the history, its length, its messages' JSON texts), the newest
+# HISTORIES_CAP: a turn's tool rounds send the same fitted history with every round, and
+# walking it message by message again cost a round more than the JSON of its new steps.
+HISTORIES_CAP = 256
+_HISTORIES: OrderedDict[int, tuple[Sequence[Any], int, list[str]]] = OrderedDict()
+
+
+def _history_texts(history: Sequence[Said]) -> list[str]:
+    """The history's messages as sent (JSON texts), in whole tool rounds."""
+    key = id(history)
+    found = _HISTORIES.get(key)
+    if found is not None and found[0] is history and found[1] == len(history):
+        return found[2]
+    encodings = [_encoding(turn) for turn in history]
+    # A history with tool rounds is sent in whole rounds (see `_whole_rounds`).
+    if any(e.shaped for e in encodings):
+        encodings = _whole_rounds(encodings)
+    texts = [e.text for e in encodings]
+    _HISTORIES[key] = (history, len(history), texts)
+    if len(_HISTORIES) > HISTORIES_CAP:
+        _HISTORIES.popitem(last=False)
+    return texts
 
 
 def _encoded(said: tuple[str, str]) -> str:

@@ -24,6 +24,7 @@ and a TTL (a day: longer than any turn can be retried).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -45,6 +46,7 @@ READ_ENTRIES = 256
 _ENTRY_KEY = "update_id"  # the key the stores' turn guards write once per value
 
 
+@functools.lru_cache(maxsize=1024)  # one per secretary: each ledger write asks for it
 def ledger_id(secretary_id: uuid.UUID) -> uuid.UUID:
     """The id under which a secretary's tool calls are kept (one ledger per user)."""
     digest = hashlib.sha256(b"secretaries-tool-ledger:" + secretary_id.bytes).digest()
