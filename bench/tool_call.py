@@ -19,11 +19,12 @@ the whole messages, with a round (against the call and both POSTs) and without (
 one POST; the message path itself, see "The whole message" in docs/performance.md); and
 the wall time of a message with a round, p50 and p99.
 
-The messages run in `--spells` spells; in each, every case (the bare one first) sends its
-share in turn. Each figure is the median over the spells of that spell's mean, and a
-round's ratio is also given spell by spell (ours against the bare round of the same
-spell: a slower spell of the machine slows both). A difference of two means is noisy; a
-median of paired spells is what stays put from run to run.
+The cases take turns message by message (each message number sent by every case, the
+first case rotating), after a spell that only warms up; the messages are counted in
+`--spells` spells. Each figure is the median over the spells of that spell's mean, and
+a round's ratio is also given spell by spell (ours against the bare round of the same
+spell). On a shared machine whose speed drifts by the second, a difference of two means
+taken at different moments is noise; paired spells are what stays put from run to run.
 
 Run: python -m bench.tool_call [--calls 200] [--spells 9] [--stores SQLite,Redis]
 """
@@ -126,8 +127,7 @@ async def _measure(
 ) -> tuple[Spells, dict[str, list[float]]]:
     """Per case and spell: the mean CPU of a message with a tool round and of a plain one
     (one user's messages alternate, so both meet the same conversations); and the wall
-    time of every message with a tool round. The cases take turns within each spell
-    (bare, then each of ours), so a slower spell of the machine meets all of them alike."""
+    time of every message with a tool round."""
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
@@ -155,20 +155,24 @@ async def _measure(
                     for keyed in (False, True):
                         name = f"{kind} ahandle" + (" keyed (ledger)" if keyed else "")
                         cases[name] = _ours_case(orch, keyed, name)
-                for n, one in enumerate(cases.values()):  # warm: sessions, pools, caches
-                    await one(n * USERS + 1, -1)
                 per_spell = max(2, calls // spells // 2 * 2)
-                for r in range(spells):
-                    for n, (name, one) in enumerate(cases.items()):
-                        spent = [0.0, 0.0]  # (tool round, plain) CPU of this spell
-                        for i in range(r * per_spell, (r + 1) * per_spell):
+                order = list(enumerate(cases.items()))
+                for r in range(-1, spells):  # spell -1 warms sessions, pools and caches
+                    spent = {name: [0.0, 0.0] for name in cases}  # (tool round, plain)
+                    for i in range(r * per_spell, (r + 1) * per_spell):
+                        # Message by message, each case in turn (starting with another
+                        # each time): what the machine does meanwhile meets all alike.
+                        for n, (name, one) in order[i % len(order) :] + order[: i % len(order)]:
                             began, started = time.perf_counter(), time.process_time()
                             await one(n * USERS + 1 + (i // 2) % USERS, i)
-                            spent[i % 2] += time.process_time() - started
-                            if i % 2 == 0:
+                            spent[name][i % 2] += time.process_time() - started
+                            if i % 2 == 0 and r >= 0:
                                 walls.setdefault(name, []).append(time.perf_counter() - began)
-                        tool, plain = (2 * x / per_spell for x in spent)
-                        cpu.setdefault(name, []).append((tool, plain))
+                    for name, (tool, plain) in spent.items():
+                        if r >= 0:
+                            cpu.setdefault(name, []).append(
+                                (2 * tool / per_spell, 2 * plain / per_spell)
+                            )
     finally:
         for orch in orchestrators.values():
             await orch.aclose()

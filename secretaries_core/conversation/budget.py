@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from secretaries_core.context.base import Message
@@ -83,9 +84,10 @@ class Fit:
     dropped: list[Turn]
     prompt_tokens: int
 
-    @property
+    @cached_property
     def history(self) -> list[Message]:
-        """The kept turns as one list, oldest first."""
+        """The kept turns as one list, oldest first (the same list on every ask: a turn's
+        tool rounds send it again, and the model body's encoding is kept by list)."""
         return [m for turn in self.kept for m in turn]
 
 
