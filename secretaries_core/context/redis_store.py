@@ -44,6 +44,7 @@ from secretaries_core.plumbing.loops import PerLoop
 from secretaries_core.plumbing.timeutil import utcnow
 
 log = logging.getLogger(__name__)
+PUSH_KEYS_CAP = 16384
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
@@ -93,6 +94,10 @@ class RedisContextStore(RedisAdmin, ContextStore):
             timeout_s=SOCKET_TIMEOUT_S,
             retries=COMMAND_RETRIES,
         )
+        # (user, secretary) -> the push script's keys and index members: every write of a
+        # context names the same seven keys, which formatting and hashing anew cost more
+        # than the rest of preparing the write. Emptied when it outgrows PUSH_KEYS_CAP.
+        self._push_keys: dict[tuple[int, uuid.UUID], tuple[list[str], list[str]]] = {}
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -227,23 +232,11 @@ class RedisContextStore(RedisAdmin, ContextStore):
         now = repr(score(self.clock()))
         ttl_ms = int(rules.ttl.total_seconds() * 1000)
         bodies = [encode(message) for message in messages]
-        indexes = [
-            (self.user_index_key(user_id), secretary_id.hex),
-            (self.secretary_index_key(secretary_id), str(user_id)),
-            (self.activity_key, f"{user_id}:{secretary_id.hex}"),
-            (self.secretaries_key, secretary_id.hex),
-        ]
-        # One script call on a single server; on a cluster the user's own slot (list and
-        # user index) in one call, and each global index in its own.
-        local = indexes[:1] if self.cluster else indexes
+        keys, members = self._push_keys_of(user_id, secretary_id)
         calls: list[tuple[str, list[str], list[Any]]] = [
             (
                 "push",
-                [
-                    self.context_key(user_id, secretary_id),
-                    *self.fence_keys(user_id, secretary_id),
-                    *(k for k, _ in local),
-                ],
+                keys,
                 [
                     guard(messages),
                     rules.max_messages,
@@ -252,13 +245,42 @@ class RedisContextStore(RedisAdmin, ContextStore):
                     len(bodies),
                     *bodies,
                     "" if since is None else f"{since * 1000:.0f}",
-                    *(m for _, m in local),
+                    *members,
                 ],
             )
         ]
         if self.cluster:
+            indexes = self._indexes(user_id, secretary_id)
             calls += [("touch", [key], [ttl_ms, now, member]) for key, member in indexes[1:]]
         return calls
+
+    def _indexes(self, user_id: int, secretary_id: uuid.UUID) -> list[tuple[str, str]]:
+        """The four indexes a context is entered in: (key, member)."""
+        return [
+            (self.user_index_key(user_id), secretary_id.hex),
+            (self.secretary_index_key(secretary_id), str(user_id)),
+            (self.activity_key, f"{user_id}:{secretary_id.hex}"),
+            (self.secretaries_key, secretary_id.hex),
+        ]
+
+    def _push_keys_of(self, user_id: int, secretary_id: uuid.UUID) -> tuple[list[str], list[str]]:
+        """The push script's keys (the list, its fences, the indexes it touches itself)
+        and those indexes' members: on a single server all four indexes, on a cluster
+        the user's own (same slot as the list); the others get calls of their own."""
+        found = self._push_keys.get((user_id, secretary_id))
+        if found is None:
+            indexes = self._indexes(user_id, secretary_id)
+            local = indexes[:1] if self.cluster else indexes
+            keys = [
+                self.context_key(user_id, secretary_id),
+                *self.fence_keys(user_id, secretary_id),
+                *(k for k, _ in local),
+            ]
+            found = (keys, [m for _, m in local])
+            if len(self._push_keys) >= PUSH_KEYS_CAP:
+                self._push_keys.clear()
+            self._push_keys[(user_id, secretary_id)] = found
+        return found
 
     # -- writes ---------------------------------------------------------------------------
 

@@ -66,20 +66,29 @@ def encode(args: Sequence[Arg]) -> bytes:
     """One command as a RESP array of bulk strings."""
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
-        if isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, str):
-            data = arg.encode()
-        elif isinstance(arg, bool):
-            raise TypeError("a Redis argument cannot be a bool")
-        elif isinstance(arg, int):
-            data = b"%d" % arg
+        # Exact types first: every write goes through here with a score of arguments.
+        kind = type(arg)
+        data: bytes
+        if kind is str:
+            data = arg.encode()  # type: ignore[union-attr]
+        elif kind is bytes:
+            data = arg  # type: ignore[assignment]
         else:
-            data = repr(arg).encode()
-        parts.append(b"$%d\r\n" % len(data))
-        parts.append(data)
-        parts.append(b"\r\n")
+            data = _other(arg)
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(parts)
+
+
+def _other(arg: Arg) -> bytes:
+    if isinstance(arg, bytes):
+        return arg
+    if isinstance(arg, str):
+        return arg.encode()
+    if isinstance(arg, bool):
+        raise TypeError("a Redis argument cannot be a bool")
+    if isinstance(arg, int):
+        return b"%d" % arg
+    return repr(arg).encode()
 
 
 def parse(buf: bytes | bytearray, pos: int) -> tuple[Any, int]:
