@@ -213,7 +213,8 @@ class BotApi:
             if stalled:
                 self.unmeasured += 1
             for key, _limit, _span in windows:
-                self._windows[key].append(now)
+                # A window skipped above (a stall of the double) may not exist yet.
+                self._windows.setdefault(key, []).append(now)
         return None
 
     def measured(self, at: float) -> bool:
