@@ -246,25 +246,26 @@ def run(
         rounds = [tool - plain for tool, plain in measured]
         paired[name] = [ours / theirs for ours, theirs in zip(rounds, bare_rounds, strict=True)]
         rows += [
-            Row(f"a tool round, {name}", _median(rounds), _median(bare_rounds), "MCP call + POST"),
+            Row(
+                f"a tool round, {name}",
+                statistics.median(rounds),
+                statistics.median(bare_rounds),
+                "MCP call + POST",
+            ),
             Row(
                 f"message with a round, {name}",
-                _median([t for t, _p in measured]),
-                _median([t for t, _p in bare]),
+                statistics.median([t for t, _p in measured]),
+                statistics.median([t for t, _p in bare]),
                 "MCP call + 2 POSTs",
             ),
             Row(
                 f"message without, {name}",
-                _median([p for _t, p in measured]),
-                _median([p for _t, p in bare]),
+                statistics.median([p for _t, p in measured]),
+                statistics.median([p for _t, p in bare]),
                 "1 POST",
             ),
         ]
     return rows, walls, paired
-
-
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
 
 
 def main() -> None:
@@ -279,7 +280,7 @@ def main() -> None:
     print("\na tool round against the bare one of the same spell")
     for name, ratios in paired.items():
         shown = " ".join(f"{r:.2f}" for r in ratios)
-        print(f"{name:<32} median {_median(ratios):.2f}x  spells {shown}")
+        print(f"{name:<32} median {statistics.median(ratios):.2f}x  spells {shown}")
     print("\nwall time per message (one tool round: 2 model calls + 1 MCP call)")
     for name, values in walls.items():
         p50, p99 = _percentile(values, 50), _percentile(values, 99)

@@ -110,8 +110,6 @@ class Services:
         machine). A server without the token, the secret or the queue is left as it is:
         its requests get the refusal `webhook()` gives.
         """
-        if not (self.settings.telegram_token and self.settings.telegram_webhook_secret):
-            return
         try:
             self.webhook()
         except SecretariesError:

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from datetime import datetime
 from itertools import groupby
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from redis import Redis
 from redis.cluster import RedisCluster
@@ -41,10 +41,23 @@ from secretaries_core.context.redis_lane import Lanes, LaneUnsupported
 from secretaries_core.context.redis_scripts import ANY_AGE, SCRIPTS, UNAVAILABLE, lost_scripts
 from secretaries_core.errors import BackendUnavailable
 from secretaries_core.plumbing.loops import PerLoop
+from secretaries_core.plumbing.memo import each_once
 from secretaries_core.plumbing.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 PUSH_KEYS_CAP = 16384
+
+
+class _PushKeys(NamedTuple):
+    """What a push of one context names: the script's keys (the list, its fences, the
+    indexes it touches itself), those indexes' members, and (on a cluster) the indexes in
+    other slots, each touched by a call of its own."""
+
+    keys: list[str]
+    members: list[str]
+    elsewhere: list[tuple[str, str]]
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
@@ -94,10 +107,10 @@ class RedisContextStore(RedisAdmin, ContextStore):
             timeout_s=SOCKET_TIMEOUT_S,
             retries=COMMAND_RETRIES,
         )
-        # (user, secretary) -> the push script's keys and index members: every write of a
+        # (user, secretary) -> the keys and index members its pushes name: every write of a
         # context names the same seven keys, which formatting and hashing anew cost more
         # than the rest of preparing the write. Emptied when it outgrows PUSH_KEYS_CAP.
-        self._push_keys: dict[tuple[int, uuid.UUID], tuple[list[str], list[str]]] = {}
+        self._push_keys: dict[tuple[int, uuid.UUID], _PushKeys] = {}
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -232,7 +245,7 @@ class RedisContextStore(RedisAdmin, ContextStore):
         now = repr(score(self.clock()))
         ttl_ms = int(rules.ttl.total_seconds() * 1000)
         bodies = [encode(message) for message in messages]
-        keys, members = self._push_keys_of(user_id, secretary_id)
+        keys, members, elsewhere = self._push_keys_of(user_id, secretary_id)
         calls: list[tuple[str, list[str], list[Any]]] = [
             (
                 "push",
@@ -249,38 +262,32 @@ class RedisContextStore(RedisAdmin, ContextStore):
                 ],
             )
         ]
-        if self.cluster:
-            indexes = self._indexes(user_id, secretary_id)
-            calls += [("touch", [key], [ttl_ms, now, member]) for key, member in indexes[1:]]
+        calls += [("touch", [key], [ttl_ms, now, member]) for key, member in elsewhere]
         return calls
 
-    def _indexes(self, user_id: int, secretary_id: uuid.UUID) -> list[tuple[str, str]]:
-        """The four indexes a context is entered in: (key, member)."""
-        return [
+    def _push_keys_of(self, user_id: int, secretary_id: uuid.UUID) -> _PushKeys:
+        """What every push of one context names (kept: see `_push_keys`)."""
+        return each_once(
+            self._push_keys, [(user_id, secretary_id)], self._make_push_keys, PUSH_KEYS_CAP
+        )[0]
+
+    def _make_push_keys(self, context: tuple[int, uuid.UUID]) -> _PushKeys:
+        user_id, secretary_id = context
+        indexes = [
             (self.user_index_key(user_id), secretary_id.hex),
             (self.secretary_index_key(secretary_id), str(user_id)),
             (self.activity_key, f"{user_id}:{secretary_id.hex}"),
             (self.secretaries_key, secretary_id.hex),
         ]
-
-    def _push_keys_of(self, user_id: int, secretary_id: uuid.UUID) -> tuple[list[str], list[str]]:
-        """The push script's keys (the list, its fences, the indexes it touches itself)
-        and those indexes' members: on a single server all four indexes, on a cluster
-        the user's own (same slot as the list); the others get calls of their own."""
-        found = self._push_keys.get((user_id, secretary_id))
-        if found is None:
-            indexes = self._indexes(user_id, secretary_id)
-            local = indexes[:1] if self.cluster else indexes
-            keys = [
-                self.context_key(user_id, secretary_id),
-                *self.fence_keys(user_id, secretary_id),
-                *(k for k, _ in local),
-            ]
-            found = (keys, [m for _, m in local])
-            if len(self._push_keys) >= PUSH_KEYS_CAP:
-                self._push_keys.clear()
-            self._push_keys[(user_id, secretary_id)] = found
-        return found
+        # One script call on a single server; on a cluster the user's own slot (list and
+        # user index) in one call, and each global index in its own.
+        local, elsewhere = (indexes[:1], indexes[1:]) if self.cluster else (indexes, [])
+        keys = [
+            self.context_key(user_id, secretary_id),
+            *self.fence_keys(user_id, secretary_id),
+            *(k for k, _ in local),
+        ]
+        return _PushKeys(keys, [m for _, m in local], elsewhere)
 
     # -- writes ---------------------------------------------------------------------------
 
