@@ -5,8 +5,11 @@ redelivered update, an interrupt — and a tool with side effects must not run t
 before the next model round, the ledger holds for each round:
 
 - `round:<turn>:<r>`: the assistant message that asked for the calls (the model is not
-  asked that round again: a new answer could ask for other calls under the same ids);
-- `start:<call id>`: written just before the call is sent;
+  asked that round again: a new answer could ask for other calls under the same ids),
+  and which of them are about to be sent (`started`: they all start at once, so one
+  entry says both);
+- `start:<call id>`: a call sent later than its round (after the user's approval, or a
+  read-only call sent again), written just before it is sent;
 - `result:<call id>`: the result, as it arrived;
 - `decision:<call id>`: the user's decision on a `--confirm` call (approved, denied,
   timeout), written once: the first of a press and a timeout wins.
@@ -115,9 +118,11 @@ class ToolLedger:
                 continue
             body = json.loads(message.content)
             if kind == "round":
-                found.rounds[int(body["round"])] = [
+                number = int(body["round"])
+                found.rounds[number] = [
                     ToolCall(c["id"], c["name"], c["arguments"]) for c in body["calls"]
                 ]
+                found.started.update(f"{turn}:{number}:{i}" for i in body.get("started", ()))
             elif kind == "start":
                 found.started.add(rest)
             elif kind == "result":
@@ -143,17 +148,14 @@ class ToolLedger:
         unsent: frozenset[int] = frozenset(),
     ) -> None:
         """Record the calls the model asked for in round `number`, and — in the same
-        write, since they all start at once — that each is about to be sent (but those in
+        entry, since they all start at once — that each is about to be sent (but those in
         `unsent`: calls waiting for the user's approval record their start when sent)."""
         body = {
             "round": number,
             "calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls],
+            "started": [i for i in range(len(calls)) if i not in unsent],
         }
-        entries = [(f"round:{turn}:{number}", body)]
-        entries += [
-            (f"start:{turn}:{number}:{i}", {}) for i in range(len(calls)) if i not in unsent
-        ]
-        await self._write(user_id, secretary_id, entries, since, at)
+        await self._write(user_id, secretary_id, [(f"round:{turn}:{number}", body)], since, at)
 
     async def write_decision(
         self,
