@@ -71,7 +71,7 @@ def register(app: App) -> None:
 
         Example: secretaries versions alice --json
         """
-        from secretaries_core.tools.registry import tools_param
+        from secretaries_core.tools.spec import tools_param
 
         rows = runtime(ctx).registry().versions(sec)
         if json:

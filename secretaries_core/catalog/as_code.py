@@ -30,7 +30,7 @@ from typing import Any
 
 from secretaries_core.catalog.schemas import SecretaryDetail
 from secretaries_core.errors import InvalidInput
-from secretaries_core.tools.registry import tools_param
+from secretaries_core.tools.spec import tools_param
 
 KEYS = (
     "name",

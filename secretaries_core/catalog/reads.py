@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
@@ -81,6 +81,22 @@ VERSION = Table(
     Column("secretary_id", Uuid, primary_key=True),
     Column("version", Integer, primary_key=True),
     Column("model", String),
+    Column("prompt", Text),
+    Column("params", JSON),
+    Column("note", Text),
+    Column("state", String),
+    Column("created_at", UTCDateTime()),
+)
+EVAL = Table(
+    "version_eval",
+    _views,
+    Column("secretary_id", Uuid, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("passed", Integer),
+    Column("failed", Integer),
+    Column("content", String),
+    Column("failures", JSON),
+    Column("at", UTCDateTime()),
 )
 ROLLOUT = Table(
     "rollout",
@@ -98,7 +114,7 @@ PIN = Table(
     Column("secretary_id", Uuid, primary_key=True),
     Column("version", Integer),
 )
-VIEWS = (SECRETARY, USER, LINK, VERSION, ROLLOUT, PIN)
+VIEWS = (SECRETARY, USER, LINK, VERSION, EVAL, ROLLOUT, PIN)
 
 _SUMMARY = (
     SECRETARY.c.id,
@@ -111,6 +127,9 @@ _SUMMARY = (
     SECRETARY.c.version,
     SECRETARY.c.is_secretary,
 )
+
+
+VersionState = Literal["live", "candidate", "draft", "retired"]
 
 
 class Miss(Exception):
@@ -287,3 +306,111 @@ def current(conn: Connection, user_ref: UserRef) -> CurrentRead:
         "version_source": version_source,
     }
     return CurrentRead(document, model)
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """The latest eval of one version."""
+
+    passed: int
+    failed: int
+    at: datetime
+    content: str
+    failures: list[str]
+
+    def doc(self) -> dict[str, Any]:
+        """`versions --json` `eval`: `{"passed", "failed", "at"}`."""
+        return {"passed": self.passed, "failed": self.failed, "at": self.at.isoformat()}
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One version of a secretary (`versions --json` item)."""
+
+    version: int
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    note: str | None
+    created_at: datetime
+    state: VersionState
+    eval: EvalRecord | None = None
+
+    def doc(self) -> dict[str, Any]:
+        """The SPEC's JSON shape."""
+        return {
+            "version": self.version,
+            "model": self.model,
+            "prompt": self.prompt,
+            "params": self.params,
+            "note": self.note,
+            "created_at": self.created_at.isoformat(),
+            "state": self.state,
+            "eval": self.eval.doc() if self.eval is not None else None,
+        }
+
+
+def latest_evals(conn: Any, secretary_id: uuid.UUID) -> dict[int, EvalRecord]:
+    """The latest eval of each of the secretary's versions, by version (`conn`: a
+    Connection or an ORM Session)."""
+    rows = conn.execute(select(EVAL).where(EVAL.c.secretary_id == secretary_id))
+    return {
+        r.version: EvalRecord(r.passed, r.failed, r.at, r.content, list(r.failures)) for r in rows
+    }
+
+
+_CANDIDATE = select(ROLLOUT.c.candidate_version).where(
+    ROLLOUT.c.secretary_id == bindparam("s"), ROLLOUT.c.state == "running"
+)
+
+
+def version_list(conn: Any, secretary_id: uuid.UUID, live: int) -> list[VersionInfo]:
+    """Every version of the secretary, newest first, with its state: the live one (the
+    secretary's `version`), the running rollout's candidate, else what the row says
+    (`conn`: a Connection or an ORM Session). The registry's `versions` and the CLI's
+    quick read both answer with it."""
+    candidate = conn.execute(_CANDIDATE, {"s": secretary_id}).scalar()
+    evals = latest_evals(conn, secretary_id)
+    rows = conn.execute(
+        select(VERSION)
+        .where(VERSION.c.secretary_id == secretary_id)
+        .order_by(VERSION.c.version.desc())
+    ).all()
+    out = []
+    for row in rows:
+        state: VersionState = row.state
+        if row.version == live:
+            state = "live"
+        elif candidate is not None and row.version == candidate:
+            state = "candidate"
+        elif state in ("live", "candidate"):
+            state = "retired" if row.version < live else "draft"
+        out.append(
+            VersionInfo(
+                row.version,
+                row.model,
+                row.prompt,
+                dict(row.params),
+                row.note,
+                row.created_at,
+                state,
+                evals.get(row.version),
+            )
+        )
+    return out
+
+
+def versions(conn: Connection, ref: str) -> list[VersionInfo]:
+    """`versions SEC`: the secretary's versions by name or id. `Miss` when there is no such
+    secretary, or its live version has no row yet (the registry writes it first)."""
+    try:
+        by = SECRETARY.c.id == uuid.UUID(ref)
+    except ValueError:
+        by = SECRETARY.c.name == ref
+    row = conn.execute(select(SECRETARY.c.id, SECRETARY.c.version).where(by)).one_or_none()
+    if row is None:
+        raise Miss(ref)
+    found = version_list(conn, row.id, row.version)
+    if not any(v.version == row.version for v in found):
+        raise Miss(ref)
+    return found

@@ -33,8 +33,8 @@ from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.tools.approval import APPROVED, Approval, declined_text, fixed
 from secretaries_core.tools.calling import ToolCaller, ToolResult
 from secretaries_core.tools.ledger import ToolLedger, TurnLedger, same_call
-from secretaries_core.tools.registry import ToolRegistry, tools_param
-from secretaries_core.tools.spec import ASSISTANT_SCHEMA, ToolSpec
+from secretaries_core.tools.registry import ToolRegistry
+from secretaries_core.tools.spec import ASSISTANT_SCHEMA, ToolSpec, tools_param
 from secretaries_core.usage.quotas import PARAM_TOOL_CALLS, Quotas
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ ACTIVE_STATES = ("live", "candidate", "draft")
 
 def _asks(params: Any, tools: dict[str, str]) -> dict[str, str]:
     """Callee name → the tool that asks it, for one version's params."""
-    from secretaries_core.tools.registry import tools_param
+    from secretaries_core.tools.spec import tools_param
 
     if not isinstance(params, dict):
         return {}

@@ -9,21 +9,8 @@ from sqlalchemy import Engine, select
 from secretaries_core.errors import Conflict, NotFound
 from secretaries_core.plumbing.db import transaction
 from secretaries_core.plumbing.timeutil import utcnow
-from secretaries_core.tools.spec import ToolSpec
+from secretaries_core.tools.spec import ToolSpec, tools_param
 from secretaries_core.tools.table import TOOL_TABLE
-
-# A secretary's param naming the tools it may call (comma-separated, or a list).
-PARAM_TOOLS = "tools"
-
-
-def tools_param(params: Any) -> list[str]:
-    """The tool names a secretary's params name (`tools: "a,b"` or `tools: [a, b]`)."""
-    raw = params.get(PARAM_TOOLS) if isinstance(params, dict) else None
-    if isinstance(raw, str):
-        return [name.strip() for name in raw.split(",") if name.strip()]
-    if isinstance(raw, list):
-        return [str(name).strip() for name in raw if str(name).strip()]
-    return []
 
 
 class ToolRegistry:

@@ -152,3 +152,17 @@ def parse_schema(text: str, where: str) -> dict[str, Any]:
     if not isinstance(found, dict):
         raise InvalidInput(f"{where} must hold a JSON Schema object")
     return found
+
+
+# A secretary's param naming the tools it may call (comma-separated, or a list).
+PARAM_TOOLS = "tools"
+
+
+def tools_param(params: Any) -> list[str]:
+    """The tool names a secretary's params name (`tools: "a,b"` or `tools: [a, b]`)."""
+    raw = params.get(PARAM_TOOLS) if isinstance(params, dict) else None
+    if isinstance(raw, str):
+        return [name.strip() for name in raw.split(",") if name.strip()]
+    if isinstance(raw, list):
+        return [str(name).strip() for name in raw if str(name).strip()]
+    return []

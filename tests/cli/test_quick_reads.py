@@ -60,7 +60,19 @@ def _seeded(url: str) -> Iterator[tuple[str, SecretaryRegistry]]:
     registry.assign(42, "bob")
     registry.assign(43, "carol")
     registry.deactivate("bob")  # 42 falls back to the default
-    registry.update_secretary("alice", AssistantUpdate(model="echo-2"), draft=True)
+    from secretaries_core.tools.registry import ToolRegistry
+    from secretaries_core.tools.spec import ToolSpec
+
+    for tool in ("cal", "mail"):
+        spec = ToolSpec(tool, "http", url=f"http://127.0.0.1:9/{tool}", schema={"type": "object"})
+        ToolRegistry(engine).add(spec)
+    registry.update_secretary(
+        "alice", AssistantUpdate(model="echo-2", params={"tools": "cal, mail"}), draft=True,
+        note=HOSTILE,
+    )  # fmt: skip
+    registry.update_secretary("carol", AssistantUpdate(prompt="Carol, briefly."), draft=True)
+    alice = registry.get_secretary("alice").id
+    registry.record_eval(alice, 2, passed=3, failed=1, failures=["greets"])
     registry.rollout_start("alice", percent=50)
     registry.pin(45, "alice", 1)
     with engine.begin() as conn:
@@ -119,6 +131,12 @@ CASES = [
     ["current", "@@x"],
     ["show", "nobody"],
     ["show", "nobody", "--json"],
+    ["versions", "alice"],  # live, candidate (with an eval, tools and a hostile note)
+    ["versions", "alice", "--json"],
+    ["versions", "carol"],  # live, draft
+    ["versions", "bob", "--json"],  # inactive
+    ["versions", "nobody"],
+    ["versions", "nobody", "--json"],
 ]
 
 
@@ -137,7 +155,12 @@ def test_rollout_sides_and_the_id_lookup_match(catalog: tuple[str, SecretaryRegi
     url, registry = catalog
     inside, outside = _rollout_users(registry)
     sid = str(registry.get_secretary("alice").id)
-    for args in (["current", str(inside)], ["current", str(outside), "--json"], ["show", sid]):
+    for args in (
+        ["current", str(inside)],
+        ["current", str(outside), "--json"],
+        ["show", sid],
+        ["versions", sid, "--json"],
+    ):
         assert _run(url, args, typer_only=False) == _run(url, args, typer_only=True)
     code, out, _ = _run(url, ["current", str(inside), "--json"], typer_only=False)
     assert code == 0 and '"version_source": "rollout"' in out and '"version": 2' in out
@@ -153,6 +176,7 @@ def test_on_postgresql_too(pg_url: str) -> None:
             ["current", "45", "--json"],
             ["current", str(inside), "--json"],
             ["current", "99"],
+            ["versions", "alice", "--json"],
         ):
             assert _run(url, args, typer_only=False) == _run(url, args, typer_only=True), args
         assert _answered_quickly(url, ["current", str(inside), "--json"])
@@ -219,6 +243,25 @@ def test_quick_reads_load_neither_typer_nor_the_orm(
     url, _registry = catalog
     assert _answered_quickly(url, ["current", "42", "--json"])
     assert _answered_quickly(url, ["list", "--all"])
+    assert _answered_quickly(url, ["versions", "alice"])
+
+
+def test_a_version_list_without_its_live_row_is_the_registry_s(tmp_path: Path) -> None:
+    """A secretary made before versions existed has no live row: the quick read gives up,
+    and the registry writes the row and answers (the next quick read then answers)."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    registry = SecretaryRegistry(engine)
+    registry.create_secretary(AssistantCreate(name="old", model="echo", prompt="O."))
+    with engine.begin() as conn:
+        conn.execute(reads.VERSION.delete())
+    engine.dispose()
+    assert not _answered_quickly(url, ["versions", "old", "--json"])
+    first = _run(url, ["versions", "old", "--json"], typer_only=False)
+    assert first[0] == 0 and '"state": "live"' in first[1]
+    assert _answered_quickly(url, ["versions", "old", "--json"])
+    assert _run(url, ["versions", "old", "--json"], typer_only=True) == first
 
 
 def test_the_views_match_the_real_tables(catalog: tuple[str, SecretaryRegistry]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from secretaries_core.catalog.reads import VersionInfo
 from secretaries_core.catalog.refs import UserRef
 from secretaries_core.catalog.registry.base import (
     Change,
@@ -22,7 +23,7 @@ from secretaries_core.catalog.registry.catalog_file import CatalogFileMixin
 from secretaries_core.catalog.registry.links import LinksMixin
 from secretaries_core.catalog.registry.migration import MigrationMixin
 from secretaries_core.catalog.registry.users import UsersMixin
-from secretaries_core.catalog.registry.versions import Rollout, Served, VersionInfo
+from secretaries_core.catalog.registry.versions import Rollout, Served
 from secretaries_core.catalog.rollout_hash import in_rollout
 from secretaries_core.catalog.schemas import SecretaryOut
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from secretaries_core.catalog.reads import EvalRecord, latest_evals
 from secretaries_core.catalog.versions_tables import EVAL_TABLE, VERSION_TABLE
 from secretaries_core.errors import InvalidInput
 from secretaries_core.usage.upsert import insert_for
@@ -24,24 +23,9 @@ from secretaries_core.usage.upsert import insert_for
 MAX_FAILURES_KEPT = 50
 
 
-@dataclass(frozen=True)
-class EvalRecord:
-    """The latest eval of one version."""
-
-    passed: int
-    failed: int
-    at: datetime
-    content: str
-    failures: list[str]
-
-    def doc(self) -> dict[str, Any]:
-        """`versions --json` `eval`: `{"passed", "failed", "at"}`."""
-        return {"passed": self.passed, "failed": self.failed, "at": self.at.isoformat()}
-
-
 def content_digest(session: Session, model: str, prompt: str, params: dict[str, Any]) -> str:
     """What an eval evaluated: the version's content and its tools' definitions."""
-    from secretaries_core.tools.registry import tools_param
+    from secretaries_core.tools.spec import tools_param
     from secretaries_core.tools.table import TOOL_TABLE
 
     names = tools_param(params)
@@ -116,11 +100,7 @@ class EvalsMixin:
 
     @staticmethod
     def _evals(session: Session, secretary_id: uuid.UUID) -> dict[int, EvalRecord]:
-        rows = session.execute(select(EVAL_TABLE).where(EVAL_TABLE.c.secretary_id == secretary_id))
-        return {
-            r.version: EvalRecord(r.passed, r.failed, r.at, r.content, list(r.failures))
-            for r in rows
-        }
+        return latest_evals(session, secretary_id)
 
     def _require_eval(
         self, session: Session, name: str, secretary_id: uuid.UUID, version: int

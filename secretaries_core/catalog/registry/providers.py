@@ -39,7 +39,7 @@ def check_tools(session: Session, params: object) -> None:
     """The tools a version names are registered, and its tool params are sound."""
     from secretaries_core.conversation.tooling import max_rounds, tool_timeout
     from secretaries_core.errors import InvalidInput
-    from secretaries_core.tools.registry import tools_param
+    from secretaries_core.tools.spec import tools_param
     from secretaries_core.tools.table import TOOL_TABLE
 
     if not isinstance(params, dict):

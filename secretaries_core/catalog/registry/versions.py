@@ -16,6 +16,7 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from secretaries_core.catalog.models import Assistant
+from secretaries_core.catalog.reads import VersionInfo, version_list
 from secretaries_core.catalog.refs import UserRef
 from secretaries_core.catalog.registry.providers import ProvidersMixin
 from secretaries_core.catalog.versions_tables import (
@@ -29,39 +30,11 @@ from secretaries_core.errors import NotFound
 
 T = TypeVar("T")
 VersionSource = Literal["live", "rollout", "pinned"]
-VersionState = Literal["live", "candidate", "draft", "retired"]
 RolloutState = Literal["running", "promoted", "aborted", "rolled_back"]
 DEFAULT_MIN_MESSAGES = 50
 # How long the bot's reply → version references are kept (reactions come within days).
 REPLY_REF_RETENTION = timedelta(days=7)
 ALL = "all"  # the period of a version's counts over its whole life
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """One version of a secretary (`versions --json` item)."""
-
-    version: int
-    model: str
-    prompt: str
-    params: dict[str, Any]
-    note: str | None
-    created_at: datetime
-    state: VersionState
-    eval: Any = None  # the latest EvalRecord (registry/evals.py), if any
-
-    def doc(self) -> dict[str, Any]:
-        """The SPEC's JSON shape."""
-        return {
-            "version": self.version,
-            "model": self.model,
-            "prompt": self.prompt,
-            "params": self.params,
-            "note": self.note,
-            "created_at": self.created_at.isoformat(),
-            "state": self.state,
-            "eval": self.eval.doc() if self.eval is not None else None,
-        }
 
 
 @dataclass(frozen=True)
@@ -191,37 +164,7 @@ class VersionsMixin(ProvidersMixin):
         def work(session: Session) -> list[VersionInfo]:
             secretary = self._secretary(session, ref)
             self._ensure_live_row(session, secretary)
-            running = self._running(session, secretary.id)
-            from secretaries_core.catalog.registry.evals import EvalsMixin
-
-            evals = EvalsMixin._evals(session, secretary.id)
-            rows = session.execute(
-                select(VERSION_TABLE)
-                .where(VERSION_TABLE.c.secretary_id == secretary.id)
-                .order_by(VERSION_TABLE.c.version.desc())
-            ).all()
-            out = []
-            for row in rows:
-                state: VersionState = row.state
-                if row.version == secretary.version:
-                    state = "live"
-                elif running is not None and row.version == running.candidate_version:
-                    state = "candidate"
-                elif state in ("live", "candidate"):
-                    state = "retired" if row.version < secretary.version else "draft"
-                out.append(
-                    VersionInfo(
-                        row.version,
-                        row.model,
-                        row.prompt,
-                        dict(row.params),
-                        row.note,
-                        row.created_at,
-                        state,
-                        evals.get(row.version),
-                    )
-                )
-            return out
+            return version_list(session, secretary.id, secretary.version)
 
         return self._write_quietly(work)
 
