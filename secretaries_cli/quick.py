@@ -1,9 +1,10 @@
-"""`list`, `show`, `current` and `versions` answered without loading Typer, the ORM or pydantic.
+"""The hottest reads answered without loading Typer, the ORM or pydantic.
 
-The three reads an operator (or a script in a loop) runs most are one or two queries;
+The reads an operator (or a script in a loop) runs most are one or two queries;
 starting the whole CLI for them cost 0.6 s against 0.24 s for `import sqlalchemy`. When
-the command line is exactly one of them — global `--database-url`/`--context-url`, the
-command, its argument, `--json`/`--all` — it is answered here through
+the command line is exactly one of them (`COMMANDS`: `list`, `show`, `current`,
+`versions`, `history`, `users list`) — global `--database-url`/`--context-url`, the
+command, its argument, its flags and options — it is answered here through
 `secretaries_core.catalog.reads` and printed exactly as the Typer command prints it (the
 tests compare both, byte for byte). Anything else (help, another option, a typo) and any
 read that cannot answer (an unknown name, an error of any kind) goes to the Typer app,
@@ -15,20 +16,35 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-COMMANDS = {
-    "list": ({"--json", "--all"}, 0),
-    "show": ({"--json"}, 1),
-    "current": ({"--json"}, 1),
-    "versions": ({"--json"}, 1),
+# command words -> (flags, options taking a value, number of arguments)
+COMMANDS: dict[str, tuple[set[str], set[str], int]] = {
+    "list": ({"--json", "--all"}, set(), 0),
+    "show": ({"--json"}, set(), 1),
+    "current": ({"--json"}, set(), 1),
+    "versions": ({"--json"}, set(), 1),
+    "history": ({"--json"}, {"--limit", "--offset"}, 1),
+    "users list": ({"--json"}, {"--secretary", "--limit", "--offset"}, 0),
 }
 GLOBAL_OPTIONS = {"--database-url": "database_url", "--context-url": "context_url"}
 
 
-def parse(argv: Sequence[str]) -> tuple[dict[str, str], str, list[str], set[str]] | None:
-    """(global options, command, arguments, flags) when argv is a quick read, else None."""
+@dataclass(frozen=True)
+class Read:
+    """A quick read's command line, taken apart."""
+
+    options: dict[str, str]  # the global ones, by Settings name
+    command: str
+    arguments: list[str]
+    flags: set[str]
+    values: dict[str, str]  # the command's own options with a value
+
+
+def parse(argv: Sequence[str]) -> Read | None:
+    """The read when argv is exactly a quick read, else None."""
     options: dict[str, str] = {}
     rest = list(argv)
     while rest and rest[0].startswith("--"):
@@ -40,27 +56,43 @@ def parse(argv: Sequence[str]) -> tuple[dict[str, str], str, list[str], set[str]
                 return None
             value = rest.pop(0)
         options[GLOBAL_OPTIONS[name]] = value
-    if not rest or rest[0] not in COMMANDS:
+    command = " ".join(rest[:2]) if " ".join(rest[:2]) in COMMANDS else rest[0] if rest else ""
+    if command not in COMMANDS:
         return None
-    command, words = rest[0], rest[1:]
-    allowed, arity = COMMANDS[command]
-    flags = {w for w in words if w.startswith("-")}
-    arguments = [w for w in words if not w.startswith("-")]
-    if not flags <= allowed or len(flags) != len(words) - len(arguments):
-        return None
+    flags_allowed, valued, arity = COMMANDS[command]
+    words = rest[len(command.split()) :]
+    flags: set[str] = set()
+    values: dict[str, str] = {}
+    arguments: list[str] = []
+    while words:
+        word = words.pop(0)
+        name, eq, value = word.partition("=")
+        if name in valued:
+            if not eq:
+                if not words or words[0].startswith("-"):
+                    return None
+                value = words.pop(0)
+            if name in values:
+                return None
+            values[name] = value
+        elif word in flags_allowed and word not in flags:
+            flags.add(word)
+        elif word.startswith("-"):
+            return None
+        else:
+            arguments.append(word)
     if len(arguments) != arity:
         return None
-    return options, command, arguments, flags
+    return Read(options, command, arguments, flags, values)
 
 
 def run(argv: Sequence[str]) -> int | None:
     """Answer argv if it is a quick read: the exit code, or None for the Typer app."""
-    parsed = parse(argv)
-    if parsed is None:
+    read = parse(argv)
+    if read is None:
         return None
-    options, command, arguments, flags = parsed
     try:
-        text = _answer(options, command, arguments, flags)
+        text = _answer(read)
     except Exception:  # the Typer app runs it again and reports the error
         return None
     if text is not None:
@@ -69,17 +101,28 @@ def run(argv: Sequence[str]) -> int | None:
     return 0
 
 
-def _answer(
-    options: dict[str, str], command: str, arguments: list[str], flags: set[str]
-) -> str | None:
+def _count(read: Read, name: str) -> int | None:
+    """A `--limit`/`--offset` value as Typer takes it; raises (give up) on anything else."""
+    raw = read.values.get(name)
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()):
+        raise ValueError(raw)
+    return int(raw)
+
+
+def _answer(read: Read) -> str | None:
     """The output as text (None when it was drawn as a table already); raises to give up."""
     from secretaries_core.catalog import reads
     from secretaries_core.config import Settings
     from secretaries_core.plumbing.schema import open_database
 
+    command, arguments, flags = read.command, read.arguments, read.flags
     settings = Settings.load(
-        database_url=options.get("database_url"), context_url=options.get("context_url")
+        database_url=read.options.get("database_url"),
+        context_url=read.options.get("context_url"),
     )
+    limit, offset = _count(read, "--limit"), _count(read, "--offset") or 0
     engine = open_database(settings)
     user: object = None
     try:
@@ -90,17 +133,31 @@ def _answer(
                 found = reads.secretary_detail(conn, arguments[0])
             elif command == "versions":
                 found = reads.versions(conn, arguments[0])
+            elif command == "users list":
+                named = read.values.get("--secretary")
+                sid = None if named is None else reads.secretary_id(conn, named)
+                found = reads.user_page(conn, sid, limit, offset)
             else:
                 from secretaries_core.catalog.refs import parse_user_ref
 
                 user = parse_user_ref(arguments[0])
-                found = reads.current(conn, user)
+                if command == "history":
+                    end = None if limit is None else offset + limit
+                    found = reads.link_history(conn, reads.user_row_id(conn, user))[offset:end]
+                else:
+                    found = reads.current(conn, user)
     finally:
         engine.dispose()
     if "--json" in flags:
-        document = found.document if command == "current" else found
-        if command == "versions":
+        document: Any = found
+        if command == "current":
+            document = found.document
+        elif command == "versions":
             document = [v.doc() for v in found]
+        elif command == "users list":
+            document = reads.users_page_documents(found)
+        elif command == "history":
+            document = reads.history_documents(found)
         return json.dumps(document, ensure_ascii=False) + "\n"
     return _for_people(command, found, user)
 
@@ -115,6 +172,28 @@ def _for_people(command: str, found: Any, user: object) -> str | None:
             f"version {doc['version']} ({doc['version_source']}), model {found.model}"
         )
         return render.for_terminal(line) + "\n"
+    if command == "users list":
+        render.table(
+            None,
+            ["telegram_id", "username", "secretary", "registered"],
+            [(t, u and f"@{u}", s or "(default)", at.date()) for t, u, at, s in found],
+        )
+        return None
+    if command == "history":
+        render.table(
+            None,
+            ["since", "until", "secretary", "active"],
+            [
+                (
+                    since.isoformat(timespec="seconds"),
+                    "" if active else changed.isoformat(timespec="seconds"),
+                    name,
+                    render.yes_no(active),
+                )
+                for _sid, name, active, since, changed in found
+            ],
+        )
+        return None
     if command == "versions":
         from secretaries_core.tools.spec import tools_param
 

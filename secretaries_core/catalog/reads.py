@@ -66,6 +66,7 @@ USER = Table(
     Column("id", Integer, primary_key=True),
     Column("telegram_id", BigInteger),
     Column("username", String),
+    Column("created_at", UTCDateTime()),
 )
 LINK = Table(
     "usersecretarylink",
@@ -74,6 +75,8 @@ LINK = Table(
     Column("user_id", Integer),
     Column("secretary_id", Uuid),
     Column("is_active", Boolean),
+    Column("created_at", UTCDateTime()),
+    Column("updated_at", UTCDateTime()),
 )
 VERSION = Table(
     "secretary_version",
@@ -267,16 +270,19 @@ def _side(row: Any, side: str) -> dict[str, Any] | None:
     return _summary(values, mapping[f"{side}_users"])
 
 
+def _user_value(user_ref: UserRef) -> tuple[bool, Any]:
+    """(by name?, the value to match): a Telegram id, or a username in lower case."""
+    if isinstance(user_ref, int):
+        return False, user_ref
+    name = str(user_ref).strip().removeprefix("@")
+    if not USERNAME_RE.fullmatch(name):
+        raise Miss(user_ref)
+    return True, name.lower()
+
+
 def current(conn: Connection, user_ref: UserRef) -> CurrentRead:
     """The user's resolved secretary, its source and the version served (`current --json`)."""
-    by_name = not isinstance(user_ref, int)
-    if by_name:
-        name = str(user_ref).strip().removeprefix("@")
-        if not USERNAME_RE.fullmatch(name):
-            raise Miss(user_ref)
-        value: Any = name.lower()
-    else:
-        value = user_ref
+    by_name, value = _user_value(user_ref)
     rows = conn.execute(_RESOLUTION[by_name], {"ref": value}).all()
     if len(rows) != 1:
         raise Miss(user_ref)  # unknown, or a username two users share
@@ -414,3 +420,87 @@ def versions(conn: Connection, ref: str) -> list[VersionInfo]:
     if not any(v.version == row.version for v in found):
         raise Miss(ref)
     return found
+
+
+def secretary_id(conn: Any, ref: str | uuid.UUID) -> uuid.UUID:
+    """The id of the secretary (or assistant) named or numbered `ref`; `Miss` when none."""
+    try:
+        by = SECRETARY.c.id == (ref if isinstance(ref, uuid.UUID) else uuid.UUID(ref))
+    except ValueError:
+        by = SECRETARY.c.name == ref
+    found: uuid.UUID | None = conn.execute(select(SECRETARY.c.id).where(by)).scalar()
+    if found is None:
+        raise Miss(ref)
+    return found
+
+
+def user_page(
+    conn: Any, secretary: uuid.UUID | None, limit: int | None, offset: int
+) -> list[tuple[int, str | None, datetime, str | None]]:
+    """`users list`: (Telegram id, username, registered, secretary of the active link) by
+    Telegram id, only the users linked to `secretary` if given, paged in the database."""
+    query = (
+        select(USER.c.telegram_id, USER.c.username, USER.c.created_at, SECRETARY.c.name)
+        .select_from(USER)
+        .outerjoin(LINK, (LINK.c.user_id == USER.c.id) & LINK.c.is_active)
+        .outerjoin(SECRETARY, SECRETARY.c.id == LINK.c.secretary_id)
+        .order_by(USER.c.telegram_id)
+    )
+    if secretary is not None:
+        query = query.where(LINK.c.secretary_id == secretary)
+    if offset:
+        query = query.offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)]
+
+
+def users_page_documents(rows: list[tuple[int, str | None, datetime, str | None]]) -> list[Any]:
+    """`users list --json`: UserListItem's documents, in its field order."""
+    return [
+        {"telegram_id": t, "username": u, "secretary": s, "created_at": stamp(at)}
+        for t, u, at, s in rows
+    ]
+
+
+def user_row_id(conn: Any, user_ref: UserRef) -> int:
+    """The row id of the one user `user_ref` names; `Miss` for none, or a username two
+    users share (the registry says which)."""
+    by_name, value = _user_value(user_ref)
+    who = func.lower(USER.c.username) == value if by_name else USER.c.telegram_id == value
+    rows = conn.execute(select(USER.c.id).where(who).limit(2)).all()
+    if len(rows) != 1:
+        raise Miss(user_ref)
+    return int(rows[0][0])
+
+
+def link_history(conn: Any, user_id: int) -> list[tuple[uuid.UUID, str, bool, datetime, datetime]]:
+    """`history`: the user's links, newest first: (secretary id, its name, active,
+    since, last change)."""
+    rows = conn.execute(
+        select(
+            LINK.c.secretary_id,
+            SECRETARY.c.name,
+            LINK.c.is_active,
+            LINK.c.created_at,
+            LINK.c.updated_at,
+        )
+        .join(SECRETARY, SECRETARY.c.id == LINK.c.secretary_id)
+        .where(LINK.c.user_id == user_id)
+        .order_by(LINK.c.created_at.desc(), LINK.c.is_active.desc())
+    )
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def history_documents(rows: list[tuple[uuid.UUID, str, bool, datetime, datetime]]) -> list[Any]:
+    """`history --json`: LinkOut's documents, in its field order."""
+    return [
+        {
+            "secretary_id": str(sid),
+            "secretary": name,
+            "is_active": active,
+            "created_at": stamp(since),
+            "updated_at": stamp(changed),
+        }
+        for sid, name, active, since, changed in rows
+    ]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from secretaries_cli.quick import parse
+from secretaries_cli.quick import Read, parse
 from secretaries_core.catalog import reads
 from secretaries_core.catalog.models import AssistantCreate, AssistantUpdate
 from secretaries_core.catalog.registry import SecretaryRegistry
@@ -137,6 +137,21 @@ CASES = [
     ["versions", "bob", "--json"],  # inactive
     ["versions", "nobody"],
     ["versions", "nobody", "--json"],
+    ["users", "list"],
+    ["users", "list", "--json", "--limit", "5", "--offset", "40"],
+    ["users", "list", "--secretary=carol"],
+    ["users", "list", "--secretary", "bob", "--json"],  # inactive: its links ended
+    ["users", "list", "--secretary", "nobody"],
+    ["users", "list", "--limit", "x"],
+    ["users", "list", "--limit", "-1"],
+    ["users", "list", "--limit"],
+    ["history", "42"],  # bob's link ended when bob was deactivated
+    ["history", "@ann", "--json"],
+    ["history", "43", "--limit", "1", "--offset", "0", "--json"],
+    ["history", "44"],  # no links at all
+    ["history", "99"],
+    ["history", "@nobody", "--json"],
+    ["history", "0"],
 ]
 
 
@@ -177,6 +192,8 @@ def test_on_postgresql_too(pg_url: str) -> None:
             ["current", str(inside), "--json"],
             ["current", "99"],
             ["versions", "alice", "--json"],
+            ["users", "list", "--json", "--limit", "3"],
+            ["history", "42", "--json"],
         ):
             assert _run(url, args, typer_only=False) == _run(url, args, typer_only=True), args
         assert _answered_quickly(url, ["current", str(inside), "--json"])
@@ -197,14 +214,14 @@ def test_no_default_is_the_registry_s_error(tmp_path: Path) -> None:
 
 
 def test_only_exact_quick_command_lines_are_taken() -> None:
-    assert parse(["list"]) == ({}, "list", [], set())
-    assert parse(["--database-url", "sqlite:///x.db", "show", "a", "--json"]) == (
-        {"database_url": "sqlite:///x.db"},
-        "show",
-        ["a"],
-        {"--json"},
+    assert parse(["list"]) == Read({}, "list", [], set(), {})
+    assert parse(["--database-url", "sqlite:///x.db", "show", "a", "--json"]) == Read(
+        {"database_url": "sqlite:///x.db"}, "show", ["a"], {"--json"}, {}
     )
     assert parse(["--context-url=redis://h", "current", "@ann"]) is not None
+    assert parse(["users", "list", "--limit=5", "--secretary", "a", "--json"]) == Read(
+        {}, "users list", [], {"--json"}, {"--limit": "5", "--secretary": "a"}
+    )
     for argv in (
         [],
         ["list", "--help"],
@@ -216,8 +233,13 @@ def test_only_exact_quick_command_lines_are_taken() -> None:
         ["current", "42", "--all"],
         ["--database-url"],
         ["--database-url", "x", "--database-url", "y", "list"],
-        ["users", "list"],
+        ["users", "show"],
+        ["users"],
         ["list", "-h"],
+        ["users", "list", "--limit", "1", "--limit", "2"],
+        ["users", "list", "--secretary", "--json"],
+        ["history", "1", "--secretary", "a"],
+        ["history", "1", "--json", "--json"],
     ):
         assert parse(argv) is None, argv
 
@@ -244,6 +266,8 @@ def test_quick_reads_load_neither_typer_nor_the_orm(
     assert _answered_quickly(url, ["current", "42", "--json"])
     assert _answered_quickly(url, ["list", "--all"])
     assert _answered_quickly(url, ["versions", "alice"])
+    assert _answered_quickly(url, ["users", "list", "--secretary", "carol"])
+    assert _answered_quickly(url, ["history", "@ann", "--json"])
 
 
 def test_a_version_list_without_its_live_row_is_the_registry_s(tmp_path: Path) -> None:

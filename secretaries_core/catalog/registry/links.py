@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 from sqlmodel import col
 
-from secretaries_core.catalog import linksql
+from secretaries_core.catalog import linksql, reads
 from secretaries_core.catalog.models import (
     Assistant,
     TelegramUser,
@@ -160,24 +160,16 @@ class LinksMixin(RegistryBase):
 
         def work(session: Session) -> list[LinkOut]:
             user = self._user(session, user_ref)
-            rows = session.execute(
-                select(UserSecretaryLink, col(Assistant.name))
-                .join(Assistant, col(Assistant.id) == col(UserSecretaryLink.secretary_id))
-                .where(col(UserSecretaryLink.user_id) == user.id)
-                .order_by(
-                    col(UserSecretaryLink.created_at).desc(),
-                    col(UserSecretaryLink.is_active).desc(),
-                )
-            )
+            assert user.id is not None
             return [
                 LinkOut(
-                    secretary_id=link.secretary_id,
+                    secretary_id=sid,
                     secretary=name,
-                    is_active=link.is_active,
-                    created_at=link.created_at,
-                    updated_at=link.updated_at,
+                    is_active=active,
+                    created_at=since,
+                    updated_at=changed,
                 )
-                for link, name in rows
+                for sid, name, active, since, changed in reads.link_history(session, user.id)
             ]
 
         return self._read(work)

@@ -17,9 +17,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from secretaries_core.catalog import linksql
+from secretaries_core.catalog import linksql, reads
 from secretaries_core.catalog.models import (
-    ASSISTANT_TABLE,
     TELEGRAMUSER_TABLE,
     TelegramUser,
 )
@@ -265,24 +264,10 @@ class UsersMixin(RegistryBase):
         """
 
         def work(session: Session) -> list[UserListItem]:
-            link, user = linksql.LINK, linksql.USER
-            sec = ASSISTANT_TABLE
-            query = (
-                select(user.c.telegram_id, user.c.username, user.c.created_at, sec.c.name)
-                .select_from(user)
-                .outerjoin(link, (link.c.user_id == user.c.id) & link.c.is_active)
-                .outerjoin(sec, sec.c.id == link.c.secretary_id)
-                .order_by(user.c.telegram_id)
-            )
-            if secretary is not None:
-                query = query.where(link.c.secretary_id == self._secretary(session, secretary).id)
-            if offset:
-                query = query.offset(offset)
-            if limit is not None:
-                query = query.limit(limit)
+            sid = None if secretary is None else self._secretary(session, secretary).id
             return [
-                UserListItem(telegram_id=tid, username=name, created_at=created, secretary=sec_name)
-                for tid, name, created, sec_name in session.execute(query)
+                UserListItem(telegram_id=tid, username=name, created_at=created, secretary=sec)
+                for tid, name, created, sec in reads.user_page(session, sid, limit, offset)
             ]
 
         return self._read(work)
