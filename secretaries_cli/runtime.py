@@ -14,6 +14,8 @@ from secretaries_cli import output
 from secretaries_core.config import Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from secretaries_core.catalog.registry import SecretaryRegistry
     from secretaries_core.context.base import ContextStore
     from secretaries_core.orchestrator import Orchestrator
@@ -39,17 +41,27 @@ class Runtime:
     """Per-invocation state, stored on Typer's context object."""
 
     settings: Settings
+    _engine: Engine | None = field(default=None, repr=False)
     _registry: SecretaryRegistry | None = field(default=None, repr=False)
     _contexts: ContextStore | None = field(default=None, repr=False)
+
+    def engine(self) -> Engine:
+        """The configured database, opened (and checked) on first use. Commands on Core
+        tables alone (tools, tokens) take this, not `registry()`: the registry loads the
+        ORM, SQLModel and pydantic, which cost more CPU than SQLAlchemy itself."""
+        if self._engine is None:
+            # Imported here so that `--help` and usage errors never load SQLAlchemy.
+            from secretaries_core.plumbing.schema import open_database
+
+            self._engine = open_database(self.settings)
+        return self._engine
 
     def registry(self) -> SecretaryRegistry:
         """The registry on the configured database, opened (and checked) on first use."""
         if self._registry is None:
-            # Imported here so that `--help` and usage errors never load SQLAlchemy.
             from secretaries_core.catalog.registry import SecretaryRegistry
-            from secretaries_core.plumbing.schema import open_database
 
-            self._registry = SecretaryRegistry(open_database(self.settings))
+            self._registry = SecretaryRegistry(self.engine())
         return self._registry
 
     def contexts(self) -> ContextStore:
@@ -61,7 +73,7 @@ class Runtime:
             self._contexts = open_context_store(
                 url,
                 policy=self.settings.context_policy,
-                engine=None if url else self.registry().engine,
+                engine=None if url else self.engine(),
                 prefix=self.settings.redis_prefix,
                 remember=self.settings.redis_remember_contexts,
             )
@@ -78,8 +90,9 @@ class Runtime:
         if self._contexts is not None:
             self._contexts.close()
             self._contexts = None
-        if self._registry is not None:
-            self._registry.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
             self._registry = None
 
 

@@ -48,7 +48,7 @@ def create(
     """
     from secretaries_core.catalog.api_tokens import ApiTokens
 
-    token = ApiTokens(runtime(ctx).registry().engine).create(name, scope.value)
+    token = ApiTokens(runtime(ctx).engine()).create(name, scope.value)
     if json:
         output.emit_json({"name": name, "scope": scope.value, "token": token})
         return
@@ -64,7 +64,7 @@ def list_(ctx: typer.Context, json: JsonFlag = False) -> None:
     """
     from secretaries_core.catalog.api_tokens import ApiTokens
 
-    found = ApiTokens(runtime(ctx).registry().engine).list()
+    found = ApiTokens(runtime(ctx).engine()).list()
     if json:
         output.emit_json([t.as_dict() for t in found])
         return
@@ -83,5 +83,5 @@ def revoke(ctx: typer.Context, name: NameArg) -> None:
     """
     from secretaries_core.catalog.api_tokens import ApiTokens
 
-    ApiTokens(runtime(ctx).registry().engine).revoke(name)
+    ApiTokens(runtime(ctx).engine()).revoke(name)
     output.say(f"Token {name} revoked.")

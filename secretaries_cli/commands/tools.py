@@ -140,7 +140,7 @@ def add(
         assistant=assistant,
         history=history,
     )
-    added = ToolRegistry(runtime(ctx).registry().engine).add(spec)
+    added = ToolRegistry(runtime(ctx).engine()).add(spec)
     if json:
         output.emit_json(added.as_dict())
     else:
@@ -155,7 +155,7 @@ def list_(ctx: typer.Context, json: JsonFlag = False) -> None:
     """
     from secretaries_core.tools.registry import ToolRegistry
 
-    found = ToolRegistry(runtime(ctx).registry().engine).all()
+    found = ToolRegistry(runtime(ctx).engine()).all()
     if json:
         output.emit_json([t.as_dict() for t in found])
         return
@@ -187,7 +187,7 @@ def show(ctx: typer.Context, name: NameArg, json: JsonFlag = False) -> None:
     from secretaries_core.tools.calling import ToolCaller
     from secretaries_core.tools.registry import ToolRegistry
 
-    spec = ToolRegistry(runtime(ctx).registry().engine).get(name)
+    spec = ToolRegistry(runtime(ctx).engine()).get(name)
     doc: dict[str, Any] = spec.as_dict()
     if spec.kind == "mcp":
 
@@ -223,7 +223,7 @@ def remove(ctx: typer.Context, name: NameArg) -> None:
     """
     from secretaries_core.tools.registry import ToolRegistry
 
-    ToolRegistry(runtime(ctx).registry().engine).remove(name)
+    ToolRegistry(runtime(ctx).engine()).remove(name)
     output.say(f"Tool {name} removed.")
 
 
@@ -256,7 +256,7 @@ def call(
     if not isinstance(arguments, dict):
         raise InvalidInput("--args must be a JSON object")
     rt = runtime(ctx)
-    spec = ToolRegistry(rt.registry().engine).get(name)
+    spec = ToolRegistry(rt.engine()).get(name)
     call_id = f"cli-{uuid.uuid4().hex[:12]}:0:0"
 
     async def once() -> Any:

@@ -22,9 +22,9 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import Column, Engine, String, Table, delete, select
-from sqlmodel import SQLModel
 
 from secretaries_core.errors import Conflict, InvalidInput, NotFound
+from secretaries_core.plumbing.core_tables import CORE_METADATA
 from secretaries_core.plumbing.db import transaction
 from secretaries_core.plumbing.timeutil import UTCDateTime, utcnow
 
@@ -41,7 +41,7 @@ CACHE_S = 2.0
 
 TOKEN_TABLE = Table(
     "api_token",
-    SQLModel.metadata,
+    CORE_METADATA,
     Column("name", String(64), primary_key=True),
     Column("scope", String(16), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),

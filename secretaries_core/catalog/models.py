@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+from secretaries_core.plumbing.core_tables import copy_onto
 from secretaries_core.plumbing.timeutil import UTCDateTime, utcnow
 
 
@@ -146,3 +147,8 @@ class UserSecretaryLink(SQLModel, table=True):
 TELEGRAMUSER_TABLE: Table = TelegramUser.__table__  # type: ignore[attr-defined]
 ASSISTANT_TABLE: Table = Assistant.__table__  # type: ignore[attr-defined]
 LINK_TABLE: Table = UserSecretaryLink.__table__  # type: ignore[attr-defined]
+
+
+# The Core-only tables (tool, api_token, provider) join the ORM's metadata here, so that
+# it describes the whole schema for Alembic (see plumbing/core_tables.py).
+copy_onto(SQLModel.metadata)

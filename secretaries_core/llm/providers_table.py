@@ -7,13 +7,13 @@ read when the provider's client is made.
 from __future__ import annotations
 
 from sqlalchemy import Column, String, Table, Text
-from sqlmodel import SQLModel
 
+from secretaries_core.plumbing.core_tables import CORE_METADATA
 from secretaries_core.plumbing.timeutil import UTCDateTime
 
 PROVIDER_TABLE = Table(
     "provider",
-    SQLModel.metadata,
+    CORE_METADATA,
     Column("name", String(32), primary_key=True),
     Column("base_url", Text, nullable=False),
     Column("api_key_env", String(128), nullable=True),

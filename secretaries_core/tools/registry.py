@@ -25,12 +25,10 @@ class ToolRegistry:
         stamped = ToolSpec(**{**spec.__dict__, "created_at": utcnow()})
         with transaction(self.engine, write=True) as conn:
             if spec.kind == "assistant":
-                from secretaries_core.catalog.models import Assistant
+                from secretaries_core.catalog.reads import SECRETARY
 
                 callee = conn.execute(
-                    select(Assistant.__table__.c.id).where(  # type: ignore[attr-defined]
-                        Assistant.__table__.c.name == spec.assistant  # type: ignore[attr-defined]
-                    )
+                    select(SECRETARY.c.id).where(SECRETARY.c.name == spec.assistant)
                 ).first()
                 if callee is None:
                     raise NotFound(
@@ -71,16 +69,16 @@ class ToolRegistry:
 
     def users_of(self, name: str) -> list[str]:
         """`secretary vN` for every version of every assistant whose params name the tool."""
-        from secretaries_core.catalog.models import ASSISTANT_TABLE
-        from secretaries_core.catalog.versions_tables import VERSION_TABLE
+        # The catalog's tables through reads' Core views: no ORM loaded for `tools remove`.
+        from secretaries_core.catalog.reads import SECRETARY, VERSION
 
-        a, v = ASSISTANT_TABLE.c, VERSION_TABLE.c
+        a, v = SECRETARY.c, VERSION.c
         found: set[str] = set()
         with self.engine.connect() as conn:
             for sec, version, params in conn.execute(select(a.name, a.version, a.params)):
                 if name in tools_param(params):
                     found.add(f"{sec} v{version}")
-            query = select(a.name, v.version, v.params).join(VERSION_TABLE, v.secretary_id == a.id)
+            query = select(a.name, v.version, v.params).join(VERSION, v.secretary_id == a.id)
             for sec, version, params in conn.execute(query):
                 if name in tools_param(params):
                     found.add(f"{sec} v{version}")

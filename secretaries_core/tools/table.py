@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from sqlalchemy import JSON, Boolean, Column, Float, String, Table
-from sqlmodel import SQLModel
 
+from secretaries_core.plumbing.core_tables import CORE_METADATA
 from secretaries_core.plumbing.timeutil import UTCDateTime
 
 TOOL_TABLE = Table(
     "tool",
-    SQLModel.metadata,
+    CORE_METADATA,
     Column("name", String(32), primary_key=True),
     Column("kind", String(16), nullable=False),  # widened by migration 0011 (assistant)
     Column("config", JSON, nullable=False),

@@ -81,12 +81,14 @@ def test_each_tool_call_reaches_the_tool_once_through_kills_and_outages(
     tmp_path: Path,
 ) -> None:
     reached: list[str] = []
+    answered_at: dict[str, float] = {}  # call id -> when the tool answered it
     lock = threading.Lock()
 
     async def book(request: web.Request) -> web.Response:
         body = await request.json()
         with lock:
             reached.append(request.headers["Idempotency-Key"])
+        answered_at[request.headers["Idempotency-Key"]] = time.monotonic() + 0.02
         await asyncio.sleep(0.02)
         return web.json_response({"booked": body["room"]})
 
@@ -179,11 +181,26 @@ def test_each_tool_call_reaches_the_tool_once_through_kills_and_outages(
 
             # A worker dies between rounds: right after the tool answered one of its calls
             # (the next model round is 0.25 s long), with others of its calls in flight.
-            # In the thick of the second wave: a fifth of its calls answered.
+            # In the thick of the second wave (a fifth of its calls answered), at a moment
+            # chosen by condition, not by the clock: the busiest worker then holds a turn
+            # whose call was answered (and stored) over 50 ms ago and whose reply is due.
             while len(reached) < USERS + USERS // 5 and time.monotonic() < t0 + 30:
                 time.sleep(0.005)
-            victim, held = _busiest(redis.url, queue, procs)
-            time.sleep(0.05)
+            user_of = {str(u["update_id"]): int(str(u["telegram_id"])) for u in updates}
+            chosen_by = time.monotonic() + 30
+            while True:
+                victim, held = _busiest(redis.url, queue, procs)
+                replied_now = {update for _user, update in replies()}
+                now = time.monotonic()
+                between = [
+                    call for call, at in list(answered_at.items())
+                    if 0.05 < now - at < 0.2
+                    and call.split(":")[0] not in replied_now
+                    and user_of[call.split(":")[0]] % queue.keys.partitions in held
+                ]  # fmt: skip
+                if between or now > chosen_by:
+                    break
+                time.sleep(0.005)
             procs[victim].send_signal(signal.SIGKILL)
             with lock:
                 reached_before = set(reached)
