@@ -3,8 +3,9 @@
 The reads an operator (or a script in a loop) runs most are one or two queries;
 starting the whole CLI for them cost 0.6 s against 0.24 s for `import sqlalchemy`. When
 the command line is exactly one of them (`COMMANDS`: `list`, `show`, `current`,
-`versions`, `history`, `users list`) — global `--database-url`/`--context-url`, the
-command, its argument, its flags and options — it is answered here through
+`versions`, `history`, `users list`, and the lists of tools, tokens and providers) —
+global `--database-url`/`--context-url`, the command, its argument, its flags and
+options — it is answered here through
 `secretaries_core.catalog.reads` and printed exactly as the Typer command prints it (the
 tests compare both, byte for byte). Anything else (help, another option, a typo) and any
 read that cannot answer (an unknown name, an error of any kind) goes to the Typer app,
@@ -28,6 +29,9 @@ COMMANDS: dict[str, tuple[set[str], set[str], int]] = {
     "versions": ({"--json"}, set(), 1),
     "history": ({"--json"}, {"--limit", "--offset"}, 1),
     "users list": ({"--json"}, {"--secretary", "--limit", "--offset"}, 0),
+    "tools list": ({"--json"}, set(), 0),
+    "tokens list": ({"--json"}, set(), 0),
+    "providers list": ({"--json"}, set(), 0),
 }
 GLOBAL_OPTIONS = {"--database-url": "database_url", "--context-url": "context_url"}
 
@@ -133,6 +137,18 @@ def _answer(read: Read) -> str | None:
                 found = reads.secretary_detail(conn, arguments[0])
             elif command == "versions":
                 found = reads.versions(conn, arguments[0])
+            elif command == "tools list":
+                from secretaries_core.tools.registry import ToolRegistry
+
+                found = ToolRegistry(engine).all()
+            elif command == "tokens list":
+                from secretaries_core.catalog.api_tokens import ApiTokens
+
+                found = ApiTokens(engine).list()
+            elif command == "providers list":
+                from secretaries_core.llm.providers_table import listing, provider_rows
+
+                found = listing(settings.openai_base_url, provider_rows(conn))
             elif command == "users list":
                 named = read.values.get("--secretary")
                 sid = None if named is None else reads.secretary_id(conn, named)
@@ -158,6 +174,8 @@ def _answer(read: Read) -> str | None:
             document = reads.users_page_documents(found)
         elif command == "history":
             document = reads.history_documents(found)
+        elif command in ("tools list", "tokens list"):
+            document = [t.as_dict() for t in found]
         return json.dumps(document, ensure_ascii=False) + "\n"
     return _for_people(command, found, user)
 
@@ -173,45 +191,22 @@ def _for_people(command: str, found: Any, user: object) -> str | None:
         )
         return render.for_terminal(line) + "\n"
     if command == "users list":
-        render.table(
-            None,
-            ["telegram_id", "username", "secretary", "registered"],
-            [(t, u and f"@{u}", s or "(default)", at.date()) for t, u, at, s in found],
-        )
+        render.users(found)
+        return None
+    if command == "tools list":
+        render.tools(found)
+        return None
+    if command == "tokens list":
+        render.tokens(found)
+        return None
+    if command == "providers list":
+        render.providers(found)
         return None
     if command == "history":
-        render.table(
-            None,
-            ["since", "until", "secretary", "active"],
-            [
-                (
-                    since.isoformat(timespec="seconds"),
-                    "" if active else changed.isoformat(timespec="seconds"),
-                    name,
-                    render.yes_no(active),
-                )
-                for _sid, name, active, since, changed in found
-            ],
-        )
+        render.history((name, active, since, changed) for _s, name, active, since, changed in found)
         return None
     if command == "versions":
-        from secretaries_core.tools.spec import tools_param
-
-        render.table(
-            None,
-            ["version", "state", "model", "tools", "created", "note"],
-            [
-                (
-                    v.version,
-                    v.state,
-                    v.model,
-                    ", ".join(tools_param(dict(v.params))),
-                    v.created_at.isoformat(timespec="seconds"),
-                    v.note or "",
-                )
-                for v in found
-            ],
-        )
+        render.versions(found)
         return None
     if command == "list":
         if not found:

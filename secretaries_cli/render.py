@@ -7,6 +7,7 @@ loading Typer.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 _CONTROL = [*range(0x20), 0x7F, *range(0x80, 0xA0)]
@@ -58,4 +59,88 @@ def secretaries(rows: Iterable[Mapping[str, Any]]) -> None:
             )
             for r in rows
         ),
+    )
+
+
+def versions(found: Iterable[Any]) -> None:
+    """The table of `versions SEC` (VersionInfo rows)."""
+    from secretaries_core.tools.spec import tools_param
+
+    table(
+        None,
+        ["version", "state", "model", "tools", "created", "note"],
+        (
+            (
+                v.version,
+                v.state,
+                v.model,
+                ", ".join(tools_param(dict(v.params))),
+                v.created_at.isoformat(timespec="seconds"),
+                v.note or "",
+            )
+            for v in found
+        ),
+    )
+
+
+def users(rows: Iterable[tuple[int, str | None, datetime, str | None]]) -> None:
+    """The table of `users list`: (Telegram id, username, registered, secretary) rows."""
+    table(
+        None,
+        ["telegram_id", "username", "secretary", "registered"],
+        ((t, u and f"@{u}", s or "(default)", at.date()) for t, u, at, s in rows),
+    )
+
+
+def history(rows: Iterable[tuple[str, bool, datetime, datetime]]) -> None:
+    """The table of `history`: (secretary, active, since, last change) rows."""
+    table(
+        None,
+        ["since", "until", "secretary", "active"],
+        (
+            (
+                since.isoformat(timespec="seconds"),
+                "" if active else changed.isoformat(timespec="seconds"),
+                name,
+                yes_no(active),
+            )
+            for name, active, since, changed in rows
+        ),
+    )
+
+
+def tokens(found: Sequence[Any]) -> None:
+    """The table of `tokens list` (TokenInfo rows)."""
+    table(
+        f"{len(found)} token(s)",
+        ["name", "scope", "created"],
+        ((t.name, t.scope, f"{t.created_at:%Y-%m-%d %H:%M}") for t in found),
+    )
+
+
+def tools(found: Sequence[Any]) -> None:
+    """The table of `tools list` (ToolSpec rows)."""
+    table(
+        f"{len(found)} tool(s)",
+        ["name", "kind", "where", "timeout (s)", "confirm", "read-only"],
+        (
+            (
+                t.name,
+                t.kind,
+                t.as_dict()["url"] or t.command or "",
+                f"{t.timeout:g}",
+                "yes" if t.confirm else "",
+                "yes" if t.read_only else "",
+            )
+            for t in found
+        ),
+    )
+
+
+def providers(rows: Iterable[Mapping[str, Any]]) -> None:
+    """The table of `providers list` (rows in the JSON documents' shape)."""
+    table(
+        None,
+        ["name", "base URL", "key from"],
+        ((r["name"], r["base_url"], r["api_key_env"] or "") for r in rows),
     )

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from secretaries_cli import output
+from secretaries_cli import output, render
 from secretaries_cli.options import JsonFlag, LimitOpt, OffsetOpt, page
 from secretaries_cli.runtime import App, UserArg, runtime
 
@@ -74,19 +74,7 @@ def register(app: App) -> None:
         if json:
             output.emit_json(rows)
             return
-        output.table(
-            None,
-            ["since", "until", "secretary", "active"],
-            (
-                (
-                    r.created_at.isoformat(timespec="seconds"),
-                    "" if r.is_active else r.updated_at.isoformat(timespec="seconds"),
-                    r.secretary,
-                    output.yes_no(r.is_active),
-                )
-                for r in rows
-            ),
-        )
+        render.history((r.secretary, r.is_active, r.created_at, r.updated_at) for r in rows)
 
     @app.command("migrate-users")
     def migrate_users(

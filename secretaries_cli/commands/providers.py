@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from secretaries_cli import output
+from secretaries_cli import output, render
 from secretaries_cli.options import JsonFlag
 from secretaries_cli.runtime import App, new_app, runtime
 
@@ -48,33 +48,15 @@ def list_(ctx: typer.Context, json: JsonFlag = False) -> None:
 
     Example: secretaries providers list --json
     """
-    from secretaries_core.plumbing.db import mask_url
+    from secretaries_core.llm.providers_table import listing, provider_rows
 
-    settings = runtime(ctx).settings
-    rows = [
-        {
-            "name": "openai",
-            "base_url": mask_url(settings.openai_base_url),
-            "api_key_env": "SECRETARIES_OPENAI_API_KEY",
-            "built_in": True,
-        }
-    ] + [
-        {
-            "name": p.name,
-            "base_url": mask_url(p.base_url),
-            "api_key_env": p.api_key_env,
-            "built_in": False,
-        }
-        for p in runtime(ctx).registry().list_providers()
-    ]
+    rt = runtime(ctx)
+    with rt.engine().connect() as conn:
+        rows = listing(rt.settings.openai_base_url, provider_rows(conn))
     if json:
         output.emit_json(rows)
         return
-    output.table(
-        None,
-        ["name", "base URL", "key from"],
-        ((r["name"], r["base_url"], r["api_key_env"] or "") for r in rows),
-    )
+    render.providers(rows)
 
 
 @app.command("remove")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from secretaries_cli import output
+from secretaries_cli import output, render
 from secretaries_cli.options import JsonFlag
 from secretaries_cli.runtime import App, new_app, runtime
 
@@ -68,11 +68,7 @@ def list_(ctx: typer.Context, json: JsonFlag = False) -> None:
     if json:
         output.emit_json([t.as_dict() for t in found])
         return
-    output.table(
-        f"{len(found)} token(s)",
-        ["name", "scope", "created"],
-        ((t.name, t.scope, f"{t.created_at:%Y-%m-%d %H:%M}") for t in found),
-    )
+    render.tokens(found)
 
 
 @app.command("revoke")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from secretaries_cli import output
+from secretaries_cli import output, render
 from secretaries_cli.options import JsonFlag
 from secretaries_cli.runtime import App, new_app, runtime
 
@@ -159,21 +159,7 @@ def list_(ctx: typer.Context, json: JsonFlag = False) -> None:
     if json:
         output.emit_json([t.as_dict() for t in found])
         return
-    output.table(
-        f"{len(found)} tool(s)",
-        ["name", "kind", "where", "timeout (s)", "confirm", "read-only"],
-        (
-            (
-                t.name,
-                t.kind,
-                t.as_dict()["url"] or t.command or "",
-                f"{t.timeout:g}",
-                "yes" if t.confirm else "",
-                "yes" if t.read_only else "",
-            )
-            for t in found
-        ),
-    )
+    render.tools(found)
 
 
 @app.command("show")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from secretaries_cli import output
+from secretaries_cli import output, render
 from secretaries_cli.options import JsonFlag, LimitOpt, OffsetOpt
 from secretaries_cli.runtime import UserArg, new_app, runtime
 from secretaries_core.catalog.refs import validate_telegram_id
@@ -101,19 +101,7 @@ def list_(
     if json:
         output.emit_json(rows)
         return
-    output.table(
-        None,
-        ["telegram_id", "username", "secretary", "registered"],
-        (
-            (
-                r.telegram_id,
-                r.username and f"@{r.username}",
-                r.secretary or "(default)",
-                r.created_at.date(),
-            )
-            for r in rows
-        ),
-    )
+    render.users((r.telegram_id, r.username, r.created_at, r.secretary) for r in rows)
 
 
 def _limit(value: str | None) -> int | str | None:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from secretaries_cli import output
+from secretaries_cli import output, render
 from secretaries_cli.options import JsonFlag
 from secretaries_cli.runtime import App, UserArg, new_app, runtime
 
@@ -71,27 +71,11 @@ def register(app: App) -> None:
 
         Example: secretaries versions alice --json
         """
-        from secretaries_core.tools.spec import tools_param
-
         rows = runtime(ctx).registry().versions(sec)
         if json:
             output.emit_json([v.doc() for v in rows])
             return
-        output.table(
-            None,
-            ["version", "state", "model", "tools", "created", "note"],
-            (
-                (
-                    v.version,
-                    v.state,
-                    v.model,
-                    ", ".join(tools_param(dict(v.params))),
-                    v.created_at.isoformat(timespec="seconds"),
-                    v.note or "",
-                )
-                for v in rows
-            ),
-        )
+        render.versions(rows)
 
     @app.command("diff")
     def diff(

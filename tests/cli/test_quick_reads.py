@@ -74,6 +74,10 @@ def _seeded(url: str) -> Iterator[tuple[str, SecretaryRegistry]]:
     alice = registry.get_secretary("alice").id
     registry.record_eval(alice, 2, passed=3, failed=1, failures=["greets"])
     registry.rollout_start("alice", percent=50)
+    registry.add_provider("local", "http://127.0.0.1:8080/v1?api_key=hidden", "LOCAL_KEY")
+    from secretaries_core.catalog.api_tokens import ApiTokens
+
+    ApiTokens(engine).create("bot-front", "ingress")
     registry.pin(45, "alice", 1)
     with engine.begin() as conn:
         conn.execute(
@@ -152,6 +156,12 @@ CASES = [
     ["history", "99"],
     ["history", "@nobody", "--json"],
     ["history", "0"],
+    ["tools", "list"],
+    ["tools", "list", "--json"],
+    ["tokens", "list"],
+    ["tokens", "list", "--json"],
+    ["providers", "list"],
+    ["providers", "list", "--json"],
 ]
 
 
@@ -268,6 +278,8 @@ def test_quick_reads_load_neither_typer_nor_the_orm(
     assert _answered_quickly(url, ["versions", "alice"])
     assert _answered_quickly(url, ["users", "list", "--secretary", "carol"])
     assert _answered_quickly(url, ["history", "@ann", "--json"])
+    for listed in ("tools", "tokens", "providers"):
+        assert _answered_quickly(url, [listed, "list"])
 
 
 def test_a_version_list_without_its_live_row_is_the_registry_s(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from secretaries_core.llm.providers import (
     parse_model,
     validate_model,
 )
-from secretaries_core.llm.providers_table import PROVIDER_TABLE
+from secretaries_core.llm.providers_table import PROVIDER_TABLE, provider_rows
 from secretaries_core.plumbing.db import mask_url
 
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -92,8 +92,7 @@ class ProvidersMixin(RegistryBase):
         """Every named provider, by name."""
 
         def work(session: Session) -> list[Provider]:
-            rows = session.execute(select(PROVIDER_TABLE).order_by(PROVIDER_TABLE.c.name))
-            return [Provider(r.name, r.base_url, r.api_key_env) for r in rows]
+            return [Provider(*row) for row in provider_rows(session)]
 
         return self._read(work)
 
