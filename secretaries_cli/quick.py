@@ -1,15 +1,16 @@
 """The hottest reads answered without loading Typer, the ORM or pydantic.
 
-The reads an operator (or a script in a loop) runs most are one or two queries;
-starting the whole CLI for them cost 0.6 s against 0.24 s for `import sqlalchemy`. When
-the command line is exactly one of them (`COMMANDS`: `list`, `show`, `current`,
-`versions`, `history`, `users list`, and the lists of tools, tokens and providers) —
-global `--database-url`/`--context-url`, the command, its argument, its flags and
-options — it is answered here through
-`secretaries_core.catalog.reads` and printed exactly as the Typer command prints it (the
-tests compare both, byte for byte). Anything else (help, another option, a typo) and any
-read that cannot answer (an unknown name, an error of any kind) goes to the Typer app,
-which then says what the contract says: every refusal has one implementation.
+The reads an operator (or a script in a loop) runs most are one or two queries; starting
+the whole CLI for them cost 0.6 s against 0.24 s for `import sqlalchemy`. When the
+command line is exactly one of them (`COMMANDS`: `list`, `show`, `current`, `versions`,
+`diff`, `history`, `users list`, `tools show`, and the lists of tools, tokens and
+providers — global `--database-url`/`--context-url`, the command, its arguments, its
+flags and options), it is answered here through `secretaries_core.catalog.reads` (and the
+Core-only tool, token and provider tables) and printed exactly as the Typer command
+prints it (the tests compare both, byte for byte). Anything else (help, another option,
+a typo) and any read that cannot answer (an unknown name, an error of any kind) goes to
+the Typer app, which then says what the contract says: every refusal has one
+implementation.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ COMMANDS: dict[str, tuple[set[str], set[str], int]] = {
     "versions": ({"--json"}, set(), 1),
     "history": ({"--json"}, {"--limit", "--offset"}, 1),
     "users list": ({"--json"}, {"--secretary", "--limit", "--offset"}, 0),
+    "diff": ({"--json"}, set(), 3),
     "tools list": ({"--json"}, set(), 0),
+    "tools show": ({"--json"}, set(), 1),
     "tokens list": ({"--json"}, set(), 0),
     "providers list": ({"--json"}, set(), 0),
 }
@@ -115,6 +118,13 @@ def _count(read: Read, name: str) -> int | None:
     return int(raw)
 
 
+def _version_number(word: str) -> int:
+    """A version number as Typer's int parameter takes it; raises (give up) otherwise."""
+    if not (word.isascii() and word.isdigit()):
+        raise ValueError(word)
+    return int(word)
+
+
 def _answer(read: Read) -> str | None:
     """The output as text (None when it was drawn as a table already); raises to give up."""
     from secretaries_core.catalog import reads
@@ -137,6 +147,16 @@ def _answer(read: Read) -> str | None:
                 found = reads.secretary_detail(conn, arguments[0])
             elif command == "versions":
                 found = reads.versions(conn, arguments[0])
+            elif command == "diff":
+                v1, v2 = (_version_number(word) for word in arguments[1:])
+                found = reads.diff(conn, arguments[0], v1, v2)
+            elif command == "tools show":
+                from secretaries_core.tools.registry import ToolRegistry
+
+                spec = ToolRegistry(engine).get(arguments[0])
+                if spec.kind == "mcp":
+                    raise LookupError("an MCP server's tools are discovered by the Typer app")
+                found = spec.as_dict()
             elif command == "tools list":
                 from secretaries_core.tools.registry import ToolRegistry
 
@@ -192,6 +212,11 @@ def _for_people(command: str, found: Any, user: object) -> str | None:
         return render.for_terminal(line) + "\n"
     if command == "users list":
         render.users(found)
+        return None
+    if command == "diff":
+        return "".join(render.for_terminal(line) + "\n" for line in render.diff_lines(found))
+    if command == "tools show":
+        render.tool(found)
         return None
     if command == "tools list":
         render.tools(found)

@@ -144,3 +144,29 @@ def providers(rows: Iterable[Mapping[str, Any]]) -> None:
         ["name", "base URL", "key from"],
         ((r["name"], r["base_url"], r["api_key_env"] or "") for r in rows),
     )
+
+
+def diff_lines(doc: Mapping[str, Any]) -> list[str]:
+    """What `diff SEC V1 V2` says, line by line (a `diff --json` document)."""
+    lines = []
+    if doc["model"]:
+        lines.append(f"model: {doc['model']['from']} -> {doc['model']['to']}")
+    for key, change in doc["params"].items():
+        lines.append(f"param {key}: {change['from']!r} -> {change['to']!r}")
+    lines.append(doc["prompt_diff"] or "(the prompt is the same)")
+    return lines
+
+
+def tool(doc: Mapping[str, Any]) -> None:
+    """The tables of `tools show` (a `tools show --json` document)."""
+    table(
+        f"tool {doc['name']}",
+        ["field", "value"],
+        ((k, v if isinstance(v, str) else repr(v)) for k, v in doc.items() if k != "tools"),
+    )
+    if doc["kind"] == "mcp":
+        table(
+            "its tools",
+            ["name", "description"],
+            ((t["name"], t["description"]) for t in doc["tools"]),
+        )

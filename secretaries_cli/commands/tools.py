@@ -188,17 +188,7 @@ def show(ctx: typer.Context, name: NameArg, json: JsonFlag = False) -> None:
     if json:
         output.emit_json(doc)
         return
-    output.table(
-        f"tool {spec.name}",
-        ["field", "value"],
-        ((k, v if isinstance(v, str) else repr(v)) for k, v in doc.items() if k != "tools"),
-    )
-    if spec.kind == "mcp":
-        output.table(
-            "its tools",
-            ["name", "description"],
-            ((t["name"], t["description"]) for t in doc["tools"]),
-        )
+    render.tool(doc)
 
 
 @app.command("remove")

@@ -93,11 +93,8 @@ def register(app: App) -> None:
         if json:
             output.emit_json(doc)
             return
-        if doc["model"]:
-            output.say(f"model: {doc['model']['from']} -> {doc['model']['to']}")
-        for key, change in doc["params"].items():
-            output.say(f"param {key}: {change['from']!r} -> {change['to']!r}")
-        output.say(doc["prompt_diff"] or "(the prompt is the same)")
+        for line in render.diff_lines(doc):
+            output.say(line)
 
     @app.command("rollback")
     def rollback(

@@ -280,7 +280,7 @@ def plan(
         if fields:
             diff = ""
             if "prompt" in fields:
-                from secretaries_core.catalog.registry.versions import prompt_diff
+                from secretaries_core.catalog.reads import prompt_diff
 
                 diff = prompt_diff(
                     found.prompt, item.prompt, f"{item.name} (now)", f"{item.name} (file)"

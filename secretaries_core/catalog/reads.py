@@ -504,3 +504,51 @@ def history_documents(rows: list[tuple[uuid.UUID, str, bool, datetime, datetime]
         }
         for sid, name, active, since, changed in rows
     ]
+
+
+def prompt_diff(old: str, new: str, old_name: str, new_name: str) -> str:
+    """Two prompts as a unified diff (empty when they are the same)."""
+    import difflib
+
+    lines = difflib.unified_diff(
+        old.splitlines(), new.splitlines(), fromfile=old_name, tofile=new_name, lineterm=""
+    )
+    return "\n".join(lines)
+
+
+def diff_document(name: str, v1: int, v2: int, a: Any, b: Any) -> dict[str, Any]:
+    """`diff SEC V1 V2 --json`: what changed from version row `a` (V1) to `b` (V2)."""
+    params: dict[str, Any] = {}
+    for key in sorted(set(a.params) | set(b.params)):
+        if a.params.get(key) != b.params.get(key):
+            params[key] = {"from": a.params.get(key), "to": b.params.get(key)}
+    return {
+        "from": v1,
+        "to": v2,
+        "model": {"from": a.model, "to": b.model} if a.model != b.model else None,
+        "params": params,
+        "prompt_diff": prompt_diff(a.prompt, b.prompt, f"{name} v{v1}", f"{name} v{v2}"),
+    }
+
+
+def diff(conn: Connection, ref: str, v1: int, v2: int) -> dict[str, Any]:
+    """`diff SEC V1 V2`; `Miss` when the secretary or either version row is not there (the
+    registry then writes a missing live row, or says which version does not exist)."""
+    try:
+        by = SECRETARY.c.id == uuid.UUID(ref)
+    except ValueError:
+        by = SECRETARY.c.name == ref
+    secretary = conn.execute(select(SECRETARY.c.id, SECRETARY.c.name).where(by)).one_or_none()
+    if secretary is None:
+        raise Miss(ref)
+    rows = {
+        row.version: row
+        for row in conn.execute(
+            select(VERSION).where(
+                VERSION.c.secretary_id == secretary.id, VERSION.c.version.in_((v1, v2))
+            )
+        )
+    }
+    if v1 not in rows or v2 not in rows:
+        raise Miss(ref)
+    return diff_document(secretary.name, v1, v2, rows[v1], rows[v2])

@@ -66,6 +66,8 @@ def _seeded(url: str) -> Iterator[tuple[str, SecretaryRegistry]]:
     for tool in ("cal", "mail"):
         spec = ToolSpec(tool, "http", url=f"http://127.0.0.1:9/{tool}", schema={"type": "object"})
         ToolRegistry(engine).add(spec)
+    # An MCP server's tools are discovered by the Typer app: here it cannot start.
+    ToolRegistry(engine).add(ToolSpec("srv", "mcp", command="/nonexistent/mcp-server"))
     registry.update_secretary(
         "alice", AssistantUpdate(model="echo-2", params={"tools": "cal, mail"}), draft=True,
         note=HOSTILE,
@@ -162,6 +164,16 @@ CASES = [
     ["tokens", "list", "--json"],
     ["providers", "list"],
     ["providers", "list", "--json"],
+    ["diff", "alice", "1", "2"],  # model and params changed, the same prompt
+    ["diff", "carol", "1", "2", "--json"],  # the prompt changed
+    ["diff", "alice", "2", "1", "--json"],
+    ["diff", "alice", "1", "9"],  # no version 9: the registry's error
+    ["diff", "nobody", "1", "2"],
+    ["diff", "alice", "x", "2"],
+    ["tools", "show", "cal"],
+    ["tools", "show", "mail", "--json"],
+    ["tools", "show", "nothing"],
+    ["tools", "show", "srv"],
 ]
 
 
@@ -280,6 +292,8 @@ def test_quick_reads_load_neither_typer_nor_the_orm(
     assert _answered_quickly(url, ["history", "@ann", "--json"])
     for listed in ("tools", "tokens", "providers"):
         assert _answered_quickly(url, [listed, "list"])
+    assert _answered_quickly(url, ["diff", "alice", "1", "2", "--json"])
+    assert _answered_quickly(url, ["tools", "show", "cal"])
 
 
 def test_a_version_list_without_its_live_row_is_the_registry_s(tmp_path: Path) -> None:

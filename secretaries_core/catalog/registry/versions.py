@@ -16,7 +16,11 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from secretaries_core.catalog.models import Assistant
-from secretaries_core.catalog.reads import VersionInfo, version_list
+from secretaries_core.catalog.reads import (
+    VersionInfo,
+    diff_document,
+    version_list,
+)
 from secretaries_core.catalog.refs import UserRef
 from secretaries_core.catalog.registry.providers import ProvidersMixin
 from secretaries_core.catalog.versions_tables import (
@@ -69,16 +73,6 @@ class Rollout:
     judge_model: str | None = None
     judge_sample: float | None = None
     max_judge_fail_rate: float | None = None
-
-
-def prompt_diff(old: str, new: str, old_name: str, new_name: str) -> str:
-    """Two prompts as a unified diff (empty when they are the same)."""
-    import difflib
-
-    lines = difflib.unified_diff(
-        old.splitlines(), new.splitlines(), fromfile=old_name, tofile=new_name, lineterm=""
-    )
-    return "\n".join(lines)
 
 
 def _row_rollout(row: Any) -> Rollout:
@@ -184,20 +178,7 @@ class VersionsMixin(ProvidersMixin):
                 self._version_row(session, secretary, v1),
                 self._version_row(session, secretary, v2),
             )
-            params: dict[str, Any] = {}
-            for key in sorted(set(a.params) | set(b.params)):
-                if a.params.get(key) != b.params.get(key):
-                    params[key] = {"from": a.params.get(key), "to": b.params.get(key)}
-            prompt = prompt_diff(
-                a.prompt, b.prompt, f"{secretary.name} v{v1}", f"{secretary.name} v{v2}"
-            )
-            return {
-                "from": v1,
-                "to": v2,
-                "model": {"from": a.model, "to": b.model} if a.model != b.model else None,
-                "params": params,
-                "prompt_diff": prompt,
-            }
+            return diff_document(secretary.name, v1, v2, a, b)
 
         return self._write_quietly(work)
 
