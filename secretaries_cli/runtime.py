@@ -144,7 +144,7 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             if not _driver_error(exc):
                 raise
             # Escaped the library's translation (it should not): one line, the URL masked.
-            from secretaries_core.plumbing.db import mask_url
+            from secretaries_core.redact import mask_url
 
             first = (str(getattr(exc, "orig", None) or exc).splitlines() or ["?"])[0]
             output.error(f"database error: {mask_url(first)}")

@@ -17,6 +17,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import unquote
 
 MASK = "***"
@@ -94,3 +95,35 @@ class ScrubFilter(logging.Filter):
             formatted = logging.Formatter().formatException(record.exc_info)
             record.exc_text = scrub(formatted)
         return True
+
+
+_SECRET_QUERY = re.compile(
+    r"([?&;](?:password|passwd|pwd|pass|secret|token|api_key|apikey|key|sslpassword|auth)=)"
+    r"[^&;#]*",
+    re.IGNORECASE,
+)
+
+
+def mask_url(url: Any) -> str:
+    """Render a URL (text or a SQLAlchemy URL) with every password replaced by `***`,
+    safe for messages and logs.
+
+    Covers `user:password@` (also a password holding `@`, `/` or `%xx`, by taking the last
+    `@` before the query) and secrets in the query string (`?password=…`, `&token=…`).
+    """
+    # A SQLAlchemy URL renders its password as *** unless told not to: masked here alike.
+    render = getattr(url, "render_as_string", None)
+    text = render(hide_password=False) if render is not None else str(url)
+    scheme = text.find("://")
+    if scheme >= 0:
+        start = scheme + 3
+        end = min(
+            (i for i in (text.find("?", start), text.find("#", start)) if i >= 0), default=len(text)
+        )
+        at = text.rfind("@", start, end)
+        if at >= 0:
+            userinfo = text[start:at]
+            if ":" in userinfo:
+                userinfo = userinfo.split(":", 1)[0] + ":***"
+            text = text[:start] + userinfo + text[at:]
+    return _SECRET_QUERY.sub(r"\1***", text)

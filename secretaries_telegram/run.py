@@ -17,9 +17,8 @@ from aiogram.utils.token import TokenValidationError
 
 from secretaries_core.errors import BackendUnavailable, InvalidInput
 from secretaries_core.orchestrator import Orchestrator
-from secretaries_core.plumbing.db import mask_url
 from secretaries_core.queue.client import Queue
-from secretaries_core.redact import remember, scrub
+from secretaries_core.redact import mask_url, remember, scrub
 from secretaries_telegram.approvals import LocalApprovals, QueueApprovals
 from secretaries_telegram.delivery import set_grace
 from secretaries_telegram.drafts import Drafter

@@ -81,8 +81,7 @@ def register(app: App) -> None:
         from urllib.parse import urlsplit
 
         from secretaries_core.errors import InvalidInput
-        from secretaries_core.plumbing.db import mask_url
-        from secretaries_core.redact import remember
+        from secretaries_core.redact import mask_url, remember
 
         remember([token])  # a flag's value is no env var: the scrubber must be told
         # Checked before aiogram is imported (seconds on a busy machine): a missing or

@@ -40,7 +40,7 @@ def upgrade(ctx: typer.Context, revision: RevArg = "head", json: JsonFlag = Fals
     """
     from secretaries_core.catalog.registry.catalog import nonconforming_names
     from secretaries_core.plumbing import schema
-    from secretaries_core.plumbing.db import mask_url
+    from secretaries_core.redact import mask_url
 
     engine = _engine(ctx)
     before = schema.current_revision(engine)
@@ -87,7 +87,7 @@ def downgrade(
     """
     from secretaries_core.errors import InvalidInput
     from secretaries_core.plumbing import schema
-    from secretaries_core.plumbing.db import mask_url
+    from secretaries_core.redact import mask_url
 
     engine = _engine(ctx)
     question = (

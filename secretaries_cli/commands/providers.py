@@ -35,7 +35,7 @@ def add(
 
     Example: secretaries providers add local --base-url http://127.0.0.1:8080/v1
     """
-    from secretaries_core.plumbing.db import mask_url
+    from secretaries_core.redact import mask_url
 
     provider = runtime(ctx).registry().add_provider(name, base_url, api_key_env)
     key = f", key from ${provider.api_key_env}" if provider.api_key_env else ", no key"

@@ -13,7 +13,7 @@ from secretaries_core.context.redis_clients import (
 )
 from secretaries_core.context.sql import SqlContextStore
 from secretaries_core.errors import InvalidInput
-from secretaries_core.plumbing.db import mask_url
+from secretaries_core.redact import mask_url
 
 __all__ = ["open_context_store", "redis_client"]
 

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from secretaries_core.errors import BackendUnavailable, InvalidInput
-from secretaries_core.plumbing.db import mask_url
+from secretaries_core.redact import mask_url
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEME = "redis+cluster"

@@ -23,8 +23,8 @@ from typing import Any
 from secretaries_core.errors import ModelError, ModelUnavailable
 from secretaries_core.llm.base import CallUsage, ChatRequest, ToolCall
 from secretaries_core.plumbing import backoff
-from secretaries_core.plumbing.db import mask_url
 from secretaries_core.plumbing.loops import PerLoop
+from secretaries_core.redact import mask_url
 
 # Params that configure this library, not the model: never sent to the API.
 LOCAL_PARAMS = frozenset(

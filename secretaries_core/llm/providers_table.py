@@ -35,7 +35,7 @@ def provider_rows(conn: Any) -> list[tuple[str, str, str | None]]:
 def listing(openai_base_url: str, rows: list[tuple[str, str, str | None]]) -> list[dict[str, Any]]:
     """`providers list --json`: the built-in `openai` first, then the named ones; every
     URL masked."""
-    from secretaries_core.plumbing.db import mask_url
+    from secretaries_core.redact import mask_url
 
     built_in = ("openai", openai_base_url, BUILT_IN_KEY_ENV, True)
     return [

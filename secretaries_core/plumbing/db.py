@@ -2,52 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from secretaries_core.errors import BackendUnavailable, InvalidInput
+from secretaries_core.redact import mask_url
 
 if TYPE_CHECKING:  # the ORM only where sessions are used: Core-only readers start faster
     from sqlalchemy.orm import Session
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_CACHE_KIB = 64 * 1024
-
-
-_SECRET_QUERY = re.compile(
-    r"([?&;](?:password|passwd|pwd|pass|secret|token|api_key|apikey|key|sslpassword|auth)=)"
-    r"[^&;#]*",
-    re.IGNORECASE,
-)
-
-
-def mask_url(url: str | URL) -> str:
-    """Render a URL with every password replaced by `***`, safe for messages and logs.
-
-    Covers `user:password@` (also a password holding `@`, `/` or `%xx`, by taking the last
-    `@` before the query) and secrets in the query string (`?password=…`, `&token=…`).
-    """
-    text = url.render_as_string(hide_password=False) if isinstance(url, URL) else str(url)
-    scheme = text.find("://")
-    if scheme >= 0:
-        start = scheme + 3
-        end = min(
-            (i for i in (text.find("?", start), text.find("#", start)) if i >= 0), default=len(text)
-        )
-        at = text.rfind("@", start, end)
-        if at >= 0:
-            userinfo = text[start:at]
-            if ":" in userinfo:
-                userinfo = userinfo.split(":", 1)[0] + ":***"
-            text = text[:start] + userinfo + text[at:]
-    return _SECRET_QUERY.sub(r"\1***", text)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

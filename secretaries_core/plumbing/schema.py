@@ -134,7 +134,7 @@ def _check_location(settings: Settings) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from secretaries_core.plumbing.db import mask_url
+    from secretaries_core.redact import mask_url
 
     if settings.is_embedded_default:
         try:

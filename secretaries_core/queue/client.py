@@ -29,10 +29,10 @@ from secretaries_core.errors import (
     UnstorableInput,
 )
 from secretaries_core.plumbing import tracing
-from secretaries_core.plumbing.db import mask_url
 from secretaries_core.plumbing.loops import PerLoop
 from secretaries_core.queue.coalesce import ScriptBatches, script_sha
 from secretaries_core.queue.keys import GROUP, QueueKeys
+from secretaries_core.redact import mask_url
 
 SEEN_TTL_S = 2 * 24 * 3600  # Telegram redelivers an update for at most a day
 INBOUND_CAP = 1_000_000  # per partition: a safety valve, far above any healthy backlog

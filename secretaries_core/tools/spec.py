@@ -11,7 +11,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from secretaries_core.errors import InvalidInput
-from secretaries_core.plumbing.db import mask_url
+from secretaries_core.redact import mask_url
 
 Kind = Literal["http", "mcp", "assistant"]
 KINDS: tuple[Kind, ...] = ("http", "mcp", "assistant")

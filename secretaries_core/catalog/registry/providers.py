@@ -21,7 +21,7 @@ from secretaries_core.llm.providers import (
     validate_model,
 )
 from secretaries_core.llm.providers_table import PROVIDER_TABLE, provider_rows
-from secretaries_core.plumbing.db import mask_url
+from secretaries_core.redact import mask_url
 
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
