@@ -3,8 +3,8 @@
 The reads an operator (or a script in a loop) runs most are one or two queries; starting
 the whole CLI for them cost 0.6 s against 0.24 s for `import sqlalchemy`. When the
 command line is exactly one of them (`COMMANDS`: `list`, `show`, `current`, `versions`,
-`diff`, `history`, `users list`, `tools show`, and the lists of tools, tokens and
-providers — global `--database-url`/`--context-url`, the command, its arguments, its
+`diff`, `rollout status`, `history`, `users list`, `tools show`, and the lists of tools,
+tokens and providers — global `--database-url`/`--context-url`, the command, its arguments, its
 flags and options), it is answered here through `secretaries_core.catalog.reads` (and the
 Core-only tool, token and provider tables) and printed exactly as the Typer command
 prints it (the tests compare both, byte for byte). Anything else (help, another option,
@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[set[str], set[str], int]] = {
     "history": ({"--json"}, {"--limit", "--offset"}, 1),
     "users list": ({"--json"}, {"--secretary", "--limit", "--offset"}, 0),
     "diff": ({"--json"}, set(), 3),
+    "rollout status": ({"--json"}, set(), 1),
     "tools list": ({"--json"}, set(), 0),
     "tools show": ({"--json"}, set(), 1),
     "tokens list": ({"--json"}, set(), 0),
@@ -147,6 +148,8 @@ def _answer(read: Read) -> str | None:
                 found = reads.secretary_detail(conn, arguments[0])
             elif command == "versions":
                 found = reads.versions(conn, arguments[0])
+            elif command == "rollout status":
+                found = reads.rollout_status(conn, arguments[0])
             elif command == "diff":
                 v1, v2 = (_version_number(word) for word in arguments[1:])
                 found = reads.diff(conn, arguments[0], v1, v2)
@@ -212,6 +215,9 @@ def _for_people(command: str, found: Any, user: object) -> str | None:
         return render.for_terminal(line) + "\n"
     if command == "users list":
         render.users(found)
+        return None
+    if command == "rollout status":
+        render.rollout_status(found)
         return None
     if command == "diff":
         return "".join(render.for_terminal(line) + "\n" for line in render.diff_lines(found))

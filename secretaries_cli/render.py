@@ -6,6 +6,7 @@ loading Typer.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -170,3 +171,49 @@ def tool(doc: Mapping[str, Any]) -> None:
             ["name", "description"],
             ((t["name"], t["description"]) for t in doc["tools"]),
         )
+
+
+def say(line: str) -> None:
+    """A line for people on stdout, made terminal-safe (what `output.say` prints)."""
+    sys.stdout.write(for_terminal(line) + "\n")
+
+
+def rollout_status(doc: Mapping[str, Any]) -> None:
+    """What `rollout status SEC` shows (a `rollout status --json` document)."""
+    state, live, candidate = doc["state"], doc["live"]["version"], doc["candidate"]["version"]
+    names = ("live", "candidate")
+    if state == "running":
+        say(f"{doc['secretary']}: rollout running at {doc['percent']}%")
+    elif state == "promoted":
+        say(
+            f"{doc['secretary']}: promoted: version {candidate} is live for everyone "
+            f"(was version {live}); the counts below are over the rollout"
+        )
+        names = ("before", "promoted")
+    else:
+        say(
+            f"{doc['secretary']}: rollout {state.replace('_', ' ')}: everyone is on version "
+            f"{live}; the counts below are over the rollout"
+        )
+        names = ("live", state.replace("_", " "))
+    judged = bool(doc.get("judge"))
+    columns = ["side", "version", "messages", "errors", "error rate", "likes", "dislikes"]
+    table(
+        None,
+        columns + (["judged", "judge fail rate"] if judged else []),
+        (
+            (
+                name,
+                side["version"],
+                side["messages"],
+                side["errors"],
+                side["error_rate"],
+                side["likes"],
+                side["dislikes"],
+                *((side["judged"], side["judge_fail_rate"]) if judged else ()),
+            )
+            for name, side in ((names[0], doc["live"]), (names[1], doc["candidate"]))
+        ),
+    )
+    if doc.get("reason"):
+        say(f"ended: {doc['reason']}")

@@ -23,43 +23,7 @@ def _status(ctx: typer.Context, sec: str, json: bool) -> None:
     if json:
         output.emit_json(doc)
         return
-    state, live, candidate = doc["state"], doc["live"]["version"], doc["candidate"]["version"]
-    names = ("live", "candidate")
-    if state == "running":
-        output.say(f"{doc['secretary']}: rollout running at {doc['percent']}%")
-    elif state == "promoted":
-        output.say(
-            f"{doc['secretary']}: promoted: version {candidate} is live for everyone "
-            f"(was version {live}); the counts below are over the rollout"
-        )
-        names = ("before", "promoted")
-    else:
-        output.say(
-            f"{doc['secretary']}: rollout {state.replace('_', ' ')}: everyone is on version "
-            f"{live}; the counts below are over the rollout"
-        )
-        names = ("live", state.replace("_", " "))
-    judged = bool(doc.get("judge"))
-    columns = ["side", "version", "messages", "errors", "error rate", "likes", "dislikes"]
-    output.table(
-        None,
-        columns + (["judged", "judge fail rate"] if judged else []),
-        (
-            (
-                name,
-                side["version"],
-                side["messages"],
-                side["errors"],
-                side["error_rate"],
-                side["likes"],
-                side["dislikes"],
-                *((side["judged"], side["judge_fail_rate"]) if judged else ()),
-            )
-            for name, side in ((names[0], doc["live"]), (names[1], doc["candidate"]))
-        ),
-    )
-    if doc.get("reason"):
-        output.say(f"ended: {doc['reason']}")
+    render.rollout_status(doc)
 
 
 def register(app: App) -> None:

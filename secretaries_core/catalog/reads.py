@@ -26,6 +26,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Float,
     Integer,
     MetaData,
     String,
@@ -106,9 +107,34 @@ ROLLOUT = Table(
     _views,
     Column("id", Uuid, primary_key=True),
     Column("secretary_id", Uuid),
+    Column("live_version", Integer),
     Column("candidate_version", Integer),
     Column("percent", Integer),
     Column("state", String),
+    Column("max_error_rate", Float),
+    Column("max_dislike_rate", Float),
+    Column("min_messages", Integer),
+    Column("started_at", UTCDateTime()),
+    Column("ended_at", UTCDateTime()),
+    Column("reason", Text),
+    Column("judge_rubric", Text),
+    Column("judge_sample", Float),
+    Column("max_judge_fail_rate", Float),
+)
+COUNT = Table(
+    "version_count",
+    _views,
+    Column("secretary_id", Uuid, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("period", String, primary_key=True),
+    Column("messages", Integer),
+    Column("errors", Integer),
+    Column("prompt_tokens", BigInteger),
+    Column("completion_tokens", BigInteger),
+    Column("likes", Integer),
+    Column("dislikes", Integer),
+    Column("judged", Integer),
+    Column("judge_failed", Integer),
 )
 PIN = Table(
     "version_pin",
@@ -117,7 +143,7 @@ PIN = Table(
     Column("secretary_id", Uuid, primary_key=True),
     Column("version", Integer),
 )
-VIEWS = (SECRETARY, USER, LINK, VERSION, EVAL, ROLLOUT, PIN)
+VIEWS = (SECRETARY, USER, LINK, VERSION, EVAL, ROLLOUT, COUNT, PIN)
 
 _SUMMARY = (
     SECRETARY.c.id,
@@ -552,3 +578,89 @@ def diff(conn: Connection, ref: str, v1: int, v2: int) -> dict[str, Any]:
     if v1 not in rows or v2 not in rows:
         raise Miss(ref)
     return diff_document(secretary.name, v1, v2, rows[v1], rows[v2])
+
+
+def judge_fail_rate(row: Any) -> float:
+    """Failed verdicts per judged reply of a counts row (0 without any)."""
+    judged = int(getattr(row, "judged", 0) or 0) if row is not None else 0
+    return int(row.judge_failed or 0) / judged if judged else 0.0
+
+
+def error_rate(row: Any) -> float:
+    """Errors per message of a counts row (0 without messages or without a row)."""
+    return row.errors / row.messages if row is not None and row.messages else 0.0
+
+
+def dislike_rate(row: Any) -> float:
+    """Dislikes per vote of a counts row (0 without votes or without a row)."""
+    votes = (row.likes + row.dislikes) if row is not None else 0
+    return row.dislikes / votes if votes else 0.0
+
+
+def side(version: int, row: Any) -> dict[str, Any]:
+    """One side of `rollout status`: a version's counts over the rollout's life."""
+    messages = int(row.messages) if row is not None else 0
+    errors = int(row.errors) if row is not None else 0
+    likes = int(row.likes) if row is not None else 0
+    dislikes = int(row.dislikes) if row is not None else 0
+    return {
+        "version": version,
+        "messages": messages,
+        "errors": errors,
+        "error_rate": round(error_rate(row), 4),
+        "likes": likes,
+        "dislikes": dislikes,
+        "dislike_rate": round(dislike_rate(row), 4),
+        "judged": int(getattr(row, "judged", 0) or 0) if row is not None else 0,
+        "judge_fail_rate": round(judge_fail_rate(row), 4),
+        "prompt_tokens": int(row.prompt_tokens) if row is not None else 0,
+        "completion_tokens": int(row.completion_tokens) if row is not None else 0,
+    }
+
+
+def rollout_document(conn: Any, secretary_id: uuid.UUID, name: str) -> dict[str, Any] | None:
+    """`rollout status --json`: the secretary's newest rollout with both sides' counts over
+    its life, or None when it never had one (`conn`: a Connection or an ORM Session)."""
+    rollout = conn.execute(
+        select(ROLLOUT)
+        .where(ROLLOUT.c.secretary_id == secretary_id)
+        .order_by(ROLLOUT.c.started_at.desc())
+        .limit(1)
+    ).first()
+    if rollout is None:
+        return None
+    counts = {
+        row.version: row
+        for row in conn.execute(
+            select(COUNT).where(
+                COUNT.c.secretary_id == secretary_id, COUNT.c.period == rollout.id.hex
+            )
+        )
+    }
+    live, candidate = rollout.live_version, rollout.candidate_version
+    return {
+        "secretary": name,
+        "state": rollout.state,
+        "percent": rollout.percent,
+        "live": side(live, counts.get(live)),
+        "candidate": side(candidate, counts.get(candidate)),
+        "max_error_rate": rollout.max_error_rate,
+        "max_dislike_rate": rollout.max_dislike_rate,
+        "min_messages": rollout.min_messages,
+        "judge": rollout.judge_rubric,
+        "judge_sample": rollout.judge_sample,
+        "max_judge_fail_rate": rollout.max_judge_fail_rate,
+        "started_at": rollout.started_at.isoformat(),
+        "ended_at": rollout.ended_at.isoformat() if rollout.ended_at else None,
+        "reason": rollout.reason,
+    }
+
+
+def rollout_status(conn: Connection, ref: str) -> dict[str, Any]:
+    """`rollout status SEC`; `Miss` without such a secretary or any rollout of it."""
+    sid = secretary_id(conn, ref)
+    name = conn.execute(select(SECRETARY.c.name).where(SECRETARY.c.id == sid)).scalar_one()
+    found = rollout_document(conn, sid, name)
+    if found is None:
+        raise Miss(ref)
+    return found

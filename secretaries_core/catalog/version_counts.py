@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from secretaries_core.catalog.registry.rollouts import dislike_rate, error_rate, judge_fail_rate
+from secretaries_core.catalog.reads import dislike_rate, error_rate, judge_fail_rate
 from secretaries_core.catalog.versions_tables import VERSION_COUNT_TABLE
 from secretaries_core.plumbing.db import transaction
 from secretaries_core.plumbing.flusher import BackgroundFlush

@@ -76,6 +76,21 @@ def _seeded(url: str) -> Iterator[tuple[str, SecretaryRegistry]]:
     alice = registry.get_secretary("alice").id
     registry.record_eval(alice, 2, passed=3, failed=1, failures=["greets"])
     registry.rollout_start("alice", percent=50)
+    from secretaries_core.catalog.registry.rollouts import Judging
+
+    registry.rollout_start("carol", percent=10, judge=Judging("Be brief.", sample=50))
+    registry.rollout_abort("carol", reason=HOSTILE)
+    with engine.begin() as conn:
+        rollout = conn.execute(
+            reads.ROLLOUT.select().where(reads.ROLLOUT.c.state == "running")
+        ).one()
+        conn.execute(
+            reads.COUNT.insert().values(
+                secretary_id=rollout.secretary_id, version=2, period=rollout.id.hex,
+                messages=10, errors=1, prompt_tokens=100, completion_tokens=50, likes=2,
+                dislikes=1, judged=0, judge_failed=0,
+            )
+        )  # fmt: skip
     registry.add_provider("local", "http://127.0.0.1:8080/v1?api_key=hidden", "LOCAL_KEY")
     from secretaries_core.catalog.api_tokens import ApiTokens
 
@@ -174,6 +189,12 @@ CASES = [
     ["tools", "show", "mail", "--json"],
     ["tools", "show", "nothing"],
     ["tools", "show", "srv"],
+    ["rollout", "status", "alice"],  # running, with the candidate's counts
+    ["rollout", "status", "alice", "--json"],
+    ["rollout", "status", "carol"],  # aborted, judged, a hostile reason
+    ["rollout", "status", "carol", "--json"],
+    ["rollout", "status", "bob"],  # never had one: the registry's error
+    ["rollout", "status", "nobody", "--json"],
 ]
 
 
@@ -294,6 +315,7 @@ def test_quick_reads_load_neither_typer_nor_the_orm(
         assert _answered_quickly(url, [listed, "list"])
     assert _answered_quickly(url, ["diff", "alice", "1", "2", "--json"])
     assert _answered_quickly(url, ["tools", "show", "cal"])
+    assert _answered_quickly(url, ["rollout", "status", "carol"])
 
 
 def test_a_version_list_without_its_live_row_is_the_registry_s(tmp_path: Path) -> None:

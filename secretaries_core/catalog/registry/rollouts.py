@@ -22,7 +22,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from secretaries_core.catalog.models import Assistant, TelegramUser
-from secretaries_core.catalog.reads import SERVED_MARKS
+from secretaries_core.catalog.reads import (
+    SERVED_MARKS,
+    rollout_document,
+)
 from secretaries_core.catalog.registry.base import Change
 from secretaries_core.catalog.registry.evals import EvalsMixin
 from secretaries_core.catalog.registry.versions import (
@@ -265,32 +268,10 @@ class RolloutsMixin(VersionsMixin, EvalsMixin):
 
         def work(session: Session) -> dict[str, Any]:
             secretary = self._secretary(session, ref)
-            row = session.execute(
-                select(ROLLOUT_TABLE)
-                .where(ROLLOUT_TABLE.c.secretary_id == secretary.id)
-                .order_by(ROLLOUT_TABLE.c.started_at.desc())
-                .limit(1)
-            ).first()
-            if row is None:
+            found = rollout_document(session, secretary.id, secretary.name)
+            if found is None:
                 raise NotFound(f"{secretary.name} has never had a rollout")
-            rollout = _row_rollout(row)
-            counts = _rollout_counts(session, rollout)
-            return {
-                "secretary": secretary.name,
-                "state": rollout.state,
-                "percent": rollout.percent,
-                "live": side(rollout.live_version, counts.get(rollout.live_version)),
-                "candidate": side(rollout.candidate_version, counts.get(rollout.candidate_version)),
-                "max_error_rate": rollout.max_error_rate,
-                "max_dislike_rate": rollout.max_dislike_rate,
-                "min_messages": rollout.min_messages,
-                "judge": rollout.judge_rubric,
-                "judge_sample": rollout.judge_sample,
-                "max_judge_fail_rate": rollout.max_judge_fail_rate,
-                "started_at": rollout.started_at.isoformat(),
-                "ended_at": rollout.ended_at.isoformat() if rollout.ended_at else None,
-                "reason": rollout.reason,
-            }
+            return found
 
         result: dict[str, Any] = self._read(work)
         return result
@@ -398,44 +379,6 @@ class Judging:
             "judge_sample": self.sample,
             "max_judge_fail_rate": self.max_fail_rate,
         }
-
-
-def judge_fail_rate(row: Any) -> float:
-    """Failed verdicts per judged reply of a counts row (0 without any)."""
-    judged = int(getattr(row, "judged", 0) or 0) if row is not None else 0
-    return int(row.judge_failed or 0) / judged if judged else 0.0
-
-
-def error_rate(row: Any) -> float:
-    """Errors per message of a counts row (0 without messages or without a row)."""
-    return row.errors / row.messages if row is not None and row.messages else 0.0
-
-
-def dislike_rate(row: Any) -> float:
-    """Dislikes per vote of a counts row (0 without votes or without a row)."""
-    votes = (row.likes + row.dislikes) if row is not None else 0
-    return row.dislikes / votes if votes else 0.0
-
-
-def side(version: int, row: Any) -> dict[str, Any]:
-    """One side of `rollout status`: a version's counts over the rollout's life."""
-    messages = int(row.messages) if row is not None else 0
-    errors = int(row.errors) if row is not None else 0
-    likes = int(row.likes) if row is not None else 0
-    dislikes = int(row.dislikes) if row is not None else 0
-    return {
-        "version": version,
-        "messages": messages,
-        "errors": errors,
-        "error_rate": round(error_rate(row), 4),
-        "likes": likes,
-        "dislikes": dislikes,
-        "dislike_rate": round(dislike_rate(row), 4),
-        "judged": int(getattr(row, "judged", 0) or 0) if row is not None else 0,
-        "judge_fail_rate": round(judge_fail_rate(row), 4),
-        "prompt_tokens": int(row.prompt_tokens) if row is not None else 0,
-        "completion_tokens": int(row.completion_tokens) if row is not None else 0,
-    }
 
 
 def _check_percent(percent: int) -> None:
