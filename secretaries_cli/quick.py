@@ -4,13 +4,13 @@ The reads an operator (or a script in a loop) runs most are one or two queries; 
 the whole CLI for them cost 0.6 s against 0.24 s for `import sqlalchemy`. When the
 command line is exactly one of them (`COMMANDS`: `list`, `show`, `current`, `versions`,
 `diff`, `rollout status`, `history`, `users list`, `tools show`, and the lists of tools,
-tokens and providers — global `--database-url`/`--context-url`, the command, its arguments, its
-flags and options), it is answered here through `secretaries_core.catalog.reads` (and the
-Core-only tool, token and provider tables) and printed exactly as the Typer command
-prints it (the tests compare both, byte for byte). Anything else (help, another option,
-a typo) and any read that cannot answer (an unknown name, an error of any kind) goes to
-the Typer app, which then says what the contract says: every refusal has one
-implementation.
+tokens and providers — global `--database-url`/`--context-url`, the command, its
+arguments, its flags and options), it is answered here through
+`secretaries_core.catalog.reads` (and the Core-only tool, token and provider tables) and
+printed exactly as the Typer command prints it (the tests compare both, byte for byte).
+Anything else (help, another option, a typo) and any read that cannot answer (an unknown
+name, an error of any kind) goes to the Typer app, which then says what the contract
+says: every refusal has one implementation.
 """
 
 from __future__ import annotations
