@@ -107,6 +107,8 @@ def _without_mention(text: str, username: str | None) -> str:
 
 LIKE, DISLIKE = "\U0001f44d", "\U0001f44e"
 REACTION_ATTEMPTS = 6
+# The longest a reaction waits for the replies still being answered in its chat.
+ANSWERING_WAIT_S = 60.0
 
 
 def _vote(reactions: list[Any] | None) -> int | None:
@@ -148,6 +150,9 @@ def create_router(
     # and asyncio's locks are first come, first served), keeps their order in the stream.
     enqueue_order: dict[int, tuple[asyncio.Lock, list[int]]] = {}
     cosmetic: set[asyncio.Future[None]] = set()  # "typing…" actions under way
+    # Direct mode: the messages being answered in each chat, done once their reply's
+    # version is kept (or the answer failed), for reactions that come first.
+    answering: dict[int, set[asyncio.Future[None]]] = {}
 
     def _dropped(chat_id: int, exc: Undeliverable) -> None:
         orchestrator.metrics.telegram_dropped.labels(reason=exc.reason).inc()
@@ -332,6 +337,8 @@ def create_router(
         stream.on_tool = reply.tool_event  # the running tool's name shows in the chat
         if isinstance(approvals, LocalApprovals):
             stream.approver = approvals.approver(message.chat.id, message.message_thread_id)
+        answered = asyncio.get_running_loop().create_future()
+        answering.setdefault(message.chat.id, set()).add(answered)
         try:
             await reply.stream(stream)
             if stream.reply is not None and reply.message_id is not None:
@@ -347,6 +354,11 @@ def create_router(
             # stored (the stream is closed unfinished), counted.
             _dropped(message.chat.id, exc)
         finally:
+            pending = answering.get(message.chat.id, set())
+            pending.discard(answered)
+            if not pending:
+                answering.pop(message.chat.id, None)
+            answered.set_result(None)
             await stream.aclose()
 
     async def _remember(user_id: int, message_id: int, answer: Reply) -> None:
@@ -377,11 +389,17 @@ def create_router(
                 return
             except NotFound as exc:
                 # The reply is out but which version wrote it is written just after it
-                # was sent: a quick reaction may come first. Wait a moment for it.
+                # was sent (after the turn is stored): a quick reaction may come first.
+                # Replies still being answered in this chat are waited for — however long
+                # a loaded machine takes to store them —, else a moment.
                 if attempt + 1 == REACTION_ATTEMPTS:
                     log.info("reaction to %s not counted: %s", update.message_id, exc)
                     return
-                await asyncio.sleep(0.5)
+                pending = answering.get(update.chat.id)
+                if pending:
+                    await asyncio.wait(set(pending), timeout=ANSWERING_WAIT_S)
+                else:
+                    await asyncio.sleep(0.5)
             except SecretariesError as exc:
                 log.info("reaction to %s not counted: %s", update.message_id, exc)
                 return
