@@ -39,15 +39,17 @@ class Rig:
     registry: SecretaryRegistry
     store: SqlContextStore
     proc: subprocess.Popen[str]
+    log: Path
 
     def turns(self, user: int, name: str) -> list[tuple[str, str]]:
         sid = self.registry.get_secretary(name).id
         return [(m.role, m.content) for m in self.store.read(user, sid)]
 
     def stderr(self) -> str:
+        """Stop the bot (SIGTERM) and return all it logged."""
         self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=30)
-        return err
+        self.proc.wait(timeout=30)
+        return self.log.read_text()
 
 
 def _env(db_url: str, api_url: str, llm_url: str, home: Path) -> dict[str, str]:
@@ -83,22 +85,30 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
             )
         )
     store = SqlContextStore(engine, Settings.load(env={}).context_policy)
-    with bot_api() as (api_url, api), llm_server(Script(chunk_delay=0.01)) as (llm_url, script):
+    # The bot's log goes to a file: a pipe nobody reads would block a chatty bot, and a
+    # failing test prints the log's end (pytest shows it with the failure).
+    log = tmp_path / "bot.log"
+    with (
+        bot_api() as (api_url, api),
+        llm_server(Script(chunk_delay=0.01)) as (llm_url, script),
+        log.open("w") as log_file,
+    ):
         proc = subprocess.Popen(
             [sys.executable, "-m", "secretaries_cli", "bot", "--edit-interval", "0.3"],
             env=_env(db_url, api_url, llm_url, tmp_path / "home"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
             text=True,
         )
         try:
             api.wait(lambda: api.seen("setMyCommands") or proc.poll() is not None)
-            assert proc.poll() is None, proc.communicate()
-            yield Rig(api, script, registry, store, proc)
+            assert proc.poll() is None, log.read_text()[-4000:]
+            yield Rig(api, script, registry, store, proc, log)
         finally:
             if proc.poll() is None:
                 proc.kill()
-                proc.communicate()
+                proc.wait()
+            print("bot log (last 60 lines):\n" + "\n".join(log.read_text().splitlines()[-60:]))
     engine.dispose()
 
 
