@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -213,31 +213,23 @@ def _for_people(command: str, found: Any, user: object) -> str | None:
             f"version {doc['version']} ({doc['version_source']}), model {found.model}"
         )
         return render.for_terminal(line) + "\n"
-    if command == "users list":
-        render.users(found)
-        return None
-    if command == "rollout status":
-        render.rollout_status(found)
+    # Drawn as the Typer command draws it, from the same document.
+    drawers: dict[str, Callable[[Any], None]] = {
+        "users list": render.users,
+        "rollout status": render.rollout_status,
+        "tools show": render.tool,
+        "tools list": render.tools,
+        "tokens list": render.tokens,
+        "providers list": render.providers,
+        "versions": render.versions,
+    }
+    if command in drawers:
+        drawers[command](found)
         return None
     if command == "diff":
         return "".join(render.for_terminal(line) + "\n" for line in render.diff_lines(found))
-    if command == "tools show":
-        render.tool(found)
-        return None
-    if command == "tools list":
-        render.tools(found)
-        return None
-    if command == "tokens list":
-        render.tokens(found)
-        return None
-    if command == "providers list":
-        render.providers(found)
-        return None
     if command == "history":
         render.history((name, active, since, changed) for _s, name, active, since, changed in found)
-        return None
-    if command == "versions":
-        render.versions(found)
         return None
     if command == "list":
         if not found:

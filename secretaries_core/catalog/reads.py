@@ -223,13 +223,26 @@ _DETAIL = select(
 )
 
 
+def _named(ref: str | uuid.UUID) -> Any:
+    """The secretary `ref` names: its id when it parses as one, else its name (as the
+    registry looks it up)."""
+    try:
+        return SECRETARY.c.id == (ref if isinstance(ref, uuid.UUID) else uuid.UUID(ref))
+    except ValueError:
+        return SECRETARY.c.name == ref
+
+
+def _secretary(conn: Any, ref: str | uuid.UUID, *columns: Any) -> Any:
+    """`columns` of the secretary `ref` names; `Miss` when there is none."""
+    row = conn.execute(select(*columns).where(_named(ref))).one_or_none()
+    if row is None:
+        raise Miss(ref)
+    return row
+
+
 def secretary_detail(conn: Connection, ref: str) -> dict[str, Any]:
     """One secretary by name or id, with its prompt and timestamps (`show --json`)."""
-    try:
-        by = SECRETARY.c.id == uuid.UUID(ref)
-    except ValueError:
-        by = SECRETARY.c.name == ref
-    row = conn.execute(_DETAIL.where(by)).one_or_none()
+    row = conn.execute(_DETAIL.where(_named(ref))).one_or_none()
     if row is None:
         raise Miss(ref)
     return {
@@ -435,13 +448,7 @@ def version_list(conn: Any, secretary_id: uuid.UUID, live: int) -> list[VersionI
 def versions(conn: Connection, ref: str) -> list[VersionInfo]:
     """`versions SEC`: the secretary's versions by name or id. `Miss` when there is no such
     secretary, or its live version has no row yet (the registry writes it first)."""
-    try:
-        by = SECRETARY.c.id == uuid.UUID(ref)
-    except ValueError:
-        by = SECRETARY.c.name == ref
-    row = conn.execute(select(SECRETARY.c.id, SECRETARY.c.version).where(by)).one_or_none()
-    if row is None:
-        raise Miss(ref)
+    row = _secretary(conn, ref, SECRETARY.c.id, SECRETARY.c.version)
     found = version_list(conn, row.id, row.version)
     if not any(v.version == row.version for v in found):
         raise Miss(ref)
@@ -450,13 +457,7 @@ def versions(conn: Connection, ref: str) -> list[VersionInfo]:
 
 def secretary_id(conn: Any, ref: str | uuid.UUID) -> uuid.UUID:
     """The id of the secretary (or assistant) named or numbered `ref`; `Miss` when none."""
-    try:
-        by = SECRETARY.c.id == (ref if isinstance(ref, uuid.UUID) else uuid.UUID(ref))
-    except ValueError:
-        by = SECRETARY.c.name == ref
-    found: uuid.UUID | None = conn.execute(select(SECRETARY.c.id).where(by)).scalar()
-    if found is None:
-        raise Miss(ref)
+    found: uuid.UUID = _secretary(conn, ref, SECRETARY.c.id).id
     return found
 
 
@@ -560,13 +561,7 @@ def diff_document(name: str, v1: int, v2: int, a: Any, b: Any) -> dict[str, Any]
 def diff(conn: Connection, ref: str, v1: int, v2: int) -> dict[str, Any]:
     """`diff SEC V1 V2`; `Miss` when the secretary or either version row is not there (the
     registry then writes a missing live row, or says which version does not exist)."""
-    try:
-        by = SECRETARY.c.id == uuid.UUID(ref)
-    except ValueError:
-        by = SECRETARY.c.name == ref
-    secretary = conn.execute(select(SECRETARY.c.id, SECRETARY.c.name).where(by)).one_or_none()
-    if secretary is None:
-        raise Miss(ref)
+    secretary = _secretary(conn, ref, SECRETARY.c.id, SECRETARY.c.name)
     rows = {
         row.version: row
         for row in conn.execute(
@@ -658,9 +653,8 @@ def rollout_document(conn: Any, secretary_id: uuid.UUID, name: str) -> dict[str,
 
 def rollout_status(conn: Connection, ref: str) -> dict[str, Any]:
     """`rollout status SEC`; `Miss` without such a secretary or any rollout of it."""
-    sid = secretary_id(conn, ref)
-    name = conn.execute(select(SECRETARY.c.name).where(SECRETARY.c.id == sid)).scalar_one()
-    found = rollout_document(conn, sid, name)
+    secretary = _secretary(conn, ref, SECRETARY.c.id, SECRETARY.c.name)
+    found = rollout_document(conn, secretary.id, secretary.name)
     if found is None:
         raise Miss(ref)
     return found
