@@ -178,18 +178,21 @@ def test_dislikes_by_reaction_roll_a_candidate_back(rig: Rig) -> None:  # noqa: 
         replies[user] = found[0]["message_id"]
     for user, message_id in replies.items():
         api.react(user, user, message_id, "\U0001f44e")
-    # Two dislikes of three already cross the rate, so the rollback may come before the
-    # third reaction is handled; a reaction to a rollout that has ended counts for the
-    # version, not for that rollout (a busy run saw 2 here and waited for a 3 that could
-    # never come).
+    # With three messages in, the first dislike handled already crosses the rate (one vote,
+    # all against), so the rollback may come before the others are counted; a reaction to
+    # a rollout that has ended counts for the version, not for that rollout. CI runs saw 2
+    # and then 1 here and waited for more that could never come. Every dislike counts for
+    # the candidate version either way.
     status = api.wait(
         lambda: (
             (s := registry.rollout_status("alice"))["state"] == "rolled_back"
-            and s["candidate"]["dislikes"] >= 2
+            and s["candidate"]["dislikes"] >= 1
             and s
         )
     )
-    assert status["candidate"]["dislikes"] in (2, 3) and status["candidate"]["messages"] >= 3
+    assert 1 <= status["candidate"]["dislikes"] <= 3 and status["candidate"]["messages"] >= 3
+    candidate = str(status["candidate"]["version"])
+    api.wait(lambda: registry.version_usage("alice")["alice"][candidate]["dislikes"] == 3)
     # Everyone is back on the live prompt.
     api.send(94, "and now?")
     later = api.wait(lambda: [m for m in api.messages_to(94) if "re: and now?" in m["text"]])
