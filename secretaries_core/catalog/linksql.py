@@ -22,11 +22,9 @@ from sqlalchemy import (
     update,
 )
 
-from secretaries_core.catalog.models import LINK_TABLE, TELEGRAMUSER_TABLE
+from secretaries_core.catalog.reads import LINK as LINK
+from secretaries_core.catalog.reads import USER as USER
 from secretaries_core.plumbing.timeutil import UTCDateTime
-
-LINK = LINK_TABLE
-USER = TELEGRAMUSER_TABLE
 
 # SQLite has no UUID generator: build a time-ordered version-7 UUID in SQL (48-bit Unix
 # milliseconds, then random bits), as 32 hex digits, the way SQLAlchemy's Uuid type stores

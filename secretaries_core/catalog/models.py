@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -23,20 +21,8 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 from secretaries_core.plumbing.core_tables import copy_onto
+from secretaries_core.plumbing.ids import uuid7
 from secretaries_core.plumbing.timeutil import UTCDateTime, utcnow
-
-
-def uuid7() -> uuid.UUID:
-    """A time-ordered (version 7) UUID: 48-bit Unix milliseconds, then random bits.
-
-    Link ids are made in SQL the same way during bulk migration; ordered keys keep
-    primary-key inserts at the end of the index.
-    """
-    millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (millis & ((1 << 48) - 1)) << 80 | 0x7 << 76 | ((rand >> 62) & 0xFFF) << 64
-    value |= 0b10 << 62 | (rand & ((1 << 62) - 1))
-    return uuid.UUID(int=value)
 
 
 def _timestamp() -> Any:

@@ -68,6 +68,7 @@ USER = Table(
     Column("telegram_id", BigInteger),
     Column("username", String),
     Column("created_at", UTCDateTime()),
+    Column("updated_at", UTCDateTime()),
 )
 LINK = Table(
     "usersecretarylink",
@@ -142,6 +143,7 @@ PIN = Table(
     Column("user_id", Integer, primary_key=True),
     Column("secretary_id", Uuid, primary_key=True),
     Column("version", Integer),
+    Column("created_at", UTCDateTime()),
 )
 VIEWS = (SECRETARY, USER, LINK, VERSION, EVAL, ROLLOUT, COUNT, PIN)
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from secretaries_core.catalog import linksql
+from secretaries_core.catalog import linksql, writes
 from secretaries_core.catalog.models import (
     Assistant,
     TelegramUser,
@@ -29,10 +29,6 @@ from secretaries_core.catalog.schemas import (
 )
 from secretaries_core.errors import (
     Conflict,
-    InactiveSecretary,
-    NotASecretary,
-    UnknownSecretary,
-    UnknownUser,
 )
 from secretaries_core.plumbing.db import session_scope
 from secretaries_core.plumbing.timeutil import utcnow
@@ -124,9 +120,7 @@ class RegistryBase:
             query = query.with_for_update()
         found = session.scalars(query).one_or_none()
         if found is None:
-            raise UnknownSecretary(
-                f"no secretary {str(ref)!r}", hint="; see `secretaries list --all` for the catalog"
-            )
+            raise writes.unknown_secretary(ref)
         return found
 
     @staticmethod
@@ -139,9 +133,9 @@ class RegistryBase:
     @staticmethod
     def _one_user(found: Sequence[T], ref: UserRef) -> T:
         if not found:
-            raise UnknownUser(f"no user {ref}", hint="; register it with `secretaries users add`")
+            raise writes.unknown_user(ref)
         if len(found) > 1:
-            raise Conflict(f"several users are named {ref}; use the Telegram id instead")
+            raise writes.several_users(ref)
         return found[0]
 
     def _user(self, session: Session, ref: UserRef, *, lock: bool = False) -> TelegramUser:
@@ -153,16 +147,11 @@ class RegistryBase:
     def _active_secretary(self, session: Session, ref: str | uuid.UUID) -> Assistant:
         """A secretary users can be given (assign, the picker, the default, a migration)."""
         secretary = self._secretary(session, ref)
-        if not secretary.is_secretary:
-            raise NotASecretary(
-                f"{secretary.name!r} is an assistant users cannot pick (created with "
-                "--no-secretary); it is only called as a tool"
-            )
-        if not secretary.is_active:
-            raise InactiveSecretary(
-                f"secretary {secretary.name!r} is inactive",
-                hint=f"; run `secretaries activate {secretary.name}` first",
-            )
+        refused = writes.unusable(
+            secretary.name, is_secretary=secretary.is_secretary, is_active=secretary.is_active
+        )
+        if refused is not None:
+            raise refused
         return secretary
 
     def _user_counts(

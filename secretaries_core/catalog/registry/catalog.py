@@ -5,18 +5,18 @@ from __future__ import annotations
 import math
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     func,
     select,
-    update,
 )
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from secretaries_core.catalog import linksql
+from secretaries_core.catalog import linksql, writes
 from secretaries_core.catalog.models import (
     ASSISTANT_TABLE,
     Assistant,
@@ -183,19 +183,10 @@ class CatalogMixin(RolloutsMixin):
 
     def set_default(self, ref: str | uuid.UUID) -> Change:
         """Make `ref` the one default secretary."""
-
-        def work(session: Session) -> Change:
-            secretary = self._active_secretary(session, ref)
-            if secretary.is_default:
-                return Change(secretary, changed=False)
-            now = self.clock()
-            _clear_default(session, now)
-            secretary.is_default = True
-            secretary.updated_at = now
-            session.flush()
-            return Change(secretary, changed=True)
-
-        return self._write(work, conflict="the default changed concurrently; try again")
+        return self._change(
+            lambda session: writes.set_default(session, ref, self.clock()),
+            conflict="the default changed concurrently; try again",
+        )
 
     def deactivate(
         self, ref: str | uuid.UUID, *, reassign_to: str | uuid.UUID | None = None
@@ -204,47 +195,29 @@ class CatalogMixin(RolloutsMixin):
 
         Without `reassign_to` its users keep their links and fall back to the default.
         """
-
-        def work(session: Session) -> Change:
-            secretary = self._secretary(session, ref, lock=True)
-            if secretary.is_default:
-                raise Conflict(
-                    f"{secretary.name!r} is the default secretary; "
-                    "make another one the default first",
-                    hint=" (`secretaries set-default SEC`)",
-                )
-            moved = 0
-            now = self.clock()
-            if reassign_to is not None:
-                target = self._active_secretary(session, reassign_to)
-                if target.id == secretary.id:
-                    raise Conflict("cannot reassign a secretary's users to itself")
-                moved = linksql.move_links(session.connection(), secretary.id, target.id, now)
-            if not secretary.is_active:
-                return Change(secretary, changed=False, moved_users=moved)
-            secretary.is_active = False
-            secretary.updated_at = now
-            session.flush()
-            return Change(secretary, changed=True, moved_users=moved)
-
-        change = self._write(work, conflict="links changed concurrently; try again")
+        change = self._change(
+            lambda session: writes.deactivate(session, ref, reassign_to, self.clock()),
+            conflict="links changed concurrently; try again",
+        )
         if change.changed:
             self._changed("deactivated", change.secretary.id)
         return change
 
     def activate(self, ref: str | uuid.UUID) -> Change:
         """Make a secretary available again."""
+        return self._change(
+            lambda session: writes.activate(session, ref, self.clock()),
+            conflict="the secretary changed concurrently; try again",
+        )
 
-        def work(session: Session) -> Change:
-            secretary = self._secretary(session, ref, lock=True)
-            if secretary.is_active:
-                return Change(secretary, changed=False)
-            secretary.is_active = True
-            secretary.updated_at = self.clock()
-            session.flush()
-            return Change(secretary, changed=True)
+    def _change(self, work: Callable[[Session], writes.Changed], *, conflict: str) -> Change:
+        """Run a Core write of one secretary; the `Change` with the secretary after it."""
 
-        return self._write(work, conflict="the secretary changed concurrently; try again")
+        def change(session: Session) -> Change:
+            done = work(session)
+            return Change(self._secretary(session, done.id), done.changed, done.moved_users)
+
+        return self._write(change, conflict=conflict)
 
     def delete_secretary(self, ref: str | uuid.UUID) -> Assistant:
         """Delete a secretary that no link ever referenced (otherwise: deactivate it)."""
@@ -289,9 +262,7 @@ def _refuse_taken_name(session: Session, name: str, besides: uuid.UUID | None = 
 
 
 def _clear_default(session: Session, now: datetime) -> None:
-    session.execute(
-        update(Assistant).where(col(Assistant.is_default)).values(is_default=False, updated_at=now)
-    )
+    writes.clear_default(session, now)
 
 
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")

@@ -12,17 +12,15 @@ from sqlalchemy import (
     bindparam,
     func,
     select,
-    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 from sqlmodel import col
 
-from secretaries_core.catalog import linksql, reads
+from secretaries_core.catalog import linksql, reads, writes
 from secretaries_core.catalog.models import (
     Assistant,
     TelegramUser,
-    UserSecretaryLink,
 )
 from secretaries_core.catalog.refs import UserRef, normalize_username
 from secretaries_core.catalog.registry.base import (
@@ -58,40 +56,12 @@ class LinksMixin(RegistryBase):
         """
 
         def work(session: Session) -> AssignOut:
-            user = self._user(session, user_ref, lock=True)
-            secretary = self._active_secretary(session, secretary_ref)
-            current = session.execute(
-                select(UserSecretaryLink, col(Assistant.name))
-                .join(Assistant, col(Assistant.id) == col(UserSecretaryLink.secretary_id))
-                .where(col(UserSecretaryLink.user_id) == user.id, col(UserSecretaryLink.is_active))
-            ).one_or_none()
-            previous = current[1] if current else None
-            if current is not None and current[0].secretary_id == secretary.id:
-                return AssignOut(
-                    user=UserOut.of(user),
-                    secretary=secretary.name,
-                    previous=previous,
-                    changed=False,
-                )
-            now = self.clock()
-            session.execute(
-                update(UserSecretaryLink)
-                .where(col(UserSecretaryLink.user_id) == user.id, col(UserSecretaryLink.is_active))
-                .values(is_active=False, updated_at=now)
-            )
-            assert user.id is not None
-            session.add(
-                UserSecretaryLink(
-                    user_id=user.id,
-                    secretary_id=secretary.id,
-                    is_active=True,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            session.flush()
+            done = writes.assign(session, user_ref, secretary_ref, self.clock())
             return AssignOut(
-                user=UserOut.of(user), secretary=secretary.name, previous=previous, changed=True
+                user=UserOut(telegram_id=done.telegram_id, username=done.username),
+                secretary=done.secretary,
+                previous=done.previous,
+                changed=done.changed,
             )
 
         for attempt in range(ASSIGN_ATTEMPTS):

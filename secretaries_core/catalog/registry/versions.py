@@ -10,11 +10,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from secretaries_core.catalog import writes
 from secretaries_core.catalog.models import Assistant
 from secretaries_core.catalog.reads import (
     VersionInfo,
@@ -24,13 +25,11 @@ from secretaries_core.catalog.reads import (
 from secretaries_core.catalog.refs import UserRef
 from secretaries_core.catalog.registry.providers import ProvidersMixin
 from secretaries_core.catalog.versions_tables import (
-    PIN_TABLE,
     REPLY_REF_TABLE,
     ROLLOUT_TABLE,
     VERSION_COUNT_TABLE,
     VERSION_TABLE,
 )
-from secretaries_core.errors import NotFound
 
 T = TypeVar("T")
 VersionSource = Literal["live", "rollout", "pinned"]
@@ -103,54 +102,17 @@ class VersionsMixin(ProvidersMixin):
         prompt: str | None = None,
         params: dict[str, Any] | None = None,
     ) -> None:
-        if state == "live":
-            # The version live so far retires.
-            session.execute(
-                update(VERSION_TABLE)
-                .where(
-                    VERSION_TABLE.c.secretary_id == secretary.id,
-                    VERSION_TABLE.c.state == "live",
-                )
-                .values(state="retired")
-            )
-        session.execute(
-            VERSION_TABLE.insert().values(
-                secretary_id=secretary.id,
-                version=version,
-                model=model if model is not None else secretary.model,
-                prompt=prompt if prompt is not None else secretary.prompt,
-                params=dict(params if params is not None else secretary.params),
-                note=note,
-                state=state,
-                created_at=self.clock(),
-            )
-        )
+        writes.add_version(
+            session, secretary, version, state, note, self.clock(),
+            model=model, prompt=prompt, params=params,
+        )  # fmt: skip
 
     def _ensure_live_row(self, session: Session, secretary: Assistant) -> None:
         """A secretary made before versions existed (or by hand) gets its live row now."""
-        found = session.execute(
-            select(VERSION_TABLE.c.version).where(
-                VERSION_TABLE.c.secretary_id == secretary.id,
-                VERSION_TABLE.c.version == secretary.version,
-            )
-        ).first()
-        if found is None:
-            self._add_version(session, secretary, secretary.version, "live", None)
+        writes.ensure_live_row(session, secretary, self.clock())
 
     def _version_row(self, session: Session, secretary: Assistant, version: int) -> Any:
-        if version == secretary.version:
-            self._ensure_live_row(session, secretary)
-        row = session.execute(
-            select(VERSION_TABLE).where(
-                VERSION_TABLE.c.secretary_id == secretary.id, VERSION_TABLE.c.version == version
-            )
-        ).first()
-        if row is None:
-            raise NotFound(
-                f"secretary {secretary.name!r} has no version {version}",
-                hint=f"; see `secretaries versions {secretary.name}`",
-            )
-        return row
+        return writes.version_row(session, secretary, version, self.clock())
 
     def versions(self, ref: str | uuid.UUID) -> list[VersionInfo]:
         """Every version of SEC, newest first, with its state."""
@@ -193,45 +155,18 @@ class VersionsMixin(ProvidersMixin):
 
     def pin(self, user_ref: UserRef, ref: str | uuid.UUID, version: int) -> None:
         """USER gets VERSION of SEC, whatever is live or rolling out."""
-
-        def work(session: Session) -> int:
-            user = self._user(session, user_ref)
-            secretary = self._secretary(session, ref)
-            self._version_row(session, secretary, version)
-            session.execute(
-                PIN_TABLE.delete().where(
-                    PIN_TABLE.c.user_id == user.id, PIN_TABLE.c.secretary_id == secretary.id
-                )
-            )
-            session.execute(
-                PIN_TABLE.insert().values(
-                    user_id=user.id,
-                    secretary_id=secretary.id,
-                    version=version,
-                    created_at=self.clock(),
-                )
-            )
-            return user.telegram_id
-
-        telegram_id = self._write_quietly(work)
+        telegram_id = self._write_quietly(
+            lambda session: writes.pin(session, user_ref, ref, version, self.clock())
+        )
         self._changed("link", telegram_id=telegram_id)
 
     def unpin(self, user_ref: UserRef, ref: str | uuid.UUID) -> bool:
         """Remove USER's pin on SEC; False when there was none."""
-
-        def work(session: Session) -> tuple[int, bool]:
-            user = self._user(session, user_ref)
-            secretary = self._secretary(session, ref)
-            done = session.execute(
-                PIN_TABLE.delete().where(
-                    PIN_TABLE.c.user_id == user.id, PIN_TABLE.c.secretary_id == secretary.id
-                )
-            )
-            return user.telegram_id, bool(cast(CursorResult[Any], done).rowcount)
-
-        telegram_id, removed = self._write_quietly(work)
+        telegram_id, removed = self._write_quietly(
+            lambda session: writes.unpin(session, user_ref, ref)
+        )
         self._changed("link", telegram_id=telegram_id)
-        return bool(removed)
+        return removed
 
     def version_usage(self, ref: str | uuid.UUID | None = None) -> dict[str, dict[str, Any]]:
         """Lifetime counts per secretary and version: {NAME: {VERSION: {messages, ...}}}."""
