@@ -1,4 +1,4 @@
-"""The hottest reads answered without loading Typer, the ORM or pydantic.
+"""The hottest reads and writes answered without loading Typer, the ORM or pydantic.
 
 The reads an operator (or a script in a loop) runs most are one or two queries; starting
 the whole CLI for them cost 0.6 s against 0.24 s for `import sqlalchemy`. When the
@@ -8,6 +8,9 @@ tokens and providers — global `--database-url`/`--context-url`, the command, i
 arguments, its flags and options), it is answered here through
 `secretaries_core.catalog.reads` (and the Core-only tool, token and provider tables) and
 printed exactly as the Typer command prints it (the tests compare both, byte for byte).
+The everyday writes (`WRITES`: `assign`, `pin`, `unpin`, `set-default`, `activate`,
+`deactivate`) run `secretaries_core.catalog.writes` in one write transaction — the
+functions the registry runs — and give up before their commit, never after it.
 Anything else (help, another option, a typo) and any read that cannot answer (an unknown
 name, an error of any kind) goes to the Typer app, which then says what the contract
 says: every refusal has one implementation.
@@ -36,7 +39,15 @@ COMMANDS: dict[str, tuple[set[str], set[str], int]] = {
     "tools show": ({"--json"}, set(), 1),
     "tokens list": ({"--json"}, set(), 0),
     "providers list": ({"--json"}, set(), 0),
+    # writes: one transaction on Core (`catalog.writes`)
+    "assign": ({"--json"}, set(), 2),
+    "pin": (set(), {"--version"}, 2),
+    "unpin": (set(), set(), 2),
+    "set-default": ({"--json"}, set(), 1),
+    "activate": ({"--json"}, set(), 1),
+    "deactivate": ({"--json"}, {"--reassign-to"}, 1),
 }
+WRITES = {"assign", "pin", "unpin", "set-default", "activate", "deactivate"}
 GLOBAL_OPTIONS = {"--database-url": "database_url", "--context-url": "context_url"}
 
 
@@ -139,6 +150,11 @@ def _answer(read: Read) -> str | None:
     )
     limit, offset = _count(read, "--limit"), _count(read, "--offset") or 0
     engine = open_database(settings)
+    if command in WRITES:
+        try:
+            return _write(read, engine)
+        finally:
+            engine.dispose()
     user: object = None
     try:
         with engine.connect() as conn:
@@ -201,6 +217,69 @@ def _answer(read: Read) -> str | None:
             document = [t.as_dict() for t in found]
         return json.dumps(document, ensure_ascii=False) + "\n"
     return _for_people(command, found, user)
+
+
+def _write(read: Read, engine: Any) -> str:
+    """Run a quick write in one transaction; its output. Raises (nothing committed) to
+    give up: the Typer app then runs it through the registry, on the same Core write."""
+    from secretaries_core.catalog import reads, writes
+    from secretaries_core.catalog.refs import parse_user_ref
+    from secretaries_core.plumbing.db import transaction
+    from secretaries_core.plumbing.timeutil import utcnow
+
+    command, arguments = read.command, read.arguments
+    as_json = "--json" in read.flags
+    now = utcnow()
+    user = parse_user_ref(arguments[0]) if len(arguments) == 2 else None
+    version = _version_number(read.values["--version"]) if command == "pin" else 0
+    # What is printed is made inside the transaction: nothing may fail after the commit
+    # (the Typer app would run the write a second time).
+    with transaction(engine, write=True) as conn:
+        if command == "assign":
+            assert user is not None
+            assigned = writes.assign(conn, user, arguments[1], now)
+            if as_json:
+                return json.dumps(assigned.doc(), ensure_ascii=False) + "\n"
+            if not assigned.changed:
+                line = f"Nothing changed: user {user} already has {assigned.secretary}."
+            else:
+                was = f" (was {assigned.previous})" if assigned.previous else ""
+                line = f"User {user} now has {assigned.secretary}{was}."
+            return _lines(line)
+        if command == "pin":
+            assert user is not None
+            writes.pin(conn, user, arguments[1], version, now)
+            return _lines(f"{user} now gets version {version} of {arguments[1]}.")
+        if command == "unpin":
+            assert user is not None
+            _, removed = writes.unpin(conn, user, arguments[1])
+            sec = arguments[1]
+            return _lines(
+                f"{user} unpinned from {sec}." if removed else f"{user} had no pin on {sec}."
+            )
+        if command == "set-default":
+            change, did = writes.set_default(conn, arguments[0], now), "the default"
+        elif command == "activate":
+            change, did = writes.activate(conn, arguments[0], now), "activated"
+        else:
+            to = read.values.get("--reassign-to")
+            change, did = writes.deactivate(conn, arguments[0], to, now), "deactivated"
+        if as_json:
+            detail = reads.secretary_detail(conn, str(change.id))
+            return json.dumps(detail, ensure_ascii=False) + "\n"
+    if not change.changed and not change.moved_users:
+        return _lines(f"Nothing changed: {change.name} was already {did}.")
+    said = [f"{change.name} {did}."] if change.changed else []
+    if change.moved_users:
+        said.append(f"Moved {change.moved_users} user(s) off {change.name}.")
+    return _lines(*said)
+
+
+def _lines(*lines: str) -> str:
+    """Lines as `output.say` prints them."""
+    from secretaries_cli import render
+
+    return "".join(render.for_terminal(line) + "\n" for line in lines)
 
 
 def _for_people(command: str, found: Any, user: object) -> str | None:
