@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from secretaries_core.catalog.registry.catalog import nonconforming_names
+from secretaries_core.catalog.reads import nonconforming_names
 
 revision: str = "0004"
 down_revision: str | None = "0003"

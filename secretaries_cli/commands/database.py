@@ -38,7 +38,7 @@ def upgrade(ctx: typer.Context, revision: RevArg = "head", json: JsonFlag = Fals
 
     Example: secretaries --database-url postgresql://db/secretaries db upgrade
     """
-    from secretaries_core.catalog.registry.catalog import nonconforming_names
+    from secretaries_core.catalog.reads import nonconforming_names
     from secretaries_core.plumbing import schema
     from secretaries_core.redact import mask_url
 

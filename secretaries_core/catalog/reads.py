@@ -40,7 +40,7 @@ from sqlalchemy import (
     select,
 )
 
-from secretaries_core.catalog.refs import USERNAME_RE, UserRef
+from secretaries_core.catalog.refs import SECRETARY_NAME_RE, USERNAME_RE, UserRef
 from secretaries_core.catalog.rollout_hash import chosen_version
 from secretaries_core.plumbing.timeutil import UTCDateTime
 
@@ -660,3 +660,18 @@ def rollout_status(conn: Connection, ref: str) -> dict[str, Any]:
     if found is None:
         raise Miss(ref)
     return found
+
+
+def nonconforming_names(conn: Any) -> list[str]:
+    """Secretaries whose name breaks today's rules (kept as they are), one line each."""
+    rows = conn.execute(select(SECRETARY.c.name)).all()
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for (name,) in rows:
+        if not SECRETARY_NAME_RE.fullmatch(name):
+            problems.append(f"{name!r}: not 1-64 letters, digits, '-', '_' or '.'")
+        other = seen.get(name.lower())
+        if other is not None:
+            problems.append(f"{name!r}: the same name as {other!r} regardless of case")
+        seen[name.lower()] = name
+    return problems

@@ -10,6 +10,8 @@ from secretaries_core.errors import InvalidInput
 
 MAX_TELEGRAM_ID = 2**63 - 1
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+# A secretary's name (ASCII letters, digits, `.`, `_`, `-`; checked with fullmatch).
+SECRETARY_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 UserRef = int | str
 """A Telegram user id, or a username written with its leading `@`."""

@@ -74,6 +74,8 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Run migrations forward to `revision`."""
+    if revision in ("head", HEAD_REVISION) and current_revision(engine) == HEAD_REVISION:
+        return  # already there (every deployment's start-up): no need to load Alembic
     from alembic import command
     from alembic.util import CommandError
 
@@ -87,6 +89,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Run migrations backward to `revision` (`base` removes every table)."""
+    current = current_revision(engine)
+    if current is not None and (
+        revision == current or (revision == "head" and current == HEAD_REVISION)
+    ):
+        return  # already there: nothing to run, no need to load Alembic
     from alembic import command
     from alembic.util import CommandError
 

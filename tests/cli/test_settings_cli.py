@@ -103,3 +103,31 @@ def test_db_upgrade_and_downgrade_speak_json(cli_default: Run, tmp_path: Path) -
     assert down == {"from": head, "to": "0004", "changed": True}
     now = as_json(cli_default("--database-url", url, "db", "current", "--json"))
     assert now["current"] == "0004" and not now["up_to_date"]
+
+
+def test_a_database_at_head_is_answered_without_alembic(tmp_path: Path) -> None:
+    """`db upgrade` at head (every deployment's start-up) and a downgrade to where the
+    database already is run nothing, and do not load Alembic or the ORM to find that out."""
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    from secretaries_core.plumbing import schema
+    from secretaries_core.plumbing.db import make_engine
+
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    engine.dispose()
+    probe = (
+        "import sys\n"
+        "from secretaries_core.plumbing import schema\n"
+        "from secretaries_core.plumbing.db import make_engine\n"
+        f"engine = make_engine({url!r})\n"
+        "schema.upgrade(engine)\n"
+        "schema.upgrade(engine, schema.HEAD_REVISION)\n"
+        "schema.downgrade(engine, 'head')\n"
+        "schema.downgrade(engine, schema.HEAD_REVISION)\n"
+        "print(schema.current_revision(engine), [m for m in ('alembic', 'sqlalchemy.orm')"
+        " if m in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    from secretaries_core.plumbing.schema import HEAD_REVISION
+
+    assert done.stdout.strip() == f"{HEAD_REVISION} []", done.stderr

@@ -18,11 +18,11 @@ from sqlmodel import col
 
 from secretaries_core.catalog import linksql, writes
 from secretaries_core.catalog.models import (
-    ASSISTANT_TABLE,
     Assistant,
     AssistantCreate,
     AssistantUpdate,
 )
+from secretaries_core.catalog.refs import SECRETARY_NAME_RE as NAME_RE
 from secretaries_core.catalog.registry.base import (
     Change,
     _as_uuid,
@@ -265,7 +265,6 @@ def _clear_default(session: Session, now: datetime) -> None:
     writes.clear_default(session, now)
 
 
-NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Control characters other than tab, newline and carriage return (prompt files use CRLF).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -347,18 +346,3 @@ def _check_secretary_fields(
     parse_model(model)  # its syntax; that its provider exists is checked with the database
     if prompt is not None and not prompt.strip():
         raise InvalidInput("a secretary needs a non-empty prompt")
-
-
-def nonconforming_names(conn: Any) -> list[str]:
-    """Secretaries whose name breaks today's rules (kept as they are), one line each."""
-    rows = conn.execute(select(ASSISTANT_TABLE.c.name)).all()
-    problems: list[str] = []
-    seen: dict[str, str] = {}
-    for (name,) in rows:
-        if not NAME_RE.fullmatch(name):
-            problems.append(f"{name!r}: not 1-64 letters, digits, '-', '_' or '.'")
-        other = seen.get(name.lower())
-        if other is not None:
-            problems.append(f"{name!r}: the same name as {other!r} regardless of case")
-        seen[name.lower()] = name
-    return problems
