@@ -35,9 +35,16 @@ def add(
 
     Example: secretaries providers add local --base-url http://127.0.0.1:8080/v1
     """
+    from secretaries_core.catalog.providers import add_provider, check_provider
+    from secretaries_core.plumbing.db import transaction
+    from secretaries_core.plumbing.timeutil import utcnow
     from secretaries_core.redact import mask_url
 
-    provider = runtime(ctx).registry().add_provider(name, base_url, api_key_env)
+    check_provider(name, base_url, api_key_env)  # before the database is opened
+    # On Core, not the registry: nothing in this process listens for the change.
+    changed = f"provider {name!r} changed meanwhile"
+    with transaction(runtime(ctx).engine(), write=True, conflict=changed) as conn:
+        provider = add_provider(conn, name, base_url, api_key_env, utcnow())
     key = f", key from ${provider.api_key_env}" if provider.api_key_env else ", no key"
     output.say(f"Provider {provider.name}: {mask_url(provider.base_url)}{key}.")
 
@@ -65,5 +72,10 @@ def remove(ctx: typer.Context, name: NameArg) -> None:
 
     Example: secretaries providers remove local
     """
-    runtime(ctx).registry().remove_provider(name)
+    from secretaries_core.catalog.providers import remove_provider
+    from secretaries_core.plumbing.db import transaction
+
+    changed = f"provider {name!r} changed meanwhile"
+    with transaction(runtime(ctx).engine(), write=True, conflict=changed) as conn:
+        remove_provider(conn, name)
     output.say(f"Provider {name} removed.")

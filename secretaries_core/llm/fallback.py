@@ -23,20 +23,11 @@ from threading import Lock
 
 from secretaries_core.errors import ModelUnavailable
 from secretaries_core.llm.base import CallUsage, ChatRequest, ModelAdapter
+from secretaries_core.llm.model_names import PARAM_CONTEXT_FALLBACK as PARAM_CONTEXT_FALLBACK
+from secretaries_core.llm.model_names import PARAM_FALLBACKS as PARAM_FALLBACKS
+from secretaries_core.llm.model_names import fallback_models as fallback_models
 from secretaries_core.llm.openai_client import ContextTooLong
 from secretaries_core.llm.providers import parse_model
-
-PARAM_FALLBACKS = "fallback_models"
-PARAM_CONTEXT_FALLBACK = "context_fallback_model"
-
-
-def fallback_models(params: object) -> list[str]:
-    """The `fallback_models` param as a list of model strings."""
-    raw = params.get(PARAM_FALLBACKS) if isinstance(params, dict) else None
-    if not raw:
-        return []
-    items = raw if isinstance(raw, list) else str(raw).split(",")
-    return [str(m).strip() for m in items if str(m).strip()]
 
 
 class CircuitBreaker:

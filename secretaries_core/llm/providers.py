@@ -9,58 +9,19 @@ model server speaks).
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from threading import Lock
 
 from secretaries_core.errors import InvalidInput
 from secretaries_core.llm.base import ModelAdapter
+from secretaries_core.llm.model_names import BUILT_IN as BUILT_IN
+from secretaries_core.llm.model_names import PROVIDER_NAME_RE as PROVIDER_NAME_RE
+from secretaries_core.llm.model_names import Provider as Provider
+from secretaries_core.llm.model_names import parse_model as parse_model
+from secretaries_core.llm.model_names import validate_model as validate_model
 from secretaries_core.llm.openai_client import OpenAIClients
 
-BUILT_IN = ("echo", "openai")
 PROVIDERS = BUILT_IN  # kept for callers of the earlier, fixed list
-PROVIDER_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-
-
-@dataclass(frozen=True)
-class Provider:
-    """A named OpenAI-compatible server; the key is read from `api_key_env` at use."""
-
-    name: str
-    base_url: str
-    api_key_env: str | None = None
-
-
-def parse_model(model: str) -> tuple[str, str]:
-    """`echo` → (echo, echo); `NAME/model` → (NAME, model); `model` → (openai, model)."""
-    model = model.strip()
-    if model == "echo":
-        return "echo", "echo"
-    provider, sep, name = model.partition("/")
-    if not sep:
-        return "openai", model
-    if not PROVIDER_NAME_RE.fullmatch(provider) or not name:
-        raise InvalidInput(
-            f"bad model {model!r}: use `echo`, `openai/<model>` or `<provider>/<model>`",
-            hint=" with a provider from `secretaries providers list`",
-        )
-    return provider, name
-
-
-def validate_model(model: str, known: Iterable[str] | None = None) -> None:
-    """Raise `InvalidInput` now for a model string no adapter can serve.
-
-    `known`: the named providers in the database (the built-in ones are always known).
-    """
-    provider, _name = parse_model(model)
-    names = set(BUILT_IN) | set(known or ())
-    if provider not in names:
-        raise InvalidInput(
-            f"unknown model provider {provider!r} in {model!r}: use one of "
-            f"{', '.join(sorted(names))}",
-            hint=f", or add it with `secretaries providers add {provider} --base-url URL`",
-        )
 
 
 class ProviderClients:

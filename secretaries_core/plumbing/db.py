@@ -170,13 +170,26 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
 
 
 @contextmanager
-def transaction(engine: Engine, *, write: bool = False) -> Iterator[Connection]:
+def transaction(
+    engine: Engine, *, write: bool = False, conflict: str | None = None
+) -> Iterator[Connection]:
     """A Core connection in one transaction (no ORM session): for hot paths.
 
-    Same rules as `session_scope`.
+    Same rules as `session_scope`; with `conflict`, a write a concurrent one made
+    impossible (a unique key taken meanwhile) is `Conflict(conflict)`, as the registry
+    reports it.
     """
-    with _translated(engine), _bind(engine, write).begin() as conn:
-        yield conn
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with _translated(engine), _bind(engine, write).begin() as conn:
+            yield conn
+    except IntegrityError as exc:
+        if conflict is None:
+            raise
+        from secretaries_core.errors import Conflict
+
+        raise Conflict(conflict) from exc
 
 
 @contextmanager
