@@ -38,12 +38,14 @@ def add(
 
     Example: secretaries users add 42 --username ann
     """
-    from secretaries_core.catalog.schemas import UserOut
+    from secretaries_core.catalog.writes import register
+    from secretaries_core.plumbing.timeutil import utcnow
 
-    found = runtime(ctx).registry().register_user(telegram_id, username)
-    user, status, moved = found.user, found.status, found.username_moved_from
+    # On Core, not the registry: nothing in this process listens for the change.
+    found = register(runtime(ctx).engine(), telegram_id, username, utcnow())
+    user, status, moved = found.row, found.status, found.username_moved_from
     if json:
-        doc = {**UserOut.of(user).model_dump(mode="json"), "status": status}
+        doc = {"telegram_id": user.telegram_id, "username": user.username, "status": status}
         output.emit_json({**doc, "username_moved_from": moved})
         return
     output.say(f"User {user.telegram_id} {status}.")
@@ -141,13 +143,18 @@ def limit(
         )
         if value != "unchanged"
     }
-    registry = runtime(ctx).registry()
-    limits = (
-        registry.set_limits(user, **changes)  # type: ignore[arg-type]
-        if changes
-        else registry.limits(user)
-    )
-    telegram_id = registry.get_user(user).telegram_id
+    from secretaries_core.catalog import writes
+    from secretaries_core.plumbing.db import transaction
+    from secretaries_core.usage.quotas import Quotas
+
+    writes.check_limits(changes)  # type: ignore[arg-type]
+    engine = runtime(ctx).engine()
+    with transaction(engine, write=bool(changes)) as conn:
+        if changes:
+            telegram_id, limits = writes.set_limits(conn, engine, user, changes)  # type: ignore[arg-type]
+        else:
+            telegram_id = int(writes.user(conn, user).telegram_id)
+            limits = Quotas.read_overrides(conn, telegram_id)
     if json:
         output.emit_json(
             {

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Connection, func, select, update
 
@@ -29,6 +29,9 @@ from secretaries_core.errors import (
     UnknownUser,
 )
 from secretaries_core.plumbing.ids import uuid7
+
+if TYPE_CHECKING:
+    from secretaries_core.usage.quotas import Limits
 
 
 def unknown_secretary(ref: str | uuid.UUID) -> UnknownSecretary:
@@ -325,3 +328,102 @@ def deactivate(
 def _connection(conn: Any) -> Connection:
     """The Core connection under an ORM session (or the connection itself)."""
     return conn if isinstance(conn, Connection) else conn.connection()
+
+
+# -- users --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registered user's row, what happened, and who held their username before."""
+
+    row: Any  # the user's row after the write (id, telegram_id, username, created_at, …)
+    status: Literal["created", "updated", "unchanged"]
+    username_moved_from: int | None = None
+
+
+def register_user(conn: Any, telegram_id: int, name: str | None, now: datetime) -> Registered:
+    """Register a user (`name`: a checked username without `@`, or None to keep theirs).
+
+    Telegram usernames are unique at any moment: one another user holds here is stale
+    (they changed it on Telegram), so it moves to this user and the other's is cleared.
+    """
+    row = conn.execute(select(USER).where(USER.c.telegram_id == telegram_id)).one_or_none()
+    if row is not None and (name is None or name == row.username):
+        return Registered(row, "unchanged")
+    moved_from = _take_username(conn, name, telegram_id, now) if name else None
+    if row is None:
+        conn.execute(
+            USER.insert().values(
+                telegram_id=telegram_id, username=name, created_at=now, updated_at=now
+            )
+        )
+        status: Literal["created", "updated"] = "created"
+    else:
+        conn.execute(update(USER).where(USER.c.id == row.id).values(username=name, updated_at=now))
+        status = "updated"
+    row = conn.execute(select(USER).where(USER.c.telegram_id == telegram_id)).one()
+    return Registered(row, status, moved_from)
+
+
+def register(engine: Any, telegram_id: int, username: str | None, now: datetime) -> Registered:
+    """`register_user` in a write transaction of its own (`username` as typed, `@`
+    optional); a concurrent registration of the same id is met by trying once more."""
+    from secretaries_core.catalog.refs import validate_telegram_id
+    from secretaries_core.plumbing.db import transaction
+
+    validate_telegram_id(telegram_id)
+    name = normalize_username(username)
+    try:
+        with transaction(engine, write=True, conflict="") as conn:
+            return register_user(conn, telegram_id, name, now)
+    except Conflict:
+        # Another process registered the same id between our read and our insert.
+        changed = f"user {telegram_id} changed concurrently; try again"
+        with transaction(engine, write=True, conflict=changed) as conn:
+            return register_user(conn, telegram_id, name, now)
+
+
+def _take_username(conn: Any, name: str, telegram_id: int, now: datetime) -> int | None:
+    """Clear `name` from any other user holding it; that user's Telegram id."""
+    holder = conn.execute(
+        select(USER.c.id, USER.c.telegram_id).where(
+            func.lower(USER.c.username) == name.lower(), USER.c.telegram_id != telegram_id
+        )
+    ).first()
+    if holder is None:
+        return None
+    conn.execute(update(USER).where(USER.c.id == holder.id).values(username=None, updated_at=now))
+    return int(holder.telegram_id)
+
+
+def check_limits(changes: dict[str, int | None]) -> None:
+    """`users limit` changes: known keys, whole numbers in range (None removes one)."""
+    from secretaries_core.errors import InvalidInput
+    from secretaries_core.usage.quotas import PARAM_MESSAGES, PARAM_TOKENS
+
+    unknown = set(changes) - {PARAM_MESSAGES, PARAM_TOKENS}
+    if unknown:
+        raise InvalidInput(f"unknown limit(s): {', '.join(sorted(unknown))}")
+    for key, value in changes.items():
+        top = 2**31 - 1 if key == PARAM_MESSAGES else 2**62
+        if value is not None and (isinstance(value, bool) or not 0 <= value <= top):
+            raise InvalidInput(f"{key} must be a whole number from 0 to {top}, got {value!r}")
+
+
+def set_limits(
+    conn: Any, engine: Any, user_ref: UserRef, changes: dict[str, int | None]
+) -> tuple[int, Limits]:
+    """Change the user's daily limit overrides (None removes one, so the secretary's or
+    the global limit applies again): (their Telegram id, the overrides after it)."""
+    from secretaries_core.usage.quotas import PARAM_MESSAGES, PARAM_TOKENS, Limits, Quotas
+
+    check_limits(changes)
+    person = user(conn, user_ref, lock=True)
+    current = Quotas.read_overrides(conn, person.telegram_id)
+    merged = Limits(
+        changes.get(PARAM_MESSAGES, current.messages_per_day),
+        changes.get(PARAM_TOKENS, current.tokens_per_day),
+    )
+    Quotas.write_overrides(conn, engine, person.telegram_id, merged)
+    return int(person.telegram_id), merged

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 
 from sqlalchemy import (
     bindparam,
@@ -15,14 +14,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
-from sqlmodel import col
 
-from secretaries_core.catalog import linksql, reads
+from secretaries_core.catalog import linksql, reads, writes
 from secretaries_core.catalog.models import (
     TELEGRAMUSER_TABLE,
     TelegramUser,
 )
-from secretaries_core.catalog.refs import UserRef, normalize_username, validate_telegram_id
+from secretaries_core.catalog.refs import UserRef
 from secretaries_core.catalog.registry.base import (
     LOOKUP_CHUNK,
     Registration,
@@ -36,10 +34,6 @@ from secretaries_core.catalog.schemas import (
 )
 from secretaries_core.catalog.users_csv import UserRow
 from secretaries_core.catalog.versions_tables import PIN_TABLE, REPLY_REF_TABLE
-from secretaries_core.errors import (
-    Conflict,
-    InvalidInput,
-)
 from secretaries_core.plumbing.db import session_scope
 from secretaries_core.usage.quotas import Limits
 
@@ -67,39 +61,11 @@ class UsersMixin(RegistryBase):
         stale (they changed it on Telegram), so it moves to this user and the other user's
         username is cleared.
         """
-        validate_telegram_id(telegram_id)
-        name = normalize_username(username)
-
-        def work(session: Session) -> Registration:
-            user = session.scalars(
-                select(TelegramUser).where(col(TelegramUser.telegram_id) == telegram_id)
-            ).one_or_none()
-            now = self.clock()
-            if user is not None and (name is None or name == user.username):
-                return Registration(user, "unchanged")
-            moved_from = _take_username(session, name, telegram_id, now) if name else None
-            if user is None:
-                user = TelegramUser(
-                    telegram_id=telegram_id, username=name, created_at=now, updated_at=now
-                )
-                session.add(user)
-                session.flush()
-                return Registration(user, "created", moved_from)
-            user.username = name
-            user.updated_at = now
-            session.flush()
-            return Registration(user, "updated", moved_from)
-
-        try:
-            found = self._write(work, conflict="", event="user", telegram_id=telegram_id)
-        except Conflict:
-            # Another process registered the same id between our read and insert.
-            found = self._write(
-                work,
-                conflict=f"user {telegram_id} changed concurrently; try again",
-                event="user",
-                telegram_id=telegram_id,
-            )
+        done = writes.register(self.engine, telegram_id, username, self.clock())
+        found = Registration(
+            TelegramUser(**done.row._mapping), done.status, done.username_moved_from
+        )
+        self._changed("user", telegram_id=telegram_id)
         if found.username_moved_from is not None:
             self._changed("user", telegram_id=found.username_moved_from)
         return found
@@ -146,28 +112,10 @@ class UsersMixin(RegistryBase):
         A value of None removes that override, so the secretary's or the global limit
         applies again. Returns the overrides after the change.
         """
-        from secretaries_core.usage.quotas import PARAM_MESSAGES, PARAM_TOKENS, Quotas
-
-        unknown = set(changes) - {PARAM_MESSAGES, PARAM_TOKENS}
-        if unknown:
-            raise InvalidInput(f"unknown limit(s): {', '.join(sorted(unknown))}")
-        for key, value in changes.items():
-            top = 2**31 - 1 if key == PARAM_MESSAGES else 2**62
-            if value is not None and (isinstance(value, bool) or not 0 <= value <= top):
-                raise InvalidInput(f"{key} must be a whole number from 0 to {top}, got {value!r}")
-
-        def work(session: Session) -> tuple[int, Limits]:
-            user = self._user(session, user_ref, lock=True)
-            conn = session.connection()
-            current = Quotas.read_overrides(conn, user.telegram_id)
-            merged = Limits(
-                changes.get(PARAM_MESSAGES, current.messages_per_day),
-                changes.get(PARAM_TOKENS, current.tokens_per_day),
-            )
-            Quotas.write_overrides(conn, self.engine, user.telegram_id, merged)
-            return user.telegram_id, merged
-
-        return self._read_write_user(work)[1]
+        writes.check_limits(changes)
+        return self._read_write_user(
+            lambda session: writes.set_limits(session, self.engine, user_ref, changes)
+        )[1]
 
     def _read_write_user(self, work: Callable[[Session], tuple[int, T]]) -> tuple[int, T]:
         with session_scope(self.engine, write=True) as session:
@@ -271,19 +219,3 @@ class UsersMixin(RegistryBase):
             ]
 
         return self._read(work)
-
-
-def _take_username(session: Session, name: str, telegram_id: int, now: datetime) -> int | None:
-    """Clear `name` from any other user holding it; return that user's Telegram id."""
-    holder = session.scalars(
-        select(TelegramUser).where(
-            func.lower(col(TelegramUser.username)) == name.lower(),
-            col(TelegramUser.telegram_id) != telegram_id,
-        )
-    ).first()
-    if holder is None:
-        return None
-    holder.username = None
-    holder.updated_at = now
-    session.flush()
-    return holder.telegram_id
