@@ -1,6 +1,6 @@
 """The tables written with SQLAlchemy Core alone, on a metadata of their own.
 
-`tool`, `api_token` and `provider` have no foreign keys and no ORM class. On SQLModel's
+`tool`, `api_token`, `provider` and the usage and quota tables have no foreign keys and no ORM class. On SQLModel's
 metadata, every module that reads them imported SQLModel, pydantic and the ORM first
 (more CPU than `import sqlalchemy` itself), so `tokens list` or `tools show` started as
 slowly as the commands that need the ORM. Here they cost nothing more than SQLAlchemy.
@@ -22,6 +22,7 @@ MODULES = (
     "secretaries_core.tools.table",
     "secretaries_core.catalog.api_tokens",
     "secretaries_core.llm.providers_table",
+    "secretaries_core.usage.tables",
 )
 
 

@@ -8,10 +8,11 @@ that id in the same transaction as the user row.
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, Uuid
-from sqlmodel import SQLModel
+from secretaries_core.plumbing.core_tables import CORE_METADATA
 
-# The models' metadata, so the migration drift check covers these tables too.
-metadata = SQLModel.metadata
+# Core-only (no ORM class, no foreign key): copied onto the models' metadata for the
+# migration drift check (plumbing/core_tables.py).
+metadata = CORE_METADATA
 
 USAGE_TABLE = Table(
     "usage_daily",
