@@ -50,13 +50,16 @@ def usage(
 
     Example: secretaries usage --since 7d --by-version
     """
-    from secretaries_core.catalog import admin
+    from secretaries_core.catalog.usage_report import usage_report, version_usage
 
-    registry = runtime(ctx).registry()
-    report = admin.usage_report(registry, user=user, secretary=secretary, since=since)
+    engine = runtime(ctx).engine()
+    report = usage_report(engine, user=user, secretary=secretary, since=since)
     # Paging picks the day rows shown; the totals stay those of the whole report.
     report.days = page(report.days, limit, offset)
-    versions = registry.version_usage(secretary) if by_version else None
+    versions = None
+    if by_version:
+        with engine.connect() as conn:
+            versions = version_usage(conn, secretary)
     if json:
         doc = report.as_dict()
         if versions is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from secretaries_core.catalog.refs import UserRef
 from secretaries_core.catalog.registry import SecretaryRegistry
@@ -20,7 +20,6 @@ from secretaries_core.catalog.schemas import (
     UserOut,
 )
 from secretaries_core.context.base import ContextStore, ProgressCallback
-from secretaries_core.plumbing.timeutil import utcnow
 from secretaries_core.usage import UsageReport
 
 if TYPE_CHECKING:
@@ -117,26 +116,11 @@ def usage_report(
 
     `since` counts whole UTC days: `--since 1d` is yesterday and today.
     """
-    from secretaries_core.usage import UsageBook
-    from secretaries_core.usage.quotas import day_of
+    from secretaries_core.catalog import usage_report as report
 
-    telegram_id = registry.get_user(user).telegram_id if user is not None else None
-    secretary_id = registry.get_secretary(secretary).id if secretary is not None else None
-    first_day = day_of((now or utcnow()) - since) if since is not None else None
-    return UsageBook(registry.engine).report(
-        telegram_id=telegram_id, secretary_id=secretary_id, since=first_day, describe=_describe
+    return report.usage_report(
+        registry.engine, user=user, secretary=secretary, since=since, now=now
     )
-
-
-def _describe(conn: Any, ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple[str, Any]]:
-    """Names and params (prices) of the secretaries `ids` that still exist."""
-    from sqlalchemy import select
-
-    from secretaries_core.catalog.models import ASSISTANT_TABLE
-
-    a = ASSISTANT_TABLE.c
-    rows = conn.execute(select(a.id, a.name, a.params).where(a.id.in_(ids))).all()
-    return {row.id: (row.name, row.params) for row in rows}
 
 
 def erase_user(

@@ -1,9 +1,10 @@
 """The tables written with SQLAlchemy Core alone, on a metadata of their own.
 
-`tool`, `api_token`, `provider` and the usage and quota tables have no foreign keys and no ORM class. On SQLModel's
-metadata, every module that reads them imported SQLModel, pydantic and the ORM first
-(more CPU than `import sqlalchemy` itself), so `tokens list` or `tools show` started as
-slowly as the commands that need the ORM. Here they cost nothing more than SQLAlchemy.
+`tool`, `api_token`, `provider` and the usage and quota tables have no foreign keys and
+no ORM class. On SQLModel's metadata, every module that reads them imported SQLModel,
+pydantic and the ORM first (more CPU than `import sqlalchemy` itself), so `tokens list`
+or `tools show` started as slowly as the commands that need the ORM. Here they cost
+nothing more than SQLAlchemy.
 
 Alembic and the drift test compare the schema with SQLModel's metadata: `copy_onto`
 (called by catalog/models.py, which defines the ORM tables) puts a copy of each table

@@ -8,6 +8,7 @@ that id in the same transaction as the user row.
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, Uuid
+
 from secretaries_core.plumbing.core_tables import CORE_METADATA
 
 # Core-only (no ORM class, no foreign key): copied onto the models' metadata for the

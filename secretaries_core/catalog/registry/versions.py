@@ -27,7 +27,6 @@ from secretaries_core.catalog.registry.providers import ProvidersMixin
 from secretaries_core.catalog.versions_tables import (
     REPLY_REF_TABLE,
     ROLLOUT_TABLE,
-    VERSION_COUNT_TABLE,
     VERSION_TABLE,
 )
 
@@ -171,29 +170,9 @@ class VersionsMixin(ProvidersMixin):
     def version_usage(self, ref: str | uuid.UUID | None = None) -> dict[str, dict[str, Any]]:
         """Lifetime counts per secretary and version: {NAME: {VERSION: {messages, ...}}}."""
 
-        def work(session: Session) -> dict[str, dict[str, Any]]:
-            counts = VERSION_COUNT_TABLE
-            query = (
-                select(Assistant.name, counts)  # type: ignore[call-overload]
-                .join(Assistant, Assistant.id == counts.c.secretary_id)
-                .where(counts.c.period == "all")
-                .order_by(Assistant.name, counts.c.version)
-            )
-            if ref is not None:
-                query = query.where(counts.c.secretary_id == self._secretary(session, ref).id)
-            out: dict[str, dict[str, Any]] = {}
-            for row in session.execute(query):
-                out.setdefault(row.name, {})[str(row.version)] = {
-                    "messages": row.messages,
-                    "errors": row.errors,
-                    "prompt_tokens": row.prompt_tokens,
-                    "completion_tokens": row.completion_tokens,
-                    "likes": row.likes,
-                    "dislikes": row.dislikes,
-                }
-            return out
+        from secretaries_core.catalog.usage_report import version_usage
 
-        return self._read(work)
+        return self._read(lambda session: version_usage(session, ref))
 
     def remember_reply(
         self, telegram_id: int, message_id: int, secretary_id: uuid.UUID, version: int
