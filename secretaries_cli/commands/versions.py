@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,6 +16,32 @@ PercentOpt = Annotated[
 ]
 
 rollout_app = new_app("Canary rollouts of a secretary's version: start, set, promote, abort.")
+
+
+def _changed_then_status(
+    ctx: typer.Context,
+    sec: str,
+    json: bool,
+    change: Any,
+    conflict: str = "the rollout changed meanwhile; try again",
+) -> None:
+    """Run `change(conn, now)` (a rollout write on Core) and print the rollout's status.
+
+    On Core, not the registry: nothing in this process listens for the change, and the
+    ORM would cost more CPU than the write.
+    """
+    from secretaries_core.catalog.reads import rollout_status
+    from secretaries_core.plumbing.db import transaction
+    from secretaries_core.plumbing.timeutil import utcnow
+
+    engine = runtime(ctx).engine()
+    with transaction(engine, write=True, conflict=conflict) as conn:
+        change(conn, utcnow())
+        doc = rollout_status(conn, sec)
+    if json:
+        output.emit_json(doc)
+        return
+    render.rollout_status(doc)
 
 
 def _status(ctx: typer.Context, sec: str, json: bool) -> None:
@@ -71,14 +97,19 @@ def register(app: App) -> None:
 
         Example: secretaries rollback alice --to 3
         """
-        change = runtime(ctx).registry().rollback(sec, to)
-        if json:
-            output.emit_json(runtime(ctx).registry().secretary_detail(change.secretary.id))
+        from secretaries_core.catalog.reads import secretary_detail
+        from secretaries_core.catalog.rollout_writes import rollback
+        from secretaries_core.plumbing.db import transaction
+        from secretaries_core.plumbing.timeutil import utcnow
+
+        changed = "the secretary changed meanwhile; try again"
+        with transaction(runtime(ctx).engine(), write=True, conflict=changed) as conn:
+            sec_id, name, number = rollback(conn, sec, to, utcnow())
+            detail = secretary_detail(conn, str(sec_id)) if json else None
+        if detail is not None:
+            output.emit_json(detail)
             return
-        output.say(
-            f"{change.secretary.name} now serves the content of version {to} "
-            f"as version {change.secretary.version}."
-        )
+        output.say(f"{name} now serves the content of version {to} as version {number}.")
 
     @app.command("pin")
     def pin(
@@ -151,24 +182,34 @@ def register(app: App) -> None:
 
         Example: secretaries rollout start alice --percent 10 --max-error-rate 0.05
         """
-        from secretaries_core.catalog.registry.rollouts import Judging
+        from secretaries_core.catalog import rollout_writes
+        from secretaries_core.catalog.rollout_writes import Judging
 
         judging = None
         if judge is not None:
             judging = Judging(judge, judge_sample, max_judge_fail_rate, judge_model)
         elif max_judge_fail_rate is not None:
             raise typer.BadParameter("needs --judge RUBRIC", param_hint="--max-judge-fail-rate")
-        runtime(ctx).registry().rollout_start(
+        limits: dict[str, Any] = {
+            "percent": percent,
+            "version": version,
+            "max_error_rate": max_error_rate,
+            "max_dislike_rate": max_dislike_rate,
+            "min_messages": min_messages,
+            "judge": judging,
+        }
+        rollout_writes.check_start(percent, max_error_rate, max_dislike_rate, min_messages, judging)
+        if require_eval:  # the eval records are read through the registry
+            runtime(ctx).registry().rollout_start(sec, require_eval=True, **limits)
+            _status(ctx, sec, json)
+            return
+        _changed_then_status(
+            ctx,
             sec,
-            percent=percent,
-            version=version,
-            max_error_rate=max_error_rate,
-            max_dislike_rate=max_dislike_rate,
-            min_messages=min_messages,
-            require_eval=require_eval,
-            judge=judging,
+            json,
+            lambda conn, now: rollout_writes.rollout_start(conn, sec, now, **limits),
+            conflict="a rollout of this secretary is already running",
         )
-        _status(ctx, sec, json)
 
     @rollout_app.command("set")
     def set_(ctx: typer.Context, sec: SecArg, percent: PercentOpt, json: JsonFlag = False) -> None:
@@ -176,8 +217,9 @@ def register(app: App) -> None:
 
         Example: secretaries rollout set alice --percent 50
         """
-        runtime(ctx).registry().rollout_set(sec, percent)
-        _status(ctx, sec, json)
+        from secretaries_core.catalog.rollout_writes import rollout_set
+
+        _changed_then_status(ctx, sec, json, lambda conn, _now: rollout_set(conn, sec, percent))
 
     @rollout_app.command("promote")
     def promote(ctx: typer.Context, sec: SecArg, json: JsonFlag = False) -> None:
@@ -185,8 +227,9 @@ def register(app: App) -> None:
 
         Example: secretaries rollout promote alice
         """
-        runtime(ctx).registry().rollout_promote(sec)
-        _status(ctx, sec, json)
+        from secretaries_core.catalog.rollout_writes import rollout_promote
+
+        _changed_then_status(ctx, sec, json, lambda conn, now: rollout_promote(conn, sec, now))
 
     @rollout_app.command("abort")
     def abort(ctx: typer.Context, sec: SecArg, json: JsonFlag = False) -> None:
@@ -194,8 +237,9 @@ def register(app: App) -> None:
 
         Example: secretaries rollout abort alice
         """
-        runtime(ctx).registry().rollout_abort(sec)
-        _status(ctx, sec, json)
+        from secretaries_core.catalog.rollout_writes import rollout_abort
+
+        _changed_then_status(ctx, sec, json, lambda conn, now: rollout_abort(conn, sec, now))
 
     @rollout_app.command("status")
     def status(ctx: typer.Context, sec: SecArg, json: JsonFlag = False) -> None:

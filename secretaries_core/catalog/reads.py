@@ -119,6 +119,7 @@ ROLLOUT = Table(
     Column("ended_at", UTCDateTime()),
     Column("reason", Text),
     Column("judge_rubric", Text),
+    Column("judge_model", String),
     Column("judge_sample", Float),
     Column("max_judge_fail_rate", Float),
 )

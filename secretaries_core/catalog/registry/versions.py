@@ -9,10 +9,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from secretaries_core.catalog import writes
@@ -24,16 +24,17 @@ from secretaries_core.catalog.reads import (
 )
 from secretaries_core.catalog.refs import UserRef
 from secretaries_core.catalog.registry.providers import ProvidersMixin
+from secretaries_core.catalog.rollout_writes import DEFAULT_MIN_MESSAGES as DEFAULT_MIN_MESSAGES
+from secretaries_core.catalog.rollout_writes import Rollout as Rollout
+from secretaries_core.catalog.rollout_writes import RolloutState as RolloutState
+from secretaries_core.catalog.rollout_writes import row_rollout, running, set_state
 from secretaries_core.catalog.versions_tables import (
     REPLY_REF_TABLE,
-    ROLLOUT_TABLE,
     VERSION_TABLE,
 )
 
 T = TypeVar("T")
 VersionSource = Literal["live", "rollout", "pinned"]
-RolloutState = Literal["running", "promoted", "aborted", "rolled_back"]
-DEFAULT_MIN_MESSAGES = 50
 # How long the bot's reply → version references are kept (reactions come within days).
 REPLY_REF_RETENTION = timedelta(days=7)
 ALL = "all"  # the period of a version's counts over its whole life
@@ -51,30 +52,8 @@ class Served:
     rollout: uuid.UUID | None = None
 
 
-@dataclass(frozen=True)
-class Rollout:
-    """A rollout row."""
-
-    id: uuid.UUID
-    secretary_id: uuid.UUID
-    live_version: int
-    candidate_version: int
-    percent: int
-    state: RolloutState
-    max_error_rate: float | None
-    max_dislike_rate: float | None
-    min_messages: int
-    started_at: datetime
-    ended_at: datetime | None
-    reason: str | None
-    judge_rubric: str | None = None
-    judge_model: str | None = None
-    judge_sample: float | None = None
-    max_judge_fail_rate: float | None = None
-
-
 def _row_rollout(row: Any) -> Rollout:
-    return Rollout(**{c: getattr(row, c) for c in Rollout.__dataclass_fields__})
+    return row_rollout(row)
 
 
 class VersionsMixin(ProvidersMixin):
@@ -146,11 +125,7 @@ class VersionsMixin(ProvidersMixin):
     def _set_state(
         self, session: Session, secretary_id: uuid.UUID, version: int, state: str
     ) -> None:
-        session.execute(
-            update(VERSION_TABLE)
-            .where(VERSION_TABLE.c.secretary_id == secretary_id, VERSION_TABLE.c.version == version)
-            .values(state=state)
-        )
+        set_state(session, secretary_id, version, state)
 
     def pin(self, user_ref: UserRef, ref: str | uuid.UUID, version: int) -> None:
         """USER gets VERSION of SEC, whatever is live or rolling out."""
@@ -216,9 +191,4 @@ class VersionsMixin(ProvidersMixin):
         return self._read(work)
 
     def _running(self, session: Session, secretary_id: uuid.UUID) -> Rollout | None:
-        row = session.execute(
-            select(ROLLOUT_TABLE).where(
-                ROLLOUT_TABLE.c.secretary_id == secretary_id, ROLLOUT_TABLE.c.state == "running"
-            )
-        ).first()
-        return _row_rollout(row) if row is not None else None
+        return running(session, secretary_id)
