@@ -9,7 +9,8 @@ arguments, its flags and options), it is answered here through
 `secretaries_core.catalog.reads` (and the Core-only tool, token and provider tables) and
 printed exactly as the Typer command prints it (the tests compare both, byte for byte).
 The everyday writes (`WRITES`: `assign`, `pin`, `unpin`, `set-default`, `activate`,
-`deactivate`) run `secretaries_core.catalog.writes` in one write transaction — the
+`deactivate`, `rollback`, and `ROLLOUT_WRITES`: `rollout start|set|promote|abort`) run
+`secretaries_core.catalog.writes` (and `rollout_writes`) in one write transaction — the
 functions the registry runs — and give up before their commit, never after it.
 Anything else (help, another option, a typo) and any read that cannot answer (an unknown
 name, an error of any kind) goes to the Typer app, which then says what the contract
@@ -19,6 +20,7 @@ says: every refusal has one implementation.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,8 +48,20 @@ COMMANDS: dict[str, tuple[set[str], set[str], int]] = {
     "set-default": ({"--json"}, set(), 1),
     "activate": ({"--json"}, set(), 1),
     "deactivate": ({"--json"}, {"--reassign-to"}, 1),
+    "rollback": ({"--json"}, {"--to"}, 1),
+    "rollout start": (
+        {"--json"},
+        {"--percent", "--version", "--max-error-rate", "--max-dislike-rate", "--min-messages"},
+        1,
+    ),
+    "rollout set": ({"--json"}, {"--percent"}, 1),
+    "rollout promote": ({"--json"}, set(), 1),
+    "rollout abort": ({"--json"}, set(), 1),
 }
-WRITES = {"assign", "pin", "unpin", "set-default", "activate", "deactivate"}
+WRITES = {"assign", "pin", "unpin", "set-default", "activate", "deactivate", "rollback"}
+ROLLOUT_WRITES = {"rollout start", "rollout set", "rollout promote", "rollout abort"}
+Output = str | Callable[[], None]
+"""What a quick command prints: text, or a function drawing a table (Rich) once it is safe."""
 GLOBAL_OPTIONS = {"--database-url": "database_url", "--context-url": "context_url"}
 
 
@@ -114,7 +128,9 @@ def run(argv: Sequence[str]) -> int | None:
         text = _answer(read)
     except Exception:  # the Typer app runs it again and reports the error
         return None
-    if text is not None:
+    if callable(text):
+        text()
+    elif text is not None:
         sys.stdout.write(text)
         sys.stdout.flush()
     return 0
@@ -137,7 +153,7 @@ def _version_number(word: str) -> int:
     return int(word)
 
 
-def _answer(read: Read) -> str | None:
+def _answer(read: Read) -> Output | None:
     """The output as text (None when it was drawn as a table already); raises to give up."""
     from secretaries_core.catalog import reads
     from secretaries_core.config import Settings
@@ -150,7 +166,7 @@ def _answer(read: Read) -> str | None:
     )
     limit, offset = _count(read, "--limit"), _count(read, "--offset") or 0
     engine = open_database(settings)
-    if command in WRITES:
+    if command in WRITES or command in ROLLOUT_WRITES:
         try:
             return _write(read, engine)
         finally:
@@ -219,60 +235,125 @@ def _answer(read: Read) -> str | None:
     return _for_people(command, found, user)
 
 
-def _write(read: Read, engine: Any) -> str:
+def _write(read: Read, engine: Any) -> Output:
     """Run a quick write in one transaction; its output. Raises (nothing committed) to
     give up: the Typer app then runs it through the registry, on the same Core write."""
-    from secretaries_core.catalog import reads, writes
-    from secretaries_core.catalog.refs import parse_user_ref
     from secretaries_core.plumbing.db import transaction
     from secretaries_core.plumbing.timeutil import utcnow
 
+    # What is printed is made inside the transaction and printed after its commit: nothing
+    # may fail after the commit (the Typer app would run the write a second time).
+    with transaction(engine, write=True) as conn:
+        if read.command in ROLLOUT_WRITES:
+            _rollout_write(conn, read, utcnow())
+            return _rollout_status(conn, read)
+        return _catalog_write(conn, read, utcnow())
+
+
+def _rollout_status(conn: Any, read: Read) -> Output:
+    """The rollout's status after a rollout write: JSON text, or the table drawn later."""
+    from secretaries_core.catalog import reads
+
+    doc = reads.rollout_status(conn, read.arguments[0])
+    if "--json" in read.flags:
+        return json.dumps(doc, ensure_ascii=False) + "\n"
+    return lambda: _draw_rollout(doc)  # drawn once the transaction has committed
+
+
+def _draw_rollout(doc: dict[str, Any]) -> None:
+    from secretaries_cli import render
+
+    render.rollout_status(doc)
+
+
+def _catalog_write(conn: Any, read: Read, now: datetime) -> str:
+    """assign, pin, unpin, set-default, activate, deactivate, rollback: the text to print."""
+    from secretaries_core.catalog import reads, writes
+    from secretaries_core.catalog.refs import parse_user_ref
+
     command, arguments = read.command, read.arguments
     as_json = "--json" in read.flags
-    now = utcnow()
-    user = parse_user_ref(arguments[0]) if len(arguments) == 2 else None
-    version = _version_number(read.values["--version"]) if command == "pin" else 0
-    # What is printed is made inside the transaction: nothing may fail after the commit
-    # (the Typer app would run the write a second time).
-    with transaction(engine, write=True) as conn:
-        if command == "assign":
-            assert user is not None
-            assigned = writes.assign(conn, user, arguments[1], now)
-            if as_json:
-                return json.dumps(assigned.doc(), ensure_ascii=False) + "\n"
-            if not assigned.changed:
-                line = f"Nothing changed: user {user} already has {assigned.secretary}."
-            else:
-                was = f" (was {assigned.previous})" if assigned.previous else ""
-                line = f"User {user} now has {assigned.secretary}{was}."
-            return _lines(line)
+    if command == "rollback":
+        from secretaries_core.catalog.rollout_writes import rollback
+
+        to = _version_number(read.values["--to"])
+        sec_id, name, number = rollback(conn, arguments[0], to, now)
+        if as_json:
+            return json.dumps(reads.secretary_detail(conn, str(sec_id)), ensure_ascii=False) + "\n"
+        return _lines(f"{name} now serves the content of version {to} as version {number}.")
+    if command in ("assign", "pin", "unpin"):
+        user, sec = parse_user_ref(arguments[0]), arguments[1]
         if command == "pin":
-            assert user is not None
-            writes.pin(conn, user, arguments[1], version, now)
-            return _lines(f"{user} now gets version {version} of {arguments[1]}.")
+            version = _version_number(read.values["--version"])
+            writes.pin(conn, user, sec, version, now)
+            return _lines(f"{user} now gets version {version} of {sec}.")
         if command == "unpin":
-            assert user is not None
-            _, removed = writes.unpin(conn, user, arguments[1])
-            sec = arguments[1]
+            _, removed = writes.unpin(conn, user, sec)
             return _lines(
                 f"{user} unpinned from {sec}." if removed else f"{user} had no pin on {sec}."
             )
-        if command == "set-default":
-            change, did = writes.set_default(conn, arguments[0], now), "the default"
-        elif command == "activate":
-            change, did = writes.activate(conn, arguments[0], now), "activated"
-        else:
-            to = read.values.get("--reassign-to")
-            change, did = writes.deactivate(conn, arguments[0], to, now), "deactivated"
+        assigned = writes.assign(conn, user, sec, now)
         if as_json:
-            detail = reads.secretary_detail(conn, str(change.id))
-            return json.dumps(detail, ensure_ascii=False) + "\n"
+            return json.dumps(assigned.doc(), ensure_ascii=False) + "\n"
+        if not assigned.changed:
+            return _lines(f"Nothing changed: user {user} already has {assigned.secretary}.")
+        was = f" (was {assigned.previous})" if assigned.previous else ""
+        return _lines(f"User {user} now has {assigned.secretary}{was}.")
+    if command == "set-default":
+        change, did = writes.set_default(conn, arguments[0], now), "the default"
+    elif command == "activate":
+        change, did = writes.activate(conn, arguments[0], now), "activated"
+    elif command == "deactivate":
+        to_sec = read.values.get("--reassign-to")
+        change, did = writes.deactivate(conn, arguments[0], to_sec, now), "deactivated"
+    else:
+        raise LookupError(command)
+    if as_json:
+        return json.dumps(reads.secretary_detail(conn, str(change.id)), ensure_ascii=False) + "\n"
     if not change.changed and not change.moved_users:
         return _lines(f"Nothing changed: {change.name} was already {did}.")
     said = [f"{change.name} {did}."] if change.changed else []
     if change.moved_users:
         said.append(f"Moved {change.moved_users} user(s) off {change.name}.")
     return _lines(*said)
+
+
+def _rollout_write(conn: Any, read: Read, now: datetime) -> None:
+    """One of `rollout start|set|promote|abort`, options taken as Typer takes them."""
+    from secretaries_core.catalog import rollout_writes
+
+    sec, values = read.arguments[0], read.values
+    if read.command == "rollout promote":
+        rollout_writes.rollout_promote(conn, sec, now)
+    elif read.command == "rollout abort":
+        rollout_writes.rollout_abort(conn, sec, now)
+    elif read.command == "rollout set":
+        rollout_writes.rollout_set(conn, sec, _version_number(values["--percent"]))
+    else:
+        version = values.get("--version")
+        rollout_writes.rollout_start(
+            conn,
+            sec,
+            now,
+            percent=_version_number(values["--percent"]),
+            version=None if version is None else _version_number(version),
+            max_error_rate=_rate(values.get("--max-error-rate")),
+            max_dislike_rate=_rate(values.get("--max-dislike-rate")),
+            min_messages=_version_number(values.get("--min-messages", "50")),
+        )
+
+
+def _rate(word: str | None) -> float | None:
+    """A rate as Typer's float parameter takes it, in its plain spellings; raises (give
+    up) on anything else."""
+    if word is None:
+        return None
+    if not RATE_RE.fullmatch(word):
+        raise ValueError(word)
+    return float(word)
+
+
+RATE_RE = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 
 
 def _lines(*lines: str) -> str:
