@@ -117,11 +117,14 @@ def register(app: App) -> None:
 
         Example: secretaries create alice --model openai/gpt-4o-mini --prompt 'Be brief.' --default
         """
-        from secretaries_core.catalog.models import AssistantCreate
+        from secretaries_core.catalog.reads import secretary_detail
+        from secretaries_core.catalog.secretary_writes import NewSecretary, create
+        from secretaries_core.plumbing.db import transaction
+        from secretaries_core.plumbing.timeutil import utcnow
 
         text = _prompt(prompt, prompt_file, required=True)
         assert text is not None
-        data = AssistantCreate(
+        data = NewSecretary(
             name=name,
             model=model,
             prompt=text,
@@ -130,14 +133,18 @@ def register(app: App) -> None:
             is_default=default,
             is_secretary=not no_secretary,
         )
-        registry = runtime(ctx).registry()
-        secretary = registry.create_secretary(data)
+        data.check()  # before the database is opened
+        # On Core, not the registry: nothing in this process listens for the change.
+        taken = f"a secretary named {name!r} already exists"
+        with transaction(runtime(ctx).engine(), write=True, conflict=taken) as conn:
+            new_id = create(conn, data, utcnow())
+            detail = secretary_detail(conn, str(new_id))
         if json:
-            output.emit_json(registry.secretary_detail(secretary.id))
+            output.emit_json(detail)
         else:
-            suffix = " (default)" if secretary.is_default else ""
-            kind = "secretary" if secretary.is_secretary else "assistant"
-            output.say(f"Created {kind} {secretary.name}{suffix}, id {secretary.id}.")
+            suffix = " (default)" if default else ""
+            kind = "secretary" if not no_secretary else "assistant"
+            output.say(f"Created {kind} {name}{suffix}, id {new_id}.")
 
     @app.command("update")
     def update(
@@ -168,28 +175,34 @@ def register(app: App) -> None:
 
         Example: secretaries update alice --prompt 'You are Alice, brief.' --note 'shorter' --draft
         """
-        from secretaries_core.catalog.models import AssistantUpdate
+        from secretaries_core.catalog.reads import secretary_detail
+        from secretaries_core.catalog.secretary_writes import update_secretary
+        from secretaries_core.plumbing.db import transaction
+        from secretaries_core.plumbing.timeutil import utcnow
 
-        changes = AssistantUpdate(
-            name=name,
-            model=model,
-            description=description,
-            prompt=_prompt(prompt, prompt_file, required=False),
-            params=_with_tools(_params(param), tools, removing=True),
-        )
-        change = runtime(ctx).registry().update_secretary(sec, changes, draft=draft, note=note)
-        if json:
-            _report(change, "", True, ctx)
-        elif change.changed and draft:
-            newest = runtime(ctx).registry().versions(change.secretary.id)[0]
+        changes = {
+            "name": name,
+            "model": model,
+            "description": description,
+            "prompt": _prompt(prompt, prompt_file, required=False),
+            "params": _with_tools(_params(param), tools, removing=True),
+        }
+        # On Core, not the registry: nothing in this process listens for the change.
+        changed = "the secretary changed concurrently; try again"
+        with transaction(runtime(ctx).engine(), write=True, conflict=changed) as conn:
+            done = update_secretary(conn, sec, changes, utcnow(), draft=draft, note=note)
+            detail = secretary_detail(conn, str(done.id)) if json else None
+        if detail is not None:
+            output.emit_json(detail)
+        elif done.changed and done.draft is not None:
             output.say(
-                f"Draft version {newest.version} of {change.secretary.name} saved; "
-                f"version {change.secretary.version} stays live."
+                f"Draft version {done.draft} of {done.name} saved; "
+                f"version {done.version} stays live."
             )
-        elif change.changed:
-            output.say(f"Updated {change.secretary.name}, now version {change.secretary.version}.")
+        elif done.changed:
+            output.say(f"Updated {done.name}, now version {done.version}.")
         else:
-            output.say(f"Nothing changed: {change.secretary.name} already has these values.")
+            output.say(f"Nothing changed: {done.name} already has these values.")
 
     @app.command("list")
     def list_(

@@ -158,9 +158,9 @@ def parse(source: str) -> list[Declared]:
 
 
 def _one(node: Any, item: Any) -> Declared:
-    from secretaries_core.catalog.registry.catalog import (
-        _check_secretary_fields,
+    from secretaries_core.catalog.secretary_writes import (
         check_params,
+        check_secretary_fields,
     )
 
     line = node.start_mark.line + 1
@@ -195,7 +195,7 @@ def _one(node: Any, item: Any) -> Declared:
     if not isinstance(description, str):
         raise InvalidInput(f"line {line}: `description` must be text")
     try:
-        _check_secretary_fields(item["name"], item["model"], item["prompt"], description)
+        check_secretary_fields(item["name"], item["model"], item["prompt"], description)
         check_params(params)
     except InvalidInput as exc:
         raise InvalidInput(f"line {line}: {exc}") from None

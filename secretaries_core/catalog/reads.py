@@ -670,7 +670,7 @@ def nonconforming_names(conn: Any) -> list[str]:
     seen: dict[str, str] = {}
     for (name,) in rows:
         if not SECRETARY_NAME_RE.fullmatch(name):
-            problems.append(f"{name!r}: not 1-64 letters, digits, '-', '_' or '.'")
+            problems.append(f"{name!r}: not 1-64 ASCII letters, digits, '-', '_' or '.'")
         other = seen.get(name.lower())
         if other is not None:
             problems.append(f"{name!r}: the same name as {other!r} regardless of case")

@@ -65,7 +65,8 @@ def unusable(name: str, *, is_secretary: bool, is_active: bool) -> Exception | N
     return None
 
 
-def _as_uuid(ref: str | uuid.UUID) -> uuid.UUID | None:
+def as_uuid(ref: str | uuid.UUID) -> uuid.UUID | None:
+    """`ref` as a UUID when it is one (or parses as one), else None."""
     if isinstance(ref, uuid.UUID):
         return ref
     try:
@@ -76,7 +77,7 @@ def _as_uuid(ref: str | uuid.UUID) -> uuid.UUID | None:
 
 def secretary(conn: Any, ref: str | uuid.UUID, *, lock: bool = False) -> Any:
     """The secretary row `ref` names (by id when it parses as one, else by name)."""
-    sec_id = _as_uuid(ref)
+    sec_id = as_uuid(ref)
     query = select(SECRETARY).where(
         SECRETARY.c.id == sec_id if sec_id is not None else SECRETARY.c.name == ref
     )

@@ -26,7 +26,7 @@ from typing import Any
 
 from secretaries_core.conversation.instances import SecretarySnapshot
 from secretaries_core.conversation.turn import Turn
-from secretaries_core.errors import InvalidInput, NotFound, SecretariesError
+from secretaries_core.errors import NotFound, SecretariesError
 from secretaries_core.llm.base import ToolCall
 from secretaries_core.plumbing import tracing
 from secretaries_core.plumbing.metrics import Metrics
@@ -35,12 +35,14 @@ from secretaries_core.tools.calling import ToolCaller, ToolResult
 from secretaries_core.tools.ledger import ToolLedger, TurnLedger, same_call
 from secretaries_core.tools.registry import ToolRegistry
 from secretaries_core.tools.spec import ASSISTANT_SCHEMA, ToolSpec, tools_param
+from secretaries_core.tools.spec import DEFAULT_MAX_TOOL_ROUNDS as DEFAULT_MAX_TOOL_ROUNDS
+from secretaries_core.tools.spec import PARAM_MAX_TOOL_ROUNDS as PARAM_MAX_TOOL_ROUNDS
+from secretaries_core.tools.spec import PARAM_TOOL_TIMEOUT as PARAM_TOOL_TIMEOUT
+from secretaries_core.tools.spec import max_rounds as max_rounds
+from secretaries_core.tools.spec import tool_timeout as tool_timeout
 from secretaries_core.usage.quotas import PARAM_TOOL_CALLS, Quotas
 
 log = logging.getLogger(__name__)
-PARAM_MAX_TOOL_ROUNDS = "max_tool_rounds"
-PARAM_TOOL_TIMEOUT = "tool_timeout"
-DEFAULT_MAX_TOOL_ROUNDS = 5
 RECENT_RESULTS = 10_000
 # How long a secretary's resolved tool list (and an MCP server's discovered tools) is kept.
 OFFER_TTL_S = 30.0
@@ -70,31 +72,6 @@ class Offered:
     spec: ToolSpec
     tool: str | None  # an MCP server's tool; None for an HTTP function
     definition: dict[str, Any]
-
-
-def max_rounds(params: Mapping[str, Any]) -> int:
-    """The version's `max_tool_rounds` (default 5)."""
-    return int(_number(params, PARAM_MAX_TOOL_ROUNDS, DEFAULT_MAX_TOOL_ROUNDS, int))
-
-
-def tool_timeout(params: Mapping[str, Any]) -> float | None:
-    """The version's `tool_timeout` (seconds), if set."""
-    if params.get(PARAM_TOOL_TIMEOUT) in (None, ""):
-        return None
-    return float(_number(params, PARAM_TOOL_TIMEOUT, 0, float))
-
-
-def _number(params: Mapping[str, Any], key: str, default: Any, kind: Any) -> Any:
-    raw = params.get(key)
-    if raw in (None, ""):
-        return default
-    try:
-        value = kind(raw)
-    except (TypeError, ValueError):
-        value = -1
-    if isinstance(raw, bool) or value < 0 or (kind is float and value == 0):
-        raise InvalidInput(f"secretary param {key} must be a positive number, got {raw!r}")
-    return value
 
 
 class ToolBox:

@@ -12,7 +12,6 @@ import itertools
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from secretaries_core.errors import InvalidInput
 
@@ -28,10 +27,11 @@ def _asks(params: Any, tools: dict[str, str]) -> dict[str, str]:
     return {tools[t]: t for t in tools_param(params) if t in tools}
 
 
-def refuse_cycles(session: Session, name: str, params: Any) -> None:
-    """`InvalidInput` naming the cycle when `name` with `params` could ask itself."""
-    from secretaries_core.catalog.models import Assistant
-    from secretaries_core.catalog.versions_tables import VERSION_TABLE
+def refuse_cycles(session: Any, name: str, params: Any) -> None:
+    """`InvalidInput` naming the cycle when `name` with `params` could ask itself
+    (`session`: a Connection or an ORM Session)."""
+    from secretaries_core.catalog.reads import SECRETARY as assistants
+    from secretaries_core.catalog.reads import VERSION as VERSION_TABLE
     from secretaries_core.tools.table import TOOL_TABLE
 
     rows = session.execute(
@@ -40,7 +40,6 @@ def refuse_cycles(session: Session, name: str, params: Any) -> None:
     tools = {row.name: str((row.config or {}).get("assistant")) for row in rows}
     if not tools:
         return
-    assistants = Assistant.__table__  # type: ignore[attr-defined]
     names = {r.id: r.name for r in session.execute(select(assistants.c.id, assistants.c.name))}
     edges: dict[str, dict[str, str]] = {}
     for row in session.execute(select(assistants.c.name, assistants.c.params)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -166,3 +167,34 @@ def tools_param(params: Any) -> list[str]:
     if isinstance(raw, list):
         return [str(name).strip() for name in raw if str(name).strip()]
     return []
+
+
+# A version's tool loop params (read by the tool loop, checked when a version is stored).
+PARAM_MAX_TOOL_ROUNDS = "max_tool_rounds"
+PARAM_TOOL_TIMEOUT = "tool_timeout"
+DEFAULT_MAX_TOOL_ROUNDS = 5
+
+
+def max_rounds(params: Mapping[str, Any]) -> int:
+    """The version's `max_tool_rounds` (default 5)."""
+    return int(_number(params, PARAM_MAX_TOOL_ROUNDS, DEFAULT_MAX_TOOL_ROUNDS, int))
+
+
+def tool_timeout(params: Mapping[str, Any]) -> float | None:
+    """The version's `tool_timeout` (seconds), if set."""
+    if params.get(PARAM_TOOL_TIMEOUT) in (None, ""):
+        return None
+    return float(_number(params, PARAM_TOOL_TIMEOUT, 0, float))
+
+
+def _number(params: Mapping[str, Any], key: str, default: Any, kind: Any) -> Any:
+    raw = params.get(key)
+    if raw in (None, ""):
+        return default
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        value = -1
+    if isinstance(raw, bool) or value < 0 or (kind is float and value == 0):
+        raise InvalidInput(f"secretary param {key} must be a positive number, got {raw!r}")
+    return value

@@ -401,5 +401,8 @@ def test_a_model_server_that_refuses_connections_says_so(
 
 
 def test_a_name_over_100_characters_is_an_error_line_not_a_traceback(cli: Run) -> None:
-    failed(cli("create", "a" * 101, "--model", "echo", "--prompt", "p"), 1, "100 characters")
+    rule = "use 1 to 64 ASCII letters, digits, '-', '_' or '.'"
+    failed(cli("create", "a" * 101, "--model", "echo", "--prompt", "p"), 1, rule)
+    # "Letters" are ASCII ones, and the message says so.
+    failed(cli("create", "ålice", "--model", "echo", "--prompt", "p"), 1, rule)
     assert as_json(cli("list", "--all", "--json")) == []

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import math
-import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     func,
@@ -16,22 +13,25 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from secretaries_core.catalog import linksql, writes
+from secretaries_core.catalog import linksql, secretary_writes, writes
 from secretaries_core.catalog.models import (
     Assistant,
     AssistantCreate,
     AssistantUpdate,
 )
-from secretaries_core.catalog.refs import SECRETARY_NAME_RE as NAME_RE
 from secretaries_core.catalog.registry.base import (
     Change,
-    _as_uuid,
 )
 from secretaries_core.catalog.registry.rollouts import RolloutsMixin
 from secretaries_core.catalog.schemas import (
     SecretaryDetail,
     SecretaryOut,
 )
+from secretaries_core.catalog.secretary_writes import MAX_DESCRIPTION_CHARS as MAX_DESCRIPTION_CHARS
+from secretaries_core.catalog.secretary_writes import NewSecretary
+from secretaries_core.catalog.secretary_writes import check_name as check_name
+from secretaries_core.catalog.secretary_writes import check_params as check_params
+from secretaries_core.catalog.secretary_writes import check_text as check_text
 from secretaries_core.catalog.versions_tables import (
     PIN_TABLE,
     ROLLOUT_TABLE,
@@ -40,13 +40,7 @@ from secretaries_core.catalog.versions_tables import (
 )
 from secretaries_core.errors import (
     Conflict,
-    InvalidInput,
-    UnstorableInput,
 )
-from secretaries_core.llm.providers import parse_model
-
-# What the picker and `list` show beside the name (longer text belongs in the prompt).
-MAX_DESCRIPTION_CHARS = 200
 
 
 class CatalogMixin(RolloutsMixin):
@@ -88,29 +82,19 @@ class CatalogMixin(RolloutsMixin):
 
     def create_secretary(self, data: AssistantCreate) -> Assistant:
         """Add a secretary; with `is_default` it replaces the current default."""
-        _check_secretary_fields(data.name, data.model, data.prompt, data.description)
-        check_params(data.params)
-        if data.is_default and not data.is_secretary:
-            raise InvalidInput(
-                "an assistant users cannot pick (--no-secretary) cannot be the default"
-            )
+        new = NewSecretary(
+            name=data.name,
+            model=data.model,
+            prompt=data.prompt,
+            description=data.description,
+            params=data.params,
+            is_default=data.is_default,
+            is_secretary=data.is_secretary,
+        )
+        new.check()
 
         def work(session: Session) -> Assistant:
-            _refuse_taken_name(session, data.name)
-            self._check_models(session, data.model, data.params, data.name)
-            now = self.clock()
-            if data.is_default:
-                _clear_default(session, now)
-            secretary = Assistant(
-                **data.model_dump(exclude={"is_default"}),
-                is_default=data.is_default,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(secretary)
-            session.flush()
-            self._add_version(session, secretary, secretary.version, "live", None)
-            return secretary
+            return self._secretary(session, secretary_writes.create(session, new, self.clock()))
 
         return self._write(work, conflict=f"a secretary named {data.name!r} already exists")
 
@@ -128,56 +112,14 @@ class CatalogMixin(RolloutsMixin):
         content kept, with `note`); with `draft` that version is stored but not made live
         (name and description changes still apply at once). `version` is the live number.
         """
-
         if changes.params is not None:
             check_params(changes.params)
 
         def work(session: Session) -> Change:
-            secretary = self._secretary(session, ref, lock=True)
-            new: dict[str, Any] = {}
-            for field in ("name", "description", "model", "prompt"):
-                value = getattr(changes, field)
-                if value is not None and value != getattr(secretary, field):
-                    new[field] = value
-            if changes.params is not None:
-                merged = {**secretary.params, **changes.params}
-                merged = {k: v for k, v in merged.items() if v is not None}
-                if merged != secretary.params:
-                    new["params"] = merged
-            if not new:
-                return Change(secretary, changed=False)
-            # Only what changes is checked: older rows that break today's rules keep working.
-            _check_secretary_fields(
-                new.get("name"),
-                new.get("model", secretary.model),
-                new.get("prompt"),
-                new.get("description"),
+            done = secretary_writes.update_secretary(
+                session, ref, changes.model_dump(), self.clock(), draft=draft, note=note
             )
-            if "name" in new:
-                _refuse_taken_name(session, new["name"], besides=secretary.id)
-            content: dict[str, Any] = {
-                k: new.pop(k) for k in ("model", "prompt", "params") if k in new
-            }
-            if content:
-                self._check_models(
-                    session,
-                    content.get("model", secretary.model),
-                    content.get("params", secretary.params),
-                    new.get("name", secretary.name),
-                )
-                self._ensure_live_row(session, secretary)
-                number = self._next_version(session, secretary)
-                if draft:
-                    self._add_version(session, secretary, number, "draft", note, **content)
-                else:
-                    new.update(content, version=number)
-            for field, value in new.items():
-                setattr(secretary, field, value)
-            secretary.updated_at = self.clock()
-            session.flush()
-            if content and not draft:
-                self._add_version(session, secretary, number, "live", note)
-            return Change(secretary, changed=True)
+            return Change(self._secretary(session, done.id), changed=done.changed)
 
         return self._write(work, conflict="the secretary changed concurrently; try again")
 
@@ -251,98 +193,5 @@ class CatalogMixin(RolloutsMixin):
         return deleted
 
 
-def _refuse_taken_name(session: Session, name: str, besides: uuid.UUID | None = None) -> None:
-    # Case-insensitively: `Alice` and `alice` would be the same secretary to a person.
-    query = select(col(Assistant.name)).where(func.lower(col(Assistant.name)) == name.lower())
-    if besides is not None:
-        query = query.where(col(Assistant.id) != besides)
-    taken = session.scalars(query).first()
-    if taken is not None:
-        raise Conflict(f"a secretary named {taken!r} already exists")
-
-
 def _clear_default(session: Session, now: datetime) -> None:
     writes.clear_default(session, now)
-
-
-# Control characters other than tab, newline and carriage return (prompt files use CRLF).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-
-
-def check_name(name: str) -> None:
-    """A new secretary name: 1-64 letters, digits, `-`, `_`, `.` (not a UUID)."""
-    if not NAME_RE.fullmatch(name):
-        raise InvalidInput(
-            f"invalid secretary name {name!r}: use 1 to 64 letters, digits, '-', '_' or '.'"
-        )
-    if _as_uuid(name) is not None:
-        raise InvalidInput("a secretary's name cannot look like a UUID")
-
-
-MAX_PARAMS_DEPTH = 32
-# A model string: printable ASCII without spaces (`openai/gpt-4o-mini`, `llama3:8b`).
-MODEL_RE = re.compile(r"[\x21-\x7e]{1,200}")
-
-
-def check_params(params: Any) -> None:
-    """Params must be storable JSON: no NUL or lone surrogate anywhere, at most 32 deep."""
-    stack: list[tuple[Any, int, str]] = [(params, 1, "params")]
-    while stack:
-        value, depth, where = stack.pop()
-        if depth > MAX_PARAMS_DEPTH:
-            raise UnstorableInput(f"params are nested deeper than {MAX_PARAMS_DEPTH} levels")
-        if isinstance(value, str):
-            _check_storable_text(where, value)
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise UnstorableInput(f"{where} is not a finite number")
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                _check_storable_text(f"a key of {where}", str(key))
-                stack.append((item, depth + 1, f"{where}.{str(key)[:40]}"))
-        elif isinstance(value, list | tuple):
-            stack.extend((item, depth + 1, f"{where}[{i}]") for i, item in enumerate(value))
-
-
-def _check_storable_text(field: str, value: str) -> None:
-    from secretaries_core.conversation.text import check_storable
-
-    check_storable(value, field)
-
-
-def check_text(field: str, value: str) -> None:
-    """Descriptions and prompts: any text but control characters (tab and newlines are fine)."""
-    _check_storable_text(f"the {field}", value)
-    found = _CONTROL.search(value)
-    if found:
-        raise InvalidInput(
-            f"the {field} contains the control character U+{ord(found.group()):04X}; "
-            "only tab and newlines are allowed"
-        )
-
-
-def _check_secretary_fields(
-    name: str | None, model: str, prompt: str | None, description: str | None = ""
-) -> None:
-    """Check the fields being set (None: not being changed)."""
-    if name is not None:
-        check_name(name)
-    for field, value in (("prompt", prompt), ("description", description)):
-        if value is not None:
-            check_text(field, value)
-    if description is not None and len(description) > MAX_DESCRIPTION_CHARS:
-        raise InvalidInput(
-            f"a description is one line for users choosing a secretary: at most "
-            f"{MAX_DESCRIPTION_CHARS} characters, got {len(description)}"
-        )
-    if "\x00" in model:
-        raise UnstorableInput("text fields cannot contain NUL characters")
-    if not model.strip():
-        raise InvalidInput("a secretary needs a model")
-    if not MODEL_RE.fullmatch(model.strip()):
-        raise UnstorableInput(
-            f"invalid model {model[:60]!r}: use printable ASCII without spaces, "
-            "like openai/gpt-4o-mini"
-        )
-    parse_model(model)  # its syntax; that its provider exists is checked with the database
-    if prompt is not None and not prompt.strip():
-        raise InvalidInput("a secretary needs a non-empty prompt")

@@ -7,30 +7,10 @@ from sqlalchemy.orm import Session
 
 from secretaries_core.catalog import providers
 from secretaries_core.catalog.registry.base import RegistryBase
-from secretaries_core.errors import InvalidInput
-from secretaries_core.llm.model_names import Provider, models_of, validate_model
+from secretaries_core.catalog.secretary_writes import check_models
+from secretaries_core.catalog.secretary_writes import check_tools as check_tools
+from secretaries_core.llm.model_names import Provider
 from secretaries_core.llm.providers_table import PROVIDER_TABLE, provider_rows
-
-
-def check_tools(session: Session, params: object) -> None:
-    """The tools a version names are registered, and its tool params are sound."""
-    from secretaries_core.conversation.tooling import max_rounds, tool_timeout
-    from secretaries_core.tools.spec import tools_param
-    from secretaries_core.tools.table import TOOL_TABLE
-
-    if not isinstance(params, dict):
-        return
-    names = tools_param(params)
-    if names:
-        known = {r[0] for r in session.execute(select(TOOL_TABLE.c.name))}
-        missing = [n for n in names if n not in known]
-        if missing:
-            raise InvalidInput(
-                f"unknown tool(s) {', '.join(repr(n[:40]) for n in missing)} in tools: "
-                "register them first (secretaries tools add), see: secretaries tools list"
-            )
-    max_rounds(params)
-    tool_timeout(params)
 
 
 class ProvidersMixin(RegistryBase):
@@ -79,11 +59,4 @@ class ProvidersMixin(RegistryBase):
     ) -> None:
         """Every model string of a secretary's content names a known provider, its tools
         exist, and (given its `name`) no assistant it can ask can ask it back."""
-        known = [r[0] for r in session.execute(select(PROVIDER_TABLE.c.name))]
-        for each in models_of(model, params):
-            validate_model(each, known)
-        check_tools(session, params)
-        if name is not None:
-            from secretaries_core.tools.nesting import refuse_cycles
-
-            refuse_cycles(session, name, params)
+        check_models(session, model, params, name)
