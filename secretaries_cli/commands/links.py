@@ -97,14 +97,24 @@ def register(app: App) -> None:
 
         Example: secretaries migrate-users --to alice --dry-run
         """
-        registry = runtime(ctx).registry()
+        from secretaries_core.catalog.migration import migrate_users
+        from secretaries_core.plumbing.timeutil import utcnow
+
+        engine = runtime(ctx).engine()  # on Core: nothing in this process listens
         with output.progress_bar("migrating users", enabled=not (json or dry_run)) as progress:
-            result = registry.migrate_users(
-                to=to, from_=from_, dry_run=dry_run, batch_size=batch_size, progress=progress
+            result = migrate_users(
+                engine,
+                utcnow,
+                to=to,
+                from_=from_,
+                dry_run=dry_run,
+                batch_size=batch_size,
+                progress=progress,
             )
+        secretary, migrated = result["secretary"], result["migrated"]
         if json:
             output.emit_json(result)
         elif dry_run:
-            output.say(f"Dry run: {result.migrated} user(s) would be linked to {result.secretary}.")
+            output.say(f"Dry run: {migrated} user(s) would be linked to {secretary}.")
         else:
-            output.say(f"Linked {result.migrated} user(s) to {result.secretary}.")
+            output.say(f"Linked {migrated} user(s) to {secretary}.")

@@ -75,13 +75,20 @@ def import_(
             rows = parse_users_csv(handle)
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{file} is not UTF-8 text: {exc}") from None
-    result = runtime(ctx).registry().import_users(rows)
+    from secretaries_core.catalog.writes import import_users
+    from secretaries_core.plumbing.db import transaction
+    from secretaries_core.plumbing.timeutil import utcnow
+
+    # On Core, not the registry: nothing in this process listens for the change.
+    raced = "users were added concurrently; run the import again"
+    with transaction(runtime(ctx).engine(), write=True, conflict=raced) as conn:
+        result = import_users(conn, rows, utcnow())
     if json:
         output.emit_json(result)
     else:
         output.say(
-            f"Imported {len(rows)} row(s): {result.created} created, "
-            f"{result.updated} updated, {result.unchanged} unchanged."
+            f"Imported {len(rows)} row(s): {result['created']} created, "
+            f"{result['updated']} updated, {result['unchanged']} unchanged."
         )
 
 

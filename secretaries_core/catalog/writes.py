@@ -12,11 +12,12 @@ implementation of each write and each refusal. Errors are the contract's typed e
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from secretaries_core.catalog.reads import LINK, PIN, SECRETARY, USER, VERSION
 from secretaries_core.catalog.refs import UserRef, normalize_username
@@ -31,6 +32,7 @@ from secretaries_core.errors import (
 from secretaries_core.plumbing.ids import uuid7
 
 if TYPE_CHECKING:
+    from secretaries_core.catalog.users_csv import UserRow
     from secretaries_core.usage.quotas import Limits
 
 
@@ -331,6 +333,10 @@ def _connection(conn: Any) -> Connection:
     return conn if isinstance(conn, Connection) else conn.connection()
 
 
+# Keeps each statement's IN list well below every driver's parameter limit.
+LOOKUP_CHUNK = 500
+
+
 # -- users --------------------------------------------------------------------------------
 
 
@@ -428,3 +434,72 @@ def set_limits(
     )
     Quotas.write_overrides(conn, engine, person.telegram_id, merged)
     return int(person.telegram_id), merged
+
+
+def import_users(conn: Any, rows: Sequence[UserRow], now: datetime) -> dict[str, int]:
+    """Register many users in the caller's transaction: new ones inserted, others updated
+    or kept; usernames the file gives move to their new holders. {created, updated,
+    unchanged}."""
+    existing: dict[int, str | None] = {}
+    ids = [row.telegram_id for row in rows]
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        chunk = ids[start : start + LOOKUP_CHUNK]
+        found = conn.execute(
+            select(USER.c.telegram_id, USER.c.username).where(USER.c.telegram_id.in_(chunk))
+        )
+        existing.update((tid, name) for tid, name in found)
+    fresh = [
+        {
+            "telegram_id": r.telegram_id,
+            "username": r.username,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for r in rows
+        if r.telegram_id not in existing
+    ]
+    renamed = [
+        {"tid": r.telegram_id, "uname": r.username}
+        for r in rows
+        if r.telegram_id in existing
+        and r.username is not None
+        and r.username != existing[r.telegram_id]
+    ]
+    # A user whose own username is in the file keeps it: it is written back below.
+    renamed += [
+        {"tid": r.telegram_id, "uname": r.username}
+        for r in rows
+        if r.telegram_id in existing
+        and r.username is not None
+        and r.username == existing[r.telegram_id]
+    ]
+    # Usernames the file gives move to their new holders (set-based, per chunk).
+    names = sorted({r.username.lower() for r in rows if r.username})
+    for start in range(0, len(names), LOOKUP_CHUNK):
+        lowered = names[start : start + LOOKUP_CHUNK]
+        conn.execute(
+            update(USER)
+            .where(func.lower(USER.c.username).in_(lowered))
+            .values(username=None, updated_at=now)
+        )
+    if fresh:
+        conn.execute(insert(USER), fresh)
+    if renamed:
+        conn.execute(
+            update(USER)
+            .where(USER.c.telegram_id == bindparam("tid"))
+            .values(username=bindparam("uname"), updated_at=now),
+            renamed,
+        )
+    changed = sum(
+        1
+        for r in rows
+        if r.telegram_id in existing
+        and r.username is not None
+        and r.username != existing[r.telegram_id]
+    )
+    return {
+        "created": len(fresh),
+        "updated": changed,
+        "unchanged": len(rows) - len(fresh) - changed,
+    }

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from secretaries_core.catalog import linksql, writes
+from secretaries_core.catalog.migration import ProgressCallback as ProgressCallback
 from secretaries_core.catalog.models import (
     Assistant,
     TelegramUser,
@@ -37,8 +38,6 @@ T = TypeVar("T")
 ChangeListener = Callable[[str, "uuid.UUID | None", "int | None"], None]
 """`listener(event, secretary_id, telegram_id)`, called after a committed change."""
 UserStatus = Literal["created", "updated", "unchanged"]
-ProgressCallback = Callable[[int, int], None]
-"""Called as `progress(done, total)` after every committed batch."""
 
 ASSIGN_ATTEMPTS = 5
 # Keeps each statement's IN list well below every driver's parameter limit.

@@ -6,12 +6,7 @@ import uuid
 from collections.abc import Callable
 
 from sqlalchemy import (
-    bindparam,
     delete,
-    func,
-    insert,
-    select,
-    update,
 )
 from sqlalchemy.orm import Session
 
@@ -22,7 +17,6 @@ from secretaries_core.catalog.models import (
 )
 from secretaries_core.catalog.refs import UserRef
 from secretaries_core.catalog.registry.base import (
-    LOOKUP_CHUNK,
     Registration,
     RegistryBase,
     T,
@@ -127,72 +121,7 @@ class UsersMixin(RegistryBase):
         """Register many users in one transaction: new ones inserted, others updated or kept."""
 
         def work(session: Session) -> ImportOut:
-            conn = session.connection()
-            user = linksql.USER
-            existing: dict[int, str | None] = {}
-            ids = [row.telegram_id for row in rows]
-            for start in range(0, len(ids), LOOKUP_CHUNK):
-                chunk = ids[start : start + LOOKUP_CHUNK]
-                found = conn.execute(
-                    select(user.c.telegram_id, user.c.username).where(user.c.telegram_id.in_(chunk))
-                )
-                existing.update((tid, name) for tid, name in found)
-            now = self.clock()
-            fresh = [
-                {
-                    "telegram_id": r.telegram_id,
-                    "username": r.username,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for r in rows
-                if r.telegram_id not in existing
-            ]
-            renamed = [
-                {"tid": r.telegram_id, "uname": r.username}
-                for r in rows
-                if r.telegram_id in existing
-                and r.username is not None
-                and r.username != existing[r.telegram_id]
-            ]
-            # A user whose own username is in the file keeps it: it is written back below.
-            renamed += [
-                {"tid": r.telegram_id, "uname": r.username}
-                for r in rows
-                if r.telegram_id in existing
-                and r.username is not None
-                and r.username == existing[r.telegram_id]
-            ]
-            # Usernames the file gives move to their new holders (set-based, per chunk).
-            names = sorted({r.username.lower() for r in rows if r.username})
-            for start in range(0, len(names), LOOKUP_CHUNK):
-                lowered = names[start : start + LOOKUP_CHUNK]
-                conn.execute(
-                    update(user)
-                    .where(func.lower(user.c.username).in_(lowered))
-                    .values(username=None, updated_at=now)
-                )
-            if fresh:
-                conn.execute(insert(user), fresh)
-            if renamed:
-                conn.execute(
-                    update(user)
-                    .where(user.c.telegram_id == bindparam("tid"))
-                    .values(username=bindparam("uname"), updated_at=now),
-                    renamed,
-                )
-            changed = sum(
-                1
-                for r in rows
-                if r.telegram_id in existing
-                and r.username is not None
-                and r.username != existing[r.telegram_id]
-            )
-            return ImportOut(
-                created=len(fresh),
-                updated=changed,
-                unchanged=len(rows) - len(fresh) - changed,
-            )
+            return ImportOut(**writes.import_users(session.connection(), rows, self.clock()))
 
         return self._write(
             work, conflict="users were added concurrently; run the import again", event="user"
