@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -37,7 +38,7 @@ def _read(path: Path) -> list[object]:
         raise InvalidInput(f"{path}: {exc}") from None
 
 
-def _show(changes: list[object], json: bool, *, done: bool) -> None:
+def _show(changes: Sequence[object], json: bool, *, done: bool) -> None:
     docs = [c.doc() for c in changes]  # type: ignore[attr-defined]
     if json:
         output.emit_json({"changes": docs})
@@ -119,13 +120,10 @@ def register(app: App) -> None:
         Example: secretaries export --output catalog.yaml
         """
         from secretaries_core.catalog.as_code import export as dump
+        from secretaries_core.catalog.reads import catalog_rows
 
-        registry = runtime(ctx).registry()
-        rows = [
-            registry.secretary_detail(s.id)
-            for s in registry.list_secretaries(include_inactive=True, assistants=True)
-        ]
-        text = dump(rows)
+        with runtime(ctx).engine().connect() as conn:  # on Core: no ORM for a read
+            text = dump(catalog_rows(conn))
         if out is None:
             sys.stdout.write(text)
         else:
@@ -139,8 +137,13 @@ def register(app: App) -> None:
 
         Example: secretaries plan catalog.yaml --prune
         """
+        from secretaries_core.catalog.as_code import plan as planned
+        from secretaries_core.catalog.reads import catalog_rows
+
         declared = _read(file)
-        _show(runtime(ctx).registry().plan_catalog(declared, prune=prune), json, done=False)  # type: ignore[arg-type]
+        with runtime(ctx).engine().connect() as conn:  # on Core: no ORM for a read
+            changes = planned(declared, catalog_rows(conn), prune=prune)  # type: ignore[arg-type]
+        _show(changes, json, done=False)
 
     @app.command("apply")
     def apply(

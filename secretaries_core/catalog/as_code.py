@@ -25,10 +25,10 @@ with its line number, and nothing is written.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from secretaries_core.catalog.schemas import SecretaryDetail
 from secretaries_core.errors import InvalidInput
 from secretaries_core.tools.spec import tools_param
 
@@ -45,6 +45,27 @@ KEYS = (
     "secretary",
 )
 REQUIRED = ("name", "model", "prompt")
+
+
+class Stored(Protocol):
+    """A secretary as stored: a `SecretaryDetail`, or a row of `catalog.reads.catalog_rows`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def params(self) -> Any: ...
+    @property
+    def is_default(self) -> bool: ...
+    @property
+    def is_active(self) -> bool: ...
+    @property
+    def is_secretary(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -96,7 +117,7 @@ class PlannedChange:
         return out
 
 
-def export(secretaries: list[SecretaryDetail]) -> str:
+def export(secretaries: Sequence[Stored]) -> str:
     """The catalog as YAML (every secretary, active or not, by name)."""
     import yaml
 
@@ -245,7 +266,7 @@ def _same_prompt(a: str, b: str) -> bool:
 
 
 def plan(
-    declared: list[Declared], current: list[SecretaryDetail], *, prune: bool
+    declared: list[Declared], current: Sequence[Stored], *, prune: bool
 ) -> list[PlannedChange]:
     """What `apply` would change, in the order it would do it."""
     now = {s.name: s for s in current}

@@ -676,3 +676,8 @@ def nonconforming_names(conn: Any) -> list[str]:
             problems.append(f"{name!r}: the same name as {other!r} regardless of case")
         seen[name.lower()] = name
     return problems
+
+
+def catalog_rows(conn: Any) -> list[Any]:
+    """Every secretary and assistant, active or not, by name (`export`, `plan`)."""
+    return list(conn.execute(select(SECRETARY).order_by(SECRETARY.c.name)).all())
