@@ -289,7 +289,7 @@ def register(app: App) -> None:
         rt = runtime(ctx)
         if not output.confirmed(f"Delete secretary {sec} and its contexts?", yes=yes):
             raise InvalidInput("nothing deleted: confirm on a terminal or pass --yes")
-        result = admin.delete_secretary(rt.registry(), rt.contexts(), sec)
+        result = admin.delete_secretary(rt.engine(), rt.contexts(), sec)
         if json:
             output.emit_json(result)
         else:

@@ -24,7 +24,7 @@ def stats(ctx: typer.Context, json: JsonFlag = False) -> None:
     from secretaries_core.catalog import admin
 
     rt = runtime(ctx)
-    doc = admin.context_stats(rt.registry(), rt.contexts())
+    doc = admin.context_stats(rt.engine(), rt.contexts())
     if json:
         output.emit_json(doc)
         return
@@ -53,7 +53,7 @@ def show(
     from secretaries_core.catalog import admin
 
     rt = runtime(ctx)
-    doc = admin.user_contexts(rt.registry(), rt.contexts(), user, secretary)
+    doc = admin.user_contexts(rt.engine(), rt.contexts(), user, secretary)
     for item in doc.contexts:
         item.messages = page(item.messages, limit, offset)
     if json:
@@ -97,7 +97,7 @@ def purge(
     rt = runtime(ctx)
     with output.progress_bar("purging contexts", enabled=not (json or dry_run)) as progress:
         result = admin.purge_contexts(
-            rt.registry(),
+            rt.engine(),
             rt.contexts(),
             older_than=older_than,
             user=user,

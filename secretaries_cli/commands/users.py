@@ -194,9 +194,12 @@ def delete(
     Example: secretaries users delete 42 --yes
     """
     from secretaries_core.catalog import admin
+    from secretaries_core.catalog.writes import user as user_row
 
     rt = runtime(ctx)
-    telegram_id = rt.registry().get_user(user).telegram_id
+    # On Core, not the registry: nothing in this process listens for the change.
+    with rt.engine().connect() as conn:
+        telegram_id = int(user_row(conn, user).telegram_id)
     question = f"Erase user {telegram_id} with their history, contexts and usage?"
     if not output.confirmed(question, yes=yes):
         raise InvalidInput("nothing erased: confirm on a terminal or pass --yes")
@@ -204,7 +207,7 @@ def delete(
 
     queue = Queue.if_configured(rt.settings)
     try:
-        result = admin.erase_user(rt.registry(), rt.contexts(), telegram_id, queue)
+        result = admin.erase_user(rt.engine(), rt.contexts(), telegram_id, queue)
     finally:
         if queue is not None:
             queue.close()

@@ -6,8 +6,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from secretaries_core.catalog import writes
 from secretaries_core.catalog.refs import UserRef
-from secretaries_core.catalog.registry import SecretaryRegistry
 from secretaries_core.catalog.schemas import (
     ContextOut,
     ContextStatsOut,
@@ -20,27 +20,59 @@ from secretaries_core.catalog.schemas import (
     UserOut,
 )
 from secretaries_core.context.base import ContextStore, ProgressCallback
-from secretaries_core.usage import UsageReport
+from secretaries_core.plumbing.db import transaction
+from secretaries_core.usage.book import UsageReport
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from secretaries_core.catalog.registry import SecretaryRegistry
     from secretaries_core.queue.client import Queue
 
+    Catalog = SecretaryRegistry | Engine
+    """The registry (whose listeners hear of a change), or just its database (the CLI's
+    one-shot commands: nobody listens, and the ORM is not loaded)."""
 
-def _names(registry: SecretaryRegistry) -> dict[uuid.UUID, str]:
+
+def _engine(catalog: Catalog) -> Engine:
+    from sqlalchemy import Engine
+
+    return catalog if isinstance(catalog, Engine) else catalog.engine
+
+
+def _telegram_id(catalog: Catalog, user: UserRef) -> int:
+    with transaction(_engine(catalog)) as conn:
+        return int(writes.user(conn, user).telegram_id)
+
+
+def _secretary_id(catalog: Catalog, secretary: str | uuid.UUID) -> uuid.UUID:
+    with transaction(_engine(catalog)) as conn:
+        found: uuid.UUID = writes.secretary(conn, secretary).id
+        return found
+
+
+def _names(catalog: Catalog) -> dict[uuid.UUID, str]:
     """Secretary id -> name, and each secretary's tool ledger -> `<name> (tool calls)`."""
+    from sqlalchemy import select
+
+    from secretaries_core.catalog.reads import SECRETARY
     from secretaries_core.tools.ledger import ledger_id
 
+    with transaction(_engine(catalog)) as conn:
+        rows = conn.execute(
+            select(SECRETARY.c.id, SECRETARY.c.name).where(SECRETARY.c.is_secretary)
+        ).all()
     names = {}
-    for s in registry.list_secretaries(include_inactive=True):
-        names[s.id] = s.name
-        names[ledger_id(s.id)] = f"{s.name} (tool calls)"
+    for sec_id, name in rows:
+        names[sec_id] = name
+        names[ledger_id(sec_id)] = f"{name} (tool calls)"
     return names
 
 
-def context_stats(registry: SecretaryRegistry, store: ContextStore) -> ContextStatsOut:
+def context_stats(catalog: Catalog, store: ContextStore) -> ContextStatsOut:
     """Contexts and messages in total and per secretary name (id for unknown secretaries)."""
     found = store.stats()
-    names = _names(registry)
+    names = _names(catalog)
     per = sorted(found.by_secretary.items(), key=lambda item: names.get(item[0], str(item[0])))
     return ContextStatsOut(
         contexts=found.contexts,
@@ -52,15 +84,16 @@ def context_stats(registry: SecretaryRegistry, store: ContextStore) -> ContextSt
 
 
 def user_contexts(
-    registry: SecretaryRegistry,
+    catalog: Catalog,
     store: ContextStore,
     user: UserRef,
     secretary: str | None = None,
 ) -> UserContextsOut:
     """A registered user's contexts with their messages, oldest message first."""
-    person = registry.get_user(user)
-    sec_id = registry.get_secretary(secretary).id if secretary else None
-    names = _names(registry)
+    with transaction(_engine(catalog)) as conn:
+        person = writes.user(conn, user)
+        sec_id = writes.secretary(conn, secretary).id if secretary else None
+    names = _names(catalog)
     contexts = [
         ContextOut(
             secretary_id=summary.secretary_id,
@@ -78,11 +111,14 @@ def user_contexts(
         )
         for summary in store.iter_contexts(user_id=person.telegram_id, secretary_id=sec_id)
     ]
-    return UserContextsOut(user=UserOut.of(person), contexts=contexts)
+    return UserContextsOut(
+        user=UserOut(telegram_id=person.telegram_id, username=person.username),
+        contexts=contexts,
+    )
 
 
 def purge_contexts(
-    registry: SecretaryRegistry,
+    catalog: Catalog,
     store: ContextStore,
     *,
     older_than: timedelta | None = None,
@@ -92,8 +128,8 @@ def purge_contexts(
     progress: ProgressCallback | None = None,
 ) -> PurgeOut:
     """Resolve USER and SEC through the registry, then purge the store."""
-    user_id = registry.get_user(user).telegram_id if user is not None else None
-    sec_id = registry.get_secretary(secretary).id if secretary else None
+    user_id = _telegram_id(catalog, user) if user is not None else None
+    sec_id = _secretary_id(catalog, secretary) if secretary else None
     purged = store.purge(
         older_than=older_than,
         user_id=user_id,
@@ -124,7 +160,7 @@ def usage_report(
 
 
 def erase_user(
-    registry: SecretaryRegistry, store: ContextStore, user: UserRef, queue: Queue | None = None
+    catalog: Catalog, store: ContextStore, user: UserRef, queue: Queue | None = None
 ) -> ErasedOut:
     """Erase a user everywhere: contexts, the queue, then the user's rows, then contexts again.
 
@@ -135,14 +171,20 @@ def erase_user(
     fully known or unknown. Contexts are deleted before it (a failure leaves a whole user to
     erase again) and once more after it.
     """
-    telegram_id = registry.get_user(user).telegram_id
+    telegram_id = _telegram_id(catalog, user)
     contexts = store.erase_user(telegram_id)
     found = None
     if queue is not None:
         from secretaries_core.queue.erasure import erase_user as erase_from_queue
 
         found = erase_from_queue(queue, telegram_id)
-    _, links, usage_rows = registry.erase_user_rows(telegram_id)
+    from sqlalchemy import Engine
+
+    if isinstance(catalog, Engine):
+        with transaction(catalog, write=True) as conn:
+            _, links, usage_rows = writes.erase_user_rows(conn, telegram_id)
+    else:
+        _, links, usage_rows = catalog.erase_user_rows(telegram_id)
     contexts += store.erase_user(telegram_id)
     return ErasedOut(
         telegram_id=telegram_id,
@@ -156,9 +198,17 @@ def erase_user(
 
 
 def delete_secretary(
-    registry: SecretaryRegistry, store: ContextStore, secretary: str | uuid.UUID
+    catalog: Catalog, store: ContextStore, secretary: str | uuid.UUID
 ) -> DeletedSecretaryOut:
     """Delete a secretary no link ever referenced, and its contexts."""
-    deleted = registry.delete_secretary(secretary)
-    contexts = store.erase_secretary(deleted.id)
-    return DeletedSecretaryOut(id=deleted.id, name=deleted.name, contexts=contexts)
+    from sqlalchemy import Engine
+
+    if isinstance(catalog, Engine):
+        changed = "the secretary changed concurrently; try again"
+        with transaction(catalog, write=True, conflict=changed) as conn:
+            sec_id, name = writes.delete_secretary(conn, secretary)
+    else:
+        deleted = catalog.delete_secretary(secretary)
+        sec_id, name = deleted.id, deleted.name
+    contexts = store.erase_secretary(sec_id)
+    return DeletedSecretaryOut(id=sec_id, name=name, contexts=contexts)

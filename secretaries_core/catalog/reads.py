@@ -146,7 +146,16 @@ PIN = Table(
     Column("version", Integer),
     Column("created_at", UTCDateTime()),
 )
-VIEWS = (SECRETARY, USER, LINK, VERSION, EVAL, ROLLOUT, COUNT, PIN)
+REPLY_REF = Table(
+    "reply_ref",
+    _views,
+    Column("telegram_id", BigInteger, primary_key=True),
+    Column("message_id", BigInteger, primary_key=True),
+    Column("secretary_id", Uuid),
+    Column("version", Integer),
+    Column("created_at", UTCDateTime()),
+)
+VIEWS = (SECRETARY, USER, LINK, VERSION, EVAL, ROLLOUT, COUNT, PIN, REPLY_REF)
 
 _SUMMARY = (
     SECRETARY.c.id,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
-from secretaries_core.catalog.models import Assistant, TelegramUser
+if TYPE_CHECKING:  # only the `of` constructors' signatures: no ORM for the shapes
+    from secretaries_core.catalog.models import Assistant, TelegramUser
 
 Source = Literal["assigned", "default", "fallback"]
 

@@ -503,3 +503,51 @@ def import_users(conn: Any, rows: Sequence[UserRow], now: datetime) -> dict[str,
         "updated": changed,
         "unchanged": len(rows) - len(fresh) - changed,
     }
+
+
+def erase_user_rows(conn: Any, user_ref: UserRef) -> tuple[int, int, int]:
+    """Delete the user row, every link, pin and reply reference, and fold their usage into
+    the totals of no user, in the caller's transaction: (telegram id, links deleted, usage
+    rows deleted). Contexts live in the context store (`admin.erase_user`)."""
+    from sqlalchemy import delete
+
+    from secretaries_core.catalog.reads import REPLY_REF
+    from secretaries_core.usage.book import UsageBook
+
+    person = user(conn, user_ref, lock=True)
+    links = conn.execute(
+        delete(LINK).where(LINK.c.user_id == person.id),
+        execution_options={"preserve_rowcount": True},
+    ).rowcount
+    usage_rows = UsageBook.erase_user(conn, person.telegram_id)
+    conn.execute(delete(REPLY_REF).where(REPLY_REF.c.telegram_id == person.telegram_id))
+    conn.execute(delete(PIN).where(PIN.c.user_id == person.id))
+    conn.execute(delete(USER).where(USER.c.id == person.id))
+    return int(person.telegram_id), int(links or 0), usage_rows
+
+
+def delete_secretary(conn: Any, ref: str | uuid.UUID) -> tuple[uuid.UUID, str]:
+    """Delete a secretary no link ever referenced (otherwise: deactivate it), with its
+    versions, pins, counts and rollouts: (its id, its name)."""
+    from sqlalchemy import delete
+
+    from secretaries_core.catalog.reads import COUNT, ROLLOUT
+
+    found = secretary(conn, ref, lock=True)
+    if found.is_default:
+        raise Conflict(
+            f"{found.name!r} is the default; make another secretary the default first",
+            hint=" (`secretaries set-default SEC`)",
+        )
+    used = conn.execute(
+        select(func.count()).select_from(LINK).where(LINK.c.secretary_id == found.id)
+    ).scalar_one()
+    if used:
+        raise Conflict(
+            f"{found.name!r} is in {used} link(s) of users' history and cannot be deleted",
+            hint=f"; run `secretaries deactivate {found.name}` instead",
+        )
+    for table in (PIN, COUNT, ROLLOUT, VERSION):
+        conn.execute(delete(table).where(table.c.secretary_id == found.id))
+    conn.execute(delete(SECRETARY).where(SECRETARY.c.id == found.id))
+    return found.id, found.name

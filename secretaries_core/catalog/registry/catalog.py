@@ -7,13 +7,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import (
-    func,
     select,
 )
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from secretaries_core.catalog import linksql, secretary_writes, writes
+from secretaries_core.catalog import secretary_writes, writes
 from secretaries_core.catalog.models import (
     Assistant,
     AssistantCreate,
@@ -32,15 +31,6 @@ from secretaries_core.catalog.secretary_writes import NewSecretary
 from secretaries_core.catalog.secretary_writes import check_name as check_name
 from secretaries_core.catalog.secretary_writes import check_params as check_params
 from secretaries_core.catalog.secretary_writes import check_text as check_text
-from secretaries_core.catalog.versions_tables import (
-    PIN_TABLE,
-    ROLLOUT_TABLE,
-    VERSION_COUNT_TABLE,
-    VERSION_TABLE,
-)
-from secretaries_core.errors import (
-    Conflict,
-)
 
 
 class CatalogMixin(RolloutsMixin):
@@ -165,27 +155,9 @@ class CatalogMixin(RolloutsMixin):
         """Delete a secretary that no link ever referenced (otherwise: deactivate it)."""
 
         def work(session: Session) -> Assistant:
-            secretary = self._secretary(session, ref, lock=True)
-            if secretary.is_default:
-                raise Conflict(
-                    f"{secretary.name!r} is the default; make another secretary the default first",
-                    hint=" (`secretaries set-default SEC`)",
-                )
-            used = session.execute(
-                select(func.count())
-                .select_from(linksql.LINK)
-                .where(linksql.LINK.c.secretary_id == secretary.id)
-            ).scalar_one()
-            if used:
-                raise Conflict(
-                    f"{secretary.name!r} is in {used} link(s) of users' history and cannot be "
-                    "deleted",
-                    hint=f"; run `secretaries deactivate {secretary.name}` instead",
-                )
-            for table in (PIN_TABLE, VERSION_COUNT_TABLE, ROLLOUT_TABLE, VERSION_TABLE):
-                session.execute(table.delete().where(table.c.secretary_id == secretary.id))
-            session.delete(secretary)
-            session.flush()
+            secretary = self._secretary(session, ref)
+            session.expunge(secretary)  # kept as it was, for the caller
+            writes.delete_secretary(session, secretary.id)
             return secretary
 
         deleted = self._write(work, conflict="the secretary changed concurrently; try again")

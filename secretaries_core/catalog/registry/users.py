@@ -5,14 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import (
-    delete,
-)
 from sqlalchemy.orm import Session
 
-from secretaries_core.catalog import linksql, reads, writes
+from secretaries_core.catalog import reads, writes
 from secretaries_core.catalog.models import (
-    TELEGRAMUSER_TABLE,
     TelegramUser,
 )
 from secretaries_core.catalog.refs import UserRef
@@ -27,7 +23,6 @@ from secretaries_core.catalog.schemas import (
     UserListItem,
 )
 from secretaries_core.catalog.users_csv import UserRow
-from secretaries_core.catalog.versions_tables import PIN_TABLE, REPLY_REF_TABLE
 from secretaries_core.plumbing.db import session_scope
 from secretaries_core.usage.quotas import Limits
 
@@ -71,22 +66,9 @@ class UsersMixin(RegistryBase):
         Returns (telegram id, links deleted, usage rows deleted). Contexts live in the
         context store: `admin.erase_user` removes them around this call.
         """
-        from secretaries_core.usage import UsageBook
 
         def work(session: Session) -> tuple[int, int, int]:
-            user = self._user(session, user_ref, lock=True)
-            conn = session.connection()
-            links = conn.execute(
-                delete(linksql.LINK).where(linksql.LINK.c.user_id == user.id),
-                execution_options={"preserve_rowcount": True},
-            ).rowcount
-            usage_rows = UsageBook.erase_user(conn, user.telegram_id)
-            conn.execute(
-                delete(REPLY_REF_TABLE).where(REPLY_REF_TABLE.c.telegram_id == user.telegram_id)
-            )
-            conn.execute(delete(PIN_TABLE).where(PIN_TABLE.c.user_id == user.id))
-            conn.execute(delete(TELEGRAMUSER_TABLE).where(TELEGRAMUSER_TABLE.c.id == user.id))
-            return user.telegram_id, int(links or 0), usage_rows
+            return writes.erase_user_rows(session.connection(), user_ref)
 
         with session_scope(self.engine, write=True) as session:
             result = work(session)
