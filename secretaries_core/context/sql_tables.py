@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
-from typing import Any
-
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -13,61 +9,52 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    String,
     Table,
     Text,
     UniqueConstraint,
+    Uuid,
 )
-from sqlmodel import Field, SQLModel
 
+from secretaries_core.plumbing.core_tables import CORE_METADATA
 from secretaries_core.plumbing.timeutil import UTCDateTime
 
 # BIGINT ids on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the auto-increasing rowid.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+# Core-only (no ORM class): on the Core metadata, copied onto SQLModel's for Alembic and
+# the drift check (plumbing/core_tables.py), so the context store loads no ORM.
+CONTEXT_TABLE = Table(
+    "conversation_context",
+    CORE_METADATA,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("user_id", BigInteger, nullable=False),
+    Column("secretary_id", Uuid, nullable=False),
+    # One (user, secretary) context: its activity and expiry, and how many messages it holds.
+    Column("last_activity", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("message_count", Integer, nullable=False, default=0),
+    UniqueConstraint("user_id", "secretary_id", name="uq_context_user_secretary"),
+    # Purge by age and by expiry walk these instead of the whole table.
+    Index("ix_context_last_activity", "last_activity"),
+    Index("ix_context_expires_at", "expires_at"),
+    Index("ix_context_secretary", "secretary_id"),
+)
 
-class ConversationContext(SQLModel, table=True):
-    """One (user, secretary) context: its activity and expiry, and how many messages it holds."""
-
-    __tablename__ = "conversation_context"
-    __table_args__ = (
-        UniqueConstraint("user_id", "secretary_id", name="uq_context_user_secretary"),
-        # Purge by age and by expiry walk these instead of the whole table.
-        Index("ix_context_last_activity", "last_activity"),
-        Index("ix_context_expires_at", "expires_at"),
-        Index("ix_context_secretary", "secretary_id"),
-    )
-
-    id: int | None = Field(
-        default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True)
-    )
-    user_id: int = Field(sa_type=BigInteger, nullable=False)
-    secretary_id: uuid.UUID = Field(nullable=False)
-    last_activity: datetime = Field(sa_type=UTCDateTime, nullable=False)
-    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
-    message_count: int = Field(default=0, nullable=False)
-
-
-class ContextMessage(SQLModel, table=True):
-    """One message of a context, in insertion order (`id`)."""
-
-    __tablename__ = "context_message"
-    __table_args__ = (Index("ix_context_message_context", "context_id", "id"),)
-
-    id: int | None = Field(
-        default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True)
-    )
-    context_id: int = Field(
-        sa_column=Column(
-            BigId,
-            ForeignKey("conversation_context.id", ondelete="CASCADE", name="fk_message_context"),
-            nullable=False,
-        )
-    )
-    role: str = Field(max_length=32, nullable=False)
-    content: str = Field(sa_type=Text, nullable=False)
-    meta: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
-    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
-
-
-CONTEXT_TABLE: Table = ConversationContext.__table__  # type: ignore[attr-defined]
-MESSAGE_TABLE: Table = ContextMessage.__table__  # type: ignore[attr-defined]
+# One message of a context, in insertion order (`id`).
+MESSAGE_TABLE = Table(
+    "context_message",
+    CORE_METADATA,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "context_id",
+        BigId,
+        ForeignKey("conversation_context.id", ondelete="CASCADE", name="fk_message_context"),
+        nullable=False,
+    ),
+    Column("role", String(32), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("meta", JSON, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_context_message_context", "context_id", "id"),
+)

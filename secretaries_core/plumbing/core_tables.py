@@ -24,6 +24,7 @@ MODULES = (
     "secretaries_core.catalog.api_tokens",
     "secretaries_core.llm.providers_table",
     "secretaries_core.usage.tables",
+    "secretaries_core.context.sql_tables",
 )
 
 
