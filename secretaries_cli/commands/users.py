@@ -203,9 +203,11 @@ def delete(
     question = f"Erase user {telegram_id} with their history, contexts and usage?"
     if not output.confirmed(question, yes=yes):
         raise InvalidInput("nothing erased: confirm on a terminal or pass --yes")
-    from secretaries_core.queue.client import Queue
+    queue = None
+    if rt.settings.queue_address() is not None:  # redis-py only when a queue is configured
+        from secretaries_core.queue.client import Queue
 
-    queue = Queue.if_configured(rt.settings)
+        queue = Queue.if_configured(rt.settings)
     try:
         result = admin.erase_user(rt.engine(), rt.contexts(), telegram_id, queue)
     finally:

@@ -24,16 +24,17 @@ import hashlib
 import uuid
 
 from sqlalchemy import Column, Float, String, Table
-from sqlmodel import SQLModel
 
 from secretaries_core.errors import SecretariesError
+from secretaries_core.plumbing.core_tables import CORE_METADATA
 
 FENCE_TTL_S = 24 * 3600
 SLOTS = 16384
 
+# On the Core metadata (copied onto SQLModel's for Alembic: plumbing/core_tables.py).
 FENCE_TABLE = Table(
     "context_fence",
-    SQLModel.metadata,
+    CORE_METADATA,
     Column("id", String(64), primary_key=True),
     Column("fenced_at", Float(), nullable=False),  # epoch seconds
 )

@@ -25,6 +25,7 @@ MODULES = (
     "secretaries_core.llm.providers_table",
     "secretaries_core.usage.tables",
     "secretaries_core.context.sql_tables",
+    "secretaries_core.context.fences",
 )
 
 
