@@ -65,9 +65,6 @@ def _run_suites(
     ctx: typer.Context, file: Path, declared: list[object], planned: list[object], *, quiet: bool
 ) -> dict[str, EvalResult]:
     """Run the `eval:` suite of each changed secretary on its declared content."""
-    from secretaries_core.evals.runner import run_eval_declared
-    from secretaries_core.evals.suite import parse_suite
-
     changed = {
         c.secretary  # type: ignore[attr-defined]
         for c in planned
@@ -85,6 +82,9 @@ def _run_suites(
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"{name}: cannot read its eval suite {suite_path}: {exc}") from None
+        from secretaries_core.evals.runner import run_eval_declared
+        from secretaries_core.evals.suite import parse_suite
+
         suite = parse_suite(text, str(suite_path))
         orchestrator = runtime(ctx).orchestrator()
         result = orchestrator.run_sync(
@@ -173,9 +173,13 @@ def register(app: App) -> None:
         """
         if require_eval and canary is None:
             raise typer.BadParameter("gates a canary: add --canary P", param_hint="--require-eval")
+        from secretaries_core.catalog.as_code import plan as planning
+        from secretaries_core.catalog.reads import catalog_rows
+
         declared = _read(file)
-        registry = runtime(ctx).registry()
-        planned = registry.plan_catalog(declared, prune=prune)  # type: ignore[arg-type]
+        rt = runtime(ctx)
+        with rt.engine().connect() as conn:  # on Core: no ORM for the plan
+            planned = planning(declared, catalog_rows(conn), prune=prune)  # type: ignore[arg-type]
         refused = [c.refused for c in planned if c.refused]
         if refused:
             # What `plan` marks as refused: nothing is applied (one code path: the plan).
@@ -190,20 +194,36 @@ def register(app: App) -> None:
                     f"({len(planned)} change(s) planned; `secretaries plan` shows them)"
                 )
         evaluated = _run_suites(ctx, file, declared, list(planned), quiet=json)
-        changes = registry.apply_catalog(
-            declared,  # type: ignore[arg-type]
-            prune=prune,
-            canary=canary,
-            require_eval=require_eval,
-        )
-        for name, result in evaluated.items():
-            # The suite's result, kept for the version the change made as well.
-            newest = registry.versions(name)[0]
-            registry.record_eval(
-                registry.get_secretary(name).id,
-                newest.version,
-                passed=result.passed,
-                failed=result.failed,
-                failures=result.failure_lines(),
+        if require_eval or evaluated:  # the eval records are the registry's
+            registry = rt.registry()
+            changes = registry.apply_catalog(
+                declared,  # type: ignore[arg-type]
+                prune=prune,
+                canary=canary,
+                require_eval=require_eval,
             )
+            for name, result in evaluated.items():
+                # The suite's result, kept for the version the change made as well.
+                newest = registry.versions(name)[0]
+                registry.record_eval(
+                    registry.get_secretary(name).id,
+                    newest.version,
+                    passed=result.passed,
+                    failed=result.failed,
+                    failures=result.failure_lines(),
+                )
+        else:
+            from secretaries_core.catalog.catalog_apply import apply_catalog
+            from secretaries_core.plumbing.db import transaction
+            from secretaries_core.plumbing.timeutil import utcnow
+
+            raced = "the catalog changed meanwhile (a name taken?); retry"
+            with transaction(rt.engine(), write=True, conflict=raced) as conn:
+                changes = apply_catalog(
+                    conn,
+                    declared,  # type: ignore[arg-type]
+                    utcnow(),
+                    prune=prune,
+                    canary=canary,
+                )
         _show(list(changes), json, done=True)
