@@ -268,6 +268,7 @@ def _draw_rollout(doc: dict[str, Any]) -> None:
 
 def _catalog_write(conn: Any, read: Read, now: datetime) -> str:
     """assign, pin, unpin, set-default, activate, deactivate, rollback: the text to print."""
+    from secretaries_cli import render
     from secretaries_core.catalog import reads, writes
     from secretaries_core.catalog.refs import parse_user_ref
 
@@ -280,25 +281,22 @@ def _catalog_write(conn: Any, read: Read, now: datetime) -> str:
         sec_id, name, number = rollback(conn, arguments[0], to, now)
         if as_json:
             return json.dumps(reads.secretary_detail(conn, str(sec_id)), ensure_ascii=False) + "\n"
-        return _lines(f"{name} now serves the content of version {to} as version {number}.")
+        return _lines(render.rolled_back_line(name, to, number))
     if command in ("assign", "pin", "unpin"):
         user, sec = parse_user_ref(arguments[0]), arguments[1]
         if command == "pin":
             version = _version_number(read.values["--version"])
             writes.pin(conn, user, sec, version, now)
-            return _lines(f"{user} now gets version {version} of {sec}.")
+            return _lines(render.pinned_line(user, version, sec))
         if command == "unpin":
             _, removed = writes.unpin(conn, user, sec)
-            return _lines(
-                f"{user} unpinned from {sec}." if removed else f"{user} had no pin on {sec}."
-            )
+            return _lines(render.unpinned_line(user, sec, removed))
         assigned = writes.assign(conn, user, sec, now)
         if as_json:
             return json.dumps(assigned.doc(), ensure_ascii=False) + "\n"
-        if not assigned.changed:
-            return _lines(f"Nothing changed: user {user} already has {assigned.secretary}.")
-        was = f" (was {assigned.previous})" if assigned.previous else ""
-        return _lines(f"User {user} now has {assigned.secretary}{was}.")
+        return _lines(
+            render.assigned_line(user, assigned.secretary, assigned.previous, assigned.changed)
+        )
     if command == "set-default":
         change, did = writes.set_default(conn, arguments[0], now), "the default"
     elif command == "activate":
@@ -310,12 +308,7 @@ def _catalog_write(conn: Any, read: Read, now: datetime) -> str:
         raise LookupError(command)
     if as_json:
         return json.dumps(reads.secretary_detail(conn, str(change.id)), ensure_ascii=False) + "\n"
-    if not change.changed and not change.moved_users:
-        return _lines(f"Nothing changed: {change.name} was already {did}.")
-    said = [f"{change.name} {did}."] if change.changed else []
-    if change.moved_users:
-        said.append(f"Moved {change.moved_users} user(s) off {change.name}.")
-    return _lines(*said)
+    return _lines(*render.change_lines(change.name, did, change.changed, change.moved_users))
 
 
 def _rollout_write(conn: Any, read: Read, now: datetime) -> None:

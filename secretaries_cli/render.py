@@ -217,3 +217,39 @@ def rollout_status(doc: Mapping[str, Any]) -> None:
     )
     if doc.get("reason"):
         say(f"ended: {doc['reason']}")
+
+
+# -- what a write says (the Typer commands and the quick writes print the same lines) -----
+
+
+def assigned_line(user: object, secretary: str, previous: str | None, changed: bool) -> str:
+    """What `assign` says."""
+    if not changed:
+        return f"Nothing changed: user {user} already has {secretary}."
+    was = f" (was {previous})" if previous else ""
+    return f"User {user} now has {secretary}{was}."
+
+
+def pinned_line(user: object, version: int, sec: str) -> str:
+    """What `pin` says."""
+    return f"{user} now gets version {version} of {sec}."
+
+
+def unpinned_line(user: object, sec: str, removed: bool) -> str:
+    """What `unpin` says."""
+    return f"{user} unpinned from {sec}." if removed else f"{user} had no pin on {sec}."
+
+
+def rolled_back_line(name: str, to: int, number: int) -> str:
+    """What `rollback` says."""
+    return f"{name} now serves the content of version {to} as version {number}."
+
+
+def change_lines(name: str, did: str, changed: bool, moved_users: int) -> list[str]:
+    """What `set-default`, `activate` and `deactivate` say."""
+    if not changed and not moved_users:
+        return [f"Nothing changed: {name} was already {did}."]
+    said = [f"{name} {did}."] if changed else []
+    if moved_users:
+        said.append(f"Moved {moved_users} user(s) off {name}.")
+    return said

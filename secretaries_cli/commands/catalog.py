@@ -77,14 +77,8 @@ def _report(change: Change, did: str, json: bool, ctx: typer.Context) -> None:
     if json:
         output.emit_json(runtime(ctx).registry().secretary_detail(change.secretary.id))
         return
-    name = change.secretary.name
-    if not change.changed and not change.moved_users:
-        output.say(f"Nothing changed: {name} was already {did}.")
-        return
-    if change.changed:
-        output.say(f"{name} {did}.")
-    if change.moved_users:
-        output.say(f"Moved {change.moved_users} user(s) off {name}.")
+    for line in render.change_lines(change.secretary.name, did, change.changed, change.moved_users):
+        output.say(line)
 
 
 def register(app: App) -> None:

@@ -28,11 +28,10 @@ def register(app: App) -> None:
         result = runtime(ctx).registry().assign(user, sec)
         if json:
             output.emit_json(result)
-        elif not result.changed:
-            output.say(f"Nothing changed: user {user} already has {result.secretary}.")
         else:
-            was = f" (was {result.previous})" if result.previous else ""
-            output.say(f"User {user} now has {result.secretary}{was}.")
+            output.say(
+                render.assigned_line(user, result.secretary, result.previous, result.changed)
+            )
 
     @app.command("current")
     def current(ctx: typer.Context, user: UserArg, json: JsonFlag = False) -> None:

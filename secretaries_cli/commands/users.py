@@ -154,7 +154,7 @@ def limit(
     from secretaries_core.plumbing.db import transaction
     from secretaries_core.usage.quotas import Quotas
 
-    writes.check_limits(changes)  # type: ignore[arg-type]
+    writes.check_limits(changes)  # type: ignore[arg-type]  # before the database is opened
     engine = runtime(ctx).engine()
     with transaction(engine, write=bool(changes)) as conn:
         if changes:

@@ -109,7 +109,7 @@ def register(app: App) -> None:
         if detail is not None:
             output.emit_json(detail)
             return
-        output.say(f"{name} now serves the content of version {to} as version {number}.")
+        output.say(render.rolled_back_line(name, to, number))
 
     @app.command("pin")
     def pin(
@@ -123,7 +123,7 @@ def register(app: App) -> None:
         Example: secretaries pin @ann alice --version 2
         """
         runtime(ctx).registry().pin(user, sec, version)
-        output.say(f"{user} now gets version {version} of {sec}.")
+        output.say(render.pinned_line(user, version, sec))
 
     @app.command("unpin")
     def unpin(ctx: typer.Context, user: UserArg, sec: SecArg) -> None:
@@ -132,7 +132,7 @@ def register(app: App) -> None:
         Example: secretaries unpin @ann alice
         """
         removed = runtime(ctx).registry().unpin(user, sec)
-        output.say(f"{user} unpinned from {sec}." if removed else f"{user} had no pin on {sec}.")
+        output.say(render.unpinned_line(user, sec, removed))
 
     @rollout_app.command("start")
     def start(
@@ -198,6 +198,7 @@ def register(app: App) -> None:
             "min_messages": min_messages,
             "judge": judging,
         }
+        # Before the database is opened (the write checks them again, for every caller).
         rollout_writes.check_start(percent, max_error_rate, max_dislike_rate, min_messages, judging)
         if require_eval:  # the eval records are read through the registry
             runtime(ctx).registry().rollout_start(sec, require_eval=True, **limits)

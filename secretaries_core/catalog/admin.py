@@ -141,21 +141,18 @@ def purge_contexts(
 
 
 def usage_report(
-    registry: SecretaryRegistry,
+    catalog: Catalog,
     *,
     user: UserRef | None = None,
     secretary: str | uuid.UUID | None = None,
     since: timedelta | None = None,
     now: datetime | None = None,
 ) -> UsageReport:
-    """Usage summed in total, per secretary and per UTC day, with the filters given.
-
-    `since` counts whole UTC days: `--since 1d` is yesterday and today.
-    """
+    """`catalog.usage_report.usage_report` on the catalog's database."""
     from secretaries_core.catalog import usage_report as report
 
     return report.usage_report(
-        registry.engine, user=user, secretary=secretary, since=since, now=now
+        _engine(catalog), user=user, secretary=secretary, since=since, now=now
     )
 
 

@@ -16,9 +16,9 @@ from sqlalchemy import update
 
 from secretaries_core.catalog import rollout_writes, writes
 from secretaries_core.catalog.as_code import Declared, PlannedChange, plan
-from secretaries_core.catalog.reads import ROLLOUT, SECRETARY, catalog_rows
+from secretaries_core.catalog.reads import SECRETARY, catalog_rows
 from secretaries_core.catalog.rollout_writes import EvalCheck
-from secretaries_core.catalog.secretary_writes import check_models
+from secretaries_core.catalog.secretary_writes import check_models, insert_secretary
 from secretaries_core.errors import Conflict
 
 NOTE = "catalog file"
@@ -77,24 +77,19 @@ def _set(conn: Any, sec_id: uuid.UUID, now: datetime, **values: Any) -> None:
 
 
 def _create(conn: Any, item: Declared, now: datetime) -> None:
-    new_id = uuid.uuid4()
-    conn.execute(
-        SECRETARY.insert().values(
-            id=new_id,
-            name=item.name,
-            description=item.description,
-            model=item.model,
-            prompt=item.prompt,
-            params=dict(item.params),
-            is_secretary=item.secretary,
-            is_active=item.active,
-            is_default=False,
-            version=1,
-            created_at=now,
-            updated_at=now,
-        )
+    insert_secretary(
+        conn,
+        now,
+        note=NOTE,
+        name=item.name,
+        description=item.description,
+        model=item.model,
+        prompt=item.prompt,
+        params=dict(item.params),
+        is_secretary=item.secretary,
+        is_active=item.active,
+        is_default=False,
     )
-    writes.add_version(conn, writes.secretary(conn, new_id), 1, "live", NOTE, now)
 
 
 def _update(
@@ -125,28 +120,14 @@ def _update(
     writes.ensure_live_row(conn, row, now)
     number = rollout_writes.next_version(conn, row)
     if canary is None:
-        _set(conn, row.id, now, **content, version=number)
-        writes.add_version(conn, writes.secretary(conn, row.id), number, "live", NOTE, now)
+        writes.make_live(conn, row.id, number, NOTE, now, **content)
         return None
     if rollout_writes.running(conn, row.id) is not None:
         raise Conflict(f"{row.name} already has a running rollout; end it before --canary")
     writes.add_version(conn, row, number, "candidate", f"{NOTE} (canary)", now, **content)
     if eval_check is not None:
         eval_check(conn, row.name, row.id, number)
-    conn.execute(
-        ROLLOUT.insert().values(
-            id=uuid.uuid4(),
-            secretary_id=row.id,
-            live_version=row.version,
-            candidate_version=number,
-            percent=canary,
-            state="running",
-            max_error_rate=None,
-            max_dislike_rate=None,
-            min_messages=50,
-            started_at=now,
-        )
-    )
+    rollout_writes.open_rollout(conn, row.id, row.version, number, canary, now)
     return (
         f"rollout started: version {number} to {canary}% of {row.name}'s users "
         f"(version {row.version} stays live; `secretaries rollout status {row.name}`)"

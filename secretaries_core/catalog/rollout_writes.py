@@ -207,13 +207,43 @@ def rollout_start(
         raise InvalidInput(f"version {chosen} is already live")
     if eval_check is not None:
         eval_check(conn, secretary.name, secretary.id, row.version)
+    rollout_id = open_rollout(
+        conn,
+        secretary.id,
+        secretary.version,
+        row.version,
+        percent,
+        now,
+        max_error_rate=max_error_rate,
+        max_dislike_rate=max_dislike_rate,
+        min_messages=min_messages,
+        judge=judge,
+    )
+    set_state(conn, secretary.id, row.version, "candidate")
+    return _rollout(conn, rollout_id)
+
+
+def open_rollout(
+    conn: Any,
+    secretary_id: uuid.UUID,
+    live_version: int,
+    candidate_version: int,
+    percent: int,
+    now: datetime,
+    *,
+    max_error_rate: float | None = None,
+    max_dislike_rate: float | None = None,
+    min_messages: int = DEFAULT_MIN_MESSAGES,
+    judge: Judging | None = None,
+) -> uuid.UUID:
+    """Store a running rollout row (checked by the caller); its id."""
     rollout_id = uuid.uuid4()
     conn.execute(
         ROLLOUT.insert().values(
             id=rollout_id,
-            secretary_id=secretary.id,
-            live_version=secretary.version,
-            candidate_version=row.version,
+            secretary_id=secretary_id,
+            live_version=live_version,
+            candidate_version=candidate_version,
             percent=percent,
             state="running",
             max_error_rate=max_error_rate,
@@ -223,8 +253,7 @@ def rollout_start(
             **(judge.columns() if judge is not None else {}),
         )
     )
-    set_state(conn, secretary.id, row.version, "candidate")
-    return _rollout(conn, rollout_id)
+    return rollout_id
 
 
 def rollout_set(conn: Any, ref: str | uuid.UUID, percent: int) -> Rollout:
@@ -281,14 +310,8 @@ def rollback(
     row = writes.version_row(conn, secretary, to, now)
     end_rollout(conn, secretary.id, "aborted", f"rollback to version {to}", now)
     number = next_version(conn, secretary)
-    params = dict(row.params)
-    conn.execute(
-        update(SECRETARY)
-        .where(SECRETARY.c.id == secretary.id)
-        .values(model=row.model, prompt=row.prompt, params=params, version=number, updated_at=now)
-    )
-    writes.add_version(
-        conn, secretary, number, "live", note or f"rollback to version {to}", now,
-        model=row.model, prompt=row.prompt, params=params,
+    writes.make_live(
+        conn, secretary.id, number, note or f"rollback to version {to}", now,
+        model=row.model, prompt=row.prompt, params=dict(row.params),
     )  # fmt: skip
     return secretary.id, secretary.name, number

@@ -186,24 +186,31 @@ def create(conn: Any, data: NewSecretary, now: datetime) -> uuid.UUID:
     check_models(conn, data.model, params, data.name)
     if data.is_default:
         writes.clear_default(conn, now)
+    return insert_secretary(
+        conn,
+        now,
+        name=data.name,
+        description=data.description,
+        model=data.model,
+        prompt=data.prompt,
+        params=params,
+        is_secretary=data.is_secretary,
+        is_active=True,
+        is_default=data.is_default,
+    )
+
+
+def insert_secretary(
+    conn: Any, now: datetime, *, note: str | None = None, **fields: Any
+) -> uuid.UUID:
+    """Store a secretary row (`fields`: name, description, model, prompt, params,
+    is_secretary, is_active, is_default) and its version 1, live; its new id. Checked
+    by the caller."""
     new_id = uuid.uuid4()
     conn.execute(
-        SECRETARY.insert().values(
-            id=new_id,
-            name=data.name,
-            description=data.description,
-            model=data.model,
-            prompt=data.prompt,
-            params=params,
-            is_secretary=data.is_secretary,
-            is_active=True,
-            is_default=data.is_default,
-            version=1,
-            created_at=now,
-            updated_at=now,
-        )
+        SECRETARY.insert().values(id=new_id, version=1, created_at=now, updated_at=now, **fields)
     )
-    writes.add_version(conn, writes.secretary(conn, new_id), 1, "live", None, now)
+    writes.add_version(conn, writes.secretary(conn, new_id), 1, "live", note, now)
     return new_id
 
 
@@ -254,7 +261,7 @@ def update_secretary(
     if "name" in new:
         refuse_taken_name(conn, new["name"], besides=row.id)
     content: dict[str, Any] = {k: new.pop(k) for k in ("model", "prompt", "params") if k in new}
-    number, drafted = row.version, None
+    number, fresh = row.version, None  # the live number; the new version's number
     if content:
         check_models(
             conn,
@@ -265,13 +272,11 @@ def update_secretary(
         writes.ensure_live_row(conn, row, now)
         from secretaries_core.catalog.rollout_writes import next_version
 
-        drafted = next_version(conn, row)
-        if draft:
-            writes.add_version(conn, row, drafted, "draft", note, now, **content)
-        else:
-            new.update(content, version=drafted)
-            number = drafted
+        fresh = next_version(conn, row)
     conn.execute(update(SECRETARY).where(SECRETARY.c.id == row.id).values(**new, updated_at=now))
-    if content and not draft:
-        writes.add_version(conn, writes.secretary(conn, row.id), number, "live", note, now)
-    return Updated(row.id, new.get("name", row.name), True, number, drafted if draft else None)
+    if fresh is not None and draft:
+        writes.add_version(conn, row, fresh, "draft", note, now, **content)
+    elif fresh is not None:
+        writes.make_live(conn, row.id, fresh, note, now, **content)
+        number = fresh
+    return Updated(row.id, new.get("name", row.name), True, number, fresh if draft else None)

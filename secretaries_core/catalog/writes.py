@@ -154,6 +154,19 @@ def add_version(
     )
 
 
+def make_live(
+    conn: Any, sec_id: uuid.UUID, number: int, note: str | None, now: datetime, **content: Any
+) -> None:
+    """`content` (model, prompt, params) becomes the secretary's live content as version
+    `number`, stored with `note`; the version live so far retires."""
+    conn.execute(
+        update(SECRETARY)
+        .where(SECRETARY.c.id == sec_id)
+        .values(**content, version=number, updated_at=now)
+    )
+    add_version(conn, secretary(conn, sec_id), number, "live", note, now)
+
+
 def ensure_live_row(conn: Any, row: Any, now: datetime) -> None:
     """A secretary made before versions existed (or by hand) gets its live row now."""
     found = conn.execute(

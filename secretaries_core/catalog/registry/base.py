@@ -71,13 +71,6 @@ class Change:
     moved_users: int = 0
 
 
-def _as_uuid(ref: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(ref)
-    except ValueError:
-        return None
-
-
 class RegistryBase:
     """The engine, change listeners, lookups and transactions every part of the registry uses."""
 
@@ -109,7 +102,7 @@ class RegistryBase:
     def _secretary(
         self, session: Session, ref: str | uuid.UUID, *, lock: bool = False
     ) -> Assistant:
-        sec_id = ref if isinstance(ref, uuid.UUID) else _as_uuid(ref)
+        sec_id = writes.as_uuid(ref)
         query = select(Assistant)  # secretaries and assistants: both are managed alike
         if sec_id is not None:
             query = query.where(col(Assistant.id) == sec_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 
 from sqlalchemy import (
     select,
@@ -81,7 +80,6 @@ class CatalogMixin(RolloutsMixin):
             is_default=data.is_default,
             is_secretary=data.is_secretary,
         )
-        new.check()
 
         def work(session: Session) -> Assistant:
             return self._secretary(session, secretary_writes.create(session, new, self.clock()))
@@ -102,8 +100,6 @@ class CatalogMixin(RolloutsMixin):
         content kept, with `note`); with `draft` that version is stored but not made live
         (name and description changes still apply at once). `version` is the live number.
         """
-        if changes.params is not None:
-            check_params(changes.params)
 
         def work(session: Session) -> Change:
             done = secretary_writes.update_secretary(
@@ -163,7 +159,3 @@ class CatalogMixin(RolloutsMixin):
         deleted = self._write(work, conflict="the secretary changed concurrently; try again")
         self._changed("deactivated", deleted.id)
         return deleted
-
-
-def _clear_default(session: Session, now: datetime) -> None:
-    writes.clear_default(session, now)

@@ -18,7 +18,6 @@ class ProvidersMixin(RegistryBase):
 
     def add_provider(self, name: str, base_url: str, api_key_env: str | None = None) -> Provider:
         """Add (or replace) a provider; the key stays in the environment variable named."""
-        providers.check_provider(name, base_url, api_key_env)
         return self._write(
             lambda session: providers.add_provider(
                 session, name, base_url, api_key_env, self.clock()

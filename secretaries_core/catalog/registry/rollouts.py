@@ -35,10 +35,10 @@ from secretaries_core.catalog.registry.versions import (
     RolloutState,
     Served,
     VersionsMixin,
-    _row_rollout,
 )
 from secretaries_core.catalog.rollout_hash import chosen_version
 from secretaries_core.catalog.rollout_writes import Judging as Judging
+from secretaries_core.catalog.rollout_writes import row_rollout
 from secretaries_core.catalog.versions_tables import (
     ROLLOUT_TABLE,
     VERSION_COUNT_TABLE,
@@ -76,7 +76,6 @@ class RolloutsMixin(VersionsMixin, EvalsMixin):
         """Serve VERSION (default: the newest draft) to PERCENT% of SEC's users; with
         `require_eval`, only a version whose latest eval passed; with `judge`, a sample of
         the candidate's replies is judged and a failing rate rolls it back."""
-        rollout_writes.check_start(percent, max_error_rate, max_dislike_rate, min_messages, judge)
 
         def work(session: Session) -> Rollout:
             return rollout_writes.rollout_start(
@@ -99,7 +98,6 @@ class RolloutsMixin(VersionsMixin, EvalsMixin):
 
     def rollout_set(self, ref: str | uuid.UUID, percent: int) -> Rollout:
         """Change the share of users on the candidate (raising it only adds users)."""
-        rollout_writes.check_percent(percent)
         return self._write(
             lambda session: rollout_writes.rollout_set(session, ref, percent),
             conflict="the rollout changed meanwhile; try again",
@@ -166,7 +164,7 @@ class RolloutsMixin(VersionsMixin, EvalsMixin):
                     ROLLOUT_TABLE.c.id == rollout_id, ROLLOUT_TABLE.c.state == "running"
                 )
             ).first()
-            return _row_rollout(row) if row is not None else None
+            return row_rollout(row) if row is not None else None
 
         result: Rollout | None = self._read(work)
         return result

@@ -88,7 +88,6 @@ class UsersMixin(RegistryBase):
         A value of None removes that override, so the secretary's or the global limit
         applies again. Returns the overrides after the change.
         """
-        writes.check_limits(changes)
         return self._read_write_user(
             lambda session: writes.set_limits(session, self.engine, user_ref, changes)
         )[1]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from secretaries_core.catalog import writes
@@ -27,10 +27,9 @@ from secretaries_core.catalog.registry.providers import ProvidersMixin
 from secretaries_core.catalog.rollout_writes import DEFAULT_MIN_MESSAGES as DEFAULT_MIN_MESSAGES
 from secretaries_core.catalog.rollout_writes import Rollout as Rollout
 from secretaries_core.catalog.rollout_writes import RolloutState as RolloutState
-from secretaries_core.catalog.rollout_writes import row_rollout, running, set_state
+from secretaries_core.catalog.rollout_writes import running
 from secretaries_core.catalog.versions_tables import (
     REPLY_REF_TABLE,
-    VERSION_TABLE,
 )
 
 T = TypeVar("T")
@@ -52,38 +51,8 @@ class Served:
     rollout: uuid.UUID | None = None
 
 
-def _row_rollout(row: Any) -> Rollout:
-    return row_rollout(row)
-
-
 class VersionsMixin(ProvidersMixin):
     """Versions, rollouts and pins of the catalog."""
-
-    @staticmethod
-    def _next_version(session: Session, secretary: Assistant) -> int:
-        top = session.execute(
-            select(func.max(VERSION_TABLE.c.version)).where(
-                VERSION_TABLE.c.secretary_id == secretary.id
-            )
-        ).scalar_one_or_none()
-        return max(int(top or 0), secretary.version) + 1
-
-    def _add_version(
-        self,
-        session: Session,
-        secretary: Assistant,
-        version: int,
-        state: str,
-        note: str | None,
-        *,
-        model: str | None = None,
-        prompt: str | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> None:
-        writes.add_version(
-            session, secretary, version, state, note, self.clock(),
-            model=model, prompt=prompt, params=params,
-        )  # fmt: skip
 
     def _ensure_live_row(self, session: Session, secretary: Assistant) -> None:
         """A secretary made before versions existed (or by hand) gets its live row now."""
@@ -121,11 +90,6 @@ class VersionsMixin(ProvidersMixin):
             return diff_document(secretary.name, v1, v2, a, b)
 
         return self._write_quietly(work)
-
-    def _set_state(
-        self, session: Session, secretary_id: uuid.UUID, version: int, state: str
-    ) -> None:
-        set_state(session, secretary_id, version, state)
 
     def pin(self, user_ref: UserRef, ref: str | uuid.UUID, version: int) -> None:
         """USER gets VERSION of SEC, whatever is live or rolling out."""
