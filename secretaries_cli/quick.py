@@ -291,7 +291,10 @@ def _catalog_write(conn: Any, read: Read, now: datetime) -> str:
         if command == "unpin":
             _, removed = writes.unpin(conn, user, sec)
             return _lines(render.unpinned_line(user, sec, removed))
-        assigned = writes.assign(conn, user, sec, now)
+        from secretaries_core.plumbing.timeutil import utcnow
+
+        # The clock is read under the lock (see writes.assign), not at `now`.
+        assigned = writes.assign(conn, user, sec, utcnow)
         if as_json:
             return json.dumps(assigned.doc(), ensure_ascii=False) + "\n"
         return _lines(

@@ -12,7 +12,7 @@ implementation of each write and each refusal. Errors are the contract's typed e
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -239,13 +239,17 @@ class Assigned:
         }
 
 
-def assign(conn: Any, user_ref: UserRef, ref: str | uuid.UUID, now: datetime) -> Assigned:
+def assign(
+    conn: Any, user_ref: UserRef, ref: str | uuid.UUID, clock: Callable[[], datetime]
+) -> Assigned:
     """Switch the user to the secretary: close the active link, open a new one.
 
     Racing writers are serialised by the row lock (PostgreSQL) or the write lock
     (SQLite); the caller retries when the one-active-link index still rejects one.
+    The clock is read once the lock is held, so the newest link is the active one.
     """
     person = user(conn, user_ref, lock=True)
+    now = clock()
     target = active_secretary(conn, ref)
     current = conn.execute(
         select(LINK.c.secretary_id, SECRETARY.c.name)

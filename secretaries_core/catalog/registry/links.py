@@ -56,7 +56,7 @@ class LinksMixin(RegistryBase):
         """
 
         def work(session: Session) -> AssignOut:
-            done = writes.assign(session, user_ref, secretary_ref, self.clock())
+            done = writes.assign(session, user_ref, secretary_ref, self.clock)
             return AssignOut(
                 user=UserOut(telegram_id=done.telegram_id, username=done.username),
                 secretary=done.secretary,
