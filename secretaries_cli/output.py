@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Iterable
 
 import typer
 
-from secretaries_cli.render import for_terminal, table, yes_no
+from secretaries_cli.render import emit_json, error, for_terminal, progress_bar, table, yes_no
 
-__all__ = ["for_terminal", "table", "yes_no"]  # kept here: commands print through `output`
-
-
-def emit_json(data: Any) -> None:
-    """Print exactly one JSON document on stdout: a pydantic model, a list of them, or a dict."""
-    if hasattr(data, "model_dump"):
-        payload: Any = data.model_dump(mode="json")
-    elif isinstance(data, dict):
-        payload = data
-    else:
-        payload = [
-            item.model_dump(mode="json") if hasattr(item, "model_dump") else item for item in data
-        ]
-    sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+# Kept here: commands print through `output`.
+__all__ = ["emit_json", "error", "for_terminal", "progress_bar", "table", "yes_no"]
 
 
 def stream_text(pieces: Iterable[str]) -> None:
@@ -49,26 +34,6 @@ def verbatim(text: str) -> None:
     """
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
-
-
-def error(message: str, details: Iterable[str] = ()) -> None:
-    """The one `Error:` line on stderr, then any details (bad rows, ...) one per line."""
-    typer.echo(f"Error: {for_terminal(message)}", err=True)
-    for line in details:
-        typer.echo(f"  {for_terminal(line)}", err=True)
-
-
-@contextmanager
-def progress_bar(label: str, *, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A `progress(done, total)` callback drawing a Rich bar, or None when not on a terminal."""
-    if not enabled or not sys.stdout.isatty():
-        yield None
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def confirmed(question: str, *, yes: bool) -> bool:

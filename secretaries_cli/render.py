@@ -6,8 +6,10 @@ loading Typer.
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -171,6 +173,40 @@ def tool(doc: Mapping[str, Any]) -> None:
             ["name", "description"],
             ((t["name"], t["description"]) for t in doc["tools"]),
         )
+
+
+def emit_json(data: Any) -> None:
+    """Print exactly one JSON document on stdout: a pydantic model, a list of them, or a dict."""
+    if hasattr(data, "model_dump"):
+        payload: Any = data.model_dump(mode="json")
+    elif isinstance(data, dict):
+        payload = data
+    else:
+        payload = [
+            item.model_dump(mode="json") if hasattr(item, "model_dump") else item for item in data
+        ]
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+
+
+def error(message: str, details: Iterable[str] = ()) -> None:
+    """The one `Error:` line on stderr, then any details (bad rows, ...) one per line."""
+    sys.stderr.write(f"Error: {for_terminal(message)}\n")
+    for line in details:
+        sys.stderr.write(f"  {for_terminal(line)}\n")
+    sys.stderr.flush()
+
+
+@contextmanager
+def progress_bar(label: str, *, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A `progress(done, total)` callback drawing a Rich bar, or None when not on a terminal."""
+    if not enabled or not sys.stdout.isatty():
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def say(line: str) -> None:

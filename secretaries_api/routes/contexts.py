@@ -27,7 +27,7 @@ router = APIRouter(prefix="/api", tags=["contexts"])
 @router.get("/contexts/stats", response_model=ContextStatsOut, operation_id="context_stats")
 def context_stats(svc: Svc) -> ContextStatsOut:
     """Contexts and messages, in total and per secretary name."""
-    return admin.context_stats(svc.registry, svc.contexts)
+    return ContextStatsOut.model_validate(admin.context_stats(svc.registry, svc.contexts).doc())
 
 
 @router.get(
@@ -37,13 +37,14 @@ def user_contexts(
     svc: Svc, user_id: UserPath, secretary: str | None = Query(None, max_length=100)
 ) -> UserContextsOut:
     """The user's stored messages, per secretary (one secretary with `secretary`)."""
-    return admin.user_contexts(svc.registry, svc.contexts, user_ref(user_id), secretary)
+    found = admin.user_contexts(svc.registry, svc.contexts, user_ref(user_id), secretary)
+    return UserContextsOut.model_validate(found.doc())
 
 
 @router.post("/contexts/purge", response_model=PurgeOut, operation_id="purge_contexts")
 def purge_contexts(svc: Svc, body: PurgeIn) -> PurgeOut:
     """Delete idle contexts, or all of one user's / one secretary's (dry run: count only)."""
-    return admin.purge_contexts(
+    purged = admin.purge_contexts(
         svc.registry,
         svc.contexts,
         older_than=parse_duration(body.older_than) if body.older_than is not None else None,
@@ -51,6 +52,7 @@ def purge_contexts(svc: Svc, body: PurgeIn) -> PurgeOut:
         secretary=body.secretary,
         dry_run=body.dry_run,
     )
+    return PurgeOut.model_validate(purged.doc())
 
 
 @router.post(

@@ -108,7 +108,7 @@ def erase_user(svc: Svc, user_id: UserPath) -> ErasedOut:
     queue = svc.queue() if Queue.if_configured(svc.settings) is not None else None
     erased = admin.erase_user(svc.registry, svc.contexts, user_ref(user_id), queue)
     svc.orchestrator.metrics.erased_unanswered.inc(erased.queued_dropped)
-    return erased
+    return ErasedOut.model_validate(erased.doc())
 
 
 @router.get("/users/{user_id}/history", response_model=list[LinkOut], operation_id="history")

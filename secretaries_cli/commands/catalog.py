@@ -277,17 +277,12 @@ def register(app: App) -> None:
 
         Example: secretaries delete bob --yes
         """
-        from secretaries_core.catalog import admin
+        from secretaries_cli import plain
         from secretaries_core.errors import InvalidInput
 
-        rt = runtime(ctx)
         if not output.confirmed(f"Delete secretary {sec} and its contexts?", yes=yes):
             raise InvalidInput("nothing deleted: confirm on a terminal or pass --yes")
-        result = admin.delete_secretary(rt.engine(), rt.contexts(), sec)
-        if json:
-            output.emit_json(result)
-        else:
-            output.say(f"Deleted secretary {result.name} ({result.contexts} context(s)).")
+        plain.delete_secretary(runtime(ctx), sec, json)
 
     @app.command("activate")
     def activate(ctx: typer.Context, sec: SecArg, json: JsonFlag = False) -> None:

@@ -217,35 +217,6 @@ def call(
 
     Example: secretaries tools call calendar --tool list_events --args '{"day": "2026-12-04"}'
     """
-    import asyncio
-    import json as jsonlib
-    import uuid
+    from secretaries_cli import plain
 
-    from secretaries_core.errors import InvalidInput, SecretariesError
-    from secretaries_core.tools.calling import ToolCaller
-    from secretaries_core.tools.registry import ToolRegistry
-
-    try:
-        arguments = jsonlib.loads(args)
-    except jsonlib.JSONDecodeError as exc:
-        raise InvalidInput(f"--args is not JSON: {exc}") from None
-    if not isinstance(arguments, dict):
-        raise InvalidInput("--args must be a JSON object")
-    rt = runtime(ctx)
-    spec = ToolRegistry(rt.engine()).get(name)
-    call_id = f"cli-{uuid.uuid4().hex[:12]}:0:0"
-
-    async def once() -> Any:
-        caller = ToolCaller(rt.settings.tool_result_chars)
-        try:
-            return await caller.call(spec, arguments, call_id, tool)
-        finally:
-            await caller.aclose()
-
-    result = asyncio.run(once())
-    if json:
-        output.emit_json({"tool": name, "call_id": call_id, "ok": result.ok, "result": result.text})
-    elif result.ok:
-        output.say(result.text)
-    if not result.ok:
-        raise SecretariesError(f"tool {name}: {result.text.removeprefix('error: ')}")
+    plain.call_tool(runtime(ctx), name, args, tool, json)

@@ -193,31 +193,10 @@ def delete(
 
     Example: secretaries users delete 42 --yes
     """
-    from secretaries_core.catalog import admin
-    from secretaries_core.catalog.writes import user as user_row
+    from secretaries_cli import plain
 
     rt = runtime(ctx)
-    # On Core, not the registry: nothing in this process listens for the change.
-    with rt.engine().connect() as conn:
-        telegram_id = int(user_row(conn, user).telegram_id)
-    question = f"Erase user {telegram_id} with their history, contexts and usage?"
+    telegram_id, question = plain.erasure_question(rt, user)
     if not output.confirmed(question, yes=yes):
         raise InvalidInput("nothing erased: confirm on a terminal or pass --yes")
-    queue = None
-    if rt.settings.queue_address() is not None:  # redis-py only when a queue is configured
-        from secretaries_core.queue.client import Queue
-
-        queue = Queue.if_configured(rt.settings)
-    try:
-        result = admin.erase_user(rt.engine(), rt.contexts(), telegram_id, queue)
-    finally:
-        if queue is not None:
-            queue.close()
-    if json:
-        output.emit_json(result)
-    else:
-        output.say(
-            f"Erased user {result.telegram_id}: {result.links} link(s), "
-            f"{result.contexts} context(s), {result.usage_rows} usage row(s) folded into "
-            f"totals, {result.queued_dropped} queued message(s) dropped unanswered."
-        )
+    plain.erase_user(rt, telegram_id, json)

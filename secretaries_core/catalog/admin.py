@@ -1,24 +1,20 @@
-"""Context use cases shared by the CLI and the REST API, returning the SPEC.md shapes."""
+"""Context use cases shared by the CLI and the REST API, returning the SPEC.md shapes.
+
+The results are plain dataclasses whose `doc()` is the SPEC.md JSON document (the REST
+API validates it into its pydantic response models): the CLI's one-shot commands print
+them without loading pydantic (docs/performance.md, "CLI start-up").
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from secretaries_core.catalog import writes
+from secretaries_core.catalog.reads import stamp
 from secretaries_core.catalog.refs import UserRef
-from secretaries_core.catalog.schemas import (
-    ContextOut,
-    ContextStatsOut,
-    CountsOut,
-    DeletedSecretaryOut,
-    ErasedOut,
-    MessageOut,
-    PurgeOut,
-    UserContextsOut,
-    UserOut,
-)
 from secretaries_core.context.base import ContextStore, ProgressCallback
 from secretaries_core.plumbing.db import transaction
 from secretaries_core.usage.book import UsageReport
@@ -32,6 +28,120 @@ if TYPE_CHECKING:
     Catalog = SecretaryRegistry | Engine
     """The registry (whose listeners hear of a change), or just its database (the CLI's
     one-shot commands: nobody listens, and the ORM is not loaded)."""
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Contexts and messages of one secretary."""
+
+    contexts: int
+    messages: int
+
+
+@dataclass(frozen=True)
+class ContextStats:
+    """`contexts stats`: totals and per secretary name."""
+
+    contexts: int
+    messages: int
+    by_secretary: dict[str, Counts]
+
+    def doc(self) -> dict[str, Any]:
+        """The SPEC.md document."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One stored message."""
+
+    role: str
+    content: str
+    at: datetime
+    metadata: dict[str, Any] | None = None
+
+    def doc(self) -> dict[str, Any]:
+        """The SPEC.md document."""
+        return {**asdict(self), "at": stamp(self.at)}
+
+
+@dataclass(frozen=True)
+class Context:
+    """One context of a user with its messages, oldest first."""
+
+    secretary_id: uuid.UUID
+    secretary: str
+    last_activity: datetime
+    messages: list[Message]
+
+    def doc(self) -> dict[str, Any]:
+        """The SPEC.md document."""
+        return {
+            "secretary_id": str(self.secretary_id),
+            "secretary": self.secretary,
+            "last_activity": stamp(self.last_activity),
+            "messages": [m.doc() for m in self.messages],
+        }
+
+
+@dataclass(frozen=True)
+class UserContexts:
+    """`contexts show`: a user's contexts."""
+
+    telegram_id: int
+    username: str | None
+    contexts: list[Context]
+
+    def doc(self) -> dict[str, Any]:
+        """The SPEC.md document."""
+        return {
+            "user": {"telegram_id": self.telegram_id, "username": self.username},
+            "contexts": [c.doc() for c in self.contexts],
+        }
+
+
+@dataclass(frozen=True)
+class Purged:
+    """What `contexts purge` did (or, dry, would do)."""
+
+    purged: int
+    dry_run: bool
+
+    def doc(self) -> dict[str, Any]:
+        """The SPEC.md document."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Erased:
+    """`users delete --json` / `DELETE /api/users/{id}`: what was deleted."""
+
+    telegram_id: int
+    links: int
+    contexts: int
+    usage_rows: int
+    # From the queue, when one is configured: updates dropped unanswered, and entries
+    # deleted from the replies, dead-letter and live streams.
+    queued_dropped: int = 0
+    replies: int = 0
+    dead_letters: int = 0
+
+    def doc(self) -> dict[str, Any]:
+        """The SPEC.md document."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DeletedSecretary:
+    """`delete --json`: the secretary deleted and how many contexts went with it."""
+
+    id: uuid.UUID
+    name: str
+    contexts: int
+
+    def doc(self) -> dict[str, Any]:
+        """The SPEC.md document."""
+        return {"id": str(self.id), "name": self.name, "contexts": self.contexts}
 
 
 def _engine(catalog: Catalog) -> Engine:
@@ -69,17 +179,15 @@ def _names(catalog: Catalog) -> dict[uuid.UUID, str]:
     return names
 
 
-def context_stats(catalog: Catalog, store: ContextStore) -> ContextStatsOut:
+def context_stats(catalog: Catalog, store: ContextStore) -> ContextStats:
     """Contexts and messages in total and per secretary name (id for unknown secretaries)."""
     found = store.stats()
     names = _names(catalog)
     per = sorted(found.by_secretary.items(), key=lambda item: names.get(item[0], str(item[0])))
-    return ContextStatsOut(
+    return ContextStats(
         contexts=found.contexts,
         messages=found.messages,
-        by_secretary={
-            names.get(sid, str(sid)): CountsOut(contexts=c, messages=m) for sid, (c, m) in per
-        },
+        by_secretary={names.get(sid, str(sid)): Counts(c, m) for sid, (c, m) in per},
     )
 
 
@@ -88,19 +196,19 @@ def user_contexts(
     store: ContextStore,
     user: UserRef,
     secretary: str | None = None,
-) -> UserContextsOut:
+) -> UserContexts:
     """A registered user's contexts with their messages, oldest message first."""
     with transaction(_engine(catalog)) as conn:
         person = writes.user(conn, user)
         sec_id = writes.secretary(conn, secretary).id if secretary else None
     names = _names(catalog)
     contexts = [
-        ContextOut(
+        Context(
             secretary_id=summary.secretary_id,
             secretary=names.get(summary.secretary_id, str(summary.secretary_id)),
             last_activity=summary.last_activity,
             messages=[
-                MessageOut(
+                Message(
                     role=m.role,
                     content=m.content,
                     at=m.at,
@@ -111,10 +219,7 @@ def user_contexts(
         )
         for summary in store.iter_contexts(user_id=person.telegram_id, secretary_id=sec_id)
     ]
-    return UserContextsOut(
-        user=UserOut(telegram_id=person.telegram_id, username=person.username),
-        contexts=contexts,
-    )
+    return UserContexts(person.telegram_id, person.username, contexts)
 
 
 def purge_contexts(
@@ -126,7 +231,7 @@ def purge_contexts(
     secretary: str | None = None,
     dry_run: bool = False,
     progress: ProgressCallback | None = None,
-) -> PurgeOut:
+) -> Purged:
     """Resolve USER and SEC through the registry, then purge the store."""
     user_id = _telegram_id(catalog, user) if user is not None else None
     sec_id = _secretary_id(catalog, secretary) if secretary else None
@@ -137,7 +242,7 @@ def purge_contexts(
         dry_run=dry_run,
         progress=progress,
     )
-    return PurgeOut(purged=purged, dry_run=dry_run)
+    return Purged(purged=purged, dry_run=dry_run)
 
 
 def usage_report(
@@ -158,7 +263,7 @@ def usage_report(
 
 def erase_user(
     catalog: Catalog, store: ContextStore, user: UserRef, queue: Queue | None = None
-) -> ErasedOut:
+) -> Erased:
     """Erase a user everywhere: contexts, the queue, then the user's rows, then contexts again.
 
     Erasing the contexts fences the user first (context/fences.py): a turn or summary in
@@ -183,7 +288,7 @@ def erase_user(
     else:
         _, links, usage_rows = catalog.erase_user_rows(telegram_id)
     contexts += store.erase_user(telegram_id)
-    return ErasedOut(
+    return Erased(
         telegram_id=telegram_id,
         links=links,
         contexts=contexts,
@@ -196,7 +301,7 @@ def erase_user(
 
 def delete_secretary(
     catalog: Catalog, store: ContextStore, secretary: str | uuid.UUID
-) -> DeletedSecretaryOut:
+) -> DeletedSecretary:
     """Delete a secretary no link ever referenced, and its contexts."""
     from sqlalchemy import Engine
 
@@ -208,4 +313,4 @@ def delete_secretary(
         deleted = catalog.delete_secretary(secretary)
         sec_id, name = deleted.id, deleted.name
     contexts = store.erase_secretary(sec_id)
-    return DeletedSecretaryOut(id=sec_id, name=name, contexts=contexts)
+    return DeletedSecretary(id=sec_id, name=name, contexts=contexts)

@@ -1,0 +1,189 @@
+"""Command bodies that need neither Typer nor pydantic, once their arguments are parsed.
+
+The Typer commands call them after Typer has parsed (and asked for confirmation), and
+the quick path (quick.py) calls the same functions when the command line is one it takes
+apart itself: what is printed, and every failure, has one implementation.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from secretaries_cli import render
+from secretaries_core.errors import InvalidInput, SecretariesError
+
+if TYPE_CHECKING:
+    from secretaries_cli.session import Runtime
+    from secretaries_core.catalog.refs import UserRef
+
+
+def contexts_stats(rt: Runtime, as_json: bool) -> None:
+    """`contexts stats`."""
+    from secretaries_core.catalog import admin
+
+    found = admin.context_stats(rt.engine(), rt.contexts())
+    if as_json:
+        render.emit_json(found.doc())
+        return
+    render.table(
+        f"{found.contexts} context(s), {found.messages} message(s)",
+        ["secretary", "contexts", "messages"],
+        ((name, c.contexts, c.messages) for name, c in found.by_secretary.items()),
+    )
+
+
+def contexts_show(
+    rt: Runtime,
+    user: UserRef,
+    secretary: str | None,
+    limit: int | None,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """`contexts show USER`: each context's messages from `offset`, at most `limit`."""
+    from dataclasses import replace
+
+    from secretaries_core.catalog import admin
+
+    found = admin.user_contexts(rt.engine(), rt.contexts(), user, secretary)
+    end = None if limit is None else offset + limit
+    contexts = [replace(c, messages=c.messages[offset:end]) for c in found.contexts]
+    if as_json:
+        render.emit_json(replace(found, contexts=contexts).doc())
+        return
+    if not contexts:
+        render.say(f"No stored context for {user}.")
+    for item in contexts:
+        render.table(
+            f"{item.secretary} — last active {item.last_activity.isoformat(timespec='seconds')}",
+            ["at", "role", "content"],
+            ((m.at.isoformat(timespec="seconds"), m.role, _shown(m)) for m in item.messages),
+        )
+
+
+def _shown(message: Any) -> str:
+    """A message's text; an assistant's tool calls as `→ name(arguments)` lines."""
+    calls = (message.metadata or {}).get("tool_calls") if message.metadata else None
+    if message.role == "assistant" and calls:
+        lines = [
+            f"→ {c.get('function', {}).get('name')}({c.get('function', {}).get('arguments')})"
+            for c in calls
+            if isinstance(c, dict)
+        ]
+        return "\n".join([message.content, *lines] if message.content else lines)
+    return str(message.content)
+
+
+def contexts_purge(
+    rt: Runtime,
+    older_than: timedelta | None,
+    user: UserRef | None,
+    secretary: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """`contexts purge`: a progress bar on a terminal unless dry or JSON."""
+    from secretaries_core.catalog import admin
+
+    with render.progress_bar("purging contexts", enabled=not (as_json or dry_run)) as progress:
+        result = admin.purge_contexts(
+            rt.engine(),
+            rt.contexts(),
+            older_than=older_than,
+            user=user,
+            secretary=secretary,
+            dry_run=dry_run,
+            progress=progress,
+        )
+    if as_json:
+        render.emit_json(result.doc())
+    elif dry_run:
+        render.say(f"Dry run: {result.purged} context(s) would be purged.")
+    else:
+        render.say(f"Purged {result.purged} context(s).")
+
+
+def delete_secretary(rt: Runtime, sec: str, as_json: bool) -> None:
+    """`delete SEC`, confirmed."""
+    from secretaries_core.catalog import admin
+
+    result = admin.delete_secretary(rt.engine(), rt.contexts(), sec)
+    if as_json:
+        render.emit_json(result.doc())
+    else:
+        render.say(f"Deleted secretary {result.name} ({result.contexts} context(s)).")
+
+
+def erasure_question(rt: Runtime, user: UserRef) -> tuple[int, str]:
+    """The user's Telegram id (refused when unknown) and what to ask before erasing them."""
+    from secretaries_core.catalog.writes import user as user_row
+
+    # On Core, not the registry: nothing in this process listens for the change.
+    with rt.engine().connect() as conn:
+        telegram_id = int(user_row(conn, user).telegram_id)
+    return telegram_id, f"Erase user {telegram_id} with their history, contexts and usage?"
+
+
+def erase_user(rt: Runtime, telegram_id: int, as_json: bool) -> None:
+    """`users delete USER`, confirmed: the user everywhere, the queue's copies included."""
+    from secretaries_core.catalog import admin
+
+    queue = None
+    if rt.settings.queue_address() is not None:  # redis-py only when a queue is configured
+        from secretaries_core.queue.client import Queue
+
+        queue = Queue.if_configured(rt.settings)
+    try:
+        result = admin.erase_user(rt.engine(), rt.contexts(), telegram_id, queue)
+    finally:
+        if queue is not None:
+            queue.close()
+    if as_json:
+        render.emit_json(result.doc())
+    else:
+        render.say(
+            f"Erased user {result.telegram_id}: {result.links} link(s), "
+            f"{result.contexts} context(s), {result.usage_rows} usage row(s) folded into "
+            f"totals, {result.queued_dropped} queued message(s) dropped unanswered."
+        )
+
+
+def tool_arguments(args: str) -> dict[str, Any]:
+    """`--args` of `tools call`: a JSON object, else refused."""
+    try:
+        arguments = jsonlib.loads(args)
+    except jsonlib.JSONDecodeError as exc:
+        raise InvalidInput(f"--args is not JSON: {exc}") from None
+    if not isinstance(arguments, dict):
+        raise InvalidInput("--args must be a JSON object")
+    return arguments
+
+
+def call_tool(rt: Runtime, name: str, args: str, tool: str | None, as_json: bool) -> None:
+    """`tools call NAME --args JSON`: one call, its result printed; a failed call is an error."""
+    import asyncio
+    import uuid
+
+    from secretaries_core.tools.calling import ToolCaller
+    from secretaries_core.tools.registry import ToolRegistry
+
+    arguments = tool_arguments(args)
+    spec = ToolRegistry(rt.engine()).get(name)
+    call_id = f"cli-{uuid.uuid4().hex[:12]}:0:0"
+
+    async def once() -> Any:
+        caller = ToolCaller(rt.settings.tool_result_chars)
+        try:
+            return await caller.call(spec, arguments, call_id, tool)
+        finally:
+            await caller.aclose()
+
+    result = asyncio.run(once())
+    if as_json:
+        render.emit_json({"tool": name, "call_id": call_id, "ok": result.ok, "result": result.text})
+    elif result.ok:
+        render.say(result.text)
+    if not result.ok:
+        raise SecretariesError(f"tool {name}: {result.text.removeprefix('error: ')}")
