@@ -167,6 +167,7 @@ def call_tool(rt: Runtime, name: str, args: str, tool: str | None, as_json: bool
     import uuid
 
     from secretaries_core.tools.calling import ToolCaller
+    from secretaries_core.tools.http_tool import stdlib_post
     from secretaries_core.tools.registry import ToolRegistry
 
     arguments = tool_arguments(args)
@@ -174,7 +175,7 @@ def call_tool(rt: Runtime, name: str, args: str, tool: str | None, as_json: bool
     call_id = f"cli-{uuid.uuid4().hex[:12]}:0:0"
 
     async def once() -> Any:
-        caller = ToolCaller(rt.settings.tool_result_chars)
+        caller = ToolCaller(rt.settings.tool_result_chars, stdlib_post)
         try:
             return await caller.call(spec, arguments, call_id, tool)
         finally:

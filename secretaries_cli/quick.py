@@ -12,6 +12,10 @@ The everyday writes (`WRITES`: `assign`, `pin`, `unpin`, `set-default`, `activat
 `deactivate`, `rollback`, and `ROLLOUT_WRITES`: `rollout start|set|promote|abort`) run
 `secretaries_core.catalog.writes` (and `rollout_writes`) in one write transaction — the
 functions the registry runs — and give up before their commit, never after it.
+`PLAIN` commands (`contexts stats|show|purge`, `delete --yes`, `users delete --yes`,
+`tools call`) run the bodies in plain.py, which the Typer commands run too; once one
+runs it reports its own failures through session.py, as the Typer app would (erasing
+and deleting are not one transaction, so they are never run a second time).
 Anything else (help, another option, a typo) and any read that cannot answer (an unknown
 name, an error of any kind) goes to the Typer app, which then says what the contract
 says: every refusal has one implementation.
@@ -57,9 +61,25 @@ COMMANDS: dict[str, tuple[set[str], set[str], int]] = {
     "rollout set": ({"--json"}, {"--percent"}, 1),
     "rollout promote": ({"--json"}, set(), 1),
     "rollout abort": ({"--json"}, set(), 1),
+    # the bodies in plain.py, which report their own failures
+    "contexts stats": ({"--json"}, set(), 0),
+    "contexts show": ({"--json"}, {"--secretary", "--limit", "--offset"}, 1),
+    "contexts purge": ({"--json", "--dry-run"}, {"--older-than", "--user", "--secretary"}, 0),
+    "delete": ({"--json", "--yes"}, set(), 1),
+    "users delete": ({"--json", "--yes"}, set(), 1),
+    "tools call": ({"--json"}, {"--args", "--tool"}, 1),
 }
 WRITES = {"assign", "pin", "unpin", "set-default", "activate", "deactivate", "rollback"}
 ROLLOUT_WRITES = {"rollout start", "rollout set", "rollout promote", "rollout abort"}
+# command words -> the Typer command's function name (what Ctrl-C says is keyed by it)
+PLAIN = {
+    "contexts stats": "stats",
+    "contexts show": "show",
+    "contexts purge": "purge",
+    "delete": "delete",
+    "users delete": "delete",
+    "tools call": "call",
+}
 Output = str | Callable[[], None]
 """What a quick command prints: text, or a function drawing a table (Rich) once it is safe."""
 GLOBAL_OPTIONS = {"--database-url": "database_url", "--context-url": "context_url"}
@@ -124,6 +144,8 @@ def run(argv: Sequence[str]) -> int | None:
     read = parse(argv)
     if read is None:
         return None
+    if read.command in PLAIN:
+        return _run_plain(read)
     try:
         text = _answer(read)
     except Exception:  # the Typer app runs it again and reports the error
@@ -134,6 +156,73 @@ def run(argv: Sequence[str]) -> int | None:
         sys.stdout.write(text)
         sys.stdout.flush()
     return 0
+
+
+def _run_plain(read: Read) -> int | None:
+    """Run one of plain.py's bodies; its exit code, or None (Typer) when argv is not one
+    its parsers take. Once it runs, it reports its own failures as the Typer app does:
+    erasing and deleting are not one transaction, so they are never run twice."""
+    try:
+        job = _plain_job(read)
+    except Exception:
+        return None
+    from secretaries_cli.session import Runtime, failure_code
+    from secretaries_core.config import Settings
+
+    rt: Runtime | None = None
+    try:
+        rt = Runtime(
+            Settings.load(
+                database_url=read.options.get("database_url"),
+                context_url=read.options.get("context_url"),
+            )
+        )
+        job(rt)
+    except (Exception, KeyboardInterrupt) as exc:
+        code = failure_code(exc, PLAIN[read.command])
+        if code is None:
+            raise
+        return code
+    finally:
+        if rt is not None:
+            rt.close()
+    return 0
+
+
+def _plain_job(read: Read) -> Callable[[Any], None]:
+    """The body to run with its arguments parsed as Typer parses them; raises to give up
+    (a bad value, or a confirmation only the Typer app asks for)."""
+    from secretaries_cli import plain
+    from secretaries_core.catalog.refs import parse_user_ref
+
+    command, arguments, values = read.command, read.arguments, read.values
+    as_json = "--json" in read.flags
+    if command == "contexts stats":
+        return lambda rt: plain.contexts_stats(rt, as_json)
+    if command == "contexts show":
+        user = parse_user_ref(arguments[0])
+        limit, offset = _count(read, "--limit"), _count(read, "--offset") or 0
+        secretary = values.get("--secretary")
+        return lambda rt: plain.contexts_show(rt, user, secretary, limit, offset, as_json)
+    if command == "contexts purge":
+        from secretaries_core.plumbing.durations import parse_duration
+
+        raw_age, raw_user = values.get("--older-than"), values.get("--user")
+        older_than = None if raw_age is None else parse_duration(raw_age)
+        who = None if raw_user is None else parse_user_ref(raw_user)
+        secretary, dry_run = values.get("--secretary"), "--dry-run" in read.flags
+        return lambda rt: plain.contexts_purge(rt, older_than, who, secretary, dry_run, as_json)
+    if command == "tools call" and "--args" in values:
+        name, args, tool = arguments[0], values["--args"], values.get("--tool")
+        return lambda rt: plain.call_tool(rt, name, args, tool, as_json)
+    if "--yes" not in read.flags:
+        raise LookupError("only the Typer app asks for confirmation")
+    if command == "delete":
+        return lambda rt: plain.delete_secretary(rt, arguments[0], as_json)
+    if command == "users delete":
+        user = parse_user_ref(arguments[0])
+        return lambda rt: plain.erase_user(rt, plain.erasure_question(rt, user)[0], as_json)
+    raise LookupError(command)
 
 
 def _count(read: Read, name: str) -> int | None:

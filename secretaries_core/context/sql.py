@@ -50,7 +50,7 @@ from secretaries_core.context.sql_tables import CONTEXT_TABLE as CTX
 from secretaries_core.context.sql_tables import MESSAGE_TABLE as MSG
 from secretaries_core.context.sqlite_lane import SqliteLane, WouldWait, usable
 from secretaries_core.errors import Conflict
-from secretaries_core.plumbing.db import connected, session_scope, transaction
+from secretaries_core.plumbing.db import connected, transaction
 from secretaries_core.plumbing.timeutil import UTCDateTime, utcnow
 
 APPEND_ATTEMPTS = 5
@@ -416,15 +416,11 @@ class SqlContextStore(ContextStore):
         while True:
             # One DELETE per batch; the foreign key's ON DELETE CASCADE takes the messages.
             batch = select(CTX.c.id).where(*conds).order_by(CTX.c.id).limit(batch_size)
-            with session_scope(self.engine, write=True) as session:
-                deleted = (
-                    session.connection()
-                    .execute(
-                        delete(CTX).where(CTX.c.id.in_(batch.scalar_subquery())),
-                        execution_options={"preserve_rowcount": True},
-                    )
-                    .rowcount
-                )
+            with transaction(self.engine, write=True) as conn:
+                deleted = conn.execute(
+                    delete(CTX).where(CTX.c.id.in_(batch.scalar_subquery())),
+                    execution_options={"preserve_rowcount": True},
+                ).rowcount
             if deleted <= 0:
                 break
             done += deleted

@@ -14,7 +14,7 @@ from typing import Any
 from secretaries_core.errors import InvalidInput
 from secretaries_core.redact import scrub
 from secretaries_core.tools.errors import ToolError
-from secretaries_core.tools.http_tool import call_http
+from secretaries_core.tools.http_tool import Post, aiohttp_post, call_http
 from secretaries_core.tools.mcp_tool import McpServers
 from secretaries_core.tools.spec import ToolSpec
 
@@ -39,8 +39,9 @@ class ToolResult:
 class ToolCaller:
     """Calls tools; owns this process's MCP sessions."""
 
-    def __init__(self, result_chars: int = DEFAULT_RESULT_CHARS) -> None:
+    def __init__(self, result_chars: int = DEFAULT_RESULT_CHARS, post: Post = aiohttp_post) -> None:
         self.result_chars = result_chars
+        self.post = post  # how HTTP tools are reached (http_tool.py says why there are two)
         self.mcp = McpServers()
 
     async def call(
@@ -64,7 +65,7 @@ class ToolCaller:
                 started = time.monotonic()
             async with asyncio.timeout(limit):
                 if spec.kind == "http":
-                    text = await call_http(spec, arguments, call_id)
+                    text = await call_http(spec, arguments, call_id, self.post)
                 else:
                     assert tool is not None
                     text = await self.mcp.call(spec, tool, arguments, call_id)

@@ -297,9 +297,26 @@ def test_cli_add_list_show_call_remove(tmp_path: Path) -> None:
         )
         assert called.returncode == 0, called.stderr
         assert json.loads(called.stdout) == {"booked": {"room": "B", "hour": 3}}
-        assert len(seen) == 1 and seen[0]["signature"].startswith("sha256=")
+        # The one-shot CLI's transport (http.client) sends what aiohttp sends.
+        assert len(seen) == 1 and seen[0]["body"] == b'{"room":"B","hour":3}'
+        expected = hmac.new(SECRET.encode(), seen[0]["body"], hashlib.sha256).hexdigest()
+        assert seen[0]["signature"] == f"sha256={expected}"
+        assert seen[0]["key"].startswith("cli-") and seen[0]["key"].endswith(":0:0")
         unsigned = _cli(home, "tools", "call", "book", "--args", "{}")
         assert unsigned.returncode == 1 and "BOOK_KEY" in unsigned.stderr
+        # Its own timeout fires: 1 s stops a 20 s call.
+        slow = ["tools", "add", "slow", "--http", url + "/slow", "--timeout", "1"]
+        assert _cli(home, *slow, "--schema", str(schema_file)).returncode == 0
+        started = time.monotonic()
+        stopped = _cli(home, "tools", "call", "slow", "--args", '{"room": "B", "hour": 20}')
+        assert stopped.returncode == 1 and "timed out after 1s" in stopped.stderr
+        assert time.monotonic() - started < 15
+        gone = ["tools", "add", "gone", "--http", f"http://127.0.0.1:{free_port()}/x"]
+        assert _cli(home, *gone, "--schema", str(schema_file)).returncode == 0
+        refused = _cli(home, "tools", "call", "gone", "--args", "{}")
+        assert refused.returncode == 1 and "unreachable" in refused.stderr, refused.stderr
+        for name in ("slow", "gone"):
+            assert _cli(home, "tools", "remove", name).returncode == 0
         echoed = _cli(home, "tools", "call", "cal", "--tool", "echo", "--args", '{"text": "x"}')
         assert echoed.returncode == 0 and echoed.stdout.startswith("echo: x (key cli-")
     # Bad input: clear errors, nothing stored.

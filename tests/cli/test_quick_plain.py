@@ -1,0 +1,101 @@
+"""The commands whose bodies are in `secretaries_cli/plain.py` — `contexts stats|show|purge`,
+`delete`, `users delete`, `tools call` — print and store the same through the quick path
+(no Typer, no pydantic) and through the Typer app.
+
+As in test_quick_writes: two copies of one seeded catalog with stored conversations take
+the same command lines, one through the console script, one through the Typer app
+alone; after every step the output, the exit code and every row of every table are
+compared. The steps cover each success, each refusal and each usage error.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from secretaries_cli.quick import parse
+from tests.cli.test_quick_reads import _answered_quickly, _run
+from tests.cli.test_quick_writes import _seed, _walk
+
+STEPS = [
+    ["contexts", "stats"],
+    ["contexts", "stats", "--json"],
+    ["contexts", "show", "45"],
+    ["contexts", "show", "@pinned", "--json", "--limit", "1", "--offset", "1"],
+    ["contexts", "show", "42"],  # nothing stored
+    ["contexts", "show", "43", "--secretary", "carol"],
+    ["contexts", "show", "99"],  # no such user
+    ["contexts", "show", "0"],  # not a user: usage error
+    ["contexts", "show", "42", "--secretary", "nobody"],
+    ["contexts", "show", "42", "--limit", "x"],
+    ["contexts", "purge", "--older-than", "3x"],  # usage error
+    ["contexts", "purge", "--user", "45", "--dry-run", "--json"],
+    ["contexts", "purge", "--secretary", "nobody"],
+    ["contexts", "purge", "--user", "43", "--secretary", "carol", "--json"],
+    ["contexts", "purge", "--older-than", "30d"],
+    ["delete", "bob"],  # no terminal, no --yes: refused, nothing deleted
+    ["delete", "alice", "--yes"],  # the default
+    ["delete", "carol", "--yes"],  # linked once: refused
+    ["delete", "nobody", "--yes", "--json"],
+    ["users", "delete", "42"],  # no --yes: refused
+    ["users", "delete", "99", "--yes"],
+    ["users", "delete", "@pinned", "--yes", "--json"],
+    ["users", "delete", "100", "--yes"],
+    ["users", "delete", "100", "--yes"],  # gone already
+    ["tools", "call", "nope", "--args", "{}"],
+    ["tools", "call", "cal", "--args", "[1]"],
+    ["tools", "call", "cal", "--args", "{"],
+    ["tools", "call", "cal", "--args", "{}"],  # nothing listens on port 9
+    ["tools", "call", "cal"],  # --args is required: usage error
+    ["contexts", "stats", "--json"],
+]
+
+
+def _talked(url: str) -> None:
+    """Stored conversations on the seeded catalog: two users, two secretaries."""
+    # 43 talks to carol, 45 is pinned to alice's version 1 (the echo model; alice's
+    # running rollout would put some users on the draft's model, which nothing serves).
+    for user, text in (("45", "hello [red]"), ("43", "hi\x1b[2J"), ("45", "hey")):
+        done = _run(url, ["chat", user, text], typer_only=True)
+        assert done[0] == 0, done
+
+
+def test_plain_commands_print_and_store_what_the_typer_app_does(tmp_path: Path) -> None:
+    url = _seed(f"sqlite:///{tmp_path / 'a.db'}")
+    _talked(url)
+    shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
+    _walk(url, f"sqlite:///{tmp_path / 'b.db'}", STEPS)
+    shown = _run(url, ["contexts", "stats", "--json"], typer_only=True)[1]
+    assert '"contexts": 0' in shown  # the walk purged and erased every conversation
+
+
+def test_plain_commands_load_neither_typer_nor_pydantic(tmp_path: Path) -> None:
+    url = _seed(f"sqlite:///{tmp_path / 'p.db'}")
+    _talked(url)
+    for args in (
+        ["contexts", "stats"],
+        ["contexts", "show", "45", "--json"],
+        ["contexts", "purge", "--user", "43", "--dry-run"],
+        ["users", "delete", "100", "--yes", "--json"],
+        ["contexts", "purge", "--older-than", "1s"],
+    ):
+        assert _answered_quickly(url, args), args
+    made = [sys.executable, "-m", "secretaries_cli", "--database-url", url, "create", "temp"]
+    subprocess.run([*made, "--model", "echo", "--prompt", "T"], check=True, capture_output=True)
+    assert _answered_quickly(url, ["delete", "temp", "--yes"])
+
+
+def test_confirmations_are_left_to_the_typer_app() -> None:
+    assert parse(["users", "delete", "42", "--yes"]) is not None
+    from secretaries_cli.quick import _plain_job
+
+    for argv in (["users", "delete", "42"], ["delete", "bob"], ["tools", "call", "cal"]):
+        read = parse(argv)
+        assert read is not None
+        try:
+            _plain_job(read)
+        except LookupError:
+            continue
+        raise AssertionError(f"{argv} was taken without confirmation or --args")
