@@ -5,9 +5,9 @@ run (the embedded SQLite database, the echo model, a private Redis for the queue
 commands, a local HTTP function for `tools call`). The long-running ones (`serve`,
 `worker`, `bot`) are measured refusing a bad configuration, which they must do before
 anything heavy is imported. Each figure is the least CPU (user + system, read from the
-kernel's accounting of the child) of `--runs` runs, in one run with the baseline; target
-≤ 1.5x. Calls that change something get fresh names on each run, so every run does the
-same work.
+kernel's accounting of the child) of `--runs` runs; each command's runs are interleaved
+with runs of the baseline, whose least is that row's baseline; target ≤ 1.5x. Calls
+that change something get fresh names on each run, so every run does the same work.
 
 The project's packages are byte-compiled first, as installing the wheel does (the
 baseline's SQLAlchemy is read compiled too).
@@ -49,15 +49,6 @@ def cpu_of(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     spent = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return spent, done.returncode
-
-
-def least(make: Argv, env: dict[str, str], runs: int, prefix: list[str]) -> tuple[float, int]:
-    """The least CPU of `runs` runs of `make(i)`, and the last run's exit code."""
-    best, code = float("inf"), 0
-    for i in range(runs):
-        spent, code = cpu_of([*prefix, *make(i)], env)
-        best = min(best, spent)
-    return best, code
 
 
 def command_paths() -> list[list[str]]:
@@ -230,18 +221,25 @@ def run(runs: int, only: str = "") -> list[Row]:
         # The per-run secretaries only when a selected command changes one of them.
         per_run = any(w[0] in ("activate", "deactivate", "delete", "rollout") for w in selected)
         _setup(exe, env, runs if per_run else 0, function_url)
-        floor, _ = least(lambda i: ["-c", "import sqlalchemy"], env, runs, [sys.executable])
         calls = real_calls(Path(home), function_url)
         for words in selected:
             name = " ".join(words)
-            help_cpu, _ = least(_constant([*words, "--help"]), env, runs, exe)
-            rows.append(Row(f"{name} --help", help_cpu, floor, "import sqlalchemy"))
             make = calls.get(name)
+            call_env = queue_env if words[0] == "queue" else env
+            # Interleaved with its own baseline runs: a virtual machine's speed drifts
+            # over minutes, and a baseline taken once at the start would drift apart.
+            floor = help_cpu = spent = float("inf")
+            code = 0
+            for i in range(runs):
+                floor = min(floor, cpu_of([sys.executable, "-c", "import sqlalchemy"], env)[0])
+                help_cpu = min(help_cpu, cpu_of([*exe, *words, "--help"], env)[0])
+                if make is not None:
+                    took, code = cpu_of([*exe, *make(i)], call_env)
+                    spent = min(spent, took)
+            rows.append(Row(f"{name} --help", help_cpu, floor, "import sqlalchemy"))
             if make is None:
                 rows.append(Row(f"{name}: NO REAL CALL DEFINED", 0.0, floor, "import sqlalchemy"))
                 continue
-            call_env = queue_env if words[0] == "queue" else env
-            spent, code = least(make, call_env, runs, exe)
             note = " (refused)" if name in REFUSED else "" if code == 0 else f" (exit {code})"
             shown = " ".join(make(0))
             rows.append(Row(f"{shown}{note}", spent, floor, "import sqlalchemy"))

@@ -17,13 +17,13 @@ from secretaries_core.catalog.reads import stamp
 from secretaries_core.catalog.refs import UserRef
 from secretaries_core.context.base import ContextStore, ProgressCallback
 from secretaries_core.plumbing.db import transaction
-from secretaries_core.usage.book import UsageReport
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from secretaries_core.catalog.registry import SecretaryRegistry
     from secretaries_core.queue.client import Queue
+    from secretaries_core.usage.book import UsageReport
 
     Catalog = SecretaryRegistry | Engine
     """The registry (whose listeners hear of a change), or just its database (the CLI's

@@ -33,10 +33,12 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secretaries_core.context.base import ContextPolicy, ContextStore, Message
-from secretaries_core.llm.base import ToolCall
+
+if TYPE_CHECKING:
+    from secretaries_core.llm.base import ToolCall
 
 # The first bytes of every ledger id: tells a ledger from a secretary's context.
 _MARK = bytes.fromhex("7e5c7a11ed9e")
@@ -120,7 +122,7 @@ class ToolLedger:
             if kind == "round":
                 number = int(body["round"])
                 found.rounds[number] = [
-                    ToolCall(c["id"], c["name"], c["arguments"]) for c in body["calls"]
+                    _tool_call(c["id"], c["name"], c["arguments"]) for c in body["calls"]
                 ]
                 found.started.update(f"{turn}:{number}:{i}" for i in body.get("started", ()))
             elif kind == "start":
@@ -209,3 +211,10 @@ class ToolLedger:
             for entry, body in entries
         ]
         await self.store.aappend_many(items, policy=LEDGER_POLICY, since=since)
+
+
+def _tool_call(call_id: str, name: str, arguments: str) -> ToolCall:
+    # Imported on use: `ledger_id` is read by commands that never meet a model.
+    from secretaries_core.llm.base import ToolCall
+
+    return ToolCall(call_id, name, arguments)
