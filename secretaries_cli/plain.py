@@ -188,3 +188,74 @@ def call_tool(rt: Runtime, name: str, args: str, tool: str | None, as_json: bool
         render.say(result.text)
     if not result.ok:
         raise SecretariesError(f"tool {name}: {result.text.removeprefix('error: ')}")
+
+
+def usage(
+    rt: Runtime,
+    user: UserRef | None,
+    secretary: str | None,
+    since: timedelta | None,
+    by_version: bool,
+    limit: int | None,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """`usage`: day rows from `offset`, at most `limit`; the totals are the whole report's."""
+    from secretaries_core.catalog.usage_report import usage_report, version_usage
+
+    engine = rt.engine()
+    report = usage_report(engine, user=user, secretary=secretary, since=since)
+    # Paging picks the day rows shown; the totals stay those of the whole report.
+    end = None if limit is None else offset + limit
+    report.days = report.days[offset:end]
+    versions = None
+    if by_version:
+        with engine.connect() as conn:
+            versions = version_usage(conn, secretary)
+    if as_json:
+        doc = report.as_dict()
+        if versions is not None:
+            doc["by_version"] = versions
+        render.emit_json(doc)
+        return
+    if versions is not None:
+        render.table(
+            "per version (lifetime)",
+            ["secretary", "version", "messages", "errors", "prompt", "completion", "👍", "👎"],
+            (
+                (
+                    name,
+                    v,
+                    c["messages"],
+                    c["errors"],
+                    c["prompt_tokens"],
+                    c["completion_tokens"],
+                    c["likes"],
+                    c["dislikes"],
+                )
+                for name, rows in versions.items()
+                for v, c in rows.items()
+            ),
+        )
+    priced = report.total.cost is not None
+    columns = ["day", "secretary", "model", "messages", "prompt", "completion"]
+    title = (
+        f"{report.total.messages} message(s), {report.total.prompt_tokens} prompt + "
+        f"{report.total.completion_tokens} completion tokens"
+    )
+    if priced:
+        columns.append("cost")
+        title += f", cost {report.total.cost:.4f}"
+    rows = []
+    for row in report.days:
+        t = row.totals
+        cells: list[Any] = [row.day, row.secretary, row.model, t.messages]
+        # An asterisk marks counts that include our own estimate (no usage from the provider).
+        mark = "*" if t.estimated_calls else ""
+        cells += [f"{t.prompt_tokens}{mark}", f"{t.completion_tokens}{mark}"]
+        if priced:
+            cells.append("" if t.cost is None else f"{t.cost:.4f}")
+        rows.append(cells)
+    render.table(title, columns, rows)
+    if any(r.totals.estimated_calls for r in report.days):
+        render.say("* includes estimated counts (the provider reported no usage)")

@@ -13,7 +13,7 @@ The everyday writes (`WRITES`: `assign`, `pin`, `unpin`, `set-default`, `activat
 `secretaries_core.catalog.writes` (and `rollout_writes`) in one write transaction — the
 functions the registry runs — and give up before their commit, never after it.
 `PLAIN` commands (`contexts stats|show|purge`, `delete --yes`, `users delete --yes`,
-`tools call`) run the bodies in plain.py, which the Typer commands run too; once one
+`tools call`, `usage`) run the bodies in plain.py, which the Typer commands run too; once one
 runs it reports its own failures through session.py, as the Typer app would (erasing
 and deleting are not one transaction, so they are never run a second time).
 Anything else (help, another option, a typo) and any read that cannot answer (an unknown
@@ -68,6 +68,11 @@ COMMANDS: dict[str, tuple[set[str], set[str], int]] = {
     "delete": ({"--json", "--yes"}, set(), 1),
     "users delete": ({"--json", "--yes"}, set(), 1),
     "tools call": ({"--json"}, {"--args", "--tool"}, 1),
+    "usage": (
+        {"--json", "--by-version"},
+        {"--user", "--secretary", "--since", "--limit", "--offset"},
+        0,
+    ),
 }
 WRITES = {"assign", "pin", "unpin", "set-default", "activate", "deactivate", "rollback"}
 ROLLOUT_WRITES = {"rollout start", "rollout set", "rollout promote", "rollout abort"}
@@ -79,6 +84,7 @@ PLAIN = {
     "delete": "delete",
     "users delete": "delete",
     "tools call": "call",
+    "usage": "usage",
 }
 Output = str | Callable[[], None]
 """What a quick command prints: text, or a function drawing a table (Rich) once it is safe."""
@@ -212,6 +218,15 @@ def _plain_job(read: Read) -> Callable[[Any], None]:
         who = None if raw_user is None else parse_user_ref(raw_user)
         secretary, dry_run = values.get("--secretary"), "--dry-run" in read.flags
         return lambda rt: plain.contexts_purge(rt, older_than, who, secretary, dry_run, as_json)
+    if command == "usage":
+        from secretaries_core.plumbing.durations import parse_duration
+
+        raw_since, raw_user = values.get("--since"), values.get("--user")
+        since = None if raw_since is None else parse_duration(raw_since)
+        who = None if raw_user is None else parse_user_ref(raw_user)
+        limit, offset = _count(read, "--limit"), _count(read, "--offset") or 0
+        secretary, by_version = values.get("--secretary"), "--by-version" in read.flags
+        return lambda rt: plain.usage(rt, who, secretary, since, by_version, limit, offset, as_json)
     if command == "tools call" and "--args" in values:
         name, args, tool = arguments[0], values["--args"], values.get("--tool")
         return lambda rt: plain.call_tool(rt, name, args, tool, as_json)

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from secretaries_cli import output
-from secretaries_cli.options import JsonFlag, LimitOpt, OffsetOpt, page
+from secretaries_cli.options import JsonFlag, LimitOpt, OffsetOpt
 from secretaries_cli.runtime import App, duration_arg, runtime, user_arg
 
 
@@ -50,60 +49,6 @@ def usage(
 
     Example: secretaries usage --since 7d --by-version
     """
-    from secretaries_core.catalog.usage_report import usage_report, version_usage
+    from secretaries_cli import plain
 
-    engine = runtime(ctx).engine()
-    report = usage_report(engine, user=user, secretary=secretary, since=since)
-    # Paging picks the day rows shown; the totals stay those of the whole report.
-    report.days = page(report.days, limit, offset)
-    versions = None
-    if by_version:
-        with engine.connect() as conn:
-            versions = version_usage(conn, secretary)
-    if json:
-        doc = report.as_dict()
-        if versions is not None:
-            doc["by_version"] = versions
-        output.emit_json(doc)
-        return
-    if versions is not None:
-        output.table(
-            "per version (lifetime)",
-            ["secretary", "version", "messages", "errors", "prompt", "completion", "👍", "👎"],
-            (
-                (
-                    name,
-                    v,
-                    c["messages"],
-                    c["errors"],
-                    c["prompt_tokens"],
-                    c["completion_tokens"],
-                    c["likes"],
-                    c["dislikes"],
-                )
-                for name, rows in versions.items()
-                for v, c in rows.items()
-            ),
-        )
-    priced = report.total.cost is not None
-    columns = ["day", "secretary", "model", "messages", "prompt", "completion"]
-    title = (
-        f"{report.total.messages} message(s), {report.total.prompt_tokens} prompt + "
-        f"{report.total.completion_tokens} completion tokens"
-    )
-    if priced:
-        columns.append("cost")
-        title += f", cost {report.total.cost:.4f}"
-    rows = []
-    for row in report.days:
-        t = row.totals
-        cells: list[Any] = [row.day, row.secretary, row.model, t.messages]
-        # An asterisk marks counts that include our own estimate (no usage from the provider).
-        mark = "*" if t.estimated_calls else ""
-        cells += [f"{t.prompt_tokens}{mark}", f"{t.completion_tokens}{mark}"]
-        if priced:
-            cells.append("" if t.cost is None else f"{t.cost:.4f}")
-        rows.append(cells)
-    output.table(title, columns, rows)
-    if any(r.totals.estimated_calls for r in report.days):
-        output.say("* includes estimated counts (the provider reported no usage)")
+    plain.usage(runtime(ctx), user, secretary, since, by_version, limit, offset, json)

@@ -1,6 +1,6 @@
-"""The commands whose bodies are in `secretaries_cli/plain.py` — `contexts stats|show|purge`,
-`delete`, `users delete`, `tools call` — print and store the same through the quick path
-(no Typer, no pydantic) and through the Typer app.
+"""The commands whose bodies are in `secretaries_cli/plain.py` — `contexts
+stats|show|purge`, `delete`, `users delete`, `tools call`, `usage` — print and store the
+same through the quick path (no Typer, no pydantic) and through the Typer app.
 
 As in test_quick_writes: two copies of one seeded catalog with stored conversations take
 the same command lines, one through the console script, one through the Typer app
@@ -35,6 +35,13 @@ STEPS = [
     ["contexts", "purge", "--secretary", "nobody"],
     ["contexts", "purge", "--user", "43", "--secretary", "carol", "--json"],
     ["contexts", "purge", "--older-than", "30d"],
+    ["usage"],
+    ["usage", "--json", "--by-version"],
+    ["usage", "--user", "45", "--since", "7d", "--limit", "1", "--offset", "0"],
+    ["usage", "--secretary", "carol", "--by-version"],
+    ["usage", "--secretary", "nobody"],
+    ["usage", "--user", "99"],
+    ["usage", "--since", "3x"],  # usage error
     ["delete", "bob"],  # no terminal, no --yes: refused, nothing deleted
     ["delete", "alice", "--yes"],  # the default
     ["delete", "carol", "--yes"],  # linked once: refused
@@ -50,6 +57,7 @@ STEPS = [
     ["tools", "call", "cal", "--args", "{}"],  # nothing listens on port 9
     ["tools", "call", "cal"],  # --args is required: usage error
     ["contexts", "stats", "--json"],
+    ["usage", "--json"],  # the erased users' usage folded into totals under no user
 ]
 
 
@@ -78,6 +86,7 @@ def test_plain_commands_load_neither_typer_nor_pydantic(tmp_path: Path) -> None:
         ["contexts", "stats"],
         ["contexts", "show", "45", "--json"],
         ["contexts", "purge", "--user", "43", "--dry-run"],
+        ["usage", "--by-version"],
         ["users", "delete", "100", "--yes", "--json"],
         ["contexts", "purge", "--older-than", "1s"],
     ):
