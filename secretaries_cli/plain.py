@@ -8,7 +8,9 @@ apart itself: what is printed, and every failure, has one implementation.
 from __future__ import annotations
 
 import json as jsonlib
+from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from secretaries_cli import render
@@ -17,6 +19,10 @@ from secretaries_core.errors import InvalidInput, SecretariesError
 if TYPE_CHECKING:
     from secretaries_cli.session import Runtime
     from secretaries_core.catalog.refs import UserRef
+
+
+class NotPlain(Exception):
+    """Raised before anything is written: this command line needs the Typer app."""
 
 
 def contexts_stats(rt: Runtime, as_json: bool) -> None:
@@ -259,3 +265,111 @@ def usage(
     render.table(title, columns, rows)
     if any(r.totals.estimated_calls for r in report.days):
         render.say("* includes estimated counts (the provider reported no usage)")
+
+
+# -- catalog as code ------------------------------------------------------------------------
+
+
+def read_catalog(path: Path) -> list[object]:
+    """The secretaries a catalog file declares; refused with the file's name."""
+    from secretaries_core.catalog.as_code import parse
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path} is not UTF-8 text") from None
+    try:
+        return list(parse(text))
+    except InvalidInput as exc:
+        raise InvalidInput(f"{path}: {exc}") from None
+
+
+def show_changes(changes: Sequence[object], as_json: bool, *, done: bool) -> None:
+    """What `plan` would change or `apply` changed."""
+    docs = [c.doc() for c in changes]  # type: ignore[attr-defined]
+    if as_json:
+        render.emit_json({"changes": docs})
+        return
+    if not docs:
+        render.say("No changes: the catalog matches the file.")
+        return
+    for doc in docs:
+        render.say(f"{doc['action']} {doc['secretary']}: {', '.join(doc['fields'])}")
+        if doc.get("refused"):
+            render.say(f"  refused: {doc['refused']}")
+        if doc.get("rollout"):
+            render.say(f"  {doc['rollout']}")
+        if doc.get("prompt_diff"):
+            render.say(doc["prompt_diff"])
+    refused = sum(1 for d in docs if d.get("refused"))
+    render.say(
+        f"{len(docs)} change(s) {'applied' if done else 'planned'}"
+        + (f"; {refused} would be refused, so `apply` would write nothing." if refused else ".")
+    )
+
+
+def export_catalog(rt: Runtime, out: Path | None) -> None:
+    """`export`: the catalog as YAML, on stdout or into `out`."""
+    import sys
+
+    from secretaries_core.catalog.as_code import export as dump
+    from secretaries_core.catalog.reads import catalog_rows
+
+    with rt.engine().connect() as conn:  # on Core: no ORM for a read
+        text = dump(catalog_rows(conn))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
+def plan_catalog(rt: Runtime, file: Path, prune: bool, as_json: bool) -> None:
+    """`plan FILE`: what `apply` would change (and refuse); nothing is written."""
+    from secretaries_core.catalog.as_code import plan
+    from secretaries_core.catalog.reads import catalog_rows
+
+    declared = read_catalog(file)
+    with rt.engine().connect() as conn:
+        changes = plan(declared, catalog_rows(conn), prune=prune)  # type: ignore[arg-type]
+    show_changes(changes, as_json, done=False)
+
+
+def planned_changes(rt: Runtime, declared: list[object], prune: bool) -> list[Any]:
+    """`apply`'s plan; refused (nothing applied) when `plan` marks a change refused."""
+    from secretaries_core.catalog.as_code import plan
+    from secretaries_core.catalog.reads import catalog_rows
+
+    with rt.engine().connect() as conn:
+        planned = list(plan(declared, catalog_rows(conn), prune=prune))  # type: ignore[arg-type]
+    refused = [c.refused for c in planned if c.refused]
+    if refused:
+        # What `plan` marks as refused: nothing is applied (one code path: the plan).
+        raise InvalidInput("nothing applied: " + "; ".join(refused))
+    return planned
+
+
+def apply_on_core(
+    rt: Runtime, declared: list[object], prune: bool, canary: int | None
+) -> list[Any]:
+    """Make the catalog what `declared` says, in one transaction (no eval to record)."""
+    from secretaries_core.catalog.catalog_apply import apply_catalog
+    from secretaries_core.plumbing.db import transaction
+    from secretaries_core.plumbing.timeutil import utcnow
+
+    raced = "the catalog changed meanwhile (a name taken?); retry"
+    with transaction(rt.engine(), write=True, conflict=raced) as conn:
+        return list(
+            apply_catalog(conn, declared, utcnow(), prune=prune, canary=canary)  # type: ignore[arg-type]
+        )
+
+
+def apply_confirmed(
+    rt: Runtime, file: Path, prune: bool, canary: int | None, as_json: bool
+) -> None:
+    """`apply FILE --yes` without eval suites; a file naming one needs the Typer app
+    (`NotPlain`, raised before anything is written)."""
+    declared = read_catalog(file)
+    planned_changes(rt, declared, prune)
+    if any(getattr(item, "eval", None) is not None for item in declared):
+        raise NotPlain("eval suites are run by the Typer app")
+    show_changes(apply_on_core(rt, declared, prune, canary), as_json, done=True)

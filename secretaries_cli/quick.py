@@ -13,9 +13,10 @@ The everyday writes (`WRITES`: `assign`, `pin`, `unpin`, `set-default`, `activat
 `secretaries_core.catalog.writes` (and `rollout_writes`) in one write transaction — the
 functions the registry runs — and give up before their commit, never after it.
 `PLAIN` commands (`contexts stats|show|purge`, `delete --yes`, `users delete --yes`,
-`tools call`, `usage`) run the bodies in plain.py, which the Typer commands run too; once one
-runs it reports its own failures through session.py, as the Typer app would (erasing
-and deleting are not one transaction, so they are never run a second time).
+`tools call`, `usage`, `export`, `plan`, `apply --yes` without eval suites) run the
+bodies in plain.py, which the Typer commands run too; once one runs it reports its own
+failures through session.py, as the Typer app would (erasing and deleting are not one
+transaction, so they are never run a second time).
 Anything else (help, another option, a typo) and any read that cannot answer (an unknown
 name, an error of any kind) goes to the Typer app, which then says what the contract
 says: every refusal has one implementation.
@@ -68,6 +69,9 @@ COMMANDS: dict[str, tuple[set[str], set[str], int]] = {
     "delete": ({"--json", "--yes"}, set(), 1),
     "users delete": ({"--json", "--yes"}, set(), 1),
     "tools call": ({"--json"}, {"--args", "--tool"}, 1),
+    "export": (set(), {"--output"}, 0),
+    "plan": ({"--json", "--prune"}, set(), 1),
+    "apply": ({"--json", "--prune", "--yes"}, {"--canary"}, 1),
     "usage": (
         {"--json", "--by-version"},
         {"--user", "--secretary", "--since", "--limit", "--offset"},
@@ -85,6 +89,9 @@ PLAIN = {
     "users delete": "delete",
     "tools call": "call",
     "usage": "usage",
+    "export": "export",
+    "plan": "plan",
+    "apply": "apply",
 }
 Output = str | Callable[[], None]
 """What a quick command prints: text, or a function drawing a table (Rich) once it is safe."""
@@ -172,6 +179,7 @@ def _run_plain(read: Read) -> int | None:
         job = _plain_job(read)
     except Exception:
         return None
+    from secretaries_cli.plain import NotPlain
     from secretaries_cli.session import Runtime, failure_code
     from secretaries_core.config import Settings
 
@@ -184,6 +192,8 @@ def _run_plain(read: Read) -> int | None:
             )
         )
         job(rt)
+    except NotPlain:
+        return None  # raised before anything was written
     except (Exception, KeyboardInterrupt) as exc:
         code = failure_code(exc, PLAIN[read.command])
         if code is None:
@@ -227,6 +237,26 @@ def _plain_job(read: Read) -> Callable[[Any], None]:
         limit, offset = _count(read, "--limit"), _count(read, "--offset") or 0
         secretary, by_version = values.get("--secretary"), "--by-version" in read.flags
         return lambda rt: plain.usage(rt, who, secretary, since, by_version, limit, offset, as_json)
+    if command == "export":
+        from pathlib import Path
+
+        out = values.get("--output")
+        target = None if out is None else Path(out)
+        return lambda rt: plain.export_catalog(rt, target)
+    if command in ("plan", "apply"):
+        import os
+        from pathlib import Path
+
+        file, prune = Path(arguments[0]), "--prune" in read.flags
+        if not (file.is_file() and os.access(file, os.R_OK)):
+            raise LookupError("the Typer app says what is wrong with the file")
+        if command == "plan":
+            return lambda rt: plain.plan_catalog(rt, file, prune, as_json)
+        raw = values.get("--canary")
+        canary = None if raw is None else _version_number(raw)
+        if (canary is not None and canary > 100) or "--yes" not in read.flags:
+            raise LookupError("out of range, or a confirmation only the Typer app asks for")
+        return lambda rt: plain.apply_confirmed(rt, file, prune, canary, as_json)
     if command == "tools call" and "--args" in values:
         name, args, tool = arguments[0], values["--args"], values.get("--tool")
         return lambda rt: plain.call_tool(rt, name, args, tool, as_json)

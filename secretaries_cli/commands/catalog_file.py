@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from secretaries_cli import output
+from secretaries_cli import output, plain
 from secretaries_cli.options import JsonFlag
 from secretaries_cli.runtime import App, runtime
 from secretaries_core.errors import InvalidInput
@@ -23,42 +22,6 @@ FileArg = Annotated[
 PruneOpt = Annotated[
     bool, typer.Option("--prune", help="Deactivate secretaries the file no longer has.")
 ]
-
-
-def _read(path: Path) -> list[object]:
-    from secretaries_core.catalog.as_code import parse
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{path} is not UTF-8 text") from None
-    try:
-        return list(parse(text))
-    except InvalidInput as exc:
-        raise InvalidInput(f"{path}: {exc}") from None
-
-
-def _show(changes: Sequence[object], json: bool, *, done: bool) -> None:
-    docs = [c.doc() for c in changes]  # type: ignore[attr-defined]
-    if json:
-        output.emit_json({"changes": docs})
-        return
-    if not docs:
-        output.say("No changes: the catalog matches the file.")
-        return
-    for doc in docs:
-        output.say(f"{doc['action']} {doc['secretary']}: {', '.join(doc['fields'])}")
-        if doc.get("refused"):
-            output.say(f"  refused: {doc['refused']}")
-        if doc.get("rollout"):
-            output.say(f"  {doc['rollout']}")
-        if doc.get("prompt_diff"):
-            output.say(doc["prompt_diff"])
-    refused = sum(1 for d in docs if d.get("refused"))
-    output.say(
-        f"{len(docs)} change(s) {'applied' if done else 'planned'}"
-        + (f"; {refused} would be refused, so `apply` would write nothing." if refused else ".")
-    )
 
 
 def _run_suites(
@@ -119,15 +82,7 @@ def register(app: App) -> None:
 
         Example: secretaries export --output catalog.yaml
         """
-        from secretaries_core.catalog.as_code import export as dump
-        from secretaries_core.catalog.reads import catalog_rows
-
-        with runtime(ctx).engine().connect() as conn:  # on Core: no ORM for a read
-            text = dump(catalog_rows(conn))
-        if out is None:
-            sys.stdout.write(text)
-        else:
-            out.write_text(text, encoding="utf-8")
+        plain.export_catalog(runtime(ctx), out)
 
     @app.command("plan")
     def plan(
@@ -137,13 +92,7 @@ def register(app: App) -> None:
 
         Example: secretaries plan catalog.yaml --prune
         """
-        from secretaries_core.catalog.as_code import plan as planned
-        from secretaries_core.catalog.reads import catalog_rows
-
-        declared = _read(file)
-        with runtime(ctx).engine().connect() as conn:  # on Core: no ORM for a read
-            changes = planned(declared, catalog_rows(conn), prune=prune)  # type: ignore[arg-type]
-        _show(changes, json, done=False)
+        plain.plan_catalog(runtime(ctx), file, prune, json)
 
     @app.command("apply")
     def apply(
@@ -173,21 +122,13 @@ def register(app: App) -> None:
         """
         if require_eval and canary is None:
             raise typer.BadParameter("gates a canary: add --canary P", param_hint="--require-eval")
-        from secretaries_core.catalog.as_code import plan as planning
-        from secretaries_core.catalog.reads import catalog_rows
-
-        declared = _read(file)
+        declared = plain.read_catalog(file)
         rt = runtime(ctx)
-        with rt.engine().connect() as conn:  # on Core: no ORM for the plan
-            planned = planning(declared, catalog_rows(conn), prune=prune)  # type: ignore[arg-type]
-        refused = [c.refused for c in planned if c.refused]
-        if refused:
-            # What `plan` marks as refused: nothing is applied (one code path: the plan).
-            raise InvalidInput("nothing applied: " + "; ".join(refused))
+        planned = plain.planned_changes(rt, declared, prune)
         if planned and not yes:
             # As `users delete`: ask on a terminal, else (a script) require --yes.
             if sys.stdin.isatty() and not json:
-                _show(list(planned), False, done=False)
+                plain.show_changes(list(planned), False, done=False)
             if not output.confirmed("Apply these changes?", yes=False):
                 raise InvalidInput(
                     "nothing applied: confirm on a terminal or pass --yes "
@@ -213,17 +154,5 @@ def register(app: App) -> None:
                     failures=result.failure_lines(),
                 )
         else:
-            from secretaries_core.catalog.catalog_apply import apply_catalog
-            from secretaries_core.plumbing.db import transaction
-            from secretaries_core.plumbing.timeutil import utcnow
-
-            raced = "the catalog changed meanwhile (a name taken?); retry"
-            with transaction(rt.engine(), write=True, conflict=raced) as conn:
-                changes = apply_catalog(
-                    conn,
-                    declared,  # type: ignore[arg-type]
-                    utcnow(),
-                    prune=prune,
-                    canary=canary,
-                )
-        _show(list(changes), json, done=True)
+            changes = plain.apply_on_core(rt, declared, prune, canary)
+        plain.show_changes(list(changes), json, done=True)

@@ -1,5 +1,6 @@
 """The commands whose bodies are in `secretaries_cli/plain.py` — `contexts
-stats|show|purge`, `delete`, `users delete`, `tools call`, `usage` — print and store the
+stats|show|purge`, `delete`, `users delete`, `tools call`, `usage`, `export`, `plan`,
+`apply` — print and store the
 same through the quick path (no Typer, no pydantic) and through the Typer app.
 
 As in test_quick_writes: two copies of one seeded catalog with stored conversations take
@@ -70,11 +71,52 @@ def _talked(url: str) -> None:
         assert done[0] == 0, done
 
 
+def _catalog_steps(url: str, folder: Path) -> list[list[str]]:
+    """export, plan and apply on files made from the seeded catalog's own export."""
+    exported = _run(url, ["export"], typer_only=True)[1]
+    hostile = folder / "exported.yaml"  # the seeded descriptions hold ESC: refused
+    hostile.write_text(exported, encoding="utf-8")
+    body = (
+        "secretaries:\n"
+        "- {name: alice, model: echo, default: true, prompt: 'Alice, again.'}\n"
+        "- {name: carol, model: echo, prompt: 'Carol, changed by file.', description: ''}\n"
+    )
+    changed = folder / "changed.yaml"
+    changed.write_text(body, encoding="utf-8")
+    suites = folder / "suites.yaml"  # an eval suite: the Typer app runs it (not walked:
+    # the eval it records is stamped, and the secretary it makes gets a new id)
+    suites.write_text(body + "- {name: dave, model: echo, prompt: Dave., eval: s.yaml}\n")
+    (folder / "s.yaml").write_text(
+        "cases:\n- {name: hi, message: hi, expect: [{contains: Dave}]}\n"
+    )
+    pruning = folder / "pruning.yaml"  # without alice, the default: pruning is refused
+    pruning.write_text("secretaries:\n- {name: erin, model: echo, prompt: E.}\n")
+    latin1 = folder / "latin1.yaml"
+    latin1.write_bytes("secretaries: [{name: é}]".encode("latin-1"))
+    return [
+        ["export"],
+        ["export", "--output", str(folder / "out.yaml")],
+        ["plan", str(hostile)],
+        ["plan", str(changed)],
+        ["plan", str(changed), "--json", "--prune"],
+        ["plan", str(pruning), "--prune"],
+        ["plan", str(folder / "missing.yaml")],  # usage error
+        ["plan", str(latin1)],
+        ["apply", str(changed)],  # no terminal, no --yes: refused
+        ["apply", str(changed), "--yes", "--canary", "101"],  # usage error
+        ["apply", str(pruning), "--prune", "--yes"],  # refused: nothing applied
+        ["apply", str(changed), "--yes", "--canary", "25"],
+        ["apply", str(changed), "--yes", "--json"],  # nothing left to change
+        ["export"],
+    ]
+
+
 def test_plain_commands_print_and_store_what_the_typer_app_does(tmp_path: Path) -> None:
     url = _seed(f"sqlite:///{tmp_path / 'a.db'}")
     _talked(url)
     shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
-    _walk(url, f"sqlite:///{tmp_path / 'b.db'}", STEPS)
+    steps = [*_catalog_steps(url, tmp_path), *STEPS]
+    _walk(url, f"sqlite:///{tmp_path / 'b.db'}", steps)
     shown = _run(url, ["contexts", "stats", "--json"], typer_only=True)[1]
     assert '"contexts": 0' in shown  # the walk purged and erased every conversation
 
@@ -87,10 +129,16 @@ def test_plain_commands_load_neither_typer_nor_pydantic(tmp_path: Path) -> None:
         ["contexts", "show", "45", "--json"],
         ["contexts", "purge", "--user", "43", "--dry-run"],
         ["usage", "--by-version"],
+        ["export"],
         ["users", "delete", "100", "--yes", "--json"],
         ["contexts", "purge", "--older-than", "1s"],
     ):
         assert _answered_quickly(url, args), args
+    steps = _catalog_steps(url, tmp_path)
+    changed, suites = tmp_path / "changed.yaml", tmp_path / "suites.yaml"
+    assert steps and _answered_quickly(url, ["plan", str(changed), "--prune", "--json"])
+    assert _answered_quickly(url, ["apply", str(changed), "--yes"])
+    assert not _answered_quickly(url, ["apply", str(suites), "--yes"])  # suites: Typer's
     made = [sys.executable, "-m", "secretaries_cli", "--database-url", url, "create", "temp"]
     subprocess.run([*made, "--model", "echo", "--prompt", "T"], check=True, capture_output=True)
     assert _answered_quickly(url, ["delete", "temp", "--yes"])
