@@ -30,7 +30,10 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from secretaries_core.config import Settings
 
 # command words -> (flags, options taking a value, number of arguments)
 COMMANDS: dict[str, tuple[set[str], set[str], int]] = {
@@ -181,16 +184,10 @@ def _run_plain(read: Read) -> int | None:
         return None
     from secretaries_cli.plain import NotPlain
     from secretaries_cli.session import Runtime, failure_code
-    from secretaries_core.config import Settings
 
     rt: Runtime | None = None
     try:
-        rt = Runtime(
-            Settings.load(
-                database_url=read.options.get("database_url"),
-                context_url=read.options.get("context_url"),
-            )
-        )
+        rt = Runtime(_settings(read))
         job(rt)
     except NotPlain:
         return None  # raised before anything was written
@@ -203,6 +200,24 @@ def _run_plain(read: Read) -> int | None:
         if rt is not None:
             rt.close()
     return 0
+
+
+def _settings(read: Read) -> Settings:
+    """The settings the global options (then the environment) give, as the root callback
+    loads them."""
+    from secretaries_core.config import Settings
+
+    return Settings.load(
+        database_url=read.options.get("database_url"),
+        context_url=read.options.get("context_url"),
+    )
+
+
+def _parsed(read: Read, name: str, parse: Callable[[str], Any]) -> Any:
+    """An option's value through `parse` (as Typer's parser takes it), None when absent;
+    raises (give up) on what `parse` refuses."""
+    raw = read.values.get(name)
+    return None if raw is None else parse(raw)
 
 
 def _plain_job(read: Read) -> Callable[[Any], None]:
@@ -223,25 +238,22 @@ def _plain_job(read: Read) -> Callable[[Any], None]:
     if command == "contexts purge":
         from secretaries_core.plumbing.durations import parse_duration
 
-        raw_age, raw_user = values.get("--older-than"), values.get("--user")
-        older_than = None if raw_age is None else parse_duration(raw_age)
-        who = None if raw_user is None else parse_user_ref(raw_user)
+        older_than = _parsed(read, "--older-than", parse_duration)
+        who = _parsed(read, "--user", parse_user_ref)
         secretary, dry_run = values.get("--secretary"), "--dry-run" in read.flags
         return lambda rt: plain.contexts_purge(rt, older_than, who, secretary, dry_run, as_json)
     if command == "usage":
         from secretaries_core.plumbing.durations import parse_duration
 
-        raw_since, raw_user = values.get("--since"), values.get("--user")
-        since = None if raw_since is None else parse_duration(raw_since)
-        who = None if raw_user is None else parse_user_ref(raw_user)
+        since = _parsed(read, "--since", parse_duration)
+        who = _parsed(read, "--user", parse_user_ref)
         limit, offset = _count(read, "--limit"), _count(read, "--offset") or 0
         secretary, by_version = values.get("--secretary"), "--by-version" in read.flags
         return lambda rt: plain.usage(rt, who, secretary, since, by_version, limit, offset, as_json)
     if command == "export":
         from pathlib import Path
 
-        out = values.get("--output")
-        target = None if out is None else Path(out)
+        target = _parsed(read, "--output", Path)
         return lambda rt: plain.export_catalog(rt, target)
     if command in ("plan", "apply"):
         import os
@@ -252,8 +264,7 @@ def _plain_job(read: Read) -> Callable[[Any], None]:
             raise LookupError("the Typer app says what is wrong with the file")
         if command == "plan":
             return lambda rt: plain.plan_catalog(rt, file, prune, as_json)
-        raw = values.get("--canary")
-        canary = None if raw is None else _version_number(raw)
+        canary = _parsed(read, "--canary", _version_number)
         if (canary is not None and canary > 100) or "--yes" not in read.flags:
             raise LookupError("out of range, or a confirmation only the Typer app asks for")
         return lambda rt: plain.apply_confirmed(rt, file, prune, canary, as_json)
@@ -290,14 +301,10 @@ def _version_number(word: str) -> int:
 def _answer(read: Read) -> Output | None:
     """The output as text (None when it was drawn as a table already); raises to give up."""
     from secretaries_core.catalog import reads
-    from secretaries_core.config import Settings
     from secretaries_core.plumbing.schema import open_database
 
     command, arguments, flags = read.command, read.arguments, read.flags
-    settings = Settings.load(
-        database_url=read.options.get("database_url"),
-        context_url=read.options.get("context_url"),
-    )
+    settings = _settings(read)
     limit, offset = _count(read, "--limit"), _count(read, "--offset") or 0
     engine = open_database(settings)
     if command in WRITES or command in ROLLOUT_WRITES:

@@ -30,6 +30,15 @@ if TYPE_CHECKING:
     one-shot commands: nobody listens, and the ORM is not loaded)."""
 
 
+class _Fields:
+    """A result whose SPEC.md document is its fields, as they are (JSON types only)."""
+
+    def doc(self) -> dict[str, Any]:
+        """The SPEC.md document."""
+        found: dict[str, Any] = asdict(self)  # type: ignore[call-overload]  # a dataclass
+        return found
+
+
 @dataclass(frozen=True)
 class Counts:
     """Contexts and messages of one secretary."""
@@ -39,16 +48,12 @@ class Counts:
 
 
 @dataclass(frozen=True)
-class ContextStats:
+class ContextStats(_Fields):
     """`contexts stats`: totals and per secretary name."""
 
     contexts: int
     messages: int
     by_secretary: dict[str, Counts]
-
-    def doc(self) -> dict[str, Any]:
-        """The SPEC.md document."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -101,19 +106,15 @@ class UserContexts:
 
 
 @dataclass(frozen=True)
-class Purged:
+class Purged(_Fields):
     """What `contexts purge` did (or, dry, would do)."""
 
     purged: int
     dry_run: bool
 
-    def doc(self) -> dict[str, Any]:
-        """The SPEC.md document."""
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class Erased:
+class Erased(_Fields):
     """`users delete --json` / `DELETE /api/users/{id}`: what was deleted."""
 
     telegram_id: int
@@ -125,10 +126,6 @@ class Erased:
     queued_dropped: int = 0
     replies: int = 0
     dead_letters: int = 0
-
-    def doc(self) -> dict[str, Any]:
-        """The SPEC.md document."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)

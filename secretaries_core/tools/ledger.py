@@ -110,6 +110,9 @@ class ToolLedger:
 
     async def read(self, user_id: int, secretary_id: uuid.UUID, turn: str) -> TurnLedger:
         """The entries of `turn` (empty for a turn answered the first time)."""
+        # Imported here: `ledger_id` is read by commands that never meet a model.
+        from secretaries_core.llm.base import ToolCall
+
         found = TurnLedger(turn=turn)
         prefix = f":{turn}:"
         newest = await self.store.aread(user_id, ledger_id(secretary_id), READ_ENTRIES)
@@ -122,7 +125,7 @@ class ToolLedger:
             if kind == "round":
                 number = int(body["round"])
                 found.rounds[number] = [
-                    _tool_call(c["id"], c["name"], c["arguments"]) for c in body["calls"]
+                    ToolCall(c["id"], c["name"], c["arguments"]) for c in body["calls"]
                 ]
                 found.started.update(f"{turn}:{number}:{i}" for i in body.get("started", ()))
             elif kind == "start":
@@ -211,10 +214,3 @@ class ToolLedger:
             for entry, body in entries
         ]
         await self.store.aappend_many(items, policy=LEDGER_POLICY, since=since)
-
-
-def _tool_call(call_id: str, name: str, arguments: str) -> ToolCall:
-    # Imported on use: `ledger_id` is read by commands that never meet a model.
-    from secretaries_core.llm.base import ToolCall
-
-    return ToolCall(call_id, name, arguments)
