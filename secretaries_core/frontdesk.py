@@ -45,12 +45,12 @@ class FrontDesk:
     async def choices(self, telegram_id: int, *, username: str | None = None) -> Choices:
         """Active secretaries and the user's current one (registers an unknown user)."""
         resolved = await self.orch.aresolve(telegram_id, username=username)
-        listed = await self.orch.hops.run(self.orch.registry.list_secretaries)
+        listed = await self.orch.hops.run(self.orch.admin.list_secretaries)
         return Choices(listed, resolved.secretary.id, resolved.source)
 
     async def switch(self, telegram_id: int, secretary_id: uuid.UUID) -> AssignOut:
         """Assign the secretary (same rules as `secretaries assign`)."""
-        return await self.orch.hops.run(self.orch.registry.assign, telegram_id, secretary_id)
+        return await self.orch.hops.run(self.orch.admin.assign, telegram_id, secretary_id)
 
     async def forget(self, telegram_id: int) -> tuple[str, bool]:
         """Clear the conversation with the current secretary: (its name, whether any)."""

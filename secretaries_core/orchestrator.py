@@ -15,7 +15,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from secretaries_core.catalog.registry import SecretaryRegistry
+from secretaries_core.catalog.serving import ServingCatalog
 from secretaries_core.catalog.version_counts import VersionCounts
 from secretaries_core.config import Settings
 from secretaries_core.context.base import ContextStore
@@ -37,6 +37,7 @@ from secretaries_core.conversation.summarizing import Summarizer
 from secretaries_core.conversation.tokens import TokenCounter
 from secretaries_core.conversation.tooling import ToolBox, ToolLoop, ToolRunner
 from secretaries_core.conversation.turn import IDEMPOTENCY_KEY, Reply, ReplyStream
+from secretaries_core.errors import InvalidInput
 from secretaries_core.evals.canary import CanaryJudge
 from secretaries_core.llm.base import ModelAdapter
 from secretaries_core.llm.fallback import (
@@ -64,6 +65,8 @@ from secretaries_core.usage.writer import UsageWriter
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from secretaries_core.catalog.registry import SecretaryRegistry
+
 __all__ = [
     "IDEMPOTENCY_KEY",
     "PARAM_DOUBLE_TEXTING",
@@ -88,7 +91,7 @@ class Orchestrator:
 
     def __init__(
         self,
-        registry: SecretaryRegistry,
+        registry: ServingCatalog,
         store: ContextStore,
         settings: Settings,
         *,
@@ -180,11 +183,15 @@ class Orchestrator:
         return self.now()
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> Orchestrator:
+    def from_settings(
+        cls, settings: Settings | None = None, *, serving_only: bool = False
+    ) -> Orchestrator:
         """Open the database, the context store and the model clients that `settings` name.
 
         `settings` defaults to `Settings.load()` (the environment). The embedded SQLite
         database is created or upgraded; any other database must be at the latest schema.
+        `registry` is the whole `SecretaryRegistry`, or with `serving_only` the message
+        path's `ServingCatalog` alone (no ORM: a one-shot command starts faster).
         """
         from secretaries_core.context.factory import open_context_store
         from secretaries_core.plumbing.schema import open_database
@@ -202,7 +209,14 @@ class Orchestrator:
         except BaseException:
             engine.dispose()
             raise
-        orchestrator = cls(SecretaryRegistry(engine), store, settings)
+        catalog: ServingCatalog
+        if serving_only:
+            catalog = ServingCatalog(engine)
+        else:
+            from secretaries_core.catalog.registry import SecretaryRegistry
+
+            catalog = SecretaryRegistry(engine)
+        orchestrator = cls(catalog, store, settings)
         orchestrator._owned_engine = engine
         return orchestrator
 
@@ -276,6 +290,16 @@ class Orchestrator:
         return await self.path.answered(telegram_id, key)
 
     # -- what callers look up -------------------------------------------------------------
+
+    @property
+    def admin(self) -> SecretaryRegistry:
+        """The whole registry, for front desks and the bot (pick, assign, remember replies)."""
+        from secretaries_core.catalog.registry import SecretaryRegistry
+
+        if not isinstance(self.registry, SecretaryRegistry):
+            # A programming error: the serving catalog was chosen for a one-shot command.
+            raise InvalidInput("this orchestrator was built with serving_only: no registry")
+        return self.registry
 
     @property
     def hops(self) -> Hops:
@@ -378,7 +402,7 @@ class Orchestrator:
         The reply is found by the update it answered (its turn in the context) or by the
         Telegram message id the bot sent it as. Unknown replies are `NotFound`.
         """
-        from secretaries_core.errors import InvalidInput, NotFound
+        from secretaries_core.errors import NotFound
 
         if value not in (1, -1):
             raise InvalidInput(f"feedback is 1 (like) or -1 (dislike), got {value}")

@@ -365,7 +365,7 @@ def create_router(
         # Which version wrote this message, so a reaction to it counts for that version.
         try:
             await orchestrator.hops.run(
-                orchestrator.registry.remember_reply,
+                orchestrator.admin.remember_reply,
                 user_id,
                 message_id,
                 answer.secretary_id,

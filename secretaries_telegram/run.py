@@ -64,7 +64,7 @@ def _remembering(orchestrator: Orchestrator) -> Callable[[dict[str, str], int], 
         if not fields.get("secretary_id") or not fields.get("version"):
             return
         await orchestrator.hops.run(
-            orchestrator.registry.remember_reply,
+            orchestrator.admin.remember_reply,
             int(fields["telegram_id"]),
             message_id,
             uuid.UUID(fields["secretary_id"]),

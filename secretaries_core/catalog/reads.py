@@ -40,7 +40,12 @@ from sqlalchemy import (
     select,
 )
 
-from secretaries_core.catalog.refs import SECRETARY_NAME_RE, USERNAME_RE, UserRef
+from secretaries_core.catalog.refs import (
+    SECRETARY_NAME_RE,
+    USERNAME_RE,
+    UserRef,
+    normalize_username,
+)
 from secretaries_core.catalog.rollout_hash import chosen_version
 from secretaries_core.plumbing.timeutil import UTCDateTime
 
@@ -276,6 +281,7 @@ def _resolution(by_name: bool) -> Any:
     columns: list[Any] = [USER.c.id, USER.c.telegram_id, USER.c.username]
     for side in (mine, fallback):
         columns += [c.label(f"{side.name}_{c.name}") for c in (side.c[k.name] for k in _SUMMARY)]
+        columns.append(side.c.prompt.label(f"{side.name}_prompt"))
         columns.append(_users_of(side.c.id).label(f"{side.name}_users"))
     return (
         select(*columns)
@@ -329,6 +335,14 @@ def _user_value(user_ref: UserRef) -> tuple[bool, Any]:
     if not USERNAME_RE.fullmatch(name):
         raise Miss(user_ref)
     return True, name.lower()
+
+
+def resolution_rows(conn: Any, user_ref: UserRef) -> list[Any]:
+    """The resolution query's rows for a user: none (unknown), one, or two (a username two
+    users share); each with both sides (`mine_*`, `fallback_*`) and their prompts."""
+    by_name = not isinstance(user_ref, int)
+    value = (normalize_username(str(user_ref)) or "").lower() if by_name else user_ref
+    return list(conn.execute(_RESOLUTION[by_name], {"ref": value}).all())
 
 
 def current(conn: Connection, user_ref: UserRef) -> CurrentRead:

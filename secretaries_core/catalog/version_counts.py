@@ -28,7 +28,7 @@ from secretaries_core.plumbing.flusher import BackgroundFlush
 from secretaries_core.usage.upsert import insert_for
 
 if TYPE_CHECKING:
-    from secretaries_core.catalog.registry import SecretaryRegistry
+    from secretaries_core.catalog.serving import ServingCatalog
 
 log = logging.getLogger(__name__)
 FIELDS = (
@@ -52,7 +52,7 @@ class VersionCounts(BackgroundFlush):
 
     def __init__(
         self,
-        registry: SecretaryRegistry,
+        registry: ServingCatalog,
         *,
         interval: float = 0.25,
         on_rollback: Callable[[str, str], None] | None = None,

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from secretaries_core.catalog.registry import SecretaryRegistry
+from secretaries_core.catalog.serving import ServingCatalog
 from secretaries_core.catalog.version_counts import VersionCounts
 from secretaries_core.config import DOUBLE_TEXTING, Settings
 from secretaries_core.context.base import ContextStore, Message
@@ -80,7 +80,7 @@ class MessagePath:
     def __init__(
         self,
         *,
-        registry: SecretaryRegistry,
+        registry: ServingCatalog,
         store: ContextStore,
         settings: Settings,
         metrics: Metrics,

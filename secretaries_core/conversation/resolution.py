@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-from secretaries_core.catalog.models import Assistant
-from secretaries_core.catalog.registry import SecretaryRegistry
+from secretaries_core.catalog.serving import SecretaryFacts, ServingCatalog
 from secretaries_core.conversation.instances import InstancePool, SecretarySnapshot
 from secretaries_core.conversation.resolution_cache import ResolutionCache, Resolved
 from secretaries_core.errors import UnknownUser
@@ -18,7 +17,7 @@ from secretaries_core.plumbing.metrics import Metrics
 from secretaries_core.usage import Quotas
 
 
-def snapshot(secretary: Assistant) -> SecretarySnapshot:
+def snapshot(secretary: SecretaryFacts) -> SecretarySnapshot:
     """Copy what the hot path needs out of a database row."""
     return SecretarySnapshot(
         id=secretary.id,
@@ -35,7 +34,7 @@ class Resolver:
 
     def __init__(
         self,
-        registry: SecretaryRegistry,
+        registry: ServingCatalog,
         quotas: Quotas,
         cache: ResolutionCache,
         hops: Hops,

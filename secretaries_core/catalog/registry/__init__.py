@@ -47,15 +47,6 @@ __all__ = [
 class SecretaryRegistry(CatalogFileMixin, UsersMixin, LinksMixin, MigrationMixin):
     """Every catalog, user and link operation, each in its own transaction on `engine`."""
 
-    def resolve_served(self, user_ref: UserRef) -> tuple[Resolution, Served]:
-        """`resolve` plus the version of that secretary the user gets (pin, rollout, live)."""
-
-        def work(session: Session) -> tuple[Resolution, Served]:
-            found = self._resolve(session, user_ref)[0]
-            return found, self._served(session, found.user, found.secretary)
-
-        return self._read(work)
-
     def current_version(self, user_ref: UserRef) -> tuple[Resolution, SecretaryOut, Served]:
         """`current` plus the version the user gets."""
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
-    Engine,
     func,
     select,
 )
@@ -28,15 +26,14 @@ from secretaries_core.catalog.refs import UserRef, normalize_username
 from secretaries_core.catalog.schemas import (
     Source,
 )
+from secretaries_core.catalog.serving import ChangeListener as ChangeListener
+from secretaries_core.catalog.serving import ServingCatalog
 from secretaries_core.errors import (
     Conflict,
 )
 from secretaries_core.plumbing.db import session_scope
-from secretaries_core.plumbing.timeutil import utcnow
 
 T = TypeVar("T")
-ChangeListener = Callable[[str, "uuid.UUID | None", "int | None"], None]
-"""`listener(event, secretary_id, telegram_id)`, called after a committed change."""
 UserStatus = Literal["created", "updated", "unchanged"]
 
 ASSIGN_ATTEMPTS = 5
@@ -71,31 +68,11 @@ class Change:
     moved_users: int = 0
 
 
-class RegistryBase:
-    """The engine, change listeners, lookups and transactions every part of the registry uses."""
+class RegistryBase(ServingCatalog):
+    """The engine, change listeners, lookups and transactions every part of the registry uses.
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
-        self.engine = engine
-        self.clock = clock
-        self._listeners: list[ChangeListener] = []
-
-    # -- change notification (caches in the orchestrator subscribe here) -----------------
-
-    def subscribe(self, listener: ChangeListener) -> None:
-        """Call `listener(event, secretary_id, telegram_id)` after every committed change.
-
-        Events: `catalog` (any secretary change), `deactivated` (with the secretary's id),
-        `user` (one user registered or renamed, with their Telegram id; bulk imports
-        without one), `link` (an assignment, with the user's Telegram id; migrations
-        without one). A `telegram_id` of None means "possibly every user".
-        """
-        self._listeners.append(listener)
-
-    def _changed(
-        self, event: str, secretary_id: uuid.UUID | None = None, telegram_id: int | None = None
-    ) -> None:
-        for listener in self._listeners:
-            listener(event, secretary_id, telegram_id)
+    The message path's calls and the change notification are `ServingCatalog`'s (Core).
+    """
 
     # -- lookups -------------------------------------------------------------------------
 

@@ -35,9 +35,9 @@ from secretaries_core.catalog.schemas import (
     Source,
     UserOut,
 )
+from secretaries_core.catalog.serving import no_secretary
 from secretaries_core.errors import (
     Conflict,
-    NoDefaultSecretary,
 )
 from secretaries_core.plumbing.db import session_scope
 
@@ -94,27 +94,9 @@ class LinksMixin(RegistryBase):
         if mine is not None and mine.is_active:
             return Resolution(user, mine, "assigned"), mine_users
         if fallback is None:
-            message, hint = self._no_secretary_hint(session)
-            raise NoDefaultSecretary(message, hint=hint)
+            raise no_secretary(session)
         source: Source = "default" if mine is None else "fallback"
         return Resolution(user, fallback, source), default_users
-
-    @staticmethod
-    def _no_secretary_hint(session: Session) -> tuple[str, str]:
-        """(the message, the hint) when nothing can answer a user."""
-        # What to do depends on the catalog: on a first run there is nothing to set.
-        active = session.scalars(
-            select(col(Assistant.name)).where(col(Assistant.is_active)).limit(1)
-        ).first()
-        if active is None:
-            return (
-                "no secretary available: the catalog has no active secretary",
-                "; create one with `secretaries create NAME --model MODEL --prompt TEXT --default`",
-            )
-        return (
-            "no secretary available: the user has no active secretary and there is no default",
-            f"; run `secretaries set-default SEC` (e.g. {active})",
-        )
 
     def current(self, user_ref: UserRef) -> tuple[Resolution, SecretaryOut]:
         """`resolve` plus the resolved secretary's public shape (with its user count)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from secretaries_core.catalog import providers
@@ -10,7 +9,7 @@ from secretaries_core.catalog.registry.base import RegistryBase
 from secretaries_core.catalog.secretary_writes import check_models
 from secretaries_core.catalog.secretary_writes import check_tools as check_tools
 from secretaries_core.llm.model_names import Provider
-from secretaries_core.llm.providers_table import PROVIDER_TABLE, provider_rows
+from secretaries_core.llm.providers_table import provider_rows
 
 
 class ProvidersMixin(RegistryBase):
@@ -31,17 +30,6 @@ class ProvidersMixin(RegistryBase):
 
         def work(session: Session) -> list[Provider]:
             return [Provider(*row) for row in provider_rows(session)]
-
-        return self._read(work)
-
-    def provider(self, name: str) -> Provider | None:
-        """One provider, or None."""
-
-        def work(session: Session) -> Provider | None:
-            row = session.execute(
-                select(PROVIDER_TABLE).where(PROVIDER_TABLE.c.name == name)
-            ).first()
-            return Provider(row.name, row.base_url, row.api_key_env) if row else None
 
         return self._read(work)
 

@@ -14,17 +14,14 @@ percentage only adds users (a user is in at P% iff their bucket is below P x 100
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from secretaries_core.catalog import rollout_writes
 from secretaries_core.catalog.models import Assistant, TelegramUser
 from secretaries_core.catalog.reads import (
-    SERVED_MARKS,
     rollout_document,
 )
 from secretaries_core.catalog.registry.base import Change
@@ -33,17 +30,10 @@ from secretaries_core.catalog.registry.versions import (
     DEFAULT_MIN_MESSAGES,
     Rollout,
     RolloutState,
-    Served,
     VersionsMixin,
 )
-from secretaries_core.catalog.rollout_hash import chosen_version
 from secretaries_core.catalog.rollout_writes import Judging as Judging
-from secretaries_core.catalog.rollout_writes import row_rollout
-from secretaries_core.catalog.versions_tables import (
-    ROLLOUT_TABLE,
-    VERSION_COUNT_TABLE,
-    VERSION_TABLE,
-)
+from secretaries_core.catalog.serving import Served, served
 from secretaries_core.errors import Conflict, NotFound
 
 
@@ -122,22 +112,6 @@ class RolloutsMixin(VersionsMixin, EvalsMixin):
     ) -> bool:
         return rollout_writes.end_rollout(session, secretary_id, state, reason, self.clock())
 
-    def roll_back_rollout(self, rollout_id: uuid.UUID, reason: str) -> bool:
-        """End a running rollout as `rolled_back` (once, whoever calls it first); True if so."""
-
-        def work(session: Session) -> bool:
-            row = session.execute(
-                select(ROLLOUT_TABLE).where(
-                    ROLLOUT_TABLE.c.id == rollout_id, ROLLOUT_TABLE.c.state == "running"
-                )
-            ).first()
-            if row is None:
-                return False
-            return self._end_rollout(session, row.secretary_id, "rolled_back", reason)
-
-        result: bool = self._write(work, conflict="the rollout changed meanwhile")
-        return result
-
     def rollout_status(self, ref: str | uuid.UUID) -> dict[str, Any]:
         """The newest rollout of SEC with both sides' counts over its life (SPEC shape)."""
 
@@ -151,75 +125,6 @@ class RolloutsMixin(VersionsMixin, EvalsMixin):
         result: dict[str, Any] = self._read(work)
         return result
 
-    def rollout_counts(self, rollout: Rollout) -> dict[int, Any]:
-        """Each version's counts over the rollout's life (rows by version number)."""
-        return self._read(lambda session: _rollout_counts(session, rollout))
-
-    def running_rollout(self, rollout_id: uuid.UUID) -> Rollout | None:
-        """The rollout if it is still running."""
-
-        def work(session: Session) -> Rollout | None:
-            row = session.execute(
-                select(ROLLOUT_TABLE).where(
-                    ROLLOUT_TABLE.c.id == rollout_id, ROLLOUT_TABLE.c.state == "running"
-                )
-            ).first()
-            return row_rollout(row) if row is not None else None
-
-        result: Rollout | None = self._read(work)
-        return result
-
     def _served(self, session: Session, user: TelegramUser, secretary: Assistant) -> Served:
-        # One round trip in the common case (no pin, no rollout): both looked up at once.
-        marks = session.execute(SERVED_MARKS, {"u": user.id, "s": secretary.id}).first()
-        values: tuple[Any, ...] = tuple(marks) if marks is not None else (None,) * 4
-        rollout_id = values[1]
-        live = Served(
-            secretary.version,
-            secretary.model,
-            secretary.prompt,
-            dict(secretary.params),
-            "live",
-            rollout_id,
-        )
-        wanted, source = chosen_version(user.telegram_id, secretary.id, secretary.version, values)
-        if source == "pinned":
-            rollout_id = None
-        if wanted is None:
-            return live if source == "live" else replace(live, source="pinned", rollout=None)
-        row = session.execute(
-            select(VERSION_TABLE).where(
-                VERSION_TABLE.c.secretary_id == secretary.id, VERSION_TABLE.c.version == wanted
-            )
-        ).first()
-        if row is None:
-            return live
-        return Served(
-            row.version,
-            row.model,
-            row.prompt,
-            dict(row.params),
-            cast(Any, source),
-            rollout_id,
-        )
-
-    def rollout_of(self, secretary_id: uuid.UUID, version: int) -> uuid.UUID | None:
-        """The running rollout of the secretary, if `version` is one of its two sides."""
-
-        def work(session: Session) -> uuid.UUID | None:
-            running = self._running(session, secretary_id)
-            if running is None or version not in (running.live_version, running.candidate_version):
-                return None
-            return running.id
-
-        return self._read(work)
-
-
-def _rollout_counts(session: Session, rollout: Rollout) -> dict[int, Any]:
-    rows = session.execute(
-        select(VERSION_COUNT_TABLE).where(
-            VERSION_COUNT_TABLE.c.secretary_id == rollout.secretary_id,
-            VERSION_COUNT_TABLE.c.period == rollout.id.hex,
-        )
-    )
-    return {row.version: row for row in rows}
+        assert user.id is not None
+        return served(session, user.id, user.telegram_id, secretary)

@@ -50,14 +50,10 @@ class UsersMixin(RegistryBase):
         stale (they changed it on Telegram), so it moves to this user and the other user's
         username is cleared.
         """
-        done = writes.register(self.engine, telegram_id, username, self.clock())
-        found = Registration(
+        done = self._register(telegram_id, username)
+        return Registration(
             TelegramUser(**done.row._mapping), done.status, done.username_moved_from
         )
-        self._changed("user", telegram_id=telegram_id)
-        if found.username_moved_from is not None:
-            self._changed("user", telegram_id=found.username_moved_from)
-        return found
 
     def erase_user_rows(self, user_ref: UserRef) -> tuple[int, int, int]:
         """Delete the user row, every link, pin and reply reference, and fold their usage

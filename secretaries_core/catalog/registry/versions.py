@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from secretaries_core.catalog import writes
 from secretaries_core.catalog.models import Assistant
 from secretaries_core.catalog.reads import (
-    VersionInfo,
     diff_document,
-    version_list,
 )
 from secretaries_core.catalog.refs import UserRef
 from secretaries_core.catalog.registry.providers import ProvidersMixin
@@ -28,27 +24,15 @@ from secretaries_core.catalog.rollout_writes import DEFAULT_MIN_MESSAGES as DEFA
 from secretaries_core.catalog.rollout_writes import Rollout as Rollout
 from secretaries_core.catalog.rollout_writes import RolloutState as RolloutState
 from secretaries_core.catalog.rollout_writes import running
+from secretaries_core.catalog.serving import Served as Served
 from secretaries_core.catalog.versions_tables import (
     REPLY_REF_TABLE,
 )
 
 T = TypeVar("T")
-VersionSource = Literal["live", "rollout", "pinned"]
 # How long the bot's reply → version references are kept (reactions come within days).
 REPLY_REF_RETENTION = timedelta(days=7)
 ALL = "all"  # the period of a version's counts over its whole life
-
-
-@dataclass(frozen=True)
-class Served:
-    """What a user gets of a secretary: a version's content, its number and why."""
-
-    version: int
-    model: str
-    prompt: str
-    params: dict[str, Any]
-    source: VersionSource
-    rollout: uuid.UUID | None = None
 
 
 class VersionsMixin(ProvidersMixin):
@@ -60,16 +44,6 @@ class VersionsMixin(ProvidersMixin):
 
     def _version_row(self, session: Session, secretary: Assistant, version: int) -> Any:
         return writes.version_row(session, secretary, version, self.clock())
-
-    def versions(self, ref: str | uuid.UUID) -> list[VersionInfo]:
-        """Every version of SEC, newest first, with its state."""
-
-        def work(session: Session) -> list[VersionInfo]:
-            secretary = self._secretary(session, ref)
-            self._ensure_live_row(session, secretary)
-            return version_list(session, secretary.id, secretary.version)
-
-        return self._write_quietly(work)
 
     def _write_quietly(self, work: Callable[[Session], T]) -> T:
         """A write transaction that notifies nobody (backfilling a live row changes nothing)."""
@@ -139,20 +113,6 @@ class VersionsMixin(ProvidersMixin):
             session.execute(REPLY_REF_TABLE.delete().where(REPLY_REF_TABLE.c.created_at < cutoff))
 
         self._write_quietly(work)
-
-    def reply_version(self, telegram_id: int, message_id: int) -> tuple[uuid.UUID, int] | None:
-        """(secretary id, version) of the reply the bot sent as `message_id`, if known."""
-
-        def work(session: Session) -> tuple[uuid.UUID, int] | None:
-            row = session.execute(
-                select(REPLY_REF_TABLE.c.secretary_id, REPLY_REF_TABLE.c.version).where(
-                    REPLY_REF_TABLE.c.telegram_id == telegram_id,
-                    REPLY_REF_TABLE.c.message_id == message_id,
-                )
-            ).first()
-            return (row.secretary_id, int(row.version)) if row is not None else None
-
-        return self._read(work)
 
     def _running(self, session: Session, secretary_id: uuid.UUID) -> Rollout | None:
         return running(session, secretary_id)
