@@ -3,37 +3,26 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
 
 import typer
 
-from secretaries_cli.render import emit_json, error, for_terminal, progress_bar, table, yes_no
+from secretaries_cli.render import (
+    emit_json,
+    error,
+    for_terminal,
+    progress_bar,
+    table,
+    verbatim,
+    yes_no,
+)
 
 # Kept here: commands print through `output`.
-__all__ = ["emit_json", "error", "for_terminal", "progress_bar", "table", "yes_no"]
-
-
-def stream_text(pieces: Iterable[str]) -> None:
-    """Write pieces to stdout as they come, flushed, then end the line."""
-    for piece in pieces:
-        sys.stdout.write(for_terminal(piece))
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+__all__ = ["emit_json", "error", "for_terminal", "progress_bar", "table", "verbatim", "yes_no"]
 
 
 def say(message: str) -> None:
     """A plain line for people on stdout (never used with --json)."""
     typer.echo(for_terminal(message))
-
-
-def verbatim(text: str) -> None:
-    """`text` on stdout exactly as it is (stdout is a pipe or a file, not a terminal).
-
-    Not `typer.echo`: off a terminal it strips ESC sequences, and the text must arrive
-    unchanged.
-    """
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
 
 
 def confirmed(question: str, *, yes: bool) -> bool:

@@ -17,8 +17,11 @@ from secretaries_cli import render
 from secretaries_core.errors import InvalidInput, SecretariesError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from secretaries_cli.session import Runtime
     from secretaries_core.catalog.refs import UserRef
+    from secretaries_core.orchestrator import Orchestrator, ReplyStream
 
 
 class NotPlain(Exception):
@@ -373,3 +376,139 @@ def apply_confirmed(
     if any(getattr(item, "eval", None) is not None for item in declared):
         raise NotPlain("eval suites are run by the Typer app")
     show_changes(apply_on_core(rt, declared, prune, canary), as_json, done=True)
+
+
+def chat(rt: Runtime, user: UserRef, message: str, as_json: bool, approve: bool) -> None:
+    """`chat USER MESSAGE`: an @username must be known; a numeric id may be new (the
+    message registers it)."""
+    import sys
+
+    from secretaries_core.tools.approval import fixed
+
+    approver = fixed(approve)
+    telegram_id = user if isinstance(user, int) else rt.telegram_id(user)
+    orchestrator = rt.serving_orchestrator()
+    try:
+        if not as_json and sys.stdout.isatty():
+            # On a terminal the reply appears as the model writes it; tool calls on stderr.
+            stream = orchestrator.astream(telegram_id, message)
+            stream.approver = approver
+            stream.on_tool = _tool_line
+            for piece in _pieces(orchestrator, stream):
+                sys.stdout.write(render.for_terminal(piece))
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+            return
+        reply = orchestrator.run_sync(orchestrator.ahandle(telegram_id, message, approver=approver))
+    finally:
+        orchestrator.close()
+    if as_json:
+        render.emit_json(
+            {"reply": reply.text, "secretary": reply.secretary, "source": reply.source}
+        )
+    elif sys.stdout.isatty():
+        render.say(reply.text)
+    else:
+        render.verbatim(reply.text)
+
+
+def _pieces(orchestrator: Orchestrator, stream: ReplyStream) -> Iterator[str]:
+    """The streamed reply as a plain iterator, driven on the orchestrator's own loop."""
+    while True:
+        try:
+            yield orchestrator.run_sync(anext(stream))
+        except StopAsyncIteration:
+            return
+
+
+def _tool_line(function: str, state: str) -> None:
+    """A tool call starting or ending, on stderr (the reply on stdout stays clean)."""
+    import sys
+
+    sys.stderr.write(render.for_terminal(f"[tool {function}: {state}]") + "\n")
+    sys.stderr.flush()
+
+
+def run_eval(rt: Runtime, sec: str, suite: Path, version: int | None, as_json: bool) -> int:
+    """`eval SEC --suite FILE`: the exit code (1 when a case failed)."""
+    import sys
+
+    from secretaries_core.evals.runner import run_eval as run
+    from secretaries_core.evals.suite import parse_suite
+
+    try:
+        text = suite.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read --suite {suite}: {exc}") from None
+    parsed = parse_suite(text, str(suite))
+    orchestrator = rt.serving_orchestrator()
+    try:
+        with render.progress_bar("evaluating", enabled=not as_json and sys.stderr.isatty()) as step:
+            result = orchestrator.run_sync(
+                run(orchestrator, sec, parsed, version=version, progress=step)
+            )
+    finally:
+        orchestrator.close()
+    if as_json:
+        render.emit_json(result.doc())
+    else:
+        render.say(
+            f"{result.secretary} version {result.version}: {result.passed} passed, "
+            f"{result.failed} failed"
+        )
+        for case in result.cases:
+            render.say(f"  {'ok  ' if case.passed else 'FAIL'} {case.name}")
+            for line in case.failures:
+                render.say(f"       {line}")
+            for call in case.not_run:
+                render.say(f"       not run in eval: {call}")
+    return 1 if result.failed else 0
+
+
+def replay(
+    rt: Runtime,
+    sec: str,
+    version: int | None,
+    users: int,
+    judge: str | None,
+    judge_model: str | None,
+    as_json: bool,
+) -> None:
+    """`replay SEC`: a version asked the last question of stored conversations."""
+    from secretaries_core.evals.replay import replay as run
+
+    orchestrator = rt.serving_orchestrator()
+    try:
+        with render.progress_bar("replaying", enabled=not as_json) as step:
+            number, results = orchestrator.run_sync(
+                run(orchestrator, sec, version=version, users=users, progress=step)
+            )
+        docs = [r.doc() for r in results]
+        counts: dict[str, int] = {}
+        if judge is not None:
+            from secretaries_core.evals.comparing import judge_replay, with_verdicts
+
+            compared = orchestrator.run_sync(
+                judge_replay(orchestrator, sec, number, results, judge, judge_model)
+            )
+            docs, counts = with_verdicts(docs, compared), compared.counts()
+    finally:
+        orchestrator.close()
+    if as_json:
+        render.emit_json({"secretary": sec, "version": number, "conversations": docs, **counts})
+        return
+    render.say(f"{sec} version {number} on {len(results)} conversation(s):")
+    for r, doc in zip(results, docs, strict=True):
+        render.say(f"\n[{r.telegram_id}] Q: {r.question}")
+        render.say(f"  stored:  {r.stored_answer or '(none)'}")
+        render.say(f"  v{number}: {r.answer if r.error is None else 'error: ' + r.error}")
+        if doc.get("verdict"):
+            render.say(f"  judge:   {doc['verdict']}")
+        for call in r.not_run:
+            render.say(f"  not run: {call}")
+    if counts:
+        render.say(
+            f"\nthe candidate: {counts['wins']} win(s), {counts['ties']} tie(s), "
+            f"{counts['losses']} loss(es)"
+            + (f", {counts['unreadable']} unreadable" if counts["unreadable"] else "")
+        )

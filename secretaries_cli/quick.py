@@ -33,6 +33,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from secretaries_core.config import Settings
 
 # command words -> (flags, options taking a value, number of arguments)
@@ -80,6 +82,9 @@ COMMANDS: dict[str, tuple[set[str], set[str], int]] = {
         {"--user", "--secretary", "--since", "--limit", "--offset"},
         0,
     ),
+    "chat": ({"--json", "--approve"}, set(), 2),
+    "eval": ({"--json"}, {"--suite", "--version"}, 1),
+    "replay": ({"--json"}, {"--version", "--users", "--judge", "--judge-model"}, 1),
 }
 WRITES = {"assign", "pin", "unpin", "set-default", "activate", "deactivate", "rollback"}
 ROLLOUT_WRITES = {"rollout start", "rollout set", "rollout promote", "rollout abort"}
@@ -95,6 +100,9 @@ PLAIN = {
     "export": "export",
     "plan": "plan",
     "apply": "apply",
+    "chat": "chat",
+    "eval": "eval_",
+    "replay": "replay",
 }
 Output = str | Callable[[], None]
 """What a quick command prints: text, or a function drawing a table (Rich) once it is safe."""
@@ -188,7 +196,7 @@ def _run_plain(read: Read) -> int | None:
     rt: Runtime | None = None
     try:
         rt = Runtime(_settings(read))
-        job(rt)
+        code = job(rt)
     except NotPlain:
         return None  # raised before anything was written
     except (Exception, KeyboardInterrupt) as exc:
@@ -199,7 +207,7 @@ def _run_plain(read: Read) -> int | None:
     finally:
         if rt is not None:
             rt.close()
-    return 0
+    return code or 0
 
 
 def _settings(read: Read) -> Settings:
@@ -220,7 +228,7 @@ def _parsed(read: Read, name: str, parse: Callable[[str], Any]) -> Any:
     return None if raw is None else parse(raw)
 
 
-def _plain_job(read: Read) -> Callable[[Any], None]:
+def _plain_job(read: Read) -> Callable[[Any], int | None]:
     """The body to run with its arguments parsed as Typer parses them; raises to give up
     (a bad value, or a confirmation only the Typer app asks for)."""
     from secretaries_cli import plain
@@ -256,18 +264,30 @@ def _plain_job(read: Read) -> Callable[[Any], None]:
         target = _parsed(read, "--output", Path)
         return lambda rt: plain.export_catalog(rt, target)
     if command in ("plan", "apply"):
-        import os
-        from pathlib import Path
-
-        file, prune = Path(arguments[0]), "--prune" in read.flags
-        if not (file.is_file() and os.access(file, os.R_OK)):
-            raise LookupError("the Typer app says what is wrong with the file")
+        file, prune = _readable(arguments[0]), "--prune" in read.flags
         if command == "plan":
             return lambda rt: plain.plan_catalog(rt, file, prune, as_json)
         canary = _parsed(read, "--canary", _version_number)
         if (canary is not None and canary > 100) or "--yes" not in read.flags:
             raise LookupError("out of range, or a confirmation only the Typer app asks for")
         return lambda rt: plain.apply_confirmed(rt, file, prune, canary, as_json)
+    if command == "chat":
+        user, message = parse_user_ref(arguments[0]), arguments[1]
+        approve = "--approve" in read.flags
+        return lambda rt: plain.chat(rt, user, message, as_json, approve)
+    if command == "eval":
+        suite = _readable(values["--suite"])
+        version = _parsed(read, "--version", _version_number)
+        return lambda rt: plain.run_eval(rt, arguments[0], suite, version, as_json)
+    if command == "replay":
+        version = _parsed(read, "--version", _version_number)
+        users = _parsed(read, "--users", _version_number)
+        if users == 0:
+            raise ValueError("--users is at least 1: the Typer app says so")
+        judge, judge_model = values.get("--judge"), values.get("--judge-model")
+        return lambda rt: plain.replay(
+            rt, arguments[0], version, 10 if users is None else users, judge, judge_model, as_json
+        )
     if command == "tools call" and "--args" in values:
         name, args, tool = arguments[0], values["--args"], values.get("--tool")
         return lambda rt: plain.call_tool(rt, name, args, tool, as_json)
@@ -279,6 +299,18 @@ def _plain_job(read: Read) -> Callable[[Any], None]:
         user = parse_user_ref(arguments[0])
         return lambda rt: plain.erase_user(rt, plain.erasure_question(rt, user)[0], as_json)
     raise LookupError(command)
+
+
+def _readable(name: str) -> Path:
+    """A file argument as Typer's `exists, dir_okay=False, readable` takes it; raises (give
+    up: the Typer app says what is wrong with it) otherwise."""
+    import os
+    from pathlib import Path
+
+    file = Path(name)
+    if not (file.is_file() and os.access(file, os.R_OK)):
+        raise LookupError("the Typer app says what is wrong with the file")
+    return file
 
 
 def _count(read: Read, name: str) -> int | None:

@@ -209,6 +209,13 @@ def progress_bar(label: str, *, enabled: bool) -> Iterator[Callable[[int, int], 
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
+def verbatim(text: str) -> None:
+    """`text` on stdout exactly as it is (stdout is a pipe or a file, not a terminal): no
+    terminal-safe rewriting, the text must arrive unchanged."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def say(line: str) -> None:
     """A line for people on stdout, made terminal-safe (what `output.say` prints)."""
     sys.stdout.write(for_terminal(line) + "\n")

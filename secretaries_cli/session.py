@@ -22,6 +22,7 @@ from secretaries_core.errors import (
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from secretaries_core.catalog.refs import UserRef
     from secretaries_core.catalog.registry import SecretaryRegistry
     from secretaries_core.context.base import ContextStore
     from secretaries_core.orchestrator import Orchestrator
@@ -79,6 +80,22 @@ class Runtime:
         from secretaries_core.orchestrator import Orchestrator
 
         return Orchestrator(self.registry(), self.contexts(), self.settings)
+
+    def serving_orchestrator(self) -> Orchestrator:
+        """An orchestrator on the message path's catalog alone (`ServingCatalog`: no ORM,
+        so `chat`, `eval` and `replay` start fast); the caller closes it."""
+        from secretaries_core.catalog.serving import ServingCatalog
+        from secretaries_core.orchestrator import Orchestrator
+
+        return Orchestrator(ServingCatalog(self.engine()), self.contexts(), self.settings)
+
+    def telegram_id(self, user: UserRef) -> int:
+        """The Telegram id of a registered user (`UnknownUser` when there is none)."""
+        from secretaries_core.catalog import writes
+        from secretaries_core.plumbing.db import connected
+
+        with connected(self.engine()) as conn:
+            return int(writes.user(conn, user).telegram_id)
 
     def close(self) -> None:
         """Release the database connections (the CLI runs one command per process)."""

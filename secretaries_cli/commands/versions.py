@@ -284,51 +284,6 @@ def register_replay(app: App) -> None:
 
         Example: secretaries replay alice --users 20 --judge "Answers the question, briefly."
         """
-        import sys
+        from secretaries_cli import plain
 
-        from secretaries_core.evals.replay import replay as run
-
-        orchestrator = runtime(ctx).orchestrator()
-        if json or not sys.stdout.isatty():
-            number, results = orchestrator.run_sync(
-                run(orchestrator, sec, version=version, users=users)
-            )
-        else:
-            from rich.progress import Progress
-
-            with Progress(transient=True) as bar:
-                task = bar.add_task("replaying", total=users)
-
-                def step(done: int, total: int) -> None:
-                    bar.update(task, completed=done, total=total)
-
-                number, results = orchestrator.run_sync(
-                    run(orchestrator, sec, version=version, users=users, progress=step)
-                )
-        docs = [r.doc() for r in results]
-        counts: dict[str, int] = {}
-        if judge is not None:
-            from secretaries_core.evals.comparing import judge_replay, with_verdicts
-
-            compared = orchestrator.run_sync(
-                judge_replay(orchestrator, sec, number, results, judge, judge_model)
-            )
-            docs, counts = with_verdicts(docs, compared), compared.counts()
-        if json:
-            output.emit_json({"secretary": sec, "version": number, "conversations": docs, **counts})
-            return
-        output.say(f"{sec} version {number} on {len(results)} conversation(s):")
-        for r, doc in zip(results, docs, strict=True):
-            output.say(f"\n[{r.telegram_id}] Q: {r.question}")
-            output.say(f"  stored:  {r.stored_answer or '(none)'}")
-            output.say(f"  v{number}: {r.answer if r.error is None else 'error: ' + r.error}")
-            if doc.get("verdict"):
-                output.say(f"  judge:   {doc['verdict']}")
-            for call in r.not_run:
-                output.say(f"  not run: {call}")
-        if counts:
-            output.say(
-                f"\nthe candidate: {counts['wins']} win(s), {counts['ties']} tie(s), "
-                f"{counts['losses']} loss(es)"
-                + (f", {counts['unreadable']} unreadable" if counts["unreadable"] else "")
-            )
+        plain.replay(runtime(ctx), sec, version, users, judge, judge_model, json)

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
+from secretaries_core.catalog.serving import Source as Source
+
 if TYPE_CHECKING:  # only the `of` constructors' signatures: no ORM for the shapes
     from secretaries_core.catalog.models import Assistant, TelegramUser
-
-Source = Literal["assigned", "default", "fallback"]
 
 
 class SecretaryOut(BaseModel):

@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from secretaries_core.catalog.reads import dislike_rate, error_rate, judge_fail_rate
-from secretaries_core.catalog.versions_tables import VERSION_COUNT_TABLE
+from secretaries_core.catalog.reads import COUNT, dislike_rate, error_rate, judge_fail_rate
 from secretaries_core.plumbing.db import transaction
 from secretaries_core.plumbing.flusher import BackgroundFlush
 from secretaries_core.usage.upsert import insert_for
@@ -103,10 +102,10 @@ class VersionCounts(BackgroundFlush):
                 for (s, v, p), c in batch.items()
             ]
             try:
-                insert = insert_for(self.engine, VERSION_COUNT_TABLE)
+                insert = insert_for(self.engine, COUNT)
                 statement = insert.on_conflict_do_update(
                     index_elements=["secretary_id", "version", "period"],
-                    set_={f: VERSION_COUNT_TABLE.c[f] + insert.excluded[f] for f in FIELDS},
+                    set_={f: COUNT.c[f] + insert.excluded[f] for f in FIELDS},
                 )
                 with transaction(self.engine, write=True) as conn:
                     conn.execute(statement, rows)

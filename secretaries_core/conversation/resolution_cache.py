@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from secretaries_core.catalog.schemas import Source
+from secretaries_core.catalog.serving import Source
 from secretaries_core.conversation.instances import SecretarySnapshot
 from secretaries_core.usage.quotas import Limits
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from secretaries_core.catalog.schemas import Source
+from secretaries_core.catalog.serving import Source
 from secretaries_core.context.base import Message
 from secretaries_core.conversation import summaries
 from secretaries_core.conversation.budget import Fit
