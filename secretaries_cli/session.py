@@ -86,8 +86,15 @@ class Runtime:
         so `chat`, `eval` and `replay` start fast); the caller closes it."""
         from secretaries_core.catalog.serving import ServingCatalog
         from secretaries_core.orchestrator import Orchestrator
+        from secretaries_core.plumbing.metrics import Metrics
 
-        return Orchestrator(ServingCatalog(self.engine()), self.contexts(), self.settings)
+        # Nobody scrapes a one-shot command's metrics: they are not recorded.
+        return Orchestrator(
+            ServingCatalog(self.engine()),
+            self.contexts(),
+            self.settings,
+            metrics=Metrics(record=False),
+        )
 
     def telegram_id(self, user: UserRef) -> int:
         """The Telegram id of a registered user (`UnknownUser` when there is none)."""

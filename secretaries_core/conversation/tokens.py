@@ -14,7 +14,6 @@ real count for English and Russian prose.
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import logging
 import math
@@ -92,6 +91,8 @@ def _bundled_ranks(name: str) -> dict[bytes, int] | None:
     except (ModuleNotFoundError, FileNotFoundError, OSError):
         return None
     ranks: dict[bytes, int] = {}
+    import gzip  # here, not at import: only a vocabulary read needs it
+
     for line in gzip.decompress(raw).splitlines():
         if line:
             token, rank = line.split()

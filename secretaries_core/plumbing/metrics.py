@@ -1,8 +1,16 @@
-"""Prometheus metrics of one orchestrator, on its own registry (nothing process-global)."""
+"""Prometheus metrics of one orchestrator, on its own registry (nothing process-global).
+
+`Metrics(record=False)` keeps the same attributes but records nothing and never imports
+prometheus-client (a tenth of `import sqlalchemy`): for a one-shot command, whose
+metrics nobody can scrape.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -10,8 +18,17 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 class Metrics:
     """Messages, resolutions, instance pool and model latency, by secretary where it matters."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry | None = None, *, record: bool = True) -> None:
+        Counter: Any
+        Gauge: Any
+        Histogram: Any
+        if record:
+            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+            self.registry: CollectorRegistry | None = registry or CollectorRegistry()
+        else:
+            Counter = Gauge = Histogram = _Unrecorded
+            self.registry = None
         r = self.registry
         self.messages = Counter(
             "secretaries_messages", "Messages handled, by secretary.", ["secretary"], registry=r
@@ -168,8 +185,36 @@ class Metrics:
         process without the API: a worker, the bot)."""
         from prometheus_client import start_http_server
 
-        start_http_server(port, addr=host, registry=self.registry)
+        if self.registry is not None:
+            start_http_server(port, addr=host, registry=self.registry)
 
     def exposition(self) -> bytes:
-        """The Prometheus text exposition of every metric here."""
+        """The Prometheus text exposition of every metric here (empty when unrecorded)."""
+        if self.registry is None:
+            return b""
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)
+
+
+class _Unrecorded:
+    """A counter, gauge or histogram that records nothing (`Metrics(record=False)`)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def labels(self, *args: object, **kwargs: object) -> _Unrecorded:
+        """Itself: every child records nothing too."""
+        return self
+
+    def inc(self, amount: float = 1) -> None:
+        """Nothing."""
+
+    def dec(self, amount: float = 1) -> None:
+        """Nothing."""
+
+    def set(self, value: float) -> None:
+        """Nothing."""
+
+    def observe(self, amount: float) -> None:
+        """Nothing."""

@@ -1,7 +1,7 @@
 """The commands whose bodies are in `secretaries_cli/plain.py` — `contexts
 stats|show|purge`, `delete`, `users delete`, `tools call`, `usage`, `export`, `plan`,
-`apply` — print and store the
-same through the quick path (no Typer, no pydantic) and through the Typer app.
+`apply`, `chat`, `eval`, `replay` — print and store the same through the quick path (no
+Typer, no pydantic; the message path on the serving catalog) and through the Typer app.
 
 As in test_quick_writes: two copies of one seeded catalog with stored conversations take
 the same command lines, one through the console script, one through the Typer app
@@ -19,6 +19,26 @@ from pathlib import Path
 from secretaries_cli.quick import parse
 from tests.cli.test_quick_reads import _answered_quickly, _run
 from tests.cli.test_quick_writes import _seed, _walk
+
+# The message path through both: a reply, a new user, a username, hostile text, invalid
+# Unicode (a surrogate: bytes that are not UTF-8 on the command line), refusals.
+CHAT_STEPS = [
+    ["chat", "45", "hello again"],
+    ["chat", "43", "hi [b]there[/b]", "--json"],
+    ["chat", "777", "a new user"],
+    ["chat", "@pinned", "by name", "--approve"],
+    ["chat", "@nobody", "hi"],
+    ["chat", "0", "hi"],  # not a user: usage error
+    ["chat", "45"],  # no message: usage error
+    ["chat", "45", "caf\udce9"],
+    ["chat", "45", "\x1b]52;c;aGk=\x07 hostile"],
+    ["replay", "alice", "--users", "2", "--version", "1"],
+    ["replay", "alice", "--users", "3", "--json"],
+    ["replay", "carol", "--users", "0"],  # usage error
+    ["replay", "nobody"],
+    ["replay", "alice", "--version", "99"],
+]
+
 
 STEPS = [
     ["contexts", "stats"],
@@ -52,6 +72,7 @@ STEPS = [
     ["users", "delete", "@pinned", "--yes", "--json"],
     ["users", "delete", "100", "--yes"],
     ["users", "delete", "100", "--yes"],  # gone already
+    ["users", "delete", "777", "--yes", "--json"],  # registered by its first chat
     ["tools", "call", "nope", "--args", "{}"],
     ["tools", "call", "cal", "--args", "[1]"],
     ["tools", "call", "cal", "--args", "{"],
@@ -91,9 +112,19 @@ def _catalog_steps(url: str, folder: Path) -> list[list[str]]:
     )
     pruning = folder / "pruning.yaml"  # without alice, the default: pruning is refused
     pruning.write_text("secretaries:\n- {name: erin, model: echo, prompt: E.}\n")
+    suite = folder / "suite.yaml"
+    suite.write_text(
+        "cases:\n- {name: greets, message: hi, expect: [{contains: hi}]}\n"
+        "- {name: fails, message: hey, expect: [{contains: nowhere}]}\n"
+    )
     latin1 = folder / "latin1.yaml"
     latin1.write_bytes("secretaries: [{name: é}]".encode("latin-1"))
     return [
+        ["eval", "carol", "--suite", str(suite), "--version", "1"],  # one case fails: exit 1
+        ["eval", "carol", "--suite", str(suite), "--json", "--version", "1"],
+        ["eval", "nobody", "--suite", str(suite)],
+        ["eval", "carol", "--suite", str(folder / "missing.yaml")],  # usage error
+        ["eval", "carol", "--suite", str(latin1)],
         ["export"],
         ["export", "--output", str(folder / "out.yaml")],
         ["plan", str(hostile)],
@@ -115,7 +146,7 @@ def test_plain_commands_print_and_store_what_the_typer_app_does(tmp_path: Path) 
     url = _seed(f"sqlite:///{tmp_path / 'a.db'}")
     _talked(url)
     shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
-    steps = [*_catalog_steps(url, tmp_path), *STEPS]
+    steps = [*CHAT_STEPS, *_catalog_steps(url, tmp_path), *STEPS]
     _walk(url, f"sqlite:///{tmp_path / 'b.db'}", steps)
     shown = _run(url, ["contexts", "stats", "--json"], typer_only=True)[1]
     assert '"contexts": 0' in shown  # the walk purged and erased every conversation
@@ -138,6 +169,15 @@ def test_plain_commands_load_neither_typer_nor_pydantic(tmp_path: Path) -> None:
     changed, suites = tmp_path / "changed.yaml", tmp_path / "suites.yaml"
     assert steps and _answered_quickly(url, ["plan", str(changed), "--prune", "--json"])
     assert _answered_quickly(url, ["apply", str(changed), "--yes"])
+    passing = tmp_path / "passing.yaml"
+    passing.write_text("cases:\n- {name: greets, message: hi, expect: [{contains: hi}]}\n")
+    for args in (
+        ["chat", "45", "hello"],
+        ["chat", "@pinned", "hello", "--json"],
+        ["eval", "carol", "--suite", str(passing), "--version", "1", "--json"],
+        ["replay", "alice", "--users", "2"],
+    ):
+        assert _answered_quickly(url, args), args
     assert not _answered_quickly(url, ["apply", str(suites), "--yes"])  # suites: Typer's
     made = [sys.executable, "-m", "secretaries_cli", "--database-url", url, "create", "temp"]
     subprocess.run([*made, "--model", "echo", "--prompt", "T"], check=True, capture_output=True)

@@ -12,6 +12,7 @@ and every refusal.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import uuid
@@ -102,10 +103,15 @@ def _dump(url: str) -> dict[str, list[str]]:
 def _masked(table: str, row: dict[str, Any]) -> dict[str, Any]:
     for key in row:
         made_here = table in ("usersecretarylink", "rollout") and key == "id"
-        if key.endswith("_at") or made_here:
+        if key.endswith("_at") or key == "at" or made_here:
             row[key] = "~"
     if table == "version_count" and len(row["period"]) == 32:
         row["period"] = "~"  # a rollout's id
+    if table == "conversation_context":
+        row["last_activity"] = "~"
+    if table == "context_message" and row.get("meta"):
+        meta = json.loads(row["meta"])
+        row["meta"] = {k: "~" if k in ("turn", "t") else v for k, v in meta.items()}
     return row
 
 
