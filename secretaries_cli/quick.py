@@ -13,7 +13,8 @@ The everyday writes (`WRITES`: `assign`, `pin`, `unpin`, `set-default`, `activat
 `secretaries_core.catalog.writes` (and `rollout_writes`) in one write transaction — the
 functions the registry runs — and give up before their commit, never after it.
 `PLAIN` commands (`contexts stats|show|purge`, `delete --yes`, `users delete --yes`,
-`tools call`, `usage`, `export`, `plan`, `apply --yes` without eval suites) run the
+`tools call`, `usage`, `export`, `plan`, `apply --yes` without eval suites, and `chat`,
+`eval`, `replay` — the message path on the `ServingCatalog`, without the ORM) run the
 bodies in plain.py, which the Typer commands run too; once one runs it reports its own
 failures through session.py, as the Typer app would (erasing and deleting are not one
 transaction, so they are never run a second time).
