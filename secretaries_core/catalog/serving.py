@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
@@ -95,7 +95,7 @@ class Served:
 
 
 @dataclass(frozen=True)
-class Assigned:
+class UserSecretary:
     """The secretary a user gets right now, and why (the message path's resolution)."""
 
     user_id: int
@@ -138,7 +138,7 @@ def served(conn: Any, user_id: int, telegram_id: int, secretary: SecretaryFacts)
     if source == "pinned":
         rollout_id = None
     if wanted is None:
-        return live if source == "live" else Served(*_content(live), "pinned", None)
+        return live if source == "live" else replace(live, source="pinned", rollout=None)
     row = conn.execute(
         select(VERSION).where(VERSION.c.secretary_id == secretary.id, VERSION.c.version == wanted)
     ).first()
@@ -149,11 +149,7 @@ def served(conn: Any, user_id: int, telegram_id: int, secretary: SecretaryFacts)
     )
 
 
-def _content(found: Served) -> tuple[int, str, str, dict[str, Any]]:
-    return found.version, found.model, found.prompt, found.params
-
-
-def assigned(conn: Any, user_ref: UserRef) -> Assigned:
+def resolve(conn: Any, user_ref: UserRef) -> UserSecretary:
     """The user's secretary (their active link's, else the default) in one query."""
     rows = resolution_rows(conn, user_ref)
     if not rows:
@@ -163,10 +159,11 @@ def assigned(conn: Any, user_ref: UserRef) -> Assigned:
     row = rows[0]
     mine, fallback = _side(row, "mine"), _side(row, "fallback")
     if mine is not None and mine.is_active:
-        return Assigned(row.id, row.telegram_id, mine, "assigned")
+        return UserSecretary(row.id, row.telegram_id, mine, "assigned")
     if fallback is None:
         raise no_secretary(conn)
-    return Assigned(row.id, row.telegram_id, fallback, "default" if mine is None else "fallback")
+    source: Source = "default" if mine is None else "fallback"
+    return UserSecretary(row.id, row.telegram_id, fallback, source)
 
 
 @dataclass(frozen=True)
@@ -252,10 +249,10 @@ class ServingCatalog:
 
     # -- the message path's calls --------------------------------------------------------
 
-    def resolve_served(self, user_ref: UserRef) -> tuple[Assigned, Served]:
+    def resolve_served(self, user_ref: UserRef) -> tuple[UserSecretary, Served]:
         """The user's secretary, why, and the version of it they get (pin, rollout, live)."""
         with self._core() as conn:
-            found = assigned(conn, user_ref)
+            found = resolve(conn, user_ref)
             return found, served(conn, found.user_id, found.telegram_id, found.secretary)
 
     def add_user(self, telegram_id: int, username: str | None = None) -> object:

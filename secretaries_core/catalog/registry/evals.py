@@ -1,8 +1,8 @@
-"""Eval results per version, and the release gate that requires a passing one.
+"""The release gate that requires a passing eval of the version about to go out.
 
-A result is kept with a digest of what was evaluated — the version's model, prompt and
-params, and the definitions of the tools it names — so a gate can tell an eval that no
-longer describes the version (a tool it calls was re-registered since) from a current one.
+Results are kept (with a digest of what was evaluated) by `catalog/eval_records.py`; a
+gate tells an eval that no longer describes the version (a tool it calls was
+re-registered since) from a current one.
 """
 
 from __future__ import annotations
