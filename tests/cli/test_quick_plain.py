@@ -14,7 +14,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+
+from sqlalchemy import create_engine, text
 
 from secretaries_cli.quick import parse
 from tests.cli.test_quick_reads import _answered_quickly, _run
@@ -87,8 +90,8 @@ def _talked(url: str) -> None:
     """Stored conversations on the seeded catalog: two users, two secretaries."""
     # 43 talks to carol, 45 is pinned to alice's version 1 (the echo model; alice's
     # running rollout would put some users on the draft's model, which nothing serves).
-    for user, text in (("45", "hello [red]"), ("43", "hi\x1b[2J"), ("45", "hey")):
-        done = _run(url, ["chat", user, text], typer_only=True)
+    for user, said in (("45", "hello [red]"), ("43", "hi\x1b[2J"), ("45", "hey")):
+        done = _run(url, ["chat", user, said], typer_only=True)
         assert done[0] == 0, done
 
 
@@ -150,6 +153,24 @@ def test_plain_commands_print_and_store_what_the_typer_app_does(tmp_path: Path) 
     _walk(url, f"sqlite:///{tmp_path / 'b.db'}", steps)
     shown = _run(url, ["contexts", "stats", "--json"], typer_only=True)[1]
     assert '"contexts": 0' in shown  # the walk purged and erased every conversation
+
+
+def test_the_message_path_on_postgresql_too(pg_admin_url: str, pg_url: str) -> None:
+    """`chat` and `replay` on PostgreSQL: the serving catalog's resolution, registration
+    and counts (its own SQL there) store what the registry's path stores."""
+    _talked(_seed(pg_url))
+    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    copy = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            source = pg_url.rsplit("/", 1)[1]
+            conn.execute(text(f'CREATE DATABASE "{copy}" TEMPLATE "{source}"'))
+        copy_url = admin.url.set(database=copy).render_as_string(hide_password=False)
+        _walk(pg_url, copy_url, [step for step in CHAT_STEPS if "\udce9" not in step[-1]])
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def test_plain_commands_load_neither_typer_nor_pydantic(tmp_path: Path) -> None:

@@ -110,7 +110,7 @@ def _masked(table: str, row: dict[str, Any]) -> dict[str, Any]:
     if table == "conversation_context":
         row["last_activity"] = "~"
     if table == "context_message" and row.get("meta"):
-        meta = json.loads(row["meta"])
+        meta = row["meta"] if isinstance(row["meta"], dict) else json.loads(row["meta"])
         row["meta"] = {k: "~" if k in ("turn", "t") else v for k, v in meta.items()}
     return row
 
