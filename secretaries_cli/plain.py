@@ -127,11 +127,8 @@ def delete_secretary(rt: Runtime, sec: str, as_json: bool) -> None:
 
 def erasure_question(rt: Runtime, user: UserRef) -> tuple[int, str]:
     """The user's Telegram id (refused when unknown) and what to ask before erasing them."""
-    from secretaries_core.catalog.writes import user as user_row
-
     # On Core, not the registry: nothing in this process listens for the change.
-    with rt.engine().connect() as conn:
-        telegram_id = int(user_row(conn, user).telegram_id)
+    telegram_id = rt.telegram_id(user)
     return telegram_id, f"Erase user {telegram_id} with their history, contexts and usage?"
 
 

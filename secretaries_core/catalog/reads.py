@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, cast
 
 from sqlalchemy import (
     JSON,
@@ -42,11 +42,11 @@ from sqlalchemy import (
 
 from secretaries_core.catalog.refs import (
     SECRETARY_NAME_RE,
-    USERNAME_RE,
     UserRef,
     normalize_username,
 )
 from secretaries_core.catalog.rollout_hash import chosen_version
+from secretaries_core.errors import InvalidInput
 from secretaries_core.plumbing.timeutil import UTCDateTime
 
 _views = MetaData()
@@ -314,34 +314,140 @@ SERVED_MARKS = select(
         and_(ROLLOUT.c.secretary_id == bindparam("s"), ROLLOUT.c.state == "running"),
     )
 )
-_VERSION_MODEL = select(VERSION.c.model).where(
-    VERSION.c.secretary_id == bindparam("s"), VERSION.c.version == bindparam("v")
-)
+VersionSource = Literal["live", "rollout", "pinned"]
+Source = Literal["assigned", "default", "fallback"]
 
 
-def _side(row: Any, side: str) -> dict[str, Any] | None:
+class SecretaryFacts(Protocol):
+    """What the message path reads of a secretary row (an ORM row or a Core row)."""
+
+    @property
+    def id(self) -> uuid.UUID:
+        """Its id."""
+
+    @property
+    def name(self) -> str:
+        """Its unique name."""
+
+    @property
+    def model(self) -> str:
+        """The live version's model."""
+
+    @property
+    def prompt(self) -> str:
+        """The live version's prompt."""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The live version's params."""
+
+    @property
+    def version(self) -> int:
+        """The live version's number."""
+
+    @property
+    def is_active(self) -> bool:
+        """Whether it answers anyone."""
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a user gets of a secretary: a version's content, its number and why."""
+
+    version: int
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    source: VersionSource
+    rollout: uuid.UUID | None = None
+
+
+def served(conn: Any, user_id: int, telegram_id: int, secretary: SecretaryFacts) -> Served:
+    """The version of `secretary` the user gets: their pin, else a rollout's side, else live."""
+    # One round trip in the common case (no pin, no rollout): both looked up at once.
+    marks = conn.execute(SERVED_MARKS, {"u": user_id, "s": secretary.id}).first()
+    values: tuple[Any, ...] = tuple(marks) if marks is not None else (None,) * 4
+    rollout_id = values[1]
+    live = Served(
+        secretary.version,
+        secretary.model,
+        secretary.prompt,
+        dict(secretary.params),
+        "live",
+        rollout_id,
+    )
+    wanted, source = chosen_version(telegram_id, secretary.id, secretary.version, values)
+    if source == "pinned":
+        rollout_id = None
+    if wanted is None:
+        return live if source == "live" else replace(live, source="pinned", rollout=None)
+    row = conn.execute(
+        select(VERSION).where(VERSION.c.secretary_id == secretary.id, VERSION.c.version == wanted)
+    ).first()
+    if row is None:
+        return live  # the version is gone: the live one is served
+    return Served(
+        row.version, row.model, row.prompt, dict(row.params), cast(Any, source), rollout_id
+    )
+
+
+@dataclass(frozen=True)
+class SideFacts:
+    """One secretary's columns of a resolution row (`mine_*` or `fallback_*`)."""
+
+    id: uuid.UUID
+    name: str
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    version: int
+    is_active: bool
+
+
+def side_facts(row: Any, side: str) -> SideFacts:
+    """The facts of one side of a resolution row (a side `chosen_side` named)."""
     mapping = row._mapping
-    if mapping[f"{side}_id"] is None:
+    return SideFacts(*(mapping[f"{side}_{field}"] for field in SideFacts.__dataclass_fields__))
+
+
+def chosen_side(row: Any) -> tuple[str, Source] | None:
+    """Which side of a resolution row answers the user, and why: their link's secretary
+    while it is active, else the default; None when there is neither."""
+    mapping = row._mapping
+    if mapping["mine_id"] is not None and mapping["mine_is_active"]:
+        return "mine", "assigned"
+    if mapping["fallback_id"] is None:
         return None
+    return "fallback", "default" if mapping["mine_id"] is None else "fallback"
+
+
+def _side(row: Any, side: str) -> dict[str, Any]:
+    mapping = row._mapping
     values = {k.name: mapping[f"{side}_{k.name}"] for k in _SUMMARY}
     return _summary(values, mapping[f"{side}_users"])
 
 
 def _user_value(user_ref: UserRef) -> tuple[bool, Any]:
-    """(by name?, the value to match): a Telegram id, or a username in lower case."""
+    """`user_key`, with `Miss` for a reference that cannot be a username (the registry
+    says what is wrong with it)."""
+    try:
+        return user_key(user_ref)
+    except InvalidInput:
+        raise Miss(user_ref) from None
+
+
+def user_key(user_ref: UserRef) -> tuple[bool, Any]:
+    """(by name?, the value a resolution query matches): a Telegram id, or a checked
+    username in lower case (`InvalidInput` for one that cannot be a username)."""
     if isinstance(user_ref, int):
         return False, user_ref
-    name = str(user_ref).strip().removeprefix("@")
-    if not USERNAME_RE.fullmatch(name):
-        raise Miss(user_ref)
-    return True, name.lower()
+    return True, (normalize_username(str(user_ref)) or "").lower()
 
 
 def resolution_rows(conn: Any, user_ref: UserRef) -> list[Any]:
     """The resolution query's rows for a user: none (unknown), one, or two (a username two
     users share); each with both sides (`mine_*`, `fallback_*`) and their prompts."""
-    by_name = not isinstance(user_ref, int)
-    value = (normalize_username(str(user_ref)) or "").lower() if by_name else user_ref
+    by_name, value = user_key(user_ref)
     return list(conn.execute(_RESOLUTION[by_name], {"ref": value}).all())
 
 
@@ -352,31 +458,19 @@ def current(conn: Connection, user_ref: UserRef) -> CurrentRead:
     if len(rows) != 1:
         raise Miss(user_ref)  # unknown, or a username two users share
     row = rows[0]
-    mine, fallback = _side(row, "mine"), _side(row, "fallback")
-    if mine is not None and mine["is_active"]:
-        secretary, source = mine, "assigned"
-    elif fallback is not None:
-        secretary, source = fallback, "default" if mine is None else "fallback"
-    else:
+    chosen = chosen_side(row)
+    if chosen is None:
         raise Miss(user_ref)  # no secretary at all: the registry says what to do
-    version, model = secretary["version"], secretary["model"]
-    secretary_id = uuid.UUID(secretary["id"])
-    marks = conn.execute(SERVED_MARKS, {"u": row.id, "s": secretary_id}).one()
-    wanted, version_source = chosen_version(row.telegram_id, secretary_id, version, tuple(marks))
-    if wanted is not None:
-        found = conn.execute(_VERSION_MODEL, {"s": secretary_id, "v": wanted}).scalar()
-        if found is None:
-            version_source = "live"  # the version is gone: the live one is served
-        else:
-            version, model = wanted, found
+    side, source = chosen
+    version = served(conn, row.id, row.telegram_id, side_facts(row, side))
     document = {
         "user": {"telegram_id": row.telegram_id, "username": row.username},
-        "secretary": secretary,
+        "secretary": _side(row, side),
         "source": source,
-        "version": version,
-        "version_source": version_source,
+        "version": version.version,
+        "version_source": version.source,
     }
-    return CurrentRead(document, model)
+    return CurrentRead(document, version.model)
 
 
 @dataclass(frozen=True)

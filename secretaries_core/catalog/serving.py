@@ -15,9 +15,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, select
 
@@ -27,14 +27,18 @@ from secretaries_core.catalog.reads import (
     REPLY_REF,
     ROLLOUT,
     SECRETARY,
-    SERVED_MARKS,
-    VERSION,
     VersionInfo,
+    chosen_side,
     resolution_rows,
+    side_facts,
     version_list,
 )
+from secretaries_core.catalog.reads import SecretaryFacts as SecretaryFacts
+from secretaries_core.catalog.reads import Served as Served
+from secretaries_core.catalog.reads import Source as Source
+from secretaries_core.catalog.reads import VersionSource as VersionSource
+from secretaries_core.catalog.reads import served as served
 from secretaries_core.catalog.refs import UserRef
-from secretaries_core.catalog.rollout_hash import chosen_version
 from secretaries_core.catalog.rollout_writes import Rollout, end_rollout, row_rollout, running
 from secretaries_core.errors import NoDefaultSecretary
 from secretaries_core.plumbing.timeutil import utcnow
@@ -46,52 +50,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 ChangeListener = Callable[[str, "uuid.UUID | None", "int | None"], None]
 """`listener(event, secretary_id, telegram_id)`, called after a committed change."""
-VersionSource = Literal["live", "rollout", "pinned"]
-Source = Literal["assigned", "default", "fallback"]
-
-
-class SecretaryFacts(Protocol):
-    """What the message path reads of a secretary row (an ORM row or a Core row)."""
-
-    @property
-    def id(self) -> uuid.UUID:
-        """Its id."""
-
-    @property
-    def name(self) -> str:
-        """Its unique name."""
-
-    @property
-    def model(self) -> str:
-        """The live version's model."""
-
-    @property
-    def prompt(self) -> str:
-        """The live version's prompt."""
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The live version's params."""
-
-    @property
-    def version(self) -> int:
-        """The live version's number."""
-
-    @property
-    def is_active(self) -> bool:
-        """Whether it answers anyone."""
-
-
-@dataclass(frozen=True)
-class Served:
-    """What a user gets of a secretary: a version's content, its number and why."""
-
-    version: int
-    model: str
-    prompt: str
-    params: dict[str, Any]
-    source: VersionSource
-    rollout: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -120,35 +78,6 @@ def no_secretary(conn: Any) -> NoDefaultSecretary:
     )
 
 
-def served(conn: Any, user_id: int, telegram_id: int, secretary: SecretaryFacts) -> Served:
-    """The version of `secretary` the user gets: their pin, else a rollout's side, else live."""
-    # One round trip in the common case (no pin, no rollout): both looked up at once.
-    marks = conn.execute(SERVED_MARKS, {"u": user_id, "s": secretary.id}).first()
-    values: tuple[Any, ...] = tuple(marks) if marks is not None else (None,) * 4
-    rollout_id = values[1]
-    live = Served(
-        secretary.version,
-        secretary.model,
-        secretary.prompt,
-        dict(secretary.params),
-        "live",
-        rollout_id,
-    )
-    wanted, source = chosen_version(telegram_id, secretary.id, secretary.version, values)
-    if source == "pinned":
-        rollout_id = None
-    if wanted is None:
-        return live if source == "live" else replace(live, source="pinned", rollout=None)
-    row = conn.execute(
-        select(VERSION).where(VERSION.c.secretary_id == secretary.id, VERSION.c.version == wanted)
-    ).first()
-    if row is None:
-        return live  # the version is gone: the live one is served
-    return Served(
-        row.version, row.model, row.prompt, dict(row.params), cast(Any, source), rollout_id
-    )
-
-
 def resolve(conn: Any, user_ref: UserRef) -> UserSecretary:
     """The user's secretary (their active link's, else the default) in one query."""
     rows = resolution_rows(conn, user_ref)
@@ -157,33 +86,11 @@ def resolve(conn: Any, user_ref: UserRef) -> UserSecretary:
     if len(rows) > 1:
         raise writes.several_users(user_ref)
     row = rows[0]
-    mine, fallback = _side(row, "mine"), _side(row, "fallback")
-    if mine is not None and mine.is_active:
-        return UserSecretary(row.id, row.telegram_id, mine, "assigned")
-    if fallback is None:
+    chosen = chosen_side(row)
+    if chosen is None:
         raise no_secretary(conn)
-    source: Source = "default" if mine is None else "fallback"
-    return UserSecretary(row.id, row.telegram_id, fallback, source)
-
-
-@dataclass(frozen=True)
-class _Side:
-    """One secretary's columns of the resolution query's row."""
-
-    id: uuid.UUID
-    name: str
-    model: str
-    prompt: str
-    params: dict[str, Any]
-    version: int
-    is_active: bool
-
-
-def _side(row: Any, side: str) -> _Side | None:
-    mapping = row._mapping
-    if mapping[f"{side}_id"] is None:
-        return None
-    return _Side(*(mapping[f"{side}_{field}"] for field in _Side.__dataclass_fields__))
+    side, source = chosen
+    return UserSecretary(row.id, row.telegram_id, side_facts(row, side), source)
 
 
 def reply_version(conn: Any, telegram_id: int, message_id: int) -> tuple[uuid.UUID, int] | None:

@@ -22,7 +22,7 @@ from secretaries_core.catalog.models import (
     Assistant,
     TelegramUser,
 )
-from secretaries_core.catalog.refs import UserRef, normalize_username
+from secretaries_core.catalog.refs import UserRef
 from secretaries_core.catalog.registry.base import (
     ASSIGN_ATTEMPTS,
     RegistryBase,
@@ -85,8 +85,7 @@ class LinksMixin(RegistryBase):
 
         Returns the resolution and the resolved secretary's number of users.
         """
-        by_name = not isinstance(user_ref, int)
-        value = (normalize_username(str(user_ref)) or "").lower() if by_name else user_ref
+        by_name, value = reads.user_key(user_ref)
         query = _resolution_query(by_name)
         user, mine, fallback, mine_users, default_users = self._one_user(
             session.execute(query, {"ref": value}).all(), user_ref
