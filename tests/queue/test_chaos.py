@@ -25,7 +25,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -217,7 +217,12 @@ def test_every_fault_at_once_nothing_lost_doubled_or_stuck(tmp_path: Path) -> No
                 time.sleep(0.5)
             drained = time.monotonic()
             done.set()
-            assert delivered() == expected, (delivered(), expected, queue.stats())
+            assert delivered() == expected, (
+                delivered(),
+                expected,
+                queue.stats(),
+                _missing(updates, api.sent, [fields for _, fields in queue.iter_replies()]),
+            )
             last_fault = max(fault_ends.values())
             print(
                 f"\nchaos: all {expected} replies delivered {drained - last_fault:.1f}s "
@@ -272,3 +277,20 @@ def test_every_fault_at_once_nothing_lost_doubled_or_stuck(tmp_path: Path) -> No
         for name in procs:
             text = (tmp_path / f"{name}.log").read_text()
             assert "Traceback" not in text, (name, text[-3000:])
+
+
+def _missing(
+    updates: list[dict[str, Any]], sent: list[dict[str, Any]], replies: list[dict[str, Any]]
+) -> list[tuple[int, str, list[dict[str, Any]]]]:
+    """The updates whose reply never reached the Bot API, each with what the replies
+    stream holds for it (to tell an answer never written from one never delivered)."""
+    shown = {
+        (m["chat"]["id"], m["text"].split(" re: ", 1)[-1]) for m in sent if " re: " in m["text"]
+    }
+    out = []
+    for update in updates:
+        user, text = update["telegram_id"], str(update["text"])
+        if user != BLOCKED and not any(k == user and v.startswith(text + " (") for k, v in shown):
+            on_stream = [r for r in replies if str(r.get("update_id")) == str(update["update_id"])]
+            out.append((user, text, on_stream))
+    return out
